@@ -1,0 +1,168 @@
+"""``python -m agent``: what the subscriber (or the helpdesk on the phone) runs.
+
+``enroll``   accept the ISP's certificate (第31条1項④) and register this PC.
+``run``      stay connected to the broker (outbound WSS only, 別記2).
+``status``   show this PC's enrollment.
+``inventory --preview``  show exactly what each 別紙5 item would send; sends nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from certs import CertError
+
+from .errors import AgentError, EnrollDeclined, FingerprintMismatchError, UnreachableError
+from .i18n import detect_lang, error_text, t
+from .identity import default_data_dir, is_enrolled, load_identity
+
+EXIT_ERROR = 2
+EXIT_DECLINED = 3
+EXIT_REFUSED = 4
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m agent", description="Remote-support agent")
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="default: per-user data dir or $AGENT_DATA_DIR"
+    )
+    parser.add_argument("--lang", default=None, help="ja or en (default: from the locale)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    enroll = sub.add_parser("enroll", help="register this PC with the helpdesk's broker")
+    enroll.add_argument("--broker", required=True, help="wss://host:port")
+    enroll.add_argument("--contract-id", required=True)
+    enroll.add_argument("--token", required=True)
+    enroll.add_argument("--ca-fingerprint", required=True, help="sha256:… as given by the helpdesk")
+    enroll.add_argument("--machine-name", default=None)
+    enroll.add_argument("--force", action="store_true", help="enroll again, replacing the stored identity")
+
+    run = sub.add_parser("run", help="connect to the broker and stay connected")
+    run.add_argument("--log-level", default="INFO")
+
+    sub.add_parser("status", help="show the stored enrollment")
+
+    inventory = sub.add_parser("inventory", help="別紙5 inventory")
+    inventory.add_argument("--preview", action="store_true", required=True, help="show, send nothing")
+    return parser
+
+
+def ask(prompt: str, *, stdin: TextIO, stdout: TextIO) -> bool:
+    """Default deny: only an explicit y/yes/はい accepts; EOF or anything else declines."""
+    stdout.write(prompt)
+    stdout.flush()
+    answer = stdin.readline()
+    return answer.strip().lower() in {"y", "yes", "はい"}
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdin: TextIO = sys.stdin,
+    stdout: TextIO = sys.stdout,
+    stderr: TextIO = sys.stderr,
+) -> int:
+    args = build_parser().parse_args(argv)
+    lang = detect_lang(args.lang)
+    data_dir: Path = args.data_dir or default_data_dir()
+    try:
+        if args.command == "enroll":
+            return _enroll(args, data_dir, lang, stdin, stdout)
+        if args.command == "run":
+            return _run(args, data_dir, lang, stdout)
+        if args.command == "status":
+            identity = load_identity(data_dir)
+            if identity is None:
+                print(t("run.not_enrolled", lang), file=stdout)
+                return EXIT_ERROR
+            print(
+                f"broker: {identity.broker_url}\ncontract: {identity.contract_id}\n"
+                f"client certificate ID: {identity.serial}\nmachine: {identity.machine_name}",
+                file=stdout,
+            )
+            return 0
+        if args.command == "inventory":
+            from .inventory.preview import run_preview
+
+            identity = load_identity(data_dir)
+            return run_preview(lang=lang, cert_serial=identity.serial if identity else None, out=stdout)
+    except EnrollDeclined:
+        print(t("enroll.declined", lang), file=stderr)
+        return EXIT_DECLINED
+    except FingerprintMismatchError as exc:
+        print(t("enroll.fingerprint_mismatch", lang, expected=exc.expected, actual=exc.actual), file=stderr)
+        return EXIT_ERROR
+    except UnreachableError as exc:
+        print(t("enroll.unreachable", lang, detail=str(exc)), file=stderr)
+        return EXIT_ERROR
+    except AgentError as exc:
+        print(f"[{exc.code}] {error_text(exc.code, lang, str(exc))}", file=stderr)
+        return EXIT_REFUSED
+    except CertError as exc:
+        print(f"[{exc.code}] {exc}", file=stderr)
+        return EXIT_ERROR
+    return EXIT_ERROR
+
+
+def _enroll(args: argparse.Namespace, data_dir: Path, lang: str, stdin: TextIO, stdout: TextIO) -> int:
+    from .enroll import enroll
+
+    if is_enrolled(data_dir) and not args.force:
+        print(t("enroll.already", lang, path=data_dir), file=stdout)
+        return EXIT_ERROR
+
+    def confirm(fingerprint: str) -> bool:
+        prompt = t(
+            "enroll.consent", lang, broker=args.broker, contract=args.contract_id, fingerprint=fingerprint
+        )
+        return ask(prompt, stdin=stdin, stdout=stdout)
+
+    result = asyncio.run(
+        enroll(
+            broker_url=args.broker,
+            contract_id=args.contract_id,
+            token=args.token,
+            ca_fingerprint=args.ca_fingerprint,
+            data_dir=data_dir,
+            confirm=confirm,
+            machine_name=args.machine_name,
+        )
+    )
+    not_after = datetime.fromtimestamp(result.not_after, UTC).strftime("%Y-%m-%d")
+    print(t("enroll.done", lang, serial=result.identity.serial, not_after=not_after), file=stdout)
+    return 0
+
+
+def _run(args: argparse.Namespace, data_dir: Path, lang: str, stdout: TextIO) -> int:
+    from .connection import AgentClient
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    identity = load_identity(data_dir)
+    if identity is None:
+        print(t("run.not_enrolled", lang), file=stdout)
+        return EXIT_ERROR
+
+    def on_state(state: str, delay: float) -> None:
+        key = "run.connected" if state == "connected" else "run.disconnected"
+        print(t(key, lang, delay=delay), file=stdout, flush=True)
+
+    async def main_loop() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        client = AgentClient(identity, on_state=on_state)
+        await client.run(stop)
+
+    asyncio.run(main_loop())
+    return 0

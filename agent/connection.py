@@ -1,0 +1,140 @@
+"""The agent's outbound connection to ``/agent``: mutual TLS, hello, heartbeats, reconnect.
+
+Only ever outbound over WSS on one port (別記2: no inbound port, no UDP). A drop or a broker
+restart is followed by a reconnect after a jittered exponential delay; a refusal that retrying
+cannot fix (revoked or unknown certificate, terminated contract) ends the loop with a clear
+error instead of hammering the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import WebSocketException
+
+from protocol import Event, Limits, Link, Opened, Received
+from protocol.errors import ErrorCode
+from protocol.messages import AgentStatus, Error, Message
+from wire import LinkRunner
+
+from .backoff import Backoff
+from .enroll import SOFTWARE, client_ssl_context, ws_url
+from .errors import ConnectionRefusedByBroker
+from .identity import Identity
+
+log = logging.getLogger("agent")
+
+PERMANENT = {
+    ErrorCode.CERT_REVOKED.value,
+    ErrorCode.CERT_UNKNOWN.value,
+    ErrorCode.SUBSCRIBER_TERMINATED.value,
+    ErrorCode.CERT_REQUIRED.value,
+}
+STABLE_AFTER = 30.0
+"""A connection that lasted this long resets the backoff."""
+
+MessageHandler = Callable[["AgentClient", Message], Awaitable[None]]
+
+
+class AgentClient:
+    """Keeps one connection to the broker up until ``stop`` is set or a permanent refusal."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        display: bool = False,
+        limits: Limits | None = None,
+        backoff: Backoff | None = None,
+        on_message: MessageHandler | None = None,
+        on_state: Callable[[str, float], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.identity = identity
+        self.display = display
+        self.limits = limits or Limits()
+        self.backoff = backoff or Backoff()
+        self.on_message = on_message
+        self.on_state = on_state or (lambda state, delay: None)
+        self.clock = clock
+        self.runner: LinkRunner | None = None
+        self.connected = asyncio.Event()
+        self._ssl = client_ssl_context(
+            identity.ca_path.read_bytes(), cert_path=identity.cert_path, key_path=identity.key_path
+        )
+
+    async def send(self, message: Message) -> None:
+        if self.runner is None:
+            raise ConnectionError("not connected")
+        await self.runner.send(message)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect, serve, reconnect; returns when ``stop`` is set, raises on a permanent refusal."""
+        while not stop.is_set():
+            started = self.clock()
+            refusal = await self._connect_once(stop)
+            if refusal is not None and refusal.code in PERMANENT:
+                raise ConnectionRefusedByBroker(refusal.code, refusal.message)
+            if stop.is_set():
+                return
+            if self.clock() - started >= STABLE_AFTER:
+                self.backoff.reset()
+            delay = self.backoff.next_delay()
+            self.on_state("disconnected", delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+
+    async def _connect_once(self, stop: asyncio.Event) -> Error | None:
+        refusal: list[Error] = []
+        try:
+            async with connect(
+                ws_url(self.identity.broker_url, "/agent"),
+                ssl=self._ssl,
+                ping_interval=None,
+                open_timeout=15,
+                max_size=self.limits.max_binary_bytes,
+            ) as ws:
+                link = Link(
+                    is_client=True, role="agent", now=self.clock(), software=SOFTWARE, limits=self.limits
+                )
+                runner = LinkRunner(ws, link, clock=self.clock)
+                self.runner = runner
+
+                async def on_event(event: Event) -> None:
+                    if isinstance(event, Opened):
+                        await runner.send(
+                            AgentStatus(
+                                machine_name=self.identity.machine_name or "unknown",
+                                agent_version=SOFTWARE,
+                                display=self.display,
+                            )
+                        )
+                        self.connected.set()
+                        self.on_state("connected", 0.0)
+                    elif isinstance(event, Received):
+                        if isinstance(event.message, Error):
+                            refusal.append(event.message)
+                        if self.on_message is not None:
+                            await self.on_message(self, event.message)
+
+                run_task = asyncio.create_task(runner.run(on_event))
+                stop_task = asyncio.create_task(stop.wait())
+                done, _ = await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+                stop_task.cancel()
+                if run_task not in done:
+                    await runner.close(1000, "agent stopping")
+                    await run_task
+                closed = ws.close_reason
+                if closed in PERMANENT and not refusal:
+                    refusal.append(Error(code=closed, message=closed))
+        except (OSError, WebSocketException, TimeoutError) as exc:
+            log.info("connection failed: %s", exc or type(exc).__name__)
+        finally:
+            self.runner = None
+            self.connected.clear()
+        return refusal[-1] if refusal else None

@@ -1,0 +1,107 @@
+"""Subscriber-facing text: Japanese first, English fallback (DEVELOPERS.md: user-facing text).
+
+The language comes from ``--lang`` or the locale (``LC_ALL``, ``LC_MESSAGES``, ``LANG``): any
+``ja*`` locale gives Japanese, anything else English. Error codes from the broker are translated
+here, so the wire carries only stable codes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+Lang = str
+
+MESSAGES: dict[str, tuple[str, str]] = {
+    # (Japanese, English)
+    "enroll.consent": (
+        "{broker} のリモートサポートサービス（契約 {contract}）に登録します。\n"
+        "当社が発行する電子証明書をこのパソコンに受け取ることに同意しますか？（第31条1項④）\n"
+        "認証局の指紋: {fingerprint}\n"
+        "同意する場合は y を入力してください [y/N]: ",
+        "Enrolling this PC in the remote-support service at {broker} (contract {contract}).\n"
+        "Do you accept the electronic certificate issued by the ISP onto this PC? (Art. 31(1)(iv))\n"
+        "CA fingerprint: {fingerprint}\n"
+        "Type y to accept [y/N]: ",
+    ),
+    "enroll.declined": (
+        "証明書の受け取りを拒否しました。何も保存していません。",
+        "You declined the certificate. Nothing was stored.",
+    ),
+    "enroll.done": (
+        "登録が完了しました。クライアント証明書ID: {serial}（有効期限 {not_after}）",
+        "Enrolled. Client certificate ID: {serial} (valid until {not_after})",
+    ),
+    "enroll.already": (
+        "このパソコンは既に登録されています（{path}）。再登録するには --force を指定してください。",
+        "This PC is already enrolled ({path}). Use --force to enroll again.",
+    ),
+    "enroll.fingerprint_mismatch": (
+        "接続先の認証局の指紋が一致しません。中止しました（期待値 {expected}、実際 {actual}）。",
+        "The broker's CA fingerprint does not match; stopped (expected {expected}, got {actual}).",
+    ),
+    "enroll.unreachable": (
+        "サーバーに接続できません: {detail}",
+        "Cannot reach the broker: {detail}",
+    ),
+    "run.not_enrolled": (
+        "このパソコンはまだ登録されていません。先に enroll を実行してください。",
+        "This PC is not enrolled yet. Run enroll first.",
+    ),
+    "run.connected": ("サーバーに接続しました。", "Connected to the broker."),
+    "run.disconnected": (
+        "接続が切れました。{delay:.1f} 秒後に再接続します。",
+        "Disconnected. Reconnecting in {delay:.1f} s.",
+    ),
+    "run.refused": (
+        "サーバーが接続を拒否しました: {reason}",
+        "The broker refused the connection: {reason}",
+    ),
+    "error.token_unknown": ("登録用トークンが正しくありません。", "The enrollment token is not valid."),
+    "error.token_used": (
+        "この登録用トークンは既に使用されています。",
+        "This enrollment token was already used.",
+    ),
+    "error.token_expired": ("登録用トークンの有効期限が切れています。", "The enrollment token has expired."),
+    "error.bad_csr": ("証明書の申請が受け付けられませんでした。", "The certificate request was refused."),
+    "error.csr_subject_mismatch": (
+        "契約IDが登録用トークンと一致しません。",
+        "The contract ID does not match the enrollment token.",
+    ),
+    "error.cert_revoked": (
+        "このパソコンの証明書は失効しています。サポート窓口にお問い合わせください。",
+        "This PC's certificate has been revoked. Please contact the helpdesk.",
+    ),
+    "error.cert_unknown": (
+        "この証明書はサーバーに登録されていません。",
+        "This certificate is not known to the broker.",
+    ),
+    "error.subscriber_terminated": ("ご契約は解約されています。", "The contract has been terminated."),
+    "error.subscriber_suspended": (
+        "ご契約は利用停止中です（第18条）。",
+        "The service is suspended (Art. 18).",
+    ),
+}
+
+
+def detect_lang(explicit: str | None = None, env: Mapping[str, str] | None = None) -> Lang:
+    if explicit:
+        return "ja" if explicit.lower().startswith("ja") else "en"
+    env = os.environ if env is None else env
+    for var in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = env.get(var)
+        if value:
+            return "ja" if value.lower().startswith("ja") else "en"
+    return "en"
+
+
+def t(key: str, lang: Lang, **values: object) -> str:
+    ja, en = MESSAGES[key]
+    return (ja if lang == "ja" else en).format(**values)
+
+
+def error_text(code: str, lang: Lang, fallback: str = "") -> str:
+    key = f"error.{code}"
+    if key in MESSAGES:
+        return t(key, lang)
+    return fallback or code

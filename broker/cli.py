@@ -1,0 +1,255 @@
+"""``python -m broker``: the server and the admin commands (DESIGN §1: admin uses the broker CLI).
+
+Every command works on a data dir (``--data-dir``, ``BROKER_DATA_DIR``, or the per-OS default);
+the CLI and a running broker share the SQLite file, so a revocation here is enforced there within
+seconds. Errors print one line with their stable code and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from certs import CertError
+
+from .config import DAY, BrokerConfig, default_data_dir
+from .enrollment import issue_token
+from .errors import BrokerError, NotFound
+from .pki import ensure_data_dir, load_pki, read_ca_fingerprint
+from .sqlite_store import SQLiteStore
+from .store import SubscriberStatus
+
+MAX_SUSPENSION_DAYS = 183  # 第18条: suspension for up to 6 months
+
+
+def _fmt_time(t: float | None) -> str:
+    return "-" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _actor() -> str:
+    try:
+        return f"admin:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry in some containers
+        return "admin"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m broker", description="Remote-support broker")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ["BROKER_DATA_DIR"]) if os.environ.get("BROKER_DATA_DIR") else None,
+        help=f"data directory (default: $BROKER_DATA_DIR or {default_data_dir()})",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the broker (creates CA, certificate, database on first start)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument(
+        "--name", action="append", default=None, help="host name or IP for the server certificate"
+    )
+    serve.add_argument("--public-url", default=None, help="wss://host:port that agents dial")
+    serve.add_argument("--ca-passphrase-file", type=Path, default=None)
+    serve.add_argument("--log-level", default="INFO")
+
+    subscriber = sub.add_parser("subscriber", help="manage subscribers (contracts)").add_subparsers(
+        dest="action", required=True
+    )
+    add = subscriber.add_parser("add", help="register a contract and print its enrollment command")
+    add.add_argument("contract_id")
+    add.add_argument("--token-days", type=float, default=7.0)
+    token = subscriber.add_parser("token", help="issue a new enrollment token (e.g. for a new PC)")
+    token.add_argument("contract_id")
+    token.add_argument("--token-days", type=float, default=7.0)
+    subscriber.add_parser("list", help="list subscribers")
+    suspend = subscriber.add_parser("suspend", help="suspend the service (第18条, at most 6 months)")
+    suspend.add_argument("contract_id")
+    suspend.add_argument("--days", type=float, default=30.0)
+    suspend.add_argument("--reason", default="")
+    resume = subscriber.add_parser("resume", help="end a suspension")
+    resume.add_argument("contract_id")
+    terminate = subscriber.add_parser("terminate", help="terminate the contract and revoke its certificates")
+    terminate.add_argument("contract_id")
+    terminate.add_argument("--reason", default="")
+
+    cert = sub.add_parser("cert", help="client certificates").add_subparsers(dest="action", required=True)
+    revoke = cert.add_parser("revoke", help="revoke a certificate by serial (client certificate ID)")
+    revoke.add_argument("serial")
+    revoke.add_argument("--reason", default="revoked by admin")
+    cert.add_parser("list", help="list issued certificates")
+
+    sub.add_parser("agents", help="known agents, online or offline, last seen")
+
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
+    audit.add_parser("verify", help="verify the hash chain")
+    show = audit.add_parser("log", help="print entries")
+    show.add_argument("--subject", default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout) -> int:
+    args = build_parser().parse_args(argv)
+    data_dir: Path = args.data_dir or default_data_dir()
+    try:
+        if args.command == "serve":
+            return _serve(args, data_dir)
+        ensure_data_dir(data_dir)
+        store = SQLiteStore(data_dir / "broker.sqlite3")
+        try:
+            return _admin(args, store, data_dir, out)
+        finally:
+            store.close()
+    except (BrokerError, CertError) as exc:
+        code = exc.code.value if isinstance(exc, BrokerError) else exc.code
+        print(f"error [{code}]: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(args: argparse.Namespace, data_dir: Path) -> int:
+    from .server import Broker
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    names = tuple(args.name) if args.name else ("localhost", "127.0.0.1", "::1")
+    config = BrokerConfig(
+        data_dir=data_dir,
+        host=args.host,
+        port=args.port,
+        server_names=names,
+        public_url=args.public_url,
+        ca_passphrase_file=args.ca_passphrase_file,
+    )
+    pki = load_pki(config, now=datetime.now(UTC))
+    store = SQLiteStore(config.db_path)
+
+    async def run() -> None:
+        broker = Broker(config, store, pki)
+        await broker.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(
+            f"broker listening on {broker.url} (data dir {data_dir})\n"
+            f"CA fingerprint sha256:{pki.ca.fingerprint}\n"
+            f"next: python -m broker --data-dir {data_dir} subscriber add CONTRACT_ID",
+            flush=True,
+        )
+        await stop.wait()
+        await broker.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        store.close()
+    return 0
+
+
+def _admin(args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: TextIO) -> int:
+    now = time.time()
+    actor = _actor()
+    if args.command == "subscriber":
+        if args.action in ("add", "token"):
+            if args.action == "add":
+                store.add_subscriber(args.contract_id, now=now, actor=actor)
+            fingerprint = read_ca_fingerprint(data_dir)
+            if fingerprint is None:  # the broker never ran: create the CA now so the command is complete
+                fingerprint = load_pki(BrokerConfig(data_dir=data_dir), now=datetime.now(UTC)).ca.fingerprint
+            token = issue_token(store, args.contract_id, now=now, ttl=args.token_days * DAY, actor=actor)
+            url = store.get_meta("public_url") or BrokerConfig(data_dir=data_dir).url
+            print(f"contract: {args.contract_id}", file=out)
+            print(f"token (one-time, expires {_fmt_time(now + args.token_days * DAY)}): {token}", file=out)
+            print("give the subscriber this command:", file=out)
+            print(
+                f"python -m agent enroll --broker {url} --contract-id {args.contract_id}"
+                f" --token {token} --ca-fingerprint sha256:{fingerprint}",
+                file=out,
+            )
+            return 0
+        if args.action == "list":
+            print(f"{'contract':<24} {'status':<11} {'since':<21} until", file=out)
+            for s in store.list_subscribers():
+                print(
+                    f"{s.contract_id:<24} {s.status.value:<11} {_fmt_time(s.status_changed_at):<21}"
+                    f" {_fmt_time(s.suspended_until)}",
+                    file=out,
+                )
+            return 0
+        if args.action == "suspend":
+            days = min(max(args.days, 0.0), MAX_SUSPENSION_DAYS)
+            store.set_subscriber_status(
+                args.contract_id,
+                SubscriberStatus.SUSPENDED,
+                now=now,
+                actor=actor,
+                until=now + days * DAY,
+                reason=args.reason,
+            )
+            print(f"{args.contract_id} suspended until {_fmt_time(now + days * DAY)}", file=out)
+            return 0
+        if args.action == "resume":
+            store.set_subscriber_status(args.contract_id, SubscriberStatus.ACTIVE, now=now, actor=actor)
+            print(f"{args.contract_id} active", file=out)
+            return 0
+        if args.action == "terminate":
+            revoked = store.set_subscriber_status(
+                args.contract_id, SubscriberStatus.TERMINATED, now=now, actor=actor, reason=args.reason
+            )
+            print(
+                f"{args.contract_id} terminated; revoked certificates: {', '.join(revoked) or 'none'}",
+                file=out,
+            )
+            return 0
+    if args.command == "cert":
+        if args.action == "revoke":
+            serial = args.serial.lower().removeprefix("0x").replace(":", "")
+            if not store.revoke_certificate(serial, now=now, actor=actor, reason=args.reason):
+                print(f"certificate {serial} was already revoked", file=out)
+            else:
+                print(f"certificate {serial} revoked", file=out)
+            return 0
+        if args.action == "list":
+            for c in store.list_certificates():
+                state = f"revoked {_fmt_time(c.revoked_at)}" if c.revoked_at else "valid"
+                print(
+                    f"{c.serial} {c.contract_id} {c.machine_name} until {_fmt_time(c.not_after)} {state}",
+                    file=out,
+                )
+            return 0
+    if args.command == "agents":
+        print(f"{'serial':<40} {'contract':<20} {'machine':<20} {'state':<8} last seen", file=out)
+        for a in store.list_agents():
+            state = "revoked" if a.revoked else ("online" if a.online else "offline")
+            seen = _fmt_time(a.last_seen)
+            print(f"{a.serial:<40} {a.contract_id:<20} {a.machine_name:<20} {state:<8} {seen}", file=out)
+        return 0
+    if args.command == "audit":
+        if args.action == "verify":
+            report = store.verify_audit()
+            if report.ok:
+                print(f"audit chain OK ({report.checked} entries)", file=out)
+                return 0
+            print(f"audit chain BROKEN ({report.checked} entries checked):", file=out)
+            for problem in report.problems:
+                print(f"  {problem}", file=out)
+            return 1
+        if args.action == "log":
+            for e in store.audit_entries(subject=args.subject):
+                print(
+                    f"{e.seq:>6} {_fmt_time(e.at)} {e.actor:<16} {e.action:<22} {e.subject} {e.details}",
+                    file=out,
+                )
+            return 0
+    raise NotFound(f"unknown command {args.command}")

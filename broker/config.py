@@ -1,0 +1,70 @@
+"""The broker's configuration: one frozen dataclass, a docstring per field (aioquic style)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+from protocol import DEFAULT_LIMITS, Limits
+
+APP_NAME = "isp-remote-support-broker"
+DAY = 86_400.0
+
+
+def default_data_dir() -> Path:
+    """Per-OS data directory, e.g. ``~/.local/share/isp-remote-support-broker`` on Linux."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerConfig:
+    data_dir: Path = field(default_factory=default_data_dir)
+    """Holds ``broker.sqlite3``, the CA (``ca.pem``, encrypted ``ca-key.pem``), the server certificate."""
+
+    host: str = "127.0.0.1"
+    """Address of the one TLS listener. Agents only ever connect out to it (別記2: no inbound port)."""
+
+    port: int = 8443
+    """Port of the listener; 443 in production behind nothing else."""
+
+    server_names: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+    """Names and addresses put in the server certificate's SAN; the agent checks the one it dials."""
+
+    public_url: str | None = None
+    """``wss://host:port`` printed in enrollment commands; defaults to the listener's address."""
+
+    ca_passphrase_file: Path | None = None
+    """File with the CA key's passphrase; else ``BROKER_CA_PASSPHRASE``; else a generated file in
+    the data dir (0600) — fine for a single box, move it off the disk of the CA key in production."""
+
+    token_ttl: float = 7 * DAY
+    """How long an enrollment token stays usable."""
+
+    node: str = "node-1"
+    """This broker's name in presence rows (multi-node: one per process)."""
+
+    limits: Limits = DEFAULT_LIMITS
+    """Per-connection message limits and heartbeat timing."""
+
+    revocation_poll_interval: float = 5.0
+    """Seconds between checks that close live connections of certificates revoked meanwhile
+    (the admin CLI revokes from another process)."""
+
+    presence_flush_interval: float = 30.0
+    """Seconds between batched ``last_seen`` writes for connected agents."""
+
+    max_connections_per_address: int = 0
+    """0 = unlimited. A cap for hostile clients; a CGNAT address may front many subscribers."""
+
+    @property
+    def url(self) -> str:
+        if self.public_url:
+            return self.public_url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"wss://{host}:{self.port}"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "broker.sqlite3"

@@ -1,0 +1,84 @@
+"""Enrollment: a one-time token and a CSR become a client certificate (第31条1項④).
+
+The token is never stored, only its SHA-256; the CSR's key is the agent's own (the private key
+never leaves the subscriber's PC); the CSR's CN must be the contract the token was issued for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives import serialization
+
+from certs import CertError, CertificateAuthority, serial_hex
+from protocol.errors import ErrorCode
+from protocol.messages import Enroll, Enrolled
+
+from .errors import RefusedError
+from .sqlite_store import check_token
+from .store import CertificateRecord, Store
+
+TOKEN_BYTES = 32
+
+
+def new_token() -> str:
+    """43 URL-safe characters, 256 bits: guessing one is not a threat worth a lockout."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
+def issue_token(store: Store, contract_id: str, *, now: float, ttl: float, actor: str) -> str:
+    token = new_token()
+    store.add_enrollment_token(contract_id, token_hash(token), now=now, expires_at=now + ttl, actor=actor)
+    return token
+
+
+def enroll(store: Store, ca: CertificateAuthority, request: Enroll, *, now: float) -> Enrolled:
+    """Check the token, sign the CSR, record both atomically; raise ``RefusedError`` with a code."""
+    digest = token_hash(request.token)
+    token = store.get_enrollment_token(digest)
+    subscriber = store.get_subscriber(token.contract_id) if token else None
+    # Checked before signing, and again inside the store's transaction (a concurrent reuse loses).
+    check_token(
+        (token.contract_id, token.expires_at, token.used_at, subscriber.status)
+        if token and subscriber
+        else None,
+        contract_id=request.contract_id,
+        now=now,
+    )
+    try:
+        cert = ca.sign_client_csr(
+            request.csr_pem.encode("utf-8"),
+            expected_common_name=request.contract_id,
+            now=datetime.fromtimestamp(now, UTC),
+        )
+    except CertError as exc:
+        code = ErrorCode.CSR_SUBJECT_MISMATCH if exc.code == "csr_subject_mismatch" else ErrorCode.BAD_CSR
+        raise RefusedError(str(exc), code=code) from None
+    serial = serial_hex(cert)
+    not_after = cert.not_valid_after_utc.timestamp()
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    store.complete_enrollment(
+        digest,
+        CertificateRecord(
+            serial=serial,
+            contract_id=request.contract_id,
+            machine_name=request.machine_name,
+            cert_pem=cert_pem,
+            issued_at=now,
+            not_after=not_after,
+        ),
+        now=now,
+    )
+    return Enrolled(
+        id=request.id,
+        certificate_pem=cert_pem,
+        ca_pem=ca.cert_pem.decode("ascii"),
+        serial=serial,
+        not_after=not_after,
+    )

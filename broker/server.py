@@ -1,0 +1,327 @@
+"""The broker's asyncio adapter: one TLS listener, WebSocket paths, HTTP for public files.
+
+Paths (DESIGN §3):
+
+``/enroll``   no client certificate; one ``enroll`` request → ``enrolled`` or ``error``.
+``/agent``    client certificate required, checked against our CA at the TLS layer and against
+              the revocation list here, on every connection.
+``GET /ca.pem``, ``GET /crl.pem``, ``GET /healthz``  plain HTTPS.
+
+Everything protocol-shaped lives in :mod:`protocol`; this module only moves bytes, reads the
+clock and the peer certificate, and calls the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from protocol import CLOSE_POLICY, Event, Link, Opened, Received, Rejected
+from protocol.errors import ErrorCode
+from protocol.messages import AgentStatus, Enroll, Error
+from wire import LinkRunner
+
+from .config import BrokerConfig
+from .enrollment import enroll
+from .errors import BrokerError
+from .pki import Pki
+from .store import Store, SubscriberStatus
+
+log = logging.getLogger("broker")
+
+SOFTWARE = "isp-remote-support-broker/0.1"
+
+
+@dataclass(slots=True, eq=False)
+class AgentConnection:
+    serial: str
+    contract_id: str
+    peer: str
+    runner: LinkRunner
+    machine_name: str = ""
+    display: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def peer_serial(ws: ServerConnection) -> str | None:
+    """Serial (lower-case hex) of the verified client certificate, or None when none was sent."""
+    peercert = ws.transport.get_extra_info("peercert")
+    if not peercert or "serialNumber" not in peercert:
+        return None
+    return format(int(peercert["serialNumber"], 16), "x")
+
+
+def peer_address(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    return str(address[0]) if address else "?"
+
+
+class Broker:
+    """Owns the listener, the live agent connections and the periodic housekeeping tasks."""
+
+    def __init__(
+        self, config: BrokerConfig, store: Store, pki: Pki, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.pki = pki
+        self.clock = clock
+        self.agents: dict[str, AgentConnection] = {}
+        self._seen: set[str] = set()
+        self._server: Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._crl_cache: tuple[int, bytes] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> Server:
+        offline = self.store.mark_node_offline(self.config.node, now=self.clock())
+        if offline:
+            log.info("marked %d agents of node %s offline after restart", offline, self.config.node)
+        self._server = await serve(
+            self._handle,
+            self.config.host,
+            self.config.port,
+            ssl=self.pki.server_ssl_context(),
+            process_request=self._process_request,
+            max_size=self.config.limits.max_binary_bytes,
+            ping_interval=None,  # the protocol's own ping/pong (protocol.Link) keeps connections alive
+            server_header=None,
+        )
+        self.store.set_meta("public_url", self.url)
+        self._tasks = [
+            asyncio.create_task(self._revocation_watch()),
+            asyncio.create_task(self._presence_flush()),
+        ]
+        return self._server
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        sockname = next(iter(self._server.sockets)).getsockname()
+        return int(sockname[1])
+
+    @property
+    def url(self) -> str:
+        """The URL agents dial: the configured public URL, else the listener's real address."""
+        if self.config.public_url:
+            return self.config.public_url
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        return f"wss://{host}:{self.port}"
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        self._flush_seen()
+
+    # -- HTTP -------------------------------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path in ("/enroll", "/agent"):
+            return None
+        if path == "/healthz":
+            return connection.respond(http.HTTPStatus.OK, "ok\n")
+        if path == "/ca.pem":
+            return _file_response(self.pki.ca.cert_pem, "application/x-pem-file")
+        if path == "/crl.pem":
+            return _file_response(self._crl(), "application/x-pem-file")
+        return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
+
+    def _crl(self) -> bytes:
+        revoked = self.store.revoked_serials()
+        if self._crl_cache is None or self._crl_cache[0] != len(revoked):
+            pem = self.pki.ca.build_crl(
+                [(int(serial, 16), datetime.fromtimestamp(at, UTC)) for serial, at in revoked],
+                now=datetime.fromtimestamp(self.clock(), UTC),
+                crl_number=len(revoked) + 1,
+            )
+            self._crl_cache = (len(revoked), pem)
+        return self._crl_cache[1]
+
+    # -- WebSocket --------------------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        path = ws.request.path.split("?", 1)[0]
+        try:
+            if path == "/enroll":
+                await self._enroll(ws)
+            elif path == "/agent":
+                await self._agent(ws)
+        except Exception:  # one connection's bug never takes the broker down
+            log.exception("connection handler failed (%s)", path)
+            with contextlib.suppress(Exception):
+                await ws.close(1011, ErrorCode.INTERNAL.value)
+
+    def _link(self, expect: str) -> Link:
+        return Link(
+            is_client=False,
+            role="broker",
+            expect_role=expect,  # type: ignore[arg-type]
+            now=self.clock(),
+            software=SOFTWARE,
+            limits=self.config.limits,
+        )
+
+    async def _refuse(self, ws: ServerConnection, code: ErrorCode, message: str) -> None:
+        """Answer before any hello with one ``error`` and a policy close whose reason is the code."""
+        with contextlib.suppress(Exception):
+            await ws.send(_error_json(code, message))
+            await ws.close(CLOSE_POLICY, code.value)
+
+    def _audit_refusal(self, action: str, subject: str, code: ErrorCode, peer: str, **extra: Any) -> None:
+        self.store.append_audit(
+            actor="broker",
+            action=action,
+            subject=subject,
+            details={"code": code.value, "peer": peer, **extra},
+            now=self.clock(),
+        )
+
+    async def _enroll(self, ws: ServerConnection) -> None:
+        peer = peer_address(ws)
+        runner = LinkRunner(ws, self._link("enroll"), clock=self.clock)
+
+        async def on_event(event: Event) -> None:
+            if isinstance(event, Received) and isinstance(event.message, Enroll):
+                request = event.message
+                try:
+                    reply = enroll(self.store, self.pki.ca, request, now=self.clock())
+                except BrokerError as exc:
+                    self._audit_refusal("enroll.refused", request.contract_id, exc.code, peer)
+                    await runner.send(Error(id=request.id, code=exc.code.value, message=exc.message))
+                    return
+                log.info("enrolled %s serial %s", request.contract_id, reply.serial)
+                await runner.send(reply)
+                await runner.close(1000, "enrolled")
+            elif isinstance(event, Received):
+                await runner.send(Error(code=ErrorCode.UNEXPECTED_MESSAGE.value, message="expected enroll"))
+
+        await runner.run(on_event)
+
+    async def _agent(self, ws: ServerConnection) -> None:
+        peer = peer_address(ws)
+        serial = peer_serial(ws)
+        if serial is None:
+            self._audit_refusal("agent.refused", "-", ErrorCode.CERT_REQUIRED, peer)
+            await self._refuse(ws, ErrorCode.CERT_REQUIRED, "a client certificate is required on /agent")
+            return
+        record = self.store.get_certificate(serial)
+        if record is None:
+            self._audit_refusal("agent.refused", "-", ErrorCode.CERT_UNKNOWN, peer, serial=serial)
+            await self._refuse(ws, ErrorCode.CERT_UNKNOWN, "this certificate is not known to the broker")
+            return
+        if record.revoked_at is not None:
+            self._audit_refusal(
+                "agent.refused", record.contract_id, ErrorCode.CERT_REVOKED, peer, serial=serial
+            )
+            await self._refuse(ws, ErrorCode.CERT_REVOKED, "this certificate has been revoked")
+            return
+        subscriber = self.store.get_subscriber(record.contract_id)
+        if subscriber is None or subscriber.status is SubscriberStatus.TERMINATED:
+            code = ErrorCode.SUBSCRIBER_TERMINATED
+            self._audit_refusal("agent.refused", record.contract_id, code, peer, serial=serial)
+            await self._refuse(ws, code, "the contract is terminated")
+            return
+
+        runner = LinkRunner(ws, self._link("agent"), clock=self.clock)
+        conn = AgentConnection(serial=serial, contract_id=record.contract_id, peer=peer, runner=runner)
+
+        async def on_event(event: Event) -> None:
+            if isinstance(event, Opened):
+                previous = self.agents.pop(serial, None)
+                if previous is not None:  # the same PC reconnected before the old socket timed out
+                    await previous.runner.close(1000, "replaced")
+                self.agents[serial] = conn
+                self.store.set_online(serial, online=True, now=self.clock(), peer=peer, node=self.config.node)
+            elif isinstance(event, Received):
+                await self._agent_message(conn, event)
+            elif isinstance(event, Rejected):
+                log.info("agent %s sent a bad message: %s", serial, event.error.code.value)
+            self._seen.add(serial)
+
+        try:
+            await runner.run(on_event)
+        finally:
+            if self.agents.get(serial) is conn:
+                del self.agents[serial]
+                self.store.set_online(
+                    serial, online=False, now=self.clock(), peer=peer, node=self.config.node
+                )
+
+    async def _agent_message(self, conn: AgentConnection, event: Received) -> None:
+        message = event.message
+        if isinstance(message, AgentStatus):
+            if message.machine_name != conn.machine_name:
+                conn.machine_name = message.machine_name
+                self.store.update_machine_name(conn.serial, message.machine_name)
+            conn.display = message.display
+            return
+        if isinstance(message, Error):
+            log.info("agent %s reported error %s", conn.serial, message.code)
+            return
+        await conn.runner.send(
+            Error(
+                code=ErrorCode.UNEXPECTED_MESSAGE.value, message=f"{type(message).__name__} not expected here"
+            )
+        )
+
+    # -- housekeeping -----------------------------------------------------------------------------
+
+    async def _revocation_watch(self) -> None:
+        """Close live connections whose certificate was revoked (by the CLI, in another process)."""
+        while True:
+            await asyncio.sleep(self.config.revocation_poll_interval)
+            if not self.agents:
+                continue
+            revoked = {serial for serial, _ in self.store.revoked_serials()}
+            for serial in [s for s in self.agents if s in revoked]:
+                conn = self.agents[serial]
+                log.info("closing connection of revoked certificate %s", serial)
+                with contextlib.suppress(Exception):
+                    await conn.runner.send(
+                        Error(code=ErrorCode.CERT_REVOKED.value, message="this certificate has been revoked")
+                    )
+                    await conn.runner.close(CLOSE_POLICY, ErrorCode.CERT_REVOKED.value)
+
+    async def _presence_flush(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.presence_flush_interval)
+            self._flush_seen()
+
+    def _flush_seen(self) -> None:
+        seen, self._seen = self._seen, set()
+        if seen:
+            self.store.touch(sorted(seen), now=self.clock())
+
+
+def _error_json(code: ErrorCode, message: str) -> str:
+    from protocol import encode
+
+    return encode(Error(code=code.value, message=message)).decode("utf-8")
+
+
+def _file_response(body: bytes, content_type: str) -> Response:
+    headers = Headers()
+    headers["Content-Type"] = content_type
+    headers["Content-Length"] = str(len(body))
+    headers["Cache-Control"] = "no-cache"
+    return Response(http.HTTPStatus.OK.value, http.HTTPStatus.OK.phrase, headers, body)

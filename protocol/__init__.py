@@ -1,0 +1,30 @@
+"""Pure protocol core shared by broker, agent, operator client and tests.
+
+No asyncio, sockets, ssl, clock reads or file I/O here (a test enforces it): bytes and typed
+messages in, typed events and bytes out; time is always an argument.
+"""
+
+from .codec import decode, encode
+from .errors import ErrorCode, ProtocolError, RemoteProtocolError
+from .limits import DEFAULT_LIMITS, PROTOCOL_VERSION, Limits
+from .link import CLOSE_POLICY, BinaryReceived, Closing, Event, Link, LinkState, Opened, Received, Rejected
+
+__all__ = [
+    "CLOSE_POLICY",
+    "DEFAULT_LIMITS",
+    "PROTOCOL_VERSION",
+    "BinaryReceived",
+    "Closing",
+    "ErrorCode",
+    "Event",
+    "Limits",
+    "Link",
+    "LinkState",
+    "Opened",
+    "ProtocolError",
+    "Received",
+    "Rejected",
+    "RemoteProtocolError",
+    "decode",
+    "encode",
+]

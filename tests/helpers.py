@@ -1,0 +1,264 @@
+"""Shared test helpers: real broker and agent processes, in-process brokers, enrolled identities.
+
+Everything runs for real on 127.0.0.1 with real TLS: no mocks of the network or the CA. Waiting
+helpers poll for a state a user would check (an agent shown online), with a generous limit that
+only bounds a hung test; they are not timing assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+LISTEN_RE = re.compile(r"broker listening on wss://127\.0\.0\.1:(\d+)")
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("BROKER_CA_PASSPHRASE", None)
+    env.update(extra)
+    return env
+
+
+def wait_until(
+    predicate: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.1, what: str = ""
+) -> Any:
+    """Poll until ``predicate()`` is truthy; fail the test after ``timeout`` (a hang guard)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+class OutputTail:
+    """Collects a child's stdout lines in a thread so the pipe never fills up."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._lock:
+                self.lines.append(line.rstrip("\n"))
+
+    def text(self) -> str:
+        with self._lock:
+            return "\n".join(self.lines)
+
+
+@dataclass
+class BrokerProcess:
+    data_dir: Path
+    port: int = 0
+    proc: subprocess.Popen[str] | None = None
+    output: OutputTail | None = None
+    extra_args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=child_env)
+
+    @property
+    def url(self) -> str:
+        return f"wss://127.0.0.1:{self.port}"
+
+    def start(self) -> BrokerProcess:
+        self.proc = subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "broker",
+                "--data-dir",
+                str(self.data_dir),
+                "serve",
+                "--port",
+                str(self.port),
+                *self.extra_args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env,
+            cwd=ROOT,
+        )
+        assert self.proc.stdout is not None
+        self.output = OutputTail(self.proc.stdout)
+
+        def listening() -> int | None:
+            assert self.proc is not None
+            assert self.output is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"broker exited early:\n{self.output.text()}")
+            match = LISTEN_RE.search(self.output.text())
+            return int(match.group(1)) if match else None
+
+        self.port = wait_until(listening, what="broker to listen")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [PYTHON, "-m", "broker", "--data-dir", str(self.data_dir), *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"broker {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
+            )
+        return result
+
+    def add_subscriber(self, contract_id: str) -> list[str]:
+        """``subscriber add`` → the agent enroll arguments it printed (after ``python -m agent``)."""
+        out = self.cli("subscriber", "add", contract_id).stdout
+        return enroll_args_from(out)
+
+    def agent_state(self, serial: str) -> str | None:
+        for line in self.cli("agents").stdout.splitlines()[1:]:
+            parts = line.split()
+            if parts and parts[0] == serial:
+                return parts[3]
+        return None
+
+
+def enroll_args_from(cli_output: str) -> list[str]:
+    line = next(line for line in cli_output.splitlines() if line.startswith("python -m agent enroll "))
+    return line.split()[3:]
+
+
+def run_agent(
+    data_dir: Path, *args: str, stdin: str = "", timeout: float = 60, lang: str = "en"
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "agent", "--data-dir", str(data_dir), "--lang", lang, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@dataclass
+class AgentProcess:
+    data_dir: Path
+    proc: subprocess.Popen[str]
+    output: OutputTail
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait(5)
+
+
+def start_agent(data_dir: Path, *args: str, lang: str = "en") -> AgentProcess:
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "agent", "--data-dir", str(data_dir), "--lang", lang, "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=child_env(),
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    return AgentProcess(data_dir, proc, OutputTail(proc.stdout))
+
+
+# -- in-process broker (same real TLS listener, faster to start) ----------------------------------
+
+
+@dataclass
+class InProcessBroker:
+    broker: Any
+    store: Any
+    pki: Any
+    config: Any
+
+    @property
+    def url(self) -> str:
+        return str(self.broker.url)
+
+    def ca_pem(self) -> bytes:
+        return bytes(self.pki.ca.cert_pem)
+
+    def client_context(self, *, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(cadata=self.ca_pem().decode())
+        if cert is not None and key is not None:
+            ctx.load_cert_chain(cert, key)
+        return ctx
+
+
+@contextlib.asynccontextmanager
+async def in_process_broker(data_dir: Path, **config: Any) -> AsyncIterator[InProcessBroker]:
+    from broker.config import BrokerConfig
+    from broker.pki import load_pki
+    from broker.server import Broker
+    from broker.sqlite_store import SQLiteStore
+
+    cfg = BrokerConfig(data_dir=data_dir, port=0, **config)
+    pki = load_pki(cfg, now=datetime.now(UTC), env={})
+    store = SQLiteStore(cfg.db_path)
+    broker = Broker(cfg, store, pki)
+    await broker.start()
+    try:
+        yield InProcessBroker(broker, store, pki, cfg)
+    finally:
+        await broker.close()
+        store.close()
+
+
+@contextlib.contextmanager
+def event_loop_thread() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield loop
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()

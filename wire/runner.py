@@ -1,0 +1,81 @@
+"""Drive one :class:`protocol.Link` over one websockets connection."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from websockets.asyncio.connection import Connection
+from websockets.exceptions import ConnectionClosed
+
+from protocol import Closing, Event, Link, LinkState
+from protocol.messages import Message
+
+Clock = Callable[[], float]
+EventHandler = Callable[[Event], Awaitable[None]]
+
+
+class LinkRunner:
+    """Pumps frames in and out; the application reacts to events and calls :meth:`send`.
+
+    ``closed_by`` tells after :meth:`run` returns who ended the connection: the ``Closing`` the
+    core asked for, or None when the peer or the network did.
+    """
+
+    def __init__(self, ws: Connection, link: Link, *, clock: Clock = time.time) -> None:
+        self.ws = ws
+        self.link = link
+        self.clock = clock
+        self.closed_by: Closing | None = None
+        self._wake = asyncio.Event()
+
+    async def send(self, message: Message) -> None:
+        self.link.send(message)
+        await self.flush()
+
+    async def send_binary(self, data: bytes) -> None:
+        if self.link.state is LinkState.OPEN:
+            await self.ws.send(data)
+
+    async def flush(self) -> None:
+        for frame in self.link.data_to_send():
+            await self.ws.send(frame.decode("utf-8"))
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed_by = self.link.close(code, reason)
+        await self.flush()
+        await self.ws.close(code, reason)
+
+    async def run(self, on_event: EventHandler) -> None:
+        """Until the connection ends; never raises for the peer's faults."""
+        try:
+            await self._run(on_event)
+        except ConnectionClosed:
+            pass
+        finally:
+            if self.link.state is not LinkState.CLOSED:
+                self.link.close()
+
+    async def _run(self, on_event: EventHandler) -> None:
+        while self.link.state is not LinkState.CLOSED:
+            await self.flush()
+            deadline = self.link.next_timer()
+            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            try:
+                frame = await asyncio.wait_for(self.ws.recv(), timeout)
+            except TimeoutError:
+                events = self.link.handle_timer(self.clock())
+            else:
+                if isinstance(frame, bytes):
+                    events = self.link.receive_binary(frame, self.clock())
+                else:
+                    events = self.link.receive(frame, self.clock())
+            for event in events:
+                if isinstance(event, Closing):
+                    self.closed_by = event
+                    await self.flush()
+                    await self.ws.close(event.code, event.reason)
+                    return
+                await on_event(event)
+            await self.flush()
