@@ -172,19 +172,46 @@ class SQLiteStore:
         if subject is not None:
             query += " WHERE subject = ?"
             args = (subject,)
-        for seq, at, actor, action, subj, details, prev, digest in self._db.execute(
-            query + " ORDER BY seq", args
-        ):
-            yield AuditEntry(
-                seq=seq,
-                at=at,
-                actor=actor,
-                action=action,
-                subject=subj,
-                details=json.loads(details),
-                prev_hash=prev,
-                hash=digest,
-            )
+        for row in self._db.execute(query + " ORDER BY seq", args):
+            yield self._entry(row)
+
+    def count_audit(self, *, action: str, subject: str, since: float) -> int:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM audit WHERE subject = ? AND action = ? AND at >= ?",
+            (subject, action, since),
+        ).fetchone()
+        return int(row[0])
+
+    def audit_page(self, *, subject: str | None, limit: int, before_seq: int | None) -> list[AuditEntry]:
+        clauses: list[str] = []
+        args: list[str | int] = []
+        if subject is not None:
+            clauses.append("subject = ?")
+            args.append(subject)
+        if before_seq is not None:
+            clauses.append("seq < ?")
+            args.append(before_seq)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._db.execute(
+            "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM audit"
+            f"{where} ORDER BY seq DESC LIMIT ?",
+            (*args, limit),
+        )
+        return [self._entry(row) for row in rows]
+
+    @staticmethod
+    def _entry(row: tuple[Any, ...]) -> AuditEntry:
+        seq, at, actor, action, subj, details, prev, digest = row
+        return AuditEntry(
+            seq=seq,
+            at=at,
+            actor=actor,
+            action=action,
+            subject=subj,
+            details=json.loads(details),
+            prev_hash=prev,
+            hash=digest,
+        )
 
     def verify_audit(self) -> ChainReport:
         head_row = self._db.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
@@ -497,9 +524,11 @@ def check_token(row: tuple[Any, ...] | None, *, contract_id: str, now: float) ->
     if token_contract != contract_id:
         # Do not tell a stranger which contract a token belongs to.
         raise RefusedError("unknown enrollment token", code=ErrorCode.TOKEN_UNKNOWN)
+    # Termination voids unused tokens too; say why, rather than "already used". A suspension
+    # (第18条) pauses the service, not the identity: a suspended subscriber may still enroll a PC.
+    if status == SubscriberStatus.TERMINATED:
+        raise RefusedError("the contract is terminated", code=ErrorCode.SUBSCRIBER_TERMINATED)
     if used_at is not None:
         raise RefusedError("this enrollment token was already used", code=ErrorCode.TOKEN_USED)
     if now >= expires_at:
         raise RefusedError("this enrollment token has expired", code=ErrorCode.TOKEN_EXPIRED)
-    if status == SubscriberStatus.TERMINATED:
-        raise RefusedError("the contract is terminated", code=ErrorCode.SUBSCRIBER_TERMINATED)

@@ -35,6 +35,8 @@ def decode(data: bytes | str, *, max_size: int = DEFAULT_LIMITS.max_text_bytes) 
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     if len(raw) > max_size:
         raise MessageTooLarge(f"message of {len(raw)} bytes exceeds the limit of {max_size}")
+    if not raw.lstrip(b" \t\r\n").startswith(b"{"):
+        raise MalformedMessage("a message must be a JSON object")
     try:
         envelope = msgspec.json.decode(raw, type=_Envelope)
     except msgspec.ValidationError as exc:
@@ -48,7 +50,8 @@ def decode(data: bytes | str, *, max_size: int = DEFAULT_LIMITS.max_text_bytes) 
         return msgspec.json.decode(raw, type=cls)
     except msgspec.ValidationError as exc:
         raise InvalidField(_detail(exc)) from None
-    except (msgspec.DecodeError, RecursionError) as exc:  # pragma: no cover - envelope parsed it
+    except (msgspec.DecodeError, RecursionError, UnicodeError) as exc:
+        # The envelope pass skips fields other than ``type``; a bad byte there shows up here.
         raise MalformedMessage(_detail(exc)) from None
 
 

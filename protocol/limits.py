@@ -25,7 +25,8 @@ class Limits:
     max_binary_bytes:
         Largest binary frame (screen update), 8 MiB: a full 4K frame as PNG fits.
     max_bad_messages:
-        Bad messages tolerated on one connection before it is closed (each gets an ``error``).
+        The bad message that closes the connection: each one before it gets an ``error`` and
+        the connection stays; with the default 10, nine are tolerated.
     heartbeat_interval:
         Seconds between the client's ``ping`` messages.
     idle_timeout:
