@@ -50,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="show the stored enrollment")
 
+    support = sub.add_parser(
+        "request-support", help="ask the helpdesk for help (第31条①) and run the session"
+    )
+    support.add_argument(
+        "--test-pattern",
+        action="store_true",
+        help="share a synthetic test pattern instead of the real screen",
+    )
+    support.add_argument("--log-level", default="WARNING")
+
+    sub.add_parser("end", help="end the running support session")
+
     inventory = sub.add_parser("inventory", help="別紙5 inventory")
     inventory.add_argument("--preview", action="store_true", required=True, help="show, send nothing")
     return parser
@@ -89,6 +101,14 @@ def main(
                 file=stdout,
             )
             return 0
+        if args.command == "request-support":
+            return _request_support(args, data_dir, lang, stdin, stdout)
+        if args.command == "end":
+            from .support import request_end
+
+            ended = request_end(data_dir)
+            print(t("support.end_requested" if ended else "support.no_session", lang), file=stdout)
+            return 0 if ended else EXIT_ERROR
         if args.command == "inventory":
             from .inventory.preview import run_preview
 
@@ -139,6 +159,25 @@ def _enroll(args: argparse.Namespace, data_dir: Path, lang: str, stdin: TextIO, 
     not_after = datetime.fromtimestamp(result.not_after, UTC).strftime("%Y-%m-%d")
     print(t("enroll.done", lang, serial=result.identity.serial, not_after=not_after), file=stdout)
     return 0
+
+
+def _request_support(
+    args: argparse.Namespace, data_dir: Path, lang: str, stdin: TextIO, stdout: TextIO
+) -> int:
+    from .support import SupportSession, default_devices
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    identity = load_identity(data_dir)
+    if identity is None:
+        print(t("run.not_enrolled", lang), file=stdout)
+        return EXIT_ERROR
+    source, sink = default_devices(test_pattern=args.test_pattern)
+    if source is None:
+        print(t("support.no_display", lang), file=stdout)
+    session = SupportSession(identity, lang=lang, stdin=stdin, out=stdout, source=source, sink=sink)
+    return asyncio.run(session.run())
 
 
 def _run(args: argparse.Namespace, data_dir: Path, lang: str, stdout: TextIO) -> int:

@@ -96,6 +96,7 @@ class AgentClient:
                 ws_url(self.identity.broker_url, "/agent"),
                 ssl=self._ssl,
                 ping_interval=None,
+                compression=None,
                 open_timeout=15,
                 max_size=self.limits.max_binary_bytes,
             ) as ws:

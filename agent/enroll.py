@@ -144,7 +144,9 @@ async def _exchange(broker_url: str, ca_pem: bytes, request: Enroll) -> Enrolled
     ctx = client_ssl_context(ca_pem)
     result: list[Enrolled | Error] = []
     try:
-        async with connect(ws_url(broker_url, "/enroll"), ssl=ctx, ping_interval=None, open_timeout=15) as ws:
+        async with connect(
+            ws_url(broker_url, "/enroll"), ssl=ctx, ping_interval=None, compression=None, open_timeout=15
+        ) as ws:
             runner = LinkRunner(ws, Link(is_client=True, role="enroll", now=time.time(), software=SOFTWARE))
 
             async def on_event(event: object) -> None:

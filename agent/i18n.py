@@ -57,6 +57,47 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "サーバーが接続を拒否しました: {reason}",
         "The broker refused the connection: {reason}",
     ),
+    "support.code": (
+        "サポートコード: {code}\n"
+        "お電話でオペレータにこの番号をお伝えください（{minutes}分間有効、1回限り）。",
+        "Support code: {code}\nRead this number to the operator on the phone (valid {minutes} min, once).",
+    ),
+    "support.waiting": ("オペレータの対応をお待ちください…", "Waiting for an operator…"),
+    "support.closed": (
+        "受付時間外です（受付時間 9:00～21:00 年中無休）。次の受付開始は {opening} です。",
+        "The helpdesk is closed (open 9:00-21:00 every day, Japan time). It opens again at {opening}.",
+    ),
+    "support.refused": ("サポートを開始できません: {reason}", "Support cannot start: {reason}"),
+    "support.claimed": (
+        "オペレータ「{operator}」が対応します。",
+        'Operator "{operator}" is taking your request.',
+    ),
+    "support.scopes": ("現在の許可: {scopes}", "Currently allowed: {scopes}"),
+    "support.none": ("なし", "nothing"),
+    "support.ended": ("サポートを終了しました（{by}）。", "The support session has ended ({by})."),
+    "support.help": (
+        "入力できるコマンド: /end（終了） /withdraw control|view|all（許可の取り消し） "
+        "/grant control|view（許可） それ以外の文字はオペレータへのチャットになります。",
+        "Commands: /end (finish), /withdraw control|view|all, /grant control|view; "
+        "anything else is sent to the operator as chat.",
+    ),
+    "support.chat": ("[{sender}] {text}", "[{sender}] {text}"),
+    "support.input_refused": (
+        "操作の許可がないため、オペレータの操作を無視しました。",
+        "Ignored the operator's input: control is not allowed.",
+    ),
+    "support.no_display": (
+        "画面がないため、画面共有はできません（チャットと情報提供のみ）。",
+        "No display: screen sharing is not available (chat and inventory only).",
+    ),
+    "support.end_requested": ("サポートの終了を要求しました。", "Asked the session to end."),
+    "support.no_session": ("実行中のサポートはありません。", "No support session is running."),
+    "error.service_closed": ("受付時間外です。", "The helpdesk is closed now."),
+    "error.rate_limited": (
+        "短時間に多くの依頼がありました。しばらくしてからお試しください（第18条⑤）。",
+        "Too many requests in a short time. Please try again later (Art. 18(5)).",
+    ),
+    "error.consent_required": ("その操作は許可されていません。", "That needs your permission first."),
     "error.token_unknown": ("登録用トークンが正しくありません。", "The enrollment token is not valid."),
     "error.token_used": (
         "この登録用トークンは既に使用されています。",

@@ -26,6 +26,7 @@ from .config import DAY, BrokerConfig, default_data_dir
 from .enrollment import issue_token
 from .errors import BrokerError, NotFound
 from .pki import ensure_data_dir, load_pki, read_ca_fingerprint
+from .sessions import SessionRules
 from .sqlite_store import SQLiteStore
 from .store import SubscriberStatus
 
@@ -62,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--public-url", default=None, help="wss://host:port that agents dial")
     serve.add_argument("--ca-passphrase-file", type=Path, default=None)
     serve.add_argument("--log-level", default="INFO")
+    serve.add_argument(
+        "--hours", default="09:00-21:00", help="service hours, Japan time (別記1); 00:00-00:00 = always open"
+    )
+    serve.add_argument("--consent-timeout", type=float, default=60.0, help="seconds; no answer = deny")
+    serve.add_argument("--grace", type=float, default=30.0, help="seconds a lost side may take to come back")
+    serve.add_argument("--max-requests-per-hour", type=int, default=5, help="per subscriber (第18条⑤)")
+    serve.add_argument("--code-ttl", type=float, default=600.0, help="support code lifetime in seconds")
 
     subscriber = sub.add_parser("subscriber", help="manage subscribers (contracts)").add_subparsers(
         dest="action", required=True
@@ -91,8 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("agents", help="known agents, online or offline, last seen")
 
+    operator = sub.add_parser("operator", help="helpdesk operators").add_subparsers(
+        dest="action", required=True
+    )
+    op_add = operator.add_parser("add", help="create an operator; prints a one-time password and a TOTP URI")
+    op_add.add_argument("name")
+    op_add.add_argument("--role", choices=("operator", "supervisor", "admin"), default="operator")
+    op_add.add_argument("--display-name", default=None)
+    operator.add_parser("list", help="list operators")
+    op_unlock = operator.add_parser("unlock", help="lift a login lock")
+    op_unlock.add_argument("name")
+
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
     audit.add_parser("verify", help="verify the hash chain")
+    receipts = audit.add_parser("receipts", help="print a session's consent receipts and verify each")
+    receipts.add_argument("session_id")
     show = audit.add_parser("log", help="print entries")
     show.add_argument("--subject", default=None)
     return parser
@@ -130,6 +151,13 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
         server_names=names,
         public_url=args.public_url,
         ca_passphrase_file=args.ca_passphrase_file,
+        service_hours=args.hours,
+        session_rules=SessionRules(
+            code_ttl=args.code_ttl,
+            consent_timeout=args.consent_timeout,
+            grace=args.grace,
+            max_requests_per_hour=args.max_requests_per_hour,
+        ),
     )
     pki = load_pki(config, now=datetime.now(UTC))
     store = SQLiteStore(config.db_path)
@@ -235,7 +263,11 @@ def _admin(args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: Te
             seen = _fmt_time(a.last_seen)
             print(f"{a.serial:<40} {a.contract_id:<20} {a.machine_name:<20} {state:<8} {seen}", file=out)
         return 0
+    if args.command == "operator":
+        return _operator(args, store, data_dir, out, now=now, actor=actor)
     if args.command == "audit":
+        if args.action == "receipts":
+            return _receipts(args.session_id, store, out)
         if args.action == "verify":
             report = store.verify_audit()
             if report.ok:
@@ -253,3 +285,69 @@ def _admin(args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: Te
                 )
             return 0
     raise NotFound(f"unknown command {args.command}")
+
+
+def _operator(
+    args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: TextIO, *, now: float, actor: str
+) -> int:
+    from .datakeys import DataKeyring
+    from .operators import OperatorAccounts
+
+    accounts = OperatorAccounts(store, DataKeyring.open(data_dir / "keys"))
+    if args.action == "add":
+        created = accounts.create(
+            args.name, role=args.role, display_name=args.display_name or args.name, now=now, actor=actor
+        )
+        print(f"operator: {created.name} ({args.role})", file=out)
+        print(
+            f"initial password (one-time, must be changed at first login): {created.initial_password}",
+            file=out,
+        )
+        print(f"TOTP provisioning URI (scan into an authenticator app): {created.totp_uri}", file=out)
+        return 0
+    if args.action == "list":
+        for op in store.list_operators():
+            locked = (
+                f" locked until {_fmt_time(op.locked_until)}"
+                if op.locked_until and op.locked_until > now
+                else ""
+            )
+            print(f"{op.name:<20} {op.role:<10} {op.display_name}{locked}", file=out)
+        return 0
+    if args.action == "unlock":
+        accounts.unlock(args.name, now=now, actor=actor)
+        print(f"{args.name} unlocked", file=out)
+        return 0
+    raise NotFound(f"unknown operator action {args.action}")
+
+
+def _receipts(session_id: str, store: SQLiteStore, out: TextIO) -> int:
+    """Print each consent receipt of a session and verify it against the agent's stored certificate."""
+    from .errors import RefusedError
+    from .receipts import verify_receipt
+
+    entries = [e for e in store.audit_entries(subject=session_id) if e.action == "consent.receipt"]
+    if not entries:
+        print(f"no consent receipts for session {session_id}", file=out)
+        return 1
+    failures = 0
+    for entry in entries:
+        serial = str(entry.details.get("serial", ""))
+        record = store.get_certificate(serial)
+        try:
+            if record is None:
+                raise RefusedError(f"certificate {serial} is not known")
+            receipt = verify_receipt(
+                str(entry.details["receipt"]), str(entry.details["signature"]), record.cert_pem
+            )
+        except (RefusedError, KeyError) as exc:
+            failures += 1
+            print(f"#{entry.seq} {_fmt_time(entry.at)} INVALID: {exc}", file=out)
+            continue
+        print(
+            f"#{entry.seq} {_fmt_time(receipt.time)} {receipt.decision:<9} operator={receipt.operator}"
+            f" granted=[{', '.join(receipt.granted)}] denied=[{', '.join(receipt.denied)}]"
+            f" cert={receipt.serial} signature OK",
+            file=out,
+        )
+    return 1 if failures else 0

@@ -9,6 +9,8 @@ import platformdirs
 
 from protocol import DEFAULT_LIMITS, Limits
 
+from .sessions import SessionRules
+
 APP_NAME = "isp-remote-support-broker"
 DAY = 86_400.0
 
@@ -55,8 +57,26 @@ class BrokerConfig:
     presence_flush_interval: float = 30.0
     """Seconds between batched ``last_seen`` writes for connected agents."""
 
-    max_connections_per_address: int = 0
-    """0 = unlimited. A cap for hostile clients; a CGNAT address may front many subscribers."""
+    service_hours: str = "09:00-21:00"
+    """別記1: support requests are accepted 9:00–21:00 every day; "00:00-00:00" means always."""
+
+    service_timezone: str = "Asia/Tokyo"
+    """The zone the service hours are in (Japan time in the seed)."""
+
+    session_rules: SessionRules = field(default_factory=SessionRules)
+    """Support code lifetime, consent timeout, reconnection grace, requests per hour (第18条⑤)."""
+
+    operator_lock_after: int = 5
+    """Failed logins in a row that lock an operator account."""
+
+    operator_lock_for: float = 900.0
+    """Seconds an operator account stays locked after too many failed logins."""
+
+    code_lockout_for: float = 900.0
+    """Seconds an operator is locked out of claiming after 10 wrong support codes in a row."""
+
+    tick_interval: float = 1.0
+    """How often code expiry, consent deadlines and grace periods are checked."""
 
     @property
     def url(self) -> str:

@@ -20,10 +20,14 @@ from protocol.errors import ErrorCode
 class BrokerError(Exception):
     code: ErrorCode = ErrorCode.INTERNAL
 
-    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: ErrorCode | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
+        self.retry_after = retry_after
+        """Seconds after which the same request may succeed (service hours, rate limits, locks)."""
 
     @property
     def message(self) -> str:

@@ -24,23 +24,53 @@ from datetime import UTC, datetime
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from protocol import CLOSE_POLICY, Event, Link, Opened, Received, Rejected
+from protocol import CLOSE_POLICY, BinaryReceived, Event, Link, Opened, Received, Rejected, encode
 from protocol.errors import ErrorCode
-from protocol.messages import AgentStatus, Enroll, Error
+from protocol.messages import (
+    AgentStatus,
+    Auth,
+    ChangePassword,
+    Enroll,
+    Error,
+    Login,
+    LoginOk,
+    Logout,
+    Message,
+    Ok,
+    SupportRequest,
+)
 from wire import LinkRunner
 
 from .config import BrokerConfig
+from .datakeys import DataKeyring
 from .enrollment import enroll
-from .errors import BrokerError
+from .errors import BrokerError, RefusedError
+from .operators import OperatorAccounts
 from .pki import Pki
+from .policy import CodeAttemptGuard, parse_hours
+from .relay import ScreenPush, Sender
+from .sessions import AgentPeer, OperatorPeer, SessionManager
+from .static_files import StaticFiles, make_response
 from .store import Store, SubscriberStatus
 
 log = logging.getLogger("broker")
 
 SOFTWARE = "isp-remote-support-broker/0.1"
+
+
+class SenderPeer:
+    """A connection as the session manager sees it: typed messages in, queued frames out."""
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+
+    def send(self, message: Message) -> None:
+        self.sender.send_control(encode(message).decode("utf-8"))
+
+    def send_screen(self, frame: bytes, *, keyframe: bool) -> ScreenPush:
+        return self.sender.send_screen(frame, keyframe=keyframe)
 
 
 @dataclass(slots=True, eq=False)
@@ -49,6 +79,7 @@ class AgentConnection:
     contract_id: str
     peer: str
     runner: LinkRunner
+    session_peer: AgentPeer
     machine_name: str = ""
     display: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -77,11 +108,25 @@ class Broker:
         self.store = store
         self.pki = pki
         self.clock = clock
-        self.agents: dict[str, AgentConnection] = {}
+        self.agents: dict[str, set[AgentConnection]] = {}
         self._seen: set[str] = set()
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._crl_cache: tuple[int, bytes] | None = None
+        self.static = StaticFiles()
+        self.keyring = DataKeyring.open(config.data_dir / "keys")
+        self.accounts = OperatorAccounts(
+            store,
+            self.keyring,
+            lock_after=config.operator_lock_after,
+            lock_for=config.operator_lock_for,
+        )
+        self.sessions = SessionManager(
+            store,
+            hours=parse_hours(config.service_hours, tz=config.service_timezone),
+            code_guard=CodeAttemptGuard(lockout_for=config.code_lockout_for),
+            rules=config.session_rules,
+        )
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -97,12 +142,17 @@ class Broker:
             process_request=self._process_request,
             max_size=self.config.limits.max_binary_bytes,
             ping_interval=None,  # the protocol's own ping/pong (protocol.Link) keeps connections alive
+            # No permessage-deflate: screen updates are already compressed (PNG/JPEG/zlib), a deflate
+            # context costs ~300 KiB per idle connection, and compressing secrets beside
+            # attacker-chosen text invites CRIME-style leaks.
+            compression=None,
             server_header=None,
         )
         self.store.set_meta("public_url", self.url)
         self._tasks = [
             asyncio.create_task(self._revocation_watch()),
             asyncio.create_task(self._presence_flush()),
+            asyncio.create_task(self._tick()),
         ]
         return self._server
 
@@ -121,6 +171,7 @@ class Broker:
         return f"wss://{host}:{self.port}"
 
     async def close(self) -> None:
+        self.sessions.close_all(self.clock())
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -135,7 +186,7 @@ class Broker:
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
-        if path in ("/enroll", "/agent"):
+        if path in ("/enroll", "/agent", "/operator"):
             return None
         if path == "/healthz":
             return connection.respond(http.HTTPStatus.OK, "ok\n")
@@ -143,7 +194,7 @@ class Broker:
             return _file_response(self.pki.ca.cert_pem, "application/x-pem-file")
         if path == "/crl.pem":
             return _file_response(self._crl(), "application/x-pem-file")
-        return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
+        return self.static.response(path) or connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
 
     def _crl(self) -> bytes:
         revoked = self.store.revoked_serials()
@@ -166,6 +217,8 @@ class Broker:
                 await self._enroll(ws)
             elif path == "/agent":
                 await self._agent(ws)
+            elif path == "/operator":
+                await self._operator(ws)
         except Exception:  # one connection's bug never takes the broker down
             log.exception("connection handler failed (%s)", path)
             with contextlib.suppress(Exception):
@@ -242,16 +295,28 @@ class Broker:
             await self._refuse(ws, code, "the contract is terminated")
             return
 
-        runner = LinkRunner(ws, self._link("agent"), clock=self.clock)
-        conn = AgentConnection(serial=serial, contract_id=record.contract_id, peer=peer, runner=runner)
+        sender = Sender(ws)
+        runner = LinkRunner(
+            ws, self._link("agent"), clock=self.clock, writer=sender.write, before_close=sender.drain
+        )
+        session_peer = AgentPeer(
+            peer=SenderPeer(sender),
+            serial=serial,
+            contract_id=record.contract_id,
+            machine_name=record.machine_name,
+        )
+        conn = AgentConnection(
+            serial=serial, contract_id=record.contract_id, peer=peer, runner=runner, session_peer=session_peer
+        )
 
         async def on_event(event: Event) -> None:
+            now = self.clock()
             if isinstance(event, Opened):
-                previous = self.agents.pop(serial, None)
-                if previous is not None:  # the same PC reconnected before the old socket timed out
-                    await previous.runner.close(1000, "replaced")
-                self.agents[serial] = conn
-                self.store.set_online(serial, online=True, now=self.clock(), peer=peer, node=self.config.node)
+                connections = self.agents.setdefault(serial, set())
+                connections.add(conn)
+                self.store.set_online(serial, online=True, now=now, peer=peer, node=self.config.node)
+            elif isinstance(event, BinaryReceived):
+                self.sessions.agent_binary(session_peer, event.data, now)
             elif isinstance(event, Received):
                 await self._agent_message(conn, event)
             elif isinstance(event, Rejected):
@@ -261,10 +326,15 @@ class Broker:
         try:
             await runner.run(on_event)
         finally:
-            if self.agents.get(serial) is conn:
-                del self.agents[serial]
+            sender.close()
+            connections = self.agents.get(serial)
+            if connections is not None and conn in connections:
+                connections.discard(conn)
+                self.sessions.agent_disconnected(session_peer, self.clock())
+                if not connections:
+                    del self.agents[serial]
                 self.store.set_online(
-                    serial, online=False, now=self.clock(), peer=peer, node=self.config.node
+                    serial, online=bool(connections), now=self.clock(), peer=peer, node=self.config.node
                 )
 
     async def _agent_message(self, conn: AgentConnection, event: Received) -> None:
@@ -272,17 +342,106 @@ class Broker:
         if isinstance(message, AgentStatus):
             if message.machine_name != conn.machine_name:
                 conn.machine_name = message.machine_name
+                conn.session_peer.machine_name = message.machine_name
                 self.store.update_machine_name(conn.serial, message.machine_name)
             conn.display = message.display
-            return
-        if isinstance(message, Error):
+        elif isinstance(message, Error):
             log.info("agent %s reported error %s", conn.serial, message.code)
-            return
-        await conn.runner.send(
-            Error(
-                code=ErrorCode.UNEXPECTED_MESSAGE.value, message=f"{type(message).__name__} not expected here"
+        elif isinstance(message, SupportRequest):
+            self.sessions.support_request(conn.session_peer, message, self.clock())
+        else:
+            self.sessions.agent_message(conn.session_peer, message, self.clock())
+
+    # -- operators --------------------------------------------------------------------------------
+
+    async def _operator(self, ws: ServerConnection) -> None:
+        sender = Sender(ws)
+        runner = LinkRunner(
+            ws, self._link("operator"), clock=self.clock, writer=sender.write, before_close=sender.drain
+        )
+        op = OperatorPeer(peer=SenderPeer(sender), address=peer_address(ws))
+
+        async def on_event(event: Event) -> None:
+            if isinstance(event, Received):
+                await self._operator_message(op, event.message)
+
+        try:
+            await runner.run(on_event)
+        finally:
+            sender.close()
+            self.sessions.operator_detached(op, self.clock())
+
+    async def _operator_message(self, op: OperatorPeer, message: Message) -> None:
+        now = self.clock()
+        request_id = getattr(message, "id", None)
+        try:
+            if isinstance(message, Login | Auth):
+                await self._operator_login(op, message, now)
+                return
+            if op.name is None or op.token is None:
+                raise RefusedError("log in first", code=ErrorCode.AUTH_REQUIRED)
+            self.accounts.authenticate(op.token, now=now)  # expired, or logged out elsewhere
+            if isinstance(message, ChangePassword):
+                await asyncio.to_thread(
+                    self.accounts.change_password,
+                    op.name,
+                    message.old_password,
+                    message.new_password,
+                    now=now,
+                )
+                op.must_change_password = False
+                op.peer.send(Ok(id=message.id))
+                op.peer.send(self.sessions.queue())
+            elif isinstance(message, Logout):
+                self.accounts.logout(op.token, now=now)
+                op.peer.send(Ok(id=message.id))
+                self.sessions.operator_detached(op, now)
+                op.name = op.token = None
+            elif op.must_change_password:
+                raise RefusedError("change the initial password first", code=ErrorCode.NOT_ALLOWED)
+            else:
+                self.sessions.operator_message(op, message, now)
+        except BrokerError as exc:
+            op.peer.send(
+                Error(id=request_id, code=exc.code.value, message=exc.message, retry_after=exc.retry_after)
+            )
+            if exc.code is ErrorCode.AUTH_REQUIRED and op.name is not None:
+                self.sessions.operator_detached(op, now)
+                op.name = op.token = None
+
+    async def _operator_login(self, op: OperatorPeer, message: Login | Auth, now: float) -> None:
+        if isinstance(message, Login):
+            # argon2id is deliberately slow (tens of ms): verify in a worker thread so logins,
+            # good or hostile, never stall the relay of everyone else.
+            result = await asyncio.to_thread(
+                self.accounts.login, message.name, message.password, message.totp, now=now, peer=op.address
+            )
+            token, expires_at, must_change = result.token, result.expires_at, result.password_change_required
+            name, display_name, role = result.name, result.display_name, result.role
+        else:
+            identity = self.accounts.authenticate(message.token, now=now)
+            token, expires_at, must_change = (
+                message.token,
+                identity.expires_at,
+                identity.password_change_required,
+            )
+            name, display_name, role = identity.name, identity.display_name, identity.role
+        op.name, op.display_name, op.role, op.token = name, display_name, role, token
+        op.must_change_password = must_change
+        op.peer.send(
+            LoginOk(
+                id=message.id,
+                token=token,
+                expires_at=expires_at,
+                name=name,
+                display_name=display_name,
+                role=role,
+                password_change_required=must_change,
             )
         )
+        self.sessions.operator_attached(op)
+        if not must_change:
+            op.peer.send(self.sessions.queue())
 
     # -- housekeeping -----------------------------------------------------------------------------
 
@@ -294,13 +453,23 @@ class Broker:
                 continue
             revoked = {serial for serial, _ in self.store.revoked_serials()}
             for serial in [s for s in self.agents if s in revoked]:
-                conn = self.agents[serial]
-                log.info("closing connection of revoked certificate %s", serial)
-                with contextlib.suppress(Exception):
-                    await conn.runner.send(
-                        Error(code=ErrorCode.CERT_REVOKED.value, message="this certificate has been revoked")
-                    )
-                    await conn.runner.close(CLOSE_POLICY, ErrorCode.CERT_REVOKED.value)
+                log.info("closing connections of revoked certificate %s", serial)
+                for conn in list(self.agents.get(serial, ())):
+                    with contextlib.suppress(Exception):
+                        await conn.runner.send(
+                            Error(
+                                code=ErrorCode.CERT_REVOKED.value, message="this certificate has been revoked"
+                            )
+                        )
+                        await conn.runner.close(CLOSE_POLICY, ErrorCode.CERT_REVOKED.value)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick_interval)
+            try:
+                self.sessions.tick(self.clock())
+            except Exception:  # a bug in one session must not stop the timers of all others
+                log.exception("session tick failed")
 
     async def _presence_flush(self) -> None:
         while True:
@@ -320,8 +489,4 @@ def _error_json(code: ErrorCode, message: str) -> str:
 
 
 def _file_response(body: bytes, content_type: str) -> Response:
-    headers = Headers()
-    headers["Content-Type"] = content_type
-    headers["Content-Length"] = str(len(body))
-    headers["Cache-Control"] = "no-cache"
-    return Response(http.HTTPStatus.OK.value, http.HTTPStatus.OK.phrase, headers, body)
+    return make_response(http.HTTPStatus.OK, body, content_type)

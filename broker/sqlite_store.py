@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from protocol.errors import ErrorCode
 
 from .audit import GENESIS_HASH, AuditEntry, ChainReport, canonical_details, entry_hash, verify_chain
 from .errors import AlreadyExists, NotFound, RefusedError
+from .sqlite_operators import OPERATOR_SCHEMA, OperatorTables
 from .store import (
     AgentPresence,
     CertificateRecord,
@@ -82,11 +84,12 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 """
 
 
-class SQLiteStore:
+class SQLiteStore(OperatorTables):
     """:class:`broker.store.Store` on one SQLite file."""
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000) -> None:
         self.path = path
+        self._lock = threading.RLock()
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         self._db.execute("PRAGMA journal_mode = WAL")
@@ -96,7 +99,7 @@ class SQLiteStore:
 
     def _migrate(self) -> None:
         with self._write():
-            for statement in _SCHEMA.split(";\n"):
+            for statement in (_SCHEMA + OPERATOR_SCHEMA).split(";\n"):
                 if statement.strip():
                     self._db.execute(statement if "END" not in statement else statement + ";")
             self._db.execute(
@@ -120,15 +123,20 @@ class SQLiteStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; rolled back on any exception."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        else:
-            self._db.execute("COMMIT")
+        """One write transaction; rolled back on any exception.
+
+        The lock keeps transactions whole when a worker thread writes too (operator logins run
+        their argon2 work off the event loop): one connection, one transaction at a time.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
 
     # -- audit ------------------------------------------------------------------------------------
 

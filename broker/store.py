@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from .audit import AuditEntry, ChainReport
+from .operators import OperatorStore
 
 
 class SubscriberStatus(StrEnum):
@@ -63,7 +64,7 @@ class AgentPresence:
     revoked: bool
 
 
-class Store(Protocol):
+class Store(OperatorStore, Protocol):
     """What the broker needs from storage. See :class:`broker.sqlite_store.SQLiteStore`."""
 
     # subscribers (第7条: one contract per ID)
@@ -111,6 +112,10 @@ class Store(Protocol):
     ) -> int: ...
     def audit_entries(self, *, subject: str | None = None) -> Iterator[AuditEntry]: ...
     def verify_audit(self) -> ChainReport: ...
+    def count_audit(self, *, action: str, subject: str, since: float) -> int: ...
+    def audit_page(self, *, subject: str | None, limit: int, before_seq: int | None) -> list[AuditEntry]:
+        """Newest first."""
+        ...
 
     # small settings shared by the broker process and the CLI (e.g. the public URL)
     def get_meta(self, key: str) -> str | None: ...

@@ -11,7 +11,7 @@ in by the adapter, never read here.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -111,9 +111,421 @@ class AgentStatus(_Base, frozen=True, kw_only=True, tag="agent_status"):
     """Whether a screen can be shared (False on a headless Linux box)."""
 
 
-Message = Hello | Enroll | Enrolled | Error | Ping | Pong | AgentStatus
+# -- support sessions (第31条①, DESIGN §5) ------------------------------------------------------
+
+Scope = Annotated[
+    str, msgspec.Meta(max_length=48, pattern=r"^(screen:view|input:control|inventory:[a-z_]{1,32})$")
+]
+"""A consent scope: ``screen:view``, ``input:control`` or ``inventory:<item>`` (別紙5)."""
+
+Scopes = Annotated[tuple[Scope, ...], msgspec.Meta(max_length=16)]
+SessionId = Annotated[str, msgspec.Meta(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+SupportCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")]
+ScopeStatus = Literal["requested", "granted", "denied", "timeout", "withdrawn"]
+SessionPhase = Literal["waiting", "consent", "active", "ended"]
+Password = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+ChatText = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+Coordinate = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+
+
+class SupportRequest(_Base, frozen=True, kw_only=True, tag="support_request"):
+    """Agent → broker: the subscriber asks for help (第31条①: only their own agent can ask).
+
+    ``resume`` re-attaches a session after the agent's connection dropped (within the grace
+    period); the broker accepts it only from the same certificate.
+    """
+
+    id: Id
+    resume: SessionId | None = None
+
+
+class SupportCodeIssued(_Base, frozen=True, kw_only=True, tag="support_code"):
+    """Broker → agent: the 6-digit code the subscriber reads to the operator on the phone."""
+
+    id: Id
+    session_id: SessionId
+    code: SupportCode
+    expires_at: Time
+
+
+class ConsentRequest(_Base, frozen=True, kw_only=True, tag="consent_request"):
+    """Broker → agent: the operator (by display name) asks for these scopes, each separately.
+
+    The agent asks the subscriber; default deny, no answer within ``timeout`` seconds = deny.
+    """
+
+    id: Id
+    session_id: SessionId
+    operator: Name
+    scopes: Scopes
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 60.0
+
+
+class ConsentDecision(_Base, frozen=True, kw_only=True, tag="consent_decision"):
+    """Agent → broker: a consent receipt and its signature by the agent's certificate key.
+
+    ``receipt`` is the exact signed text (see :mod:`protocol.receipts`), so the broker can store it
+    and anyone can verify it offline against the agent's certificate (DESIGN §4).
+    """
+
+    id: Id
+    session_id: SessionId
+    receipt: Annotated[str, msgspec.Meta(min_length=2, max_length=4096)]
+    signature: Annotated[str, msgspec.Meta(min_length=8, max_length=256, pattern=r"^[A-Za-z0-9+/=]+$")]
+
+
+class ScopeRequest(_Base, frozen=True, kw_only=True, tag="scope_request"):
+    """Operator → broker: ask the subscriber for more scopes during a session."""
+
+    id: Id
+    session_id: SessionId
+    scopes: Scopes
+
+
+class InputEvent(_Base, frozen=True, kw_only=True, tag="input"):
+    """Operator → broker → agent: one mouse or keyboard event, in shared-screen pixels.
+
+    Forwarded only while ``input:control`` is granted; the agent checks again before applying.
+    Never logged with its key or text (第33条 secrecy of communications).
+    """
+
+    session_id: SessionId
+    seq: Annotated[int, msgspec.Meta(ge=0, le=2**53)] = 0
+    kind: Literal["move", "button", "wheel", "key", "text"]
+    x: Coordinate | None = None
+    y: Coordinate | None = None
+    button: Literal["left", "right", "middle"] | None = None
+    action: Literal["down", "up", "click"] | None = None
+    """For ``button`` and ``key``: press, release, or both."""
+    count: Annotated[int, msgspec.Meta(ge=1, le=3)] = 1
+    """Clicks for ``action="click"`` (2 = double click)."""
+    dx: Annotated[int, msgspec.Meta(ge=-100, le=100)] = 0
+    dy: Annotated[int, msgspec.Meta(ge=-100, le=100)] = 0
+    key: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] | None = None
+    """A DOM ``KeyboardEvent.key`` name ("Enter", "a") or a pynput key name."""
+    code: Annotated[int, msgspec.Meta(ge=1, le=0x1FFFFFFF)] | None = None
+    """A platform key code instead of ``key``."""
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    monitor: Annotated[int, msgspec.Meta(ge=0, le=16)] = 0
+
+
+class ScreenRefresh(_Base, frozen=True, kw_only=True, tag="screen_refresh"):
+    """Ask the agent for a full frame: a viewer joined, fell behind (``behind``), or asked."""
+
+    session_id: SessionId
+    behind: bool = False
+    monitor: Annotated[int, msgspec.Meta(ge=0, le=16)] | None = None
+
+
+class Chat(_Base, frozen=True, kw_only=True, tag="chat"):
+    """Text between subscriber and operator; the broker fills in ``sender`` and ``time``."""
+
+    session_id: SessionId
+    text: ChatText
+    sender: Annotated[str, msgspec.Meta(max_length=255)] = ""
+    time: Time = 0.0
+
+
+class SessionEnd(_Base, frozen=True, kw_only=True, tag="session_end"):
+    """Either side ends the session (the subscriber may at any time, 第31条, DESIGN §2)."""
+
+    id: Id
+    session_id: SessionId
+    reason: Annotated[str, msgspec.Meta(max_length=255)] = ""
+
+
+class SessionState(_Base, frozen=True, kw_only=True, tag="session_state"):
+    """Broker → both sides whenever anything about a session changes."""
+
+    session_id: SessionId
+    phase: SessionPhase
+    contract_id: ContractId
+    machine_name: Annotated[str, msgspec.Meta(max_length=255)] = ""
+    operator: Annotated[str, msgspec.Meta(max_length=255)] = ""
+    scopes: dict[Scope, ScopeStatus] = msgspec.field(default_factory=dict)
+    ended_by: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    reason: Annotated[str, msgspec.Meta(max_length=255)] = ""
+
+
+# -- operators ------------------------------------------------------------------------------------
+
+
+class Login(_Base, frozen=True, kw_only=True, tag="login"):
+    """Operator → broker on ``/operator``: password and TOTP code (RFC 6238)."""
+
+    id: Id
+    name: Name
+    password: Password
+    totp: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6,8}$")]
+
+
+class Auth(_Base, frozen=True, kw_only=True, tag="auth"):
+    """Operator → broker: resume with a session token from an earlier ``login_ok``."""
+
+    id: Id
+    token: Token
+
+
+class LoginOk(_Base, frozen=True, kw_only=True, tag="login_ok"):
+    id: Id
+    token: Token
+    expires_at: Time
+    name: Name
+    display_name: Name
+    role: Literal["operator", "supervisor", "admin"]
+    password_change_required: bool = False
+
+
+class ChangePassword(_Base, frozen=True, kw_only=True, tag="change_password"):
+    id: Id
+    old_password: Password
+    new_password: Password
+
+
+class Logout(_Base, frozen=True, kw_only=True, tag="logout"):
+    id: Id
+
+
+class Ok(_Base, frozen=True, kw_only=True, tag="ok"):
+    """A plain acknowledgement of request ``id``."""
+
+    id: Id
+
+
+class QueueList(_Base, frozen=True, kw_only=True, tag="queue_list"):
+    id: Id
+
+
+class QueueEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    session_id: SessionId
+    contract_id: ContractId
+    machine_name: Annotated[str, msgspec.Meta(max_length=255)]
+    created_at: Time
+    expires_at: Time
+
+
+class Queue(_Base, frozen=True, kw_only=True, tag="queue"):
+    """Waiting support requests (never their codes); sent on request and pushed on change."""
+
+    requests: Annotated[tuple[QueueEntry, ...], msgspec.Meta(max_length=10_000)]
+    id: Id | None = None
+
+
+class Claim(_Base, frozen=True, kw_only=True, tag="claim"):
+    """Operator → broker: take a request by the code the subscriber read out, or by its id."""
+
+    id: Id
+    code: SupportCode | None = None
+    session_id: SessionId | None = None
+    scopes: Scopes = ("screen:view",)
+
+
+class Claimed(_Base, frozen=True, kw_only=True, tag="claimed"):
+    id: Id
+    session_id: SessionId
+    contract_id: ContractId
+    machine_name: Annotated[str, msgspec.Meta(max_length=255)]
+
+
+class Watch(_Base, frozen=True, kw_only=True, tag="watch"):
+    """Attach this connection as a viewer: the session's operator, or a supervisor read-only."""
+
+    id: Id
+    session_id: SessionId
+
+
+class SessionList(_Base, frozen=True, kw_only=True, tag="session_list"):
+    id: Id
+
+
+class Sessions(_Base, frozen=True, kw_only=True, tag="sessions"):
+    id: Id
+    sessions: Annotated[tuple[SessionState, ...], msgspec.Meta(max_length=10_000)]
+
+
+# -- inventory (別紙5), monitors, audit ------------------------------------------------------------
+
+
+class InventoryItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    item: Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$")]
+    available: bool
+    value: Any = None
+    reason: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+
+
+class InventoryReport(_Base, frozen=True, kw_only=True, tag="inventory_report"):
+    """Agent → broker: only the items the subscriber granted (別紙5: item by item).
+
+    Router credentials (別紙5 (11)) travel only if the subscriber typed them in this session.
+    """
+
+    id: Id
+    session_id: SessionId
+    items: Annotated[tuple[InventoryItem, ...], msgspec.Meta(max_length=16)]
+    router_account: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    router_password: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+
+
+class InventoryView(_Base, frozen=True, kw_only=True, tag="inventory"):
+    """Broker → operator: the consented items; credentials only behind :class:`RevealCredentials`."""
+
+    session_id: SessionId
+    items: Annotated[tuple[InventoryItem, ...], msgspec.Meta(max_length=16)]
+    has_router_credentials: bool = False
+    id: Id | None = None
+
+
+class RevealCredentials(_Base, frozen=True, kw_only=True, tag="reveal_credentials"):
+    """Operator → broker: the explicit, audited action that shows the router login (別紙5 (11))."""
+
+    id: Id
+    session_id: SessionId
+
+
+class Credentials(_Base, frozen=True, kw_only=True, tag="credentials"):
+    id: Id
+    session_id: SessionId
+    account: Annotated[str, msgspec.Meta(max_length=128)]
+    password: Annotated[str, msgspec.Meta(max_length=128)]
+
+
+class Monitor(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    index: Annotated[int, msgspec.Meta(ge=0, le=16)]
+    left: Annotated[int, msgspec.Meta(ge=-65535, le=65535)]
+    top: Annotated[int, msgspec.Meta(ge=-65535, le=65535)]
+    width: Annotated[int, msgspec.Meta(ge=1, le=65535)]
+    height: Annotated[int, msgspec.Meta(ge=1, le=65535)]
+
+
+class MonitorLayout(_Base, frozen=True, kw_only=True, tag="monitor_layout"):
+    """Agent → operator: the subscriber's monitors; ``current`` is the one being shared.
+
+    Index 0 is all monitors together (as ``mss`` numbers them); the operator picks one with
+    :class:`ScreenRefresh` ``monitor=n``.
+    """
+
+    session_id: SessionId
+    monitors: Annotated[tuple[Monitor, ...], msgspec.Meta(max_length=17)]
+    current: Annotated[int, msgspec.Meta(ge=0, le=16)] = 0
+
+
+class AuditQuery(_Base, frozen=True, kw_only=True, tag="audit_query"):
+    """Supervisor → broker: newest entries first, ``before_seq`` pages back."""
+
+    id: Id
+    subject: Annotated[str, msgspec.Meta(max_length=255)] | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
+    before_seq: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
+class AuditRow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    seq: int
+    at: float
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any]
+
+
+class AuditEntries(_Base, frozen=True, kw_only=True, tag="audit_entries"):
+    id: Id
+    entries: Annotated[tuple[AuditRow, ...], msgspec.Meta(max_length=500)]
+
+
+class AuditVerify(_Base, frozen=True, kw_only=True, tag="audit_verify"):
+    id: Id
+
+
+class AuditVerified(_Base, frozen=True, kw_only=True, tag="audit_verified"):
+    id: Id
+    ok: bool
+    checked: int
+    problems: Annotated[tuple[str, ...], msgspec.Meta(max_length=1000)] = ()
+
+
+Message = (
+    Hello
+    | Enroll
+    | Enrolled
+    | Error
+    | Ping
+    | Pong
+    | AgentStatus
+    | SupportRequest
+    | SupportCodeIssued
+    | ConsentRequest
+    | ConsentDecision
+    | ScopeRequest
+    | InputEvent
+    | ScreenRefresh
+    | Chat
+    | SessionEnd
+    | SessionState
+    | Login
+    | Auth
+    | LoginOk
+    | ChangePassword
+    | Logout
+    | Ok
+    | QueueList
+    | Queue
+    | Claim
+    | Claimed
+    | Watch
+    | SessionList
+    | Sessions
+    | InventoryReport
+    | InventoryView
+    | RevealCredentials
+    | Credentials
+    | MonitorLayout
+    | AuditQuery
+    | AuditEntries
+    | AuditVerify
+    | AuditVerified
+)
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (Hello, Enroll, Enrolled, Error, Ping, Pong, AgentStatus)
+    for cls in (
+        Hello,
+        Enroll,
+        Enrolled,
+        Error,
+        Ping,
+        Pong,
+        AgentStatus,
+        SupportRequest,
+        SupportCodeIssued,
+        ConsentRequest,
+        ConsentDecision,
+        ScopeRequest,
+        InputEvent,
+        ScreenRefresh,
+        Chat,
+        SessionEnd,
+        SessionState,
+        Login,
+        Auth,
+        LoginOk,
+        ChangePassword,
+        Logout,
+        Ok,
+        QueueList,
+        Queue,
+        Claim,
+        Claimed,
+        Watch,
+        SessionList,
+        Sessions,
+        InventoryReport,
+        InventoryView,
+        RevealCredentials,
+        Credentials,
+        MonitorLayout,
+        AuditQuery,
+        AuditEntries,
+        AuditVerify,
+        AuditVerified,
+    )
 }

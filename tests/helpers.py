@@ -262,3 +262,94 @@ def event_loop_thread() -> Iterator[asyncio.AbstractEventLoop]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+# -- sessions: operators, a subscriber's support process -------------------------------------------
+
+
+@dataclass
+class OperatorAccount:
+    name: str
+    password: str
+    totp_secret: str
+
+    def totp(self, at: float | None = None) -> str:
+        import pyotp
+
+        return str(pyotp.TOTP(self.totp_secret).at(at if at is not None else time.time()))
+
+
+def add_operator(broker: BrokerProcess, name: str, role: str = "operator") -> OperatorAccount:
+    import pyotp
+
+    out = broker.cli(
+        "operator", "add", name, "--role", role, "--display-name", f"{name.title()} (helpdesk)"
+    ).stdout
+    password = out.split("initial password (one-time, must be changed at first login): ")[1].split()[0]
+    uri = out.split("TOTP provisioning URI (scan into an authenticator app): ")[1].split()[0]
+    secret = pyotp.parse_uri(uri).secret
+    return OperatorAccount(name=name, password=password, totp_secret=secret)
+
+
+async def login(client: Any, account: OperatorAccount) -> None:
+    """Log in; change the one-time initial password when the broker asks for it."""
+    info = await client.login(account.name, account.password, account.totp())
+    if info.password_change_required:
+        new = account.password + "-changed-1"
+        await client.change_password(account.password, new)
+        account.password = new
+
+
+@dataclass
+class SupportProcess:
+    """``python -m agent request-support`` with a pipe for the subscriber's keyboard."""
+
+    proc: subprocess.Popen[str]
+    output: OutputTail
+
+    def type(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def wait_for(self, text: str, *, timeout: float = 30.0, count: int = 1) -> str:
+        wait_until(lambda: self.output.text().count(text) >= count, timeout=timeout, what=repr(text))
+        return self.output.text()
+
+    def support_code(self) -> str:
+        out = self.wait_for("Support code: ")
+        return out.split("Support code: ")[1].split()[0]
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait(5)
+
+
+def start_support(
+    data_dir: Path, *args: str, lang: str = "en", env: dict[str, str] | None = None
+) -> SupportProcess:
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "agent", "--data-dir", str(data_dir), "--lang", lang, "request-support", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env or child_env(),
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    return SupportProcess(proc, OutputTail(proc.stdout))
+
+
+def enrolled_agent(broker: BrokerProcess, data_dir: Path, contract_id: str) -> str:
+    """Register a contract and enroll an agent for it; returns the client certificate ID."""
+    result = run_agent(
+        data_dir, *broker.add_subscriber(contract_id), "--machine-name", f"pc-{contract_id}", stdin="y\n"
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("Client certificate ID: ")[1].split()[0]

@@ -1,0 +1,596 @@
+"""The subscriber's side of consent: the terminal prompt, the session commands, and a Tk dialog.
+
+What the subscriber sees when an operator asks for something (第31条1項④: the subscriber accepts the
+operator's remote operation; 別紙5: inventory only with consent, item by item): the operator's name,
+each scope on its own numbered line, and the rules, in Japanese first with English as the fallback:
+
+- nothing is allowed unless the subscriber says so (default deny); no answer within the request's
+  timeout is a "no" to everything (DESIGN §5);
+- refusing the inventory items changes nothing about the service (別紙5: "承諾しない場合であっても、
+  本サービスの利用には何ら制限はありません");
+- the subscriber can take a permission back or end the session at any time.
+
+Parsing is pure (``parse_consent_answer``, ``parse_session_command``); the I/O pieces are small:
+``LineReader`` turns a blocking text stream into ``await readline(timeout)``, ``ask_consent`` puts
+the prompt and the reader together, ``tk_consent_dialog`` is the same question as a window where a
+display exists. Nothing here logs what the subscriber typed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import math
+import os
+import re
+import sys
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, TextIO
+
+from protocol.messages import ConsentRequest
+
+from .consent import (
+    ALL_SCOPES,
+    INPUT_CONTROL,
+    INVENTORY_PREFIX,
+    INVENTORY_SCOPES,
+    ITEM_LABELS,
+    SCREEN_VIEW,
+    scope_label,
+)
+from .errors import AgentError
+
+__all__ = [
+    "DEFAULT_MAX_LINE",
+    "DEFAULT_MAX_PENDING",
+    "ChatLine",
+    "Command",
+    "DialogUnavailable",
+    "End",
+    "Grant",
+    "Help",
+    "LineReader",
+    "WidgetRects",
+    "Withdraw",
+    "ask_consent",
+    "ask_consent_dialog",
+    "format_consent_prompt",
+    "gui_available",
+    "parse_consent_answer",
+    "parse_session_command",
+    "tk_consent_dialog",
+]
+
+DEFAULT_MAX_LINE: Final = 4096
+"""Characters kept of one typed line; the rest is dropped (a chat message is at most 2000 anyway)."""
+
+DEFAULT_MAX_PENDING: Final = 256
+"""Lines read but not yet awaited; beyond this, new lines are dropped rather than queued without bound."""
+
+
+def _ja(lang: str) -> bool:
+    return lang.lower().startswith("ja")
+
+
+def _unique(scopes: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(scopes))
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+# -- the consent prompt ----------------------------------------------------------------------------
+
+
+def format_consent_prompt(request: ConsentRequest, lang: str) -> str:
+    """The question for ``request``, numbered the way :func:`parse_consent_answer` reads the answer.
+
+    No trailing newline; the caller prints it as one block.
+    """
+    scopes = _unique(request.scopes)
+    ja = _ja(lang)
+    timeout = _seconds(request.timeout)
+    lines: list[str] = []
+    if ja:
+        lines.append(f"オペレータ「{request.operator}」が次の許可を求めています（第31条1項④）:")
+    else:
+        lines.append(f'Operator "{request.operator}" asks for your permission (Art. 31(1)(iv)):')
+    for n, scope in enumerate(scopes, start=1):
+        lines.append(f"  {n}. {scope_label(scope, lang)}")
+    if ja:
+        lines += [
+            "許可する項目の番号を入力して Enter を押してください（例: 1,3）。"
+            "すべて許可は a、すべて拒否は n または何も入力せずに Enter。",
+            f"お客様が許可しない限り、何も許可されません。{timeout}秒以内に回答がない場合は、すべて拒否します。",
+        ]
+    else:
+        lines += [
+            "Type the numbers you allow and press Enter (e.g. 1,3); "
+            "a allows all, n or just Enter allows none.",
+            "Nothing is allowed unless you say so: "
+            f"no answer within {timeout} seconds means no to everything.",
+        ]
+    if any(s.startswith(INVENTORY_PREFIX) for s in scopes):
+        if ja:
+            lines.append(
+                "情報の取得を承諾しない場合であっても、本サービスの利用には何ら制限はありません（別紙5）。"
+            )
+        else:
+            lines.append(
+                "If you do not allow the information to be collected, the service is not limited in any way "
+                "(Annex 5)."
+            )
+    if f"{INVENTORY_PREFIX}router" in scopes:
+        if ja:
+            lines.append(
+                "ルータのログインアカウント・パスワードは自動では取得しません。お客様が入力した場合のみ、"
+                "暗号化して保存します。"
+            )
+        else:
+            lines.append(
+                "The router's login account and password are never read automatically: only what you type "
+                "in yourself is stored, encrypted."
+            )
+    if ja:
+        lines.append("許可はいつでも /withdraw で取り消せます。/end でサポートを終了します。")
+    else:
+        lines.append("You can take a permission back at any time with /withdraw, and finish with /end.")
+    return "\n".join(lines)
+
+
+_ALL_WORDS: Final = frozenset({"a", "all", "すべて", "全て", "全部"})
+_NONE_WORDS: Final = frozenset({"", "n", "no", "none", "なし", "いいえ"})
+_SEPARATORS: Final = re.compile(r"[\s,、]+")
+_RANGE: Final = re.compile(r"^(\d{1,3})-(\d{1,3})$")
+
+
+def parse_consent_answer(text: str, scopes: Sequence[str]) -> set[str]:
+    """The scopes the subscriber allowed by typing ``text`` to the numbered list of ``scopes``.
+
+    ``a`` / ``all`` / ``すべて``: every scope; empty, ``n``, ``none``: none; ``1,3`` or ``1 3`` (or
+    ``1-3``, full-width digits too): those lines. Anything else, including one bad number in a
+    list, allows nothing: default deny, never a guess.
+    """
+    listed = _unique(scopes)
+    answer = unicodedata.normalize("NFKC", text).strip().lower()
+    if answer in _ALL_WORDS:
+        return set(listed)
+    if answer in _NONE_WORDS:
+        return set()
+    chosen: set[str] = set()
+    for token in _SEPARATORS.split(answer):
+        if not token:
+            continue
+        span = _RANGE.fullmatch(token)
+        if span is not None:
+            first, last = int(span.group(1)), int(span.group(2))
+        elif token.isdecimal() and len(token) <= 3:
+            first = last = int(token)
+        else:
+            return set()
+        if not 1 <= first <= last <= len(listed):
+            return set()
+        chosen.update(listed[first - 1 : last])
+    return chosen
+
+
+# -- reading lines without blocking the event loop -------------------------------------------------
+
+
+class LineReader:
+    """Lines from a blocking text stream (stdin, a pipe), awaited with a timeout.
+
+    A daemon thread reads the stream, started on the first :meth:`readline` and bound to that
+    call's event loop; a thread is the one way that works the same for a terminal, a pipe and
+    Windows' console. At end of input :meth:`readline` returns ``None`` and :attr:`at_eof` is
+    True from then on; a ``None`` with ``at_eof`` False was a timeout. A decoding or read error
+    ends the input like EOF (:attr:`error` says which).
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        max_line: int = DEFAULT_MAX_LINE,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> None:
+        self._stream = stream
+        self._max_line = max_line
+        self._max_pending = max_pending
+        self._queue: asyncio.Queue[str | None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._eof = False
+        self._error: BaseException | None = None
+        self._dropped = 0
+
+    @property
+    def at_eof(self) -> bool:
+        """True once the end of input has been returned (every later ``readline`` returns None at once)."""
+        return self._eof
+
+    @property
+    def error(self) -> BaseException | None:
+        """The read error that ended the input early, if any."""
+        return self._error
+
+    @property
+    def dropped(self) -> int:
+        """Lines dropped because more than ``max_pending`` were waiting."""
+        return self._dropped
+
+    def _start(self) -> asyncio.Queue[str | None]:
+        loop = asyncio.get_running_loop()
+        if self._queue is None:
+            self._loop = loop
+            self._queue = asyncio.Queue()
+            self._thread = threading.Thread(target=self._read, name="agent-line-reader", daemon=True)
+            self._thread.start()
+        elif self._loop is not loop:
+            raise RuntimeError("LineReader is bound to another event loop")
+        return self._queue
+
+    def _read(self) -> None:
+        assert self._loop is not None
+        try:
+            while True:
+                line = self._stream.readline()
+                if not line:
+                    break
+                self._deliver(line.rstrip("\r\n")[: self._max_line])
+        except (OSError, ValueError) as exc:  # ValueError: closed file, UnicodeDecodeError
+            self._error = exc
+        self._deliver(None)
+
+    def _deliver(self, item: str | None) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening any more
+            self._loop.call_soon_threadsafe(self._put, item)
+
+    def _put(self, item: str | None) -> None:
+        assert self._queue is not None
+        if item is not None and self._queue.qsize() >= self._max_pending:
+            self._dropped += 1
+            return
+        self._queue.put_nowait(item)
+
+    async def readline(self, timeout: float | None) -> str | None:
+        """The next line without its line ending; None at EOF or after ``timeout`` seconds."""
+        queue = self._start()
+        if self._eof:
+            return None
+        try:
+            item = await asyncio.wait_for(queue.get(), timeout)
+        except TimeoutError:
+            return None
+        if item is None:
+            self._eof = True
+        return item
+
+
+async def ask_consent(
+    request: ConsentRequest,
+    *,
+    reader: LineReader,
+    out: TextIO,
+    lang: str,
+    now: Callable[[], float],
+) -> set[str] | None:
+    """Print the prompt for ``request`` and wait up to ``request.timeout`` for one answer line.
+
+    Returns the scopes allowed (possibly none), or None when nothing was answered in time or the
+    input ended: the caller records that as ``ConsentState.timeout`` (everything asked denied).
+    ``now`` is a monotonic clock in seconds.
+    """
+    out.write(format_consent_prompt(request, lang) + "\n> ")
+    out.flush()
+    deadline = now() + request.timeout
+    remaining = deadline - now()
+    if remaining <= 0:
+        return None
+    line = await reader.readline(remaining)
+    if line is None:
+        return None
+    return parse_consent_answer(line, request.scopes)
+
+
+# -- commands during a session ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """``/end``, ``q``, ``/終了``: the subscriber ends the session (any time, 第31条1項④)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    """``/withdraw control|view|inventory|all|<item>``: take these scopes back."""
+
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """``/grant control|view``: allow these scopes without being asked."""
+
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    """``/help``, ``?``, or any command the agent does not understand."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatLine:
+    """Anything else: a chat message to the operator (empty text: nothing to send)."""
+
+    text: str
+
+
+Command = End | Withdraw | Grant | Help | ChatLine
+
+_END_WORDS: Final = frozenset({"/end", "/quit", "/exit", "/q", "q", "/終了", "/おわり", "/終わり"})
+_HELP_WORDS: Final = frozenset({"/help", "/h", "/?", "?", "/ヘルプ"})
+_WITHDRAW_WORDS: Final = frozenset({"/withdraw", "/revoke", "/取消", "/取り消し", "/取消し"})
+_GRANT_WORDS: Final = frozenset({"/grant", "/allow", "/許可"})
+
+_VIEW_WORDS: Final = frozenset({"view", "screen", "画面"})
+_CONTROL_WORDS: Final = frozenset({"control", "input", "操作"})
+_INVENTORY_WORDS: Final = frozenset({"inventory", "info", "情報"})
+_ALL_TARGETS: Final = frozenset({"all", "a", "すべて", "全て", "全部"})
+
+
+def _targets(words: Sequence[str], *, withdraw: bool) -> frozenset[str] | None:
+    """Scopes named by ``words``, or None if any word is not understood (then nothing changes)."""
+    scopes: set[str] = set()
+    for word in words:
+        if word in _VIEW_WORDS:
+            scopes.add(SCREEN_VIEW)
+        elif word in _CONTROL_WORDS:
+            scopes.add(INPUT_CONTROL)
+        elif withdraw and word in _ALL_TARGETS:
+            scopes.update(ALL_SCOPES)
+        elif withdraw and word in _INVENTORY_WORDS:
+            scopes.update(INVENTORY_SCOPES)
+        elif withdraw and word in ITEM_LABELS:
+            scopes.add(f"{INVENTORY_PREFIX}{word}")
+        else:
+            return None
+    return frozenset(scopes) if scopes else None
+
+
+def parse_session_command(line: str) -> Command:
+    """What the subscriber typed during a session.
+
+    Commands start with ``/`` (full-width ``／`` too); ``q`` alone also ends. ``/grant`` takes only
+    ``view`` and ``control`` (inventory is given when the operator asks, item by item); ``/withdraw``
+    also takes ``inventory``, ``all`` and single 別紙5 item ids. A command with a missing or unknown
+    target, or an unknown command, is :class:`Help`, never sent as chat. Anything else is chat.
+    """
+    normalized = unicodedata.normalize("NFKC", line).strip()
+    words = [w for w in re.split(r"[\s,、]+", normalized.lower()) if w]
+    if not words:
+        return ChatLine(line.strip())
+    head, rest = words[0], words[1:]
+    if head in _END_WORDS and not rest:
+        return End()
+    if head in _HELP_WORDS and not rest:
+        return Help()
+    if head in _WITHDRAW_WORDS or head in _GRANT_WORDS:
+        withdraw = head in _WITHDRAW_WORDS
+        scopes = _targets(rest, withdraw=withdraw)
+        if scopes is None:
+            return Help()
+        return Withdraw(scopes) if withdraw else Grant(scopes)
+    if head.startswith("/"):
+        return Help()
+    return ChatLine(line.strip())
+
+
+# -- the dialog ------------------------------------------------------------------------------------
+
+
+class DialogUnavailable(AgentError):
+    """No window can be shown here (no tkinter, no display); use the terminal prompt instead."""
+
+    code = "dialog_unavailable"
+
+
+def gui_available(env: Mapping[str, str] | None = None) -> bool:
+    """Whether a consent window can probably be shown: Windows and macOS always, elsewhere with a display."""
+    env = os.environ if env is None else env
+    try:
+        import tkinter  # noqa: F401
+    except ImportError:
+        return False
+    if sys.platform in ("win32", "darwin"):
+        return True
+    return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+
+
+_DIALOG_TITLE: Final = ("リモートサポートの許可", "Remote support permission")
+_POLL_MS: Final = 50
+_WRAP: Final = 520
+
+WidgetRects = Mapping[str, tuple[int, int, int, int]]
+"""Widget name ("allow", "deny", or a scope) → ``(x, y, width, height)`` in root-window pixels."""
+
+
+def tk_consent_dialog(
+    request: ConsentRequest,
+    lang: str,
+    timeout: float,
+    *,
+    display: str | None = None,
+    cancel: threading.Event | None = None,
+    on_shown: Callable[[WidgetRects], None] | None = None,
+) -> set[str] | None:
+    """Ask ``request`` in a window: one checkbox per scope, all unchecked; blocks until answered.
+
+    Returns the checked scopes on "Allow selected", an empty set on "Deny all", Escape or closing
+    the window, and None when ``timeout`` seconds pass or ``cancel`` is set (= deny, DESIGN §5).
+    Run it in a worker thread (:func:`ask_consent_dialog` does): Tk lives in the calling thread,
+    and every Tk object is released in that thread before returning (Tcl aborts the process if an
+    interpreter is freed by another thread). ``display`` names the X display (default ``$DISPLAY``).
+    ``on_shown`` receives, once the window is on screen, each widget's rectangle
+    (:data:`WidgetRects`), for accessibility tools and tests.
+    Raises :class:`DialogUnavailable` when no window can be opened.
+    """
+    try:
+        import tkinter  # noqa: F401
+    except ImportError:
+        raise DialogUnavailable("tkinter is not available") from None
+    try:
+        dialog = _ConsentDialog(request, lang, timeout, display=display, cancel=cancel, on_shown=on_shown)
+        try:
+            return dialog.run()
+        finally:
+            dialog.close()
+            del dialog
+    finally:
+        gc.collect()  # free any Tk object caught in a reference cycle here, in this thread
+
+
+class _ConsentDialog:
+    """The window of :func:`tk_consent_dialog`; methods, not closures, so nothing keeps Tk alive."""
+
+    def __init__(
+        self,
+        request: ConsentRequest,
+        lang: str,
+        timeout: float,
+        *,
+        display: str | None,
+        cancel: threading.Event | None,
+        on_shown: Callable[[WidgetRects], None] | None,
+    ) -> None:
+        import tkinter as tk
+
+        try:
+            self.root = tk.Tk(screenName=display)
+        except tk.TclError as exc:
+            raise DialogUnavailable(f"cannot open a window: {exc}") from None
+        self.ja = _ja(lang)
+        self.deadline = time.monotonic() + timeout
+        self.cancel = cancel
+        self.on_shown = on_shown
+        self.result: set[str] | None = None
+        ja = self.ja
+        scopes = _unique(request.scopes)
+        root = self.root
+        root.title(_DIALOG_TITLE[0] if ja else _DIALOG_TITLE[1])
+        root.resizable(False, False)
+        with contextlib.suppress(tk.TclError):
+            root.attributes("-topmost", True)
+        frame = tk.Frame(root, padx=16, pady=12)
+        frame.pack(fill="both", expand=True)
+        header = (
+            f"オペレータ「{request.operator}」が次の許可を求めています（第31条1項④）。"
+            "許可する項目にチェックを入れてください。"
+            if ja
+            else f'Operator "{request.operator}" asks for your permission (Art. 31(1)(iv)). '
+            "Tick what you allow."
+        )
+        tk.Label(frame, text=header, justify="left", wraplength=_WRAP).pack(anchor="w", pady=(0, 8))
+        self.variables: dict[str, tk.BooleanVar] = {}
+        self.boxes: dict[str, tk.Checkbutton] = {}
+        for scope in scopes:
+            var = tk.BooleanVar(master=root, value=False)
+            box = tk.Checkbutton(frame, text=scope_label(scope, lang), variable=var, anchor="w")
+            box.pack(anchor="w")
+            self.variables[scope] = var
+            self.boxes[scope] = box
+        seconds = _seconds(timeout)
+        notes = [
+            f"チェックしない項目は許可されません。{seconds}秒以内に回答がない場合は、すべて拒否します。"
+            if ja
+            else f"Nothing unticked is allowed. No answer within {seconds} seconds means no to everything."
+        ]
+        if any(s.startswith(INVENTORY_PREFIX) for s in scopes):
+            notes.append(
+                "情報の取得を承諾しない場合であっても、本サービスの利用には何ら制限はありません（別紙5）。"
+                if ja
+                else "If you do not allow the information to be collected, "
+                "the service is not limited in any way."
+            )
+        tk.Label(frame, text="\n".join(notes), justify="left", wraplength=_WRAP).pack(anchor="w", pady=(8, 4))
+        self.countdown = tk.Label(frame, text="", justify="left")
+        self.countdown.pack(anchor="w")
+        buttons = tk.Frame(frame)
+        buttons.pack(anchor="e", pady=(8, 0))
+        self.allow = tk.Button(buttons, text="許可" if ja else "Allow selected", command=self._allow)
+        self.deny = tk.Button(buttons, text="すべて拒否" if ja else "Deny all", command=self._deny)
+        self.deny.pack(side="right", padx=(8, 0))
+        self.allow.pack(side="right")
+        root.protocol("WM_DELETE_WINDOW", self._deny)
+        root.bind("<Escape>", self._escape)
+
+    def run(self) -> set[str] | None:
+        self._tick()
+        self.root.after(_POLL_MS, self._report_shown)
+        self.root.mainloop()
+        return self.result
+
+    def close(self) -> None:
+        import tkinter as tk
+
+        with contextlib.suppress(tk.TclError):
+            self.root.destroy()
+        self.variables.clear()
+        self.boxes.clear()
+
+    def _finish(self, value: set[str] | None) -> None:
+        self.result = value
+        self.root.quit()
+
+    def _allow(self) -> None:
+        self._finish({scope for scope, var in self.variables.items() if var.get()})
+
+    def _deny(self) -> None:
+        self._finish(set())
+
+    def _escape(self, _event: object) -> None:
+        self._deny()
+
+    def _tick(self) -> None:
+        left = self.deadline - time.monotonic()
+        if left <= 0 or (self.cancel is not None and self.cancel.is_set()):
+            self._finish(None)
+            return
+        shown = math.ceil(left)
+        self.countdown.configure(text=f"残り {shown} 秒" if self.ja else f"{shown} s left")
+        self.root.after(_POLL_MS, self._tick)
+
+    def _report_shown(self) -> None:
+        if self.on_shown is None:
+            return
+        if not self.root.winfo_viewable():
+            self.root.after(_POLL_MS, self._report_shown)
+            return
+        self.root.update_idletasks()
+        widgets = {"allow": self.allow, "deny": self.deny, **self.boxes}
+        rects = {
+            name: (w.winfo_rootx(), w.winfo_rooty(), w.winfo_width(), w.winfo_height())
+            for name, w in widgets.items()
+        }
+        self.on_shown(rects)
+
+
+async def ask_consent_dialog(
+    request: ConsentRequest, *, lang: str, display: str | None = None
+) -> set[str] | None:
+    """:func:`tk_consent_dialog` in a worker thread with ``request.timeout``; cancelling closes the window."""
+    cancel = threading.Event()
+    try:
+        return await asyncio.to_thread(
+            tk_consent_dialog, request, lang, request.timeout, display=display, cancel=cancel
+        )
+    finally:
+        cancel.set()

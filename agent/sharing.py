@@ -1,0 +1,171 @@
+"""Screen sharing and input in a session: where frames come from, where input goes.
+
+Frames come from a :class:`FrameSource`: the real screen (``mss``, see :mod:`agent.screen`), or
+a deterministic test pattern for machines without a display and for tests of the relay (the
+issue allows a test source until real capture is wired). :class:`ScreenSharer` runs capture,
+diff and encoding in a worker thread so the connection stays responsive, and only while
+``screen:view`` is granted. Input goes to an :class:`InputSink` only while ``input:control``
+is granted; the sink never logs keys or typed text (第33条 secrecy of communications).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.screen.capture import Frame, Monitor
+from agent.screen.pipeline import FramePipeline
+from protocol.messages import InputEvent
+from protocol.screen import ScreenUpdate, encode_update
+
+log = logging.getLogger("agent.sharing")
+
+
+class FrameSource(Protocol):
+    def monitors(self) -> list[Monitor]: ...
+    def select(self, index: int) -> None: ...
+    def grab(self) -> Frame: ...
+
+
+def pattern_pixels(width: int, height: int, tick: int = 0) -> npt.NDArray[np.uint8]:
+    """A known BGRA picture: four coloured quadrants, a 16-px grey grid, and a white block whose
+    position follows ``tick`` (so consecutive frames differ in one small place)."""
+    img = np.zeros((height, width, 4), dtype=np.uint8)
+    img[..., 3] = 255
+    h2, w2 = height // 2, width // 2
+    img[:h2, :w2, :3] = (0, 0, 200)  # red (BGR order)
+    img[:h2, w2:, :3] = (0, 200, 0)  # green
+    img[h2:, :w2, :3] = (200, 0, 0)  # blue
+    img[h2:, w2:, :3] = (0, 200, 200)  # yellow
+    img[::16, :, :3] = 128
+    img[:, ::16, :3] = 128
+    if tick:
+        x = (tick * 8) % max(1, width - 16)
+        img[4:20, x : x + 16, :3] = 255
+    return img
+
+
+@dataclass(slots=True)
+class TestPatternSource:
+    """A synthetic single monitor; ``animate`` moves the white block each grab."""
+
+    __test__ = False  # not a pytest class
+    width: int = 640
+    height: int = 400
+    animate: bool = False
+    _tick: int = 0
+
+    def monitors(self) -> list[Monitor]:
+        return [Monitor(index=1, left=0, top=0, width=self.width, height=self.height)]
+
+    def select(self, index: int) -> None:
+        if index not in (0, 1):
+            raise ValueError(f"no monitor {index}")
+
+    def grab(self) -> Frame:
+        if self.animate:
+            self._tick += 1
+        return Frame(
+            width=self.width,
+            height=self.height,
+            pixels=pattern_pixels(self.width, self.height, self._tick),
+        )
+
+
+class InputSink(Protocol):
+    def apply(self, event: InputEvent) -> None: ...
+
+
+class CountingInputSink:
+    """For a PC without a display (and tests): counts what would be applied, prints the kind and
+    pointer position only — never a key or typed text."""
+
+    def __init__(self, report: Callable[[str], None] | None = None) -> None:
+        self.applied = 0
+        self.report = report or (lambda line: None)
+
+    def apply(self, event: InputEvent) -> None:
+        self.applied += 1
+        where = f" {event.x},{event.y}" if event.x is not None and event.y is not None else ""
+        self.report(f"input applied: {event.kind}{where}")
+
+
+class ScreenSharer:
+    """Sends screen updates while running; the session starts and stops it with the consent."""
+
+    def __init__(
+        self,
+        source: FrameSource,
+        send: Callable[[bytes], Awaitable[None]],
+        *,
+        pipeline: FramePipeline | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.source = source
+        self.send = send
+        self.pipeline = pipeline or FramePipeline()
+        self.clock = clock
+        self._task: asyncio.Task[None] | None = None
+        self._full = asyncio.Event()
+        # One thread for capture and encoding: an X connection belongs to the thread that opened it.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="screen")
+        self.updates_sent = 0
+        self.bytes_sent = 0
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        if not self.running:
+            self.pipeline.reset()
+            self._full.set()
+            self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop sharing at once (withdrawn consent, session end)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def refresh(self, *, behind: bool = False, monitor: int | None = None) -> None:
+        """A viewer joined, asked, or fell behind: send a keyframe next, slow down if behind."""
+        if monitor is not None:
+            try:
+                self.source.select(monitor)
+            except ValueError:
+                log.info("operator picked a monitor that does not exist: %s", monitor)
+        if behind:
+            self.pipeline.adapt(rtt=0.0, behind=True)
+        self._full.set()
+
+    def _capture(self, now: float, full: bool) -> ScreenUpdate | None:
+        frame = self.source.grab()
+        return self.pipeline.next_update(frame, now=now, full=full)
+
+    async def _run(self) -> None:
+        while True:
+            started = self.clock()
+            full = self._full.is_set()
+            self._full.clear()
+            loop = asyncio.get_running_loop()
+            update = await loop.run_in_executor(self._executor, self._capture, started, full)
+            if update is not None:
+                data = encode_update(update)
+                await self.send(data)
+                self.updates_sent += 1
+                self.bytes_sent += len(data)
+            delay = self.pipeline.frame_interval - (self.clock() - started)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), max(0.0, delay))

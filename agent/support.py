@@ -1,0 +1,336 @@
+"""``python -m agent request-support``: the subscriber's side of one support session.
+
+Started by the subscriber (第31条①). It shows the support code, asks before anything is seen or
+touched (第31条1項④: view and control separately, inventory item by item, default deny, no
+answer in time = deny), signs every decision as a consent receipt, shares the screen only while
+``screen:view`` is granted, applies input only while ``input:control`` is granted (checked here
+again, whatever the broker forwarded), and lets the subscriber end or withdraw at any moment:
+``/end`` or ``/withdraw …`` in this terminal, ``python -m agent end`` from another one, Ctrl-C,
+or closing the terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+from zoneinfo import ZoneInfo
+
+from certs import load_private_key
+from protocol.errors import ErrorCode
+from protocol.messages import (
+    Chat,
+    ConsentDecision,
+    ConsentRequest,
+    Error,
+    InputEvent,
+    Message,
+    MonitorLayout,
+    ScreenRefresh,
+    SessionEnd,
+    SessionState,
+    SupportCodeIssued,
+    SupportRequest,
+)
+from protocol.messages import Monitor as WireMonitor
+from protocol.receipts import ConsentReceipt
+
+from .connection import AgentClient
+from .consent import ConsentState, scope_label
+from .i18n import error_text, t
+from .identity import Identity
+from .prompt import (
+    Command,
+    End,
+    Grant,
+    Help,
+    LineReader,
+    Withdraw,
+    format_consent_prompt,
+    parse_consent_answer,
+)
+from .prompt import parse_session_command as parse_command
+from .receipts import sign_receipt
+from .screen.pipeline import FramePipeline
+from .sharing import CountingInputSink, FrameSource, InputSink, ScreenSharer, TestPatternSource
+
+PID_FILE = "session.pid"
+EXIT_REFUSED = 5
+SERVICE_TZ = ZoneInfo("Asia/Tokyo")  # 別記1: hours are Japan time
+
+
+class SupportSession:
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        lang: str,
+        stdin: TextIO,
+        out: TextIO,
+        source: FrameSource | None,
+        sink: InputSink | None = None,
+    ) -> None:
+        self.identity = identity
+        self.lang = lang
+        self.out = out
+        self.reader = LineReader(stdin)
+        self.source = source
+        self.sink: InputSink = sink or CountingInputSink(self.say)
+        self.key = load_private_key(identity.key_path.read_bytes())
+        self.client = AgentClient(identity, display=source is not None, on_message=self._on_message)
+        self.session_id: str | None = None
+        self.operator = ""
+        self.consent: ConsentState | None = None
+        self.sharer: ScreenSharer | None = None
+        self.done = asyncio.Event()
+        self.exit_code = 0
+        self._answer: asyncio.Future[str | None] | None = None
+        self._consent_tasks: set[asyncio.Task[None]] = set()
+        self._request_id = 0
+
+    def say(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+    def _next_id(self) -> str:
+        self._request_id += 1
+        return f"a{self._request_id}"
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        stop = asyncio.Event()
+        self.client.on_state = self._on_connection_state
+        client_task = asyncio.create_task(self.client.run(stop))
+        stdin_task = asyncio.create_task(self._stdin_loop())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._signal_end)
+        pid_path = self.identity.data_dir / PID_FILE
+        pid_path.write_text(str(os.getpid()))
+        try:
+            done_task = asyncio.create_task(self.done.wait())
+            await asyncio.wait({client_task, done_task}, return_when=asyncio.FIRST_COMPLETED)
+            if client_task.done() and client_task.exception() is not None:
+                raise client_task.exception()  # type: ignore[misc]
+        finally:
+            pid_path.unlink(missing_ok=True)
+            if self.sharer is not None:
+                await self.sharer.stop()
+            stop.set()
+            stdin_task.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(client_task, 10)
+        return self.exit_code
+
+    def _on_connection_state(self, state: str, delay: float) -> None:
+        if state == "connected":
+            asyncio.get_running_loop().create_task(self._request())
+
+    async def _request(self) -> None:
+        """First connection: ask for support; after a reconnect: resume our session."""
+        await self.client.send(SupportRequest(id=self._next_id(), resume=self.session_id))
+
+    def _signal_end(self) -> None:
+        asyncio.get_running_loop().create_task(self.end("subscriber closed the session"))
+
+    async def end(self, reason: str) -> None:
+        if self.session_id is None or self.client.runner is None:
+            self.done.set()
+            return
+        with contextlib.suppress(Exception):
+            await self.client.send(SessionEnd(id=self._next_id(), session_id=self.session_id, reason=reason))
+        # The broker answers with the ended state; do not hang if it cannot.
+        asyncio.get_running_loop().call_later(5.0, self.done.set)
+
+    # -- from the broker --------------------------------------------------------------------------
+
+    async def _on_message(self, client: AgentClient, msg: Message) -> None:
+        if isinstance(msg, SupportCodeIssued):
+            first = self.session_id is None
+            self.session_id = msg.session_id
+            self.consent = self.consent or ConsentState(
+                session_id=msg.session_id, serial=self.identity.serial
+            )
+            if first:
+                minutes = max(1, round((msg.expires_at - time.time()) / 60))
+                self.say(t("support.code", self.lang, code=msg.code, minutes=minutes))
+                self.say(t("support.waiting", self.lang))
+        elif isinstance(msg, Error):
+            await self._on_error(msg)
+        elif isinstance(msg, ConsentRequest):
+            task = asyncio.create_task(self._consent(msg))
+            self._consent_tasks.add(task)
+            task.add_done_callback(self._consent_tasks.discard)
+        elif isinstance(msg, SessionState):
+            await self._on_state(msg)
+        elif isinstance(msg, InputEvent):
+            await self._on_input(msg)
+        elif isinstance(msg, ScreenRefresh):
+            if self.sharer is not None:
+                self.sharer.refresh(behind=msg.behind, monitor=msg.monitor)
+        elif isinstance(msg, Chat):
+            self.say(t("support.chat", self.lang, sender=msg.sender or self.operator, text=msg.text))
+
+    async def _on_error(self, msg: Error) -> None:
+        if self.session_id is None and msg.code == ErrorCode.SERVICE_CLOSED.value:
+            opening = datetime.fromtimestamp(time.time() + (msg.retry_after or 0), SERVICE_TZ)
+            self.say(t("support.closed", self.lang, opening=opening.strftime("%m/%d %H:%M")))
+            self.exit_code = EXIT_REFUSED
+            self.done.set()
+        elif self.session_id is None:
+            self.say(t("support.refused", self.lang, reason=error_text(msg.code, self.lang, msg.message)))
+            self.exit_code = EXIT_REFUSED
+            self.done.set()
+        else:
+            self.say(f"[{msg.code}] {error_text(msg.code, self.lang, msg.message)}")
+
+    async def _on_state(self, state: SessionState) -> None:
+        if state.operator and state.operator != self.operator:
+            self.operator = state.operator
+            self.say(t("support.claimed", self.lang, operator=state.operator))
+        if state.phase == "ended":
+            if self.sharer is not None:
+                await self.sharer.stop()
+            self.say(t("support.ended", self.lang, by=state.ended_by or "-"))
+            self.done.set()
+            return
+        granted = [scope for scope, status in state.scopes.items() if status == "granted"]
+        labels = ", ".join(scope_label(s, self.lang) for s in granted) or t("support.none", self.lang)
+        self.say(t("support.scopes", self.lang, scopes=labels))
+        await self._sync_sharing()
+
+    async def _sync_sharing(self) -> None:
+        viewing = self.consent is not None and self.consent.allows("screen:view")
+        if viewing and self.source is not None and self.session_id is not None:
+            if self.sharer is None:
+                # The test pattern goes lossless so a viewer can check it pixel for pixel.
+                lossless = isinstance(self.source, TestPatternSource)
+                self.sharer = ScreenSharer(
+                    self.source, self._send_binary, pipeline=FramePipeline(lossless=lossless)
+                )
+                monitors = tuple(
+                    WireMonitor(index=m.index, left=m.left, top=m.top, width=m.width, height=m.height)
+                    for m in self.source.monitors()
+                )
+                await self.client.send(
+                    MonitorLayout(session_id=self.session_id, monitors=monitors, current=1)
+                )
+            self.sharer.start()
+        elif self.sharer is not None:
+            await self.sharer.stop()
+
+    async def _send_binary(self, data: bytes) -> None:
+        if self.client.runner is not None:
+            await self.client.runner.send_binary(data)
+
+    async def _on_input(self, event: InputEvent) -> None:
+        # The broker forwards input only with control granted; we check again before applying.
+        if (
+            self.consent is None
+            or not self.consent.allows("input:control")
+            or event.session_id != self.session_id
+        ):
+            self.say(t("support.input_refused", self.lang))
+            await self.client.send(
+                Error(code=ErrorCode.CONSENT_REQUIRED.value, message="input:control is not granted")
+            )
+            return
+        self.sink.apply(event)
+
+    # -- consent ----------------------------------------------------------------------------------
+
+    async def _consent(self, request: ConsentRequest) -> None:
+        assert self.consent is not None
+        self.operator = request.operator
+        self.say(format_consent_prompt(request, self.lang))
+        loop = asyncio.get_running_loop()
+        self._answer = loop.create_future()
+        try:
+            line = await asyncio.wait_for(asyncio.shield(self._answer), request.timeout)
+        except TimeoutError:
+            line = None
+        finally:
+            self._answer = None
+        now = time.time()
+        if line is None:
+            receipt = self.consent.timeout(request, now)
+        else:
+            receipt = self.consent.answer(request, parse_consent_answer(line, request.scopes), now)
+        await self._send_receipt(receipt)
+        await self._sync_sharing()
+
+    async def _send_receipt(self, receipt: ConsentReceipt) -> None:
+        assert self.session_id is not None
+        text, signature = sign_receipt(receipt, self.key)
+        await self.client.send(
+            ConsentDecision(id=self._next_id(), session_id=self.session_id, receipt=text, signature=signature)
+        )
+
+    # -- from the subscriber ----------------------------------------------------------------------
+
+    async def _stdin_loop(self) -> None:
+        while True:
+            line = await self.reader.readline(None)
+            if line is None:  # EOF: the terminal went away; keep the session until told otherwise
+                if self._answer is not None and not self._answer.done():
+                    self._answer.set_result("")
+                return
+            if self._answer is not None and not self._answer.done():
+                self._answer.set_result(line)
+                continue
+            await self._command(parse_command(line))
+
+    async def _command(self, command: Command) -> None:
+        if self.session_id is None or self.consent is None:
+            return
+        now = time.time()
+        if isinstance(command, End):
+            await self.end("ended by the subscriber")
+        elif isinstance(command, Withdraw):
+            await self._send_receipt(self.consent.withdraw(command.scopes, now))
+            await self._sync_sharing()
+        elif isinstance(command, Grant):
+            await self._send_receipt(self.consent.grant(command.scopes, now))
+            await self._sync_sharing()
+        elif isinstance(command, Help):
+            self.say(t("support.help", self.lang))
+        elif command.text.strip():
+            await self.client.send(Chat(session_id=self.session_id, text=command.text[:2000]))
+
+
+def request_end(data_dir: Path) -> bool:
+    """``python -m agent end``: ask the running session (another process) to end."""
+    path = data_dir / PID_FILE
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def default_devices(*, test_pattern: bool) -> tuple[FrameSource | None, InputSink | None]:
+    """The real screen and input where there is a display; a test pattern on request; else none
+    (a headless PC still gets chat and inventory, DESIGN §2 / issue: no screen)."""
+    if test_pattern:
+        return TestPatternSource(animate=True), None
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return None, None
+    try:
+        from .screen_source import CaptureSource, InjectorSink
+
+        source = CaptureSource()
+        return source, InjectorSink(source)
+    except Exception as exc:  # no usable display: chat and inventory only
+        logging.getLogger("agent.support").info("no screen to share: %s", exc)
+        return None, None

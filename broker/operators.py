@@ -1,0 +1,471 @@
+"""Operator accounts: creation, login with password + TOTP, session tokens, lockout (DESIGN §1, §3).
+
+Operators see subscribers' inventory and screens (第30条 personal data, 第33条 secrecy of communications),
+so an operator login is two factors and resists guessing:
+
+- Passwords are stored only as argon2id hashes (RFC 9106; memory-hard, so a stolen database is slow to
+  crack on GPUs). The parameters are constructor arguments; a hash made with older parameters is
+  replaced at the next successful login (``check_needs_rehash``).
+- The second factor is a TOTP code (RFC 6238, 30 s steps, 6 digits, one step of clock drift either way).
+  A code is accepted once: RFC 6238 §5.2, "the verifier MUST NOT accept the second attempt of the OTP
+  after the successful validation has been issued for the first OTP". The secret is kept encrypted at
+  rest (:class:`broker.datakeys.DataKeyring`, ``aad = b"totp:" + name``).
+- A new account gets a random one-time password and must change it at first login.
+- Unknown name, wrong password, wrong or replayed code: one error code and one message, and an unknown
+  name still costs an argon2 verification, so neither the answer nor its timing tells which names exist.
+- ``lock_after`` failures in a row lock the account for ``lock_for`` seconds, even against the right
+  credentials; every failure and every lock is audited with the peer address (never the password).
+- A login yields a bearer token (256 random bits); the store keeps only its SHA-256, so a copied
+  database holds no usable token. Tokens last one shift (``token_ttl``) and logout revokes them.
+
+Pure logic over a store and a keyring: no asyncio, no clock (``now`` is always passed in).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, Protocol, get_args
+
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from protocol.errors import ErrorCode
+
+from .datakeys import DataKeyError, DataKeyring
+from .errors import BrokerError, NotFound, RefusedError
+
+__all__ = [
+    "LOGIN_FAILED_MESSAGE",
+    "ROLES",
+    "LoginResult",
+    "NewOperator",
+    "OperatorAccounts",
+    "OperatorIdentity",
+    "OperatorRecord",
+    "OperatorStore",
+    "Role",
+    "hash_token",
+    "parse_role",
+]
+
+Role = Literal["operator", "supervisor", "admin"]
+ROLES: Final[tuple[str, ...]] = get_args(Role)
+_ROLE_BY_NAME: Final[dict[str, Role]] = {"operator": "operator", "supervisor": "supervisor", "admin": "admin"}
+
+#: The one answer to every failed login (no user enumeration).
+LOGIN_FAILED_MESSAGE: Final = "login failed: wrong name, password or code"
+
+#: Operator names appear in audit subjects and on the console; a strict alphabet keeps them unambiguous.
+NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+TOTP_ISSUER: Final = "ISP Remote Support"
+SHIFT: Final = 8 * 3600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorRecord:
+    """One row of ``operators`` as the store returns it."""
+
+    name: str
+    display_name: str
+    role: Role
+    password_hash: str = field(repr=False)
+    totp_secret_blob: bytes = field(repr=False)
+    created_at: float
+    password_change_required: bool
+    failed_logins: int
+    locked_until: float | None
+    last_totp_step: int | None
+    disabled: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewOperator:
+    """What an admin hands to a new operator, once: nothing here is stored in the clear."""
+
+    name: str
+    initial_password: str = field(repr=False)
+    """One-time: the operator must change it at first login."""
+    totp_uri: str = field(repr=False)
+    """``otpauth://totp/…`` for an authenticator app (shown as a QR code or typed in)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoginResult:
+    token: str = field(repr=False)
+    expires_at: float
+    name: str
+    display_name: str
+    role: Role
+    password_change_required: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorIdentity:
+    """Who holds a valid token."""
+
+    name: str
+    display_name: str
+    role: Role
+    expires_at: float
+    password_change_required: bool
+
+
+class OperatorStore(Protocol):
+    """What :class:`OperatorAccounts` needs from a store (``SQLiteStore`` with ``OperatorTables``)."""
+
+    def add_operator(
+        self,
+        name: str,
+        *,
+        display_name: str,
+        role: Role,
+        password_hash: str,
+        totp_secret_blob: bytes,
+        now: float,
+        actor: str,
+        password_change_required: bool = True,
+    ) -> OperatorRecord: ...
+    def get_operator(self, name: str) -> OperatorRecord | None: ...
+    def list_operators(self) -> list[OperatorRecord]: ...
+    def record_login_failure(
+        self, name: str, *, now: float, lock_after: int, lock_for: float, peer: str, reason: str
+    ) -> float | None: ...
+    def record_login_success(
+        self,
+        name: str,
+        *,
+        now: float,
+        totp_step: int,
+        peer: str,
+        token_hash: str,
+        expires_at: float,
+        password_hash: str | None = None,
+    ) -> bool: ...
+    def set_password(
+        self,
+        name: str,
+        password_hash: str,
+        *,
+        now: float,
+        change_required: bool,
+        actor: str,
+        action: str = "operator.password_changed",
+    ) -> None: ...
+    def unlock(self, name: str, *, now: float, actor: str) -> None: ...
+    def set_operator_disabled(self, name: str, *, disabled: bool, now: float, actor: str) -> None: ...
+    def get_token(self, token_hash: str) -> tuple[str, float, float | None] | None: ...
+    def revoke_token(self, token_hash: str, *, now: float) -> bool: ...
+    def append_audit(
+        self, *, actor: str, action: str, subject: str, details: dict[str, Any], now: float
+    ) -> int: ...
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 hex: enough for a 256-bit random token (no salt or stretching needed, unlike passwords)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def parse_role(role: str) -> Role:
+    """A role from user input (CLI, console), or ``RefusedError(INVALID_FIELD)``."""
+    checked = _ROLE_BY_NAME.get(role)
+    if checked is not None:
+        return checked
+    raise RefusedError(f"role must be one of {', '.join(ROLES)}", code=ErrorCode.INVALID_FIELD)
+
+
+def _totp_aad(name: str) -> bytes:
+    return b"totp:" + name.encode("utf-8")
+
+
+class OperatorAccounts:
+    """The operator-account service; see the module docstring for the rules and their sources."""
+
+    def __init__(
+        self,
+        store: OperatorStore,
+        keyring: DataKeyring,
+        *,
+        lock_after: int = 5,
+        lock_for: float = 900.0,
+        token_ttl: float = SHIFT,
+        min_password_length: int = 12,
+        max_password_length: int = 256,
+        initial_password_bytes: int = 18,
+        argon2_time_cost: int = 3,
+        argon2_memory_cost: int = 65_536,
+        argon2_parallelism: int = 4,
+        totp_valid_window: int = 1,
+        totp_issuer: str = TOTP_ISSUER,
+    ) -> None:
+        """
+        :param lock_after: failed logins in a row that lock the account.
+        :param lock_for: seconds the account stays locked (15 minutes).
+        :param token_ttl: seconds a login token is valid (8 hours: one shift).
+        :param min_password_length: shortest password an operator may choose.
+        :param max_password_length: longest accepted (the protocol's ``Password`` limit; bounds the work).
+        :param initial_password_bytes: random bytes of a one-time password (18 → 24 URL-safe characters).
+        :param argon2_time_cost: argon2id passes (RFC 9106 §4 second recommendation: t=3).
+        :param argon2_memory_cost: argon2id memory in KiB (64 MiB, the same recommendation).
+        :param argon2_parallelism: argon2id lanes (p=4).
+        :param totp_valid_window: TOTP steps of clock drift accepted each way (RFC 6238 §5.2 "at most one
+            time step is allowed as the network delay").
+        :param totp_issuer: the issuer shown by authenticator apps.
+        """
+        if lock_after < 1:
+            raise ValueError("lock_after must be at least 1")
+        self._store = store
+        self._keyring = keyring
+        self.lock_after = lock_after
+        self.lock_for = lock_for
+        self.token_ttl = token_ttl
+        self.min_password_length = min_password_length
+        self.max_password_length = max_password_length
+        self.initial_password_bytes = initial_password_bytes
+        self.totp_valid_window = totp_valid_window
+        self.totp_issuer = totp_issuer
+        self._hasher = PasswordHasher(
+            time_cost=argon2_time_cost, memory_cost=argon2_memory_cost, parallelism=argon2_parallelism
+        )
+        self._dummy_hash: str | None = None
+
+    # -- administration ---------------------------------------------------------------------------
+
+    def create(
+        self, name: str, *, role: str, display_name: str | None = None, now: float, actor: str
+    ) -> NewOperator:
+        """Create an account with a one-time password and a fresh TOTP secret.
+
+        Raises :class:`broker.errors.AlreadyExists` for a taken name, ``RefusedError(INVALID_FIELD)`` for
+        a bad name or role.
+        """
+        if not NAME_PATTERN.match(name):
+            raise RefusedError(
+                "an operator name is 1-64 characters of A-Z a-z 0-9 _ . @ -", code=ErrorCode.INVALID_FIELD
+            )
+        checked = parse_role(role)
+        display = (display_name or name).strip()
+        if not display or len(display) > 255:
+            raise RefusedError("a display name is 1-255 characters", code=ErrorCode.INVALID_FIELD)
+        password = secrets.token_urlsafe(self.initial_password_bytes)
+        secret = pyotp.random_base32()
+        self._store.add_operator(
+            name,
+            display_name=display,
+            role=checked,
+            password_hash=self._hasher.hash(password),
+            totp_secret_blob=self._keyring.encrypt(secret.encode("ascii"), aad=_totp_aad(name)),
+            now=now,
+            actor=actor,
+            password_change_required=True,
+        )
+        uri = pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=self.totp_issuer)
+        return NewOperator(name=name, initial_password=password, totp_uri=uri)
+
+    def reset_password(self, name: str, *, now: float, actor: str) -> str:
+        """Give the account a new one-time password (forgotten password); returns it. The TOTP secret
+        and the lock state are unchanged (an admin unlocks separately, on purpose)."""
+        if self._store.get_operator(name) is None:
+            raise NotFound(f"no operator {name}")
+        password = secrets.token_urlsafe(self.initial_password_bytes)
+        self._store.set_password(
+            name,
+            self._hasher.hash(password),
+            now=now,
+            change_required=True,
+            actor=actor,
+            action="operator.password_reset",
+        )
+        return password
+
+    def unlock(self, name: str, *, now: float, actor: str) -> None:
+        """Lift a lockout before it expires (an admin, after checking with the operator)."""
+        self._store.unlock(name, now=now, actor=actor)
+
+    def set_disabled(self, name: str, *, disabled: bool, now: float, actor: str) -> None:
+        """Disable an account (an operator who left) without deleting it: the audit log keeps naming
+        it, its tokens are revoked at once, and login answers like for an unknown name."""
+        self._store.set_operator_disabled(name, disabled=disabled, now=now, actor=actor)
+
+    # -- login ------------------------------------------------------------------------------------
+
+    def login(self, name: str, password: str, totp_code: str, *, now: float, peer: str) -> LoginResult:
+        """Check password and TOTP code; on success return a new token.
+
+        Raises ``RefusedError(LOGIN_FAILED)`` with :data:`LOGIN_FAILED_MESSAGE` for every kind of wrong
+        input, ``RefusedError(ACCOUNT_LOCKED, retry_after=…)`` while the account is locked. The failure
+        that reaches ``lock_after`` still answers LOGIN_FAILED; the next attempts get ACCOUNT_LOCKED.
+        """
+        record = self._store.get_operator(name)
+        if record is None or record.disabled:
+            self._burn_verify(password)  # same cost as a real check: timing reveals nothing
+            self._store.append_audit(
+                actor="broker",
+                action="operator.login_failed",
+                subject=name,
+                details={"peer": peer, "reason": "unknown" if record is None else "disabled"},
+                now=now,
+            )
+            raise RefusedError(LOGIN_FAILED_MESSAGE, code=ErrorCode.LOGIN_FAILED)
+        if record.locked_until is not None and now < record.locked_until:
+            self._store.append_audit(
+                actor="broker",
+                action="operator.login_refused",
+                subject=name,
+                details={"peer": peer, "reason": "locked", "until": record.locked_until},
+                now=now,
+            )
+            raise RefusedError(
+                "this account is locked after too many failed logins; try later or ask an admin",
+                code=ErrorCode.ACCOUNT_LOCKED,
+                retry_after=record.locked_until - now,
+            )
+        reason: str
+        if not self._verify(record.password_hash, password):
+            reason = "password"
+        else:
+            step, replayed = self._totp_step(record, totp_code, now)
+            if step is None:
+                reason = "totp_replay" if replayed else "totp"
+            else:
+                token = secrets.token_urlsafe(32)
+                expires_at = now + self.token_ttl
+                rehash = (
+                    self._hasher.hash(password)
+                    if self._hasher.check_needs_rehash(record.password_hash)
+                    else None
+                )
+                if self._store.record_login_success(
+                    name,
+                    now=now,
+                    totp_step=step,
+                    peer=peer,
+                    token_hash=hash_token(token),
+                    expires_at=expires_at,
+                    password_hash=rehash,
+                ):
+                    return LoginResult(
+                        token=token,
+                        expires_at=expires_at,
+                        name=record.name,
+                        display_name=record.display_name,
+                        role=record.role,
+                        password_change_required=record.password_change_required,
+                    )
+                reason = "totp_replay"  # another login consumed this step meanwhile
+        self._store.record_login_failure(
+            name, now=now, lock_after=self.lock_after, lock_for=self.lock_for, peer=peer, reason=reason
+        )
+        raise RefusedError(LOGIN_FAILED_MESSAGE, code=ErrorCode.LOGIN_FAILED)
+
+    def authenticate(self, token: str, *, now: float) -> OperatorIdentity:
+        """Who holds ``token``; ``RefusedError(AUTH_REQUIRED)`` if it is unknown, expired or revoked, or
+        the account was disabled since."""
+        found = self._store.get_token(hash_token(token))
+        if found is not None:
+            name, expires_at, revoked_at = found
+            if revoked_at is None and now < expires_at:
+                record = self._store.get_operator(name)
+                if record is not None and not record.disabled:
+                    return OperatorIdentity(
+                        name=record.name,
+                        display_name=record.display_name,
+                        role=record.role,
+                        expires_at=expires_at,
+                        password_change_required=record.password_change_required,
+                    )
+        raise RefusedError(
+            "not logged in, or the session expired: log in again", code=ErrorCode.AUTH_REQUIRED
+        )
+
+    def logout(self, token: str, *, now: float) -> None:
+        """Revoke the token (idempotent)."""
+        self._store.revoke_token(hash_token(token), now=now)
+
+    def change_password(self, name: str, old: str, new: str, *, now: float) -> None:
+        """Replace the password and clear the one-time flag.
+
+        A wrong ``old`` counts as a failed login (a stolen token must not become a password oracle).
+        The new one needs ``min_password_length`` characters and must differ from the old one.
+        """
+        record = self._store.get_operator(name)
+        if record is None or record.disabled:
+            raise RefusedError("not logged in", code=ErrorCode.AUTH_REQUIRED)
+        if record.locked_until is not None and now < record.locked_until:
+            raise RefusedError(
+                "this account is locked after too many failed logins",
+                code=ErrorCode.ACCOUNT_LOCKED,
+                retry_after=record.locked_until - now,
+            )
+        if not self._verify(record.password_hash, old):
+            self._store.record_login_failure(
+                name,
+                now=now,
+                lock_after=self.lock_after,
+                lock_for=self.lock_for,
+                peer="",
+                reason="change_password",
+            )
+            raise RefusedError("the current password is wrong", code=ErrorCode.LOGIN_FAILED)
+        if len(new) < self.min_password_length:
+            raise RefusedError(
+                f"a password needs at least {self.min_password_length} characters",
+                code=ErrorCode.INVALID_FIELD,
+            )
+        if len(new) > self.max_password_length:
+            raise RefusedError(
+                f"a password has at most {self.max_password_length} characters", code=ErrorCode.INVALID_FIELD
+            )
+        if hmac.compare_digest(new.encode("utf-8"), old.encode("utf-8")):
+            raise RefusedError("the new password must differ from the old one", code=ErrorCode.INVALID_FIELD)
+        self._store.set_password(
+            name, self._hasher.hash(new), now=now, change_required=False, actor=f"operator:{name}"
+        )
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        if len(password) > self.max_password_length:
+            self._burn_verify("")
+            return False
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def _burn_verify(self, password: str) -> None:
+        """An argon2 verification that always fails, against a hash made with our parameters."""
+        if self._dummy_hash is None:
+            self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+        self._verify(self._dummy_hash, password[: self.max_password_length])
+
+    def _totp_step(self, record: OperatorRecord, code: str, now: float) -> tuple[int | None, bool]:
+        """``(step, replayed)``: the RFC 6238 time step ``code`` is valid for, within the window, newer
+        than the last accepted one; or ``(None, True)`` if it only matches an already used step."""
+        try:
+            secret = self._keyring.decrypt(record.totp_secret_blob, aad=_totp_aad(record.name)).decode(
+                "ascii"
+            )
+        except (DataKeyError, UnicodeDecodeError) as exc:
+            raise BrokerError(
+                f"the TOTP secret of {record.name} cannot be read: {exc}", code=ErrorCode.INTERNAL
+            ) from exc
+        totp = pyotp.TOTP(secret)
+        code = code.strip()
+        if len(code) != totp.digits or not code.isascii() or not code.isdigit():
+            return None, False
+        current = int(now) // totp.interval  # RFC 6238 §4: T = floor((now - T0) / X), T0 = 0
+        replayed = False
+        for step in range(current - self.totp_valid_window, current + self.totp_valid_window + 1):
+            if step < 0 or not hmac.compare_digest(totp.generate_otp(step), code):
+                continue
+            if record.last_totp_step is not None and step <= record.last_totp_step:
+                replayed = True
+                continue
+            return step, False
+        return None, replayed

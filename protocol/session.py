@@ -1,0 +1,93 @@
+"""The support session's state machine: every transition in one table (h11 ``_state.py`` style).
+
+A session starts when the subscriber asks (第31条①) and ends when either side ends it, the
+subscriber withdraws, or a side stays away past the grace period (DESIGN §5)::
+
+    WAITING ──claim──► CONSENT ──decision/timeout──► ACTIVE ──end/lost──► ENDED
+       └──code expired / end──────────────────────────────────────────────►┘
+
+What each message needs is in :data:`REQUIREMENTS`: the phase it may arrive in and the consent
+scope that must be granted. Both the broker and the agent check them; input without
+``input:control`` is dropped and reported, never applied (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+
+from .errors import ErrorCode, ProtocolError, UnexpectedMessage
+
+
+class Phase(StrEnum):
+    WAITING = "waiting"
+    """Support code issued, request in the operators' queue."""
+    CONSENT = "consent"
+    """Claimed by an operator; the subscriber is being asked."""
+    ACTIVE = "active"
+    """The subscriber answered; the relay runs within the granted scopes (possibly none: chat only)."""
+    ENDED = "ended"
+
+
+class Trigger(StrEnum):
+    CLAIM = "claim"
+    DECISION = "decision"
+    """A signed consent receipt, or the broker's own timeout when none came (= deny)."""
+    END = "end"
+    """Ended by the subscriber, the operator, a lost side after the grace period, or policy."""
+    EXPIRE = "expire"
+    """The support code was not claimed in time."""
+
+
+TRANSITIONS: Mapping[tuple[Phase, Trigger], Phase] = {
+    (Phase.WAITING, Trigger.CLAIM): Phase.CONSENT,
+    (Phase.WAITING, Trigger.EXPIRE): Phase.ENDED,
+    (Phase.WAITING, Trigger.END): Phase.ENDED,
+    (Phase.CONSENT, Trigger.DECISION): Phase.ACTIVE,
+    (Phase.CONSENT, Trigger.END): Phase.ENDED,
+    (Phase.ACTIVE, Trigger.DECISION): Phase.ACTIVE,
+    (Phase.ACTIVE, Trigger.END): Phase.ENDED,
+}
+
+
+class ConsentRequired(ProtocolError):
+    """A message needs a scope the subscriber has not granted (or has withdrawn)."""
+
+    code = ErrorCode.CONSENT_REQUIRED
+
+
+def transition(phase: Phase, trigger: Trigger) -> Phase:
+    try:
+        return TRANSITIONS[(phase, trigger)]
+    except KeyError:
+        raise UnexpectedMessage(f"cannot {trigger.value} a session that is {phase.value}") from None
+
+
+SCREEN = "screen:view"
+CONTROL = "input:control"
+INVENTORY_PREFIX = "inventory:"
+
+REQUIREMENTS: Mapping[str, tuple[frozenset[Phase], str | None]] = {
+    # message kind: (phases it may arrive in, scope that must be granted)
+    "screen_update": (frozenset({Phase.ACTIVE}), SCREEN),
+    "monitor_layout": (frozenset({Phase.ACTIVE}), SCREEN),
+    "screen_refresh": (frozenset({Phase.ACTIVE}), SCREEN),
+    "input": (frozenset({Phase.ACTIVE}), CONTROL),
+    "inventory_report": (frozenset({Phase.ACTIVE}), None),  # checked item by item
+    "scope_request": (frozenset({Phase.ACTIVE}), None),
+    "chat": (frozenset({Phase.CONSENT, Phase.ACTIVE}), None),
+    "watch": (frozenset({Phase.CONSENT, Phase.ACTIVE}), None),
+}
+
+
+def check_allowed(kind: str, phase: Phase, granted: frozenset[str] | set[str]) -> None:
+    """Raise if ``kind`` may not flow now: wrong phase, or its scope is not granted."""
+    phases, scope = REQUIREMENTS[kind]
+    if phase not in phases:
+        raise UnexpectedMessage(f"{kind} is not allowed while the session is {phase.value}")
+    if scope is not None and scope not in granted:
+        raise ConsentRequired(f"{kind} needs the subscriber's consent to {scope}")
+
+
+def inventory_scope(item: str) -> str:
+    return INVENTORY_PREFIX + item

@@ -1,0 +1,87 @@
+"""InputEvent validation and key-name mapping (no display needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.input.inject import DOM_KEY_NAMES, InputEvent, InputRejected, LocalInputGuard
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"kind": "move", "x": 1, "y": 2},
+        {"kind": "button", "button": "left", "action": "click", "count": 2, "x": 0, "y": 0},
+        {"kind": "button", "button": "right", "action": "down"},
+        {"kind": "wheel", "dy": -3},
+        {"kind": "key", "action": "down", "key": "Control"},
+        {"kind": "key", "action": "click", "code": 0xFF0D},
+        {"kind": "text", "text": "こんにちは\tworld\n"},
+    ],
+)
+def test_valid_events(fields: dict[str, object]) -> None:
+    InputEvent(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"kind": "move"},
+        {"kind": "move", "x": 1},
+        {"kind": "button", "button": "back", "action": "click"},
+        {"kind": "button", "button": "left", "action": "hold"},
+        {"kind": "button", "button": "left", "action": "click", "count": 4},
+        {"kind": "wheel"},
+        {"kind": "wheel", "dy": 51},
+        {"kind": "key", "action": "down"},
+        {"kind": "key", "action": "down", "key": "a", "code": 97},
+        {"kind": "key", "action": "down", "key": ""},
+        {"kind": "key", "action": "down", "code": -1},
+        {"kind": "key", "key": "a"},
+        {"kind": "text", "text": ""},
+        {"kind": "text", "text": "x" * 1025},
+        {"kind": "text", "text": "a\x1bb"},
+        {"kind": "scroll"},
+    ],
+)
+def test_invalid_events(fields: dict[str, object]) -> None:
+    with pytest.raises(InputRejected):
+        InputEvent(**fields)  # type: ignore[arg-type]
+
+
+def test_dom_names_map_to_pynput_names() -> None:
+    assert DOM_KEY_NAMES["Enter"] == "enter"
+    assert DOM_KEY_NAMES["ArrowLeft"] == "left"
+    assert DOM_KEY_NAMES["F12"] == "f12"
+
+
+def test_guard_pauses_on_local_events_only() -> None:
+    t = [100.0]
+    guard = LocalInputGuard(pause_seconds=2.0, expect_window=0.5, clock=lambda: t[0])
+    assert not guard.paused(100.0)
+    guard.expect("key", 2)
+    guard.note_local("key")
+    guard.note_local("key")
+    assert not guard.paused(100.0)  # both were ours
+    guard.note_local("key")
+    assert guard.paused(100.0)
+    assert guard.paused(101.9)
+    assert not guard.paused(102.0)
+
+
+def test_guard_expectations_expire() -> None:
+    t = [0.0]
+    guard = LocalInputGuard(expect_window=0.5, clock=lambda: t[0])
+    guard.expect("button")
+    t[0] = 0.6
+    guard.note_local("button")
+    assert guard.paused(0.6)
+
+
+def test_guard_trusts_os_injected_flag_and_motion_setting() -> None:
+    guard = LocalInputGuard(pause_on_motion=False, clock=lambda: 0.0)
+    guard.note_local("key", injected=True)
+    guard.note_local("move")
+    assert not guard.paused(0.0)
+    guard.note_local("scroll")
+    assert guard.paused(0.0)
