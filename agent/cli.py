@@ -58,13 +58,44 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="share a synthetic test pattern instead of the real screen",
     )
+    support.add_argument(
+        "--lossless",
+        action="store_true",
+        help="share the real screen without JPEG: exact pixels (small print), more bytes",
+    )
+    support.add_argument(
+        "--monitor",
+        type=int,
+        default=1,
+        metavar="N",
+        help="monitor shared first: 1.. one monitor, 0 all of them (default 1); the operator may switch",
+    )
     support.add_argument("--log-level", default="WARNING")
+    support.add_argument(
+        "--router-target",
+        type=_host_port,
+        default=None,
+        help="where to send the UPnP search for the router model (default: the SSDP multicast group)",
+    )
 
     sub.add_parser("end", help="end the running support session")
 
     inventory = sub.add_parser("inventory", help="別紙5 inventory")
     inventory.add_argument("--preview", action="store_true", required=True, help="show, send nothing")
+    inventory.add_argument(
+        "--router-target",
+        type=_host_port,
+        default=None,
+        help="where to send the UPnP search for the router model (default: the SSDP multicast group)",
+    )
     return parser
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError("expected HOST:PORT")
+    return host.strip("[]"), int(port)
 
 
 def ask(prompt: str, *, stdin: TextIO, stdout: TextIO) -> bool:
@@ -113,7 +144,10 @@ def main(
             from .inventory.preview import run_preview
 
             identity = load_identity(data_dir)
-            return run_preview(lang=lang, cert_serial=identity.serial if identity else None, out=stdout)
+            extra = {"router_target": args.router_target} if args.router_target else {}
+            return run_preview(
+                lang=lang, cert_serial=identity.serial if identity else None, out=stdout, **extra
+            )
     except EnrollDeclined:
         print(t("enroll.declined", lang), file=stderr)
         return EXIT_DECLINED
@@ -173,10 +207,20 @@ def _request_support(
     if identity is None:
         print(t("run.not_enrolled", lang), file=stdout)
         return EXIT_ERROR
-    source, sink = default_devices(test_pattern=args.test_pattern)
+    source, sink = default_devices(
+        test_pattern=args.test_pattern, lossless=args.lossless, monitor=args.monitor
+    )
     if source is None:
         print(t("support.no_display", lang), file=stdout)
-    session = SupportSession(identity, lang=lang, stdin=stdin, out=stdout, source=source, sink=sink)
+    session = SupportSession(
+        identity,
+        lang=lang,
+        stdin=stdin,
+        out=stdout,
+        source=source,
+        sink=sink,
+        **({"router_target": args.router_target} if args.router_target else {}),
+    )
     return asyncio.run(session.run())
 
 

@@ -91,6 +91,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "No display: screen sharing is not available (chat and inventory only).",
     ),
     "support.end_requested": ("サポートの終了を要求しました。", "Asked the session to end."),
+    "support.router_account": (
+        "ルータのログインアカウントを入力してください（お伝えにならない場合は Enter）: ",
+        "Router login account, if you want to give it (Enter to skip): ",
+    ),
+    "support.router_password": ("ルータのログインパスワード: ", "Router login password: "),
+    "support.inventory_sent": ("次の情報をお送りしました: {items}", "Sent to the operator: {items}"),
     "support.no_session": ("実行中のサポートはありません。", "No support session is running."),
     "error.service_closed": ("受付時間外です。", "The helpdesk is closed now."),
     "error.rate_limited": (

@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo
@@ -31,6 +32,8 @@ from protocol.messages import (
     ConsentRequest,
     Error,
     InputEvent,
+    InventoryItem,
+    InventoryReport,
     Message,
     MonitorLayout,
     ScreenRefresh,
@@ -46,6 +49,10 @@ from .connection import AgentClient
 from .consent import ConsentState, scope_label
 from .i18n import error_text, t
 from .identity import Identity
+from .inventory.collect import collect, default_collector
+from .inventory.items import Item
+from .inventory.model import RouterCredentials
+from .inventory.router import SSDP_MULTICAST, probe_router
 from .prompt import (
     Command,
     End,
@@ -62,6 +69,9 @@ from .screen.pipeline import FramePipeline
 from .sharing import CountingInputSink, FrameSource, InputSink, ScreenSharer, TestPatternSource
 
 PID_FILE = "session.pid"
+INVENTORY_PREFIX = "inventory:"
+ITEM_IDS = frozenset(item.value for item in Item)
+CREDENTIALS_TIMEOUT = 120.0
 EXIT_REFUSED = 5
 SERVICE_TZ = ZoneInfo("Asia/Tokyo")  # 別記1: hours are Japan time
 
@@ -76,6 +86,7 @@ class SupportSession:
         out: TextIO,
         source: FrameSource | None,
         sink: InputSink | None = None,
+        router_target: tuple[str, int] = SSDP_MULTICAST,
     ) -> None:
         self.identity = identity
         self.lang = lang
@@ -84,6 +95,8 @@ class SupportSession:
         self.source = source
         self.sink: InputSink = sink or CountingInputSink(self.say)
         self.key = load_private_key(identity.key_path.read_bytes())
+        self.router_target = router_target
+        self.collector = default_collector()
         self.client = AgentClient(identity, display=source is not None, on_message=self._on_message)
         self.session_id: str | None = None
         self.operator = ""
@@ -211,21 +224,35 @@ class SupportSession:
         viewing = self.consent is not None and self.consent.allows("screen:view")
         if viewing and self.source is not None and self.session_id is not None:
             if self.sharer is None:
-                # The test pattern goes lossless so a viewer can check it pixel for pixel.
-                lossless = isinstance(self.source, TestPatternSource)
+                source, session_id = self.source, self.session_id
+
+                async def send_layout(current: int) -> None:
+                    monitors = tuple(
+                        WireMonitor(index=m.index, left=m.left, top=m.top, width=m.width, height=m.height)
+                        for m in source.monitors()
+                    )
+                    await self.client.send(
+                        MonitorLayout(session_id=session_id, monitors=monitors, current=current)
+                    )
+
+                # The test pattern and `--lossless` go without JPEG: exact pixels for the viewer.
+                lossless = isinstance(source, TestPatternSource) or bool(getattr(source, "lossless", False))
                 self.sharer = ScreenSharer(
-                    self.source, self._send_binary, pipeline=FramePipeline(lossless=lossless)
+                    source,
+                    self._send_binary,
+                    pipeline=FramePipeline(lossless=lossless),
+                    on_monitor=send_layout,
                 )
-                monitors = tuple(
-                    WireMonitor(index=m.index, left=m.left, top=m.top, width=m.width, height=m.height)
-                    for m in self.source.monitors()
-                )
-                await self.client.send(
-                    MonitorLayout(session_id=self.session_id, monitors=monitors, current=1)
-                )
+                shared = getattr(source, "current", None)
+                await send_layout(shared.index if shared is not None else 1)
             self.sharer.start()
         elif self.sharer is not None:
             await self.sharer.stop()
+        if self.consent is None or not self.consent.allows("input:control"):
+            # Control withdrawn: a key or button the operator held down must not stay down.
+            release = getattr(self.sink, "release", None)
+            if callable(release):
+                release()
 
     async def _send_binary(self, data: bytes) -> None:
         if self.client.runner is not None:
@@ -243,7 +270,12 @@ class SupportSession:
                 Error(code=ErrorCode.CONSENT_REQUIRED.value, message="input:control is not granted")
             )
             return
-        self.sink.apply(event)
+        try:
+            self.sink.apply(event)
+        except Exception as exc:  # an X error must not end the session; never log the event itself
+            logging.getLogger("agent.support").warning(
+                "could not apply %s input: %s", event.kind, type(exc).__name__
+            )
 
     # -- consent ----------------------------------------------------------------------------------
 
@@ -260,12 +292,72 @@ class SupportSession:
         finally:
             self._answer = None
         now = time.time()
+        before = self.consent.granted
         if line is None:
             receipt = self.consent.timeout(request, now)
         else:
             receipt = self.consent.answer(request, parse_consent_answer(line, request.scopes), now)
         await self._send_receipt(receipt)
         await self._sync_sharing()
+        await self._send_inventory(set(receipt.granted) - before)
+
+    async def _ask_line(self, prompt: str, timeout: float) -> str | None:
+        """One line typed by the subscriber (or None after ``timeout``)."""
+        self.say(prompt)
+        self._answer = asyncio.get_running_loop().create_future()
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._answer), timeout)
+        except TimeoutError:
+            return None
+        finally:
+            self._answer = None
+
+    async def _send_inventory(self, newly_granted: set[str]) -> None:
+        """Collect exactly the items just granted (別紙5: item by item) and send them.
+
+        Only those collectors run; refused items are never read. Router credentials are never read
+        from the router or the system: the subscriber may type them in here, or skip (別紙5 (11)).
+        """
+        items = [
+            Item(scope.removeprefix(INVENTORY_PREFIX))
+            for scope in sorted(newly_granted)
+            if scope.startswith(INVENTORY_PREFIX)
+            and scope.removeprefix(INVENTORY_PREFIX) in Item.__members__.values()
+        ]
+        if not items or self.session_id is None:
+            return
+        credentials = None
+        if Item.ROUTER in items:
+            account = await self._ask_line(t("support.router_account", self.lang), CREDENTIALS_TIMEOUT)
+            if account:
+                password = await self._ask_line(t("support.router_password", self.lang), CREDENTIALS_TIMEOUT)
+                credentials = RouterCredentials(
+                    account=account.strip()[:128], password=(password or "")[:128]
+                )
+        probe = (
+            partial(probe_router, target=self.router_target, timeout=2.0) if Item.ROUTER in items else None
+        )
+        results = await asyncio.to_thread(
+            collect,
+            items,
+            collector=self.collector,
+            cert_serial=self.identity.serial,
+            router_probe=probe,
+            router_credentials=credentials,
+        )
+        report = InventoryReport(
+            id=self._next_id(),
+            session_id=self.session_id,
+            items=tuple(
+                InventoryItem(item=r.item.value, available=r.available, value=r.value, reason=r.reason)
+                for r in results
+            ),
+            router_account=credentials.account if credentials else None,
+            router_password=credentials.password if credentials else None,
+        )
+        await self.client.send(report)
+        labels = ", ".join(scope_label(INVENTORY_PREFIX + r.item.value, self.lang) for r in results)
+        self.say(t("support.inventory_sent", self.lang, items=labels))
 
     async def _send_receipt(self, receipt: ConsentReceipt) -> None:
         assert self.session_id is not None
@@ -317,20 +409,32 @@ def request_end(data_dir: Path) -> bool:
     return True
 
 
-def default_devices(*, test_pattern: bool) -> tuple[FrameSource | None, InputSink | None]:
+def default_devices(
+    *, test_pattern: bool, lossless: bool = False, monitor: int = 1
+) -> tuple[FrameSource | None, InputSink | None]:
     """The real screen and input where there is a display; a test pattern on request; else none
-    (a headless PC still gets chat and inventory, DESIGN §2 / issue: no screen)."""
+    (a headless PC still gets chat and inventory, DESIGN §2 / issue: no screen).
+
+    ``lossless`` shares the real screen without JPEG; ``monitor`` is the monitor shared first
+    (mss numbering, 0 = all; an unknown number falls back to 1). A screen that can be captured
+    but not controlled is still shared; input is then dropped (:class:`NoInputSink`).
+    """
     if test_pattern:
         return TestPatternSource(animate=True), None
+    log = logging.getLogger("agent.support")
     if sys.platform.startswith("linux") and not (
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     ):
         return None, None
     try:
-        from .screen_source import CaptureSource, InjectorSink
+        from .screen_source import CaptureSource, InjectorSink, NoInputSink
 
-        source = CaptureSource()
-        return source, InjectorSink(source)
+        source = CaptureSource(monitor, lossless=lossless)
     except Exception as exc:  # no usable display: chat and inventory only
-        logging.getLogger("agent.support").info("no screen to share: %s", exc)
+        log.info("no screen to share: %s", exc)
         return None, None
+    try:
+        return source, InjectorSink(source)
+    except Exception as exc:
+        log.warning("remote control unavailable: %s", exc)
+        return source, NoInputSink(type(exc).__name__)

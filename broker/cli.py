@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import logging
 import os
 import signal
@@ -110,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     op_unlock = operator.add_parser("unlock", help="lift a login lock")
     op_unlock.add_argument("name")
 
+    inventory = sub.add_parser("inventory", help="consented inventory (別紙5)").add_subparsers(
+        dest="action", required=True
+    )
+    show_inv = inventory.add_parser("show", help="print a subscriber's latest inventory")
+    show_inv.add_argument("contract_id")
+    show_inv.add_argument("--reveal", action="store_true", help="also show the router login (audited)")
+    purge = inventory.add_parser(
+        "purge", help="delete inventory of contracts terminated longer ago than the retention (第32条4)"
+    )
+    purge.add_argument("--retention-days", type=float, default=90.0)
+
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
     audit.add_parser("verify", help="verify the hash chain")
     receipts = audit.add_parser("receipts", help="print a session's consent receipts and verify each")
@@ -201,8 +213,9 @@ def _admin(args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: Te
             print(f"token (one-time, expires {_fmt_time(now + args.token_days * DAY)}): {token}", file=out)
             print("give the subscriber this command:", file=out)
             print(
-                f"python -m agent enroll --broker {url} --contract-id {args.contract_id}"
-                f" --token {token} --ca-fingerprint sha256:{fingerprint}",
+                f"python -m agent enroll --broker {url} --contract-id={args.contract_id}"
+                # "=" keeps a token that starts with "-" from being read as an option
+                f" --token={token} --ca-fingerprint sha256:{fingerprint}",
                 file=out,
             )
             return 0
@@ -265,6 +278,8 @@ def _admin(args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: Te
         return 0
     if args.command == "operator":
         return _operator(args, store, data_dir, out, now=now, actor=actor)
+    if args.command == "inventory":
+        return _inventory(args, store, data_dir, out, now=now, actor=actor)
     if args.command == "audit":
         if args.action == "receipts":
             return _receipts(args.session_id, store, out)
@@ -319,6 +334,49 @@ def _operator(
         print(f"{args.name} unlocked", file=out)
         return 0
     raise NotFound(f"unknown operator action {args.action}")
+
+
+def _inventory(
+    args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: TextIO, *, now: float, actor: str
+) -> int:
+    from .datakeys import DataKeyring
+    from .inventory import InventoryVault
+
+    if args.action == "purge":
+        cutoff = now - args.retention_days * DAY
+        purged = store.purge_inventory(terminated_before=cutoff, now=now, actor=actor)
+        print(
+            f"purged inventory of {len(purged)} terminated contract(s): {', '.join(purged) or '-'}", file=out
+        )
+        return 0
+    vault = InventoryVault(store, DataKeyring.open(data_dir / "keys"))
+    record = store.latest_inventory(args.contract_id)
+    if record is None:
+        print(f"no inventory for {args.contract_id}", file=out)
+        return 1
+    print(
+        f"contract {record.contract_id}, session {record.session_id}, received {_fmt_time(record.at)}",
+        file=out,
+    )
+    for item in vault.items(record):
+        value = (
+            json.dumps(item.value, ensure_ascii=False) if item.available else f"(unavailable: {item.reason})"
+        )
+        print(f"  {item.item:<16} {value}", file=out)
+    credentials = vault.credentials(record)
+    if credentials is not None:
+        if args.reveal:
+            store.append_audit(
+                actor=actor,
+                action="inventory.reveal",
+                subject=record.session_id,
+                details={"contract": record.contract_id, "inventory": record.id},
+                now=now,
+            )
+            print(f"  router login     {credentials.account} / {credentials.password}", file=out)
+        else:
+            print("  router login     (stored encrypted; --reveal shows it, and is audited)", file=out)
+    return 0
 
 
 def _receipts(session_id: str, store: SQLiteStore, out: TextIO) -> int:

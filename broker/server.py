@@ -47,6 +47,7 @@ from .config import BrokerConfig
 from .datakeys import DataKeyring
 from .enrollment import enroll
 from .errors import BrokerError, RefusedError
+from .inventory import InventoryVault
 from .operators import OperatorAccounts
 from .pki import Pki
 from .policy import CodeAttemptGuard, parse_hours
@@ -123,6 +124,7 @@ class Broker:
         )
         self.sessions = SessionManager(
             store,
+            vault=InventoryVault(store, self.keyring),
             hours=parse_hours(config.service_hours, tz=config.service_timezone),
             code_guard=CodeAttemptGuard(lockout_for=config.code_lockout_for),
             rules=config.session_rules,

@@ -35,11 +35,14 @@ from protocol.messages import (
     ConsentRequest,
     Error,
     InputEvent,
+    InventoryReport,
+    InventoryView,
     Message,
     MonitorLayout,
     Queue,
     QueueEntry,
     QueueList,
+    RevealCredentials,
     ScopeRequest,
     ScreenRefresh,
     SessionEnd,
@@ -50,11 +53,13 @@ from protocol.messages import (
     SupportRequest,
     Watch,
 )
+from protocol.messages import Credentials as CredentialsMessage
 from protocol.receipts import ConsentReceipt
 from protocol.screen import FLAG_KEYFRAME, FrameKind, peek_header
-from protocol.session import Phase, Trigger, check_allowed, transition
+from protocol.session import ConsentRequired, Phase, Trigger, check_allowed, inventory_scope, transition
 
 from .errors import BrokerError, RefusedError
+from .inventory import InventoryVault
 from .receipts import verify_receipt
 from .relay import ScreenPush
 from .store import Store, SubscriberStatus
@@ -140,6 +145,8 @@ class Session:
     agent_away_since: float | None = None
     operator_away_since: float | None = None
     layout: MonitorLayout | None = None
+    inventory: InventoryView | None = None
+    inventory_id: int | None = None
     refresh_requested: bool = False
     bytes_to_operator: int = 0
     bytes_to_agent: int = 0
@@ -188,6 +195,7 @@ class SessionManager:
         self,
         store: Store,
         *,
+        vault: InventoryVault,
         hours: ServiceHoursLike,
         code_guard: CodeGuardLike,
         rules: SessionRules | None = None,
@@ -195,6 +203,7 @@ class SessionManager:
         new_code: Callable[[], str] = lambda: f"{secrets.randbelow(1_000_000):06d}",
     ) -> None:
         self.store = store
+        self.vault = vault
         self.hours = hours
         self.code_guard = code_guard
         self.rules = rules or SessionRules()
@@ -318,6 +327,8 @@ class SessionManager:
             elif isinstance(msg, SessionEnd):
                 session = self._agent_session(agent, msg.session_id)
                 self._end(session, by="subscriber", reason=msg.reason or "ended by the subscriber", now=now)
+            elif isinstance(msg, InventoryReport):
+                self._inventory_report(agent, msg, now)
             elif isinstance(msg, MonitorLayout):
                 session = self._agent_session(agent, msg.session_id)
                 check_allowed("monitor_layout", session.phase, session.granted)
@@ -331,6 +342,31 @@ class SessionManager:
                 )
         except (BrokerError, ProtocolError) as exc:
             agent.peer.send(Error(id=getattr(msg, "id", None), code=exc.code.value, message=exc.message))
+
+    def _inventory_report(self, agent: AgentPeer, msg: InventoryReport, now: float) -> None:
+        """Store and show only what the subscriber granted, item by item (別紙5)."""
+        session = self._agent_session(agent, msg.session_id)
+        check_allowed("inventory_report", session.phase, session.granted)
+        items = [item.item for item in msg.items]
+        if len(set(items)) != len(items):
+            raise RefusedError("an item appears twice in the report", code=ErrorCode.INVALID_FIELD)
+        has_credentials = msg.router_account is not None or msg.router_password is not None
+        wanted = {inventory_scope(item) for item in items} | (
+            {inventory_scope("router")} if has_credentials else set()
+        )
+        missing = sorted(wanted - session.granted)
+        if missing:
+            self._audit("inventory.refused", session.id, now, contract=session.contract_id, scopes=missing)
+            raise ConsentRequired(f"not granted by the subscriber: {', '.join(missing)}")
+        session.inventory_id = self.vault.save(
+            contract_id=session.contract_id, serial=agent.serial, report=msg, now=now
+        )
+        session.inventory = InventoryView(
+            session_id=session.id,
+            items=msg.items,
+            has_router_credentials=has_credentials,
+        )
+        self._to_viewers(session, session.inventory)
 
     def agent_binary(self, agent: AgentPeer, data: bytes, now: float) -> None:
         """A screen update: relayed only in an active session with ``screen:view`` granted."""
@@ -501,6 +537,8 @@ class SessionManager:
                 if op.name != session.operator and not op.supervisor:
                     raise RefusedError("only the session's operator may end it", code=ErrorCode.NOT_ALLOWED)
                 self._end(session, by="operator", reason=msg.reason or f"ended by {op.name}", now=now)
+            elif isinstance(msg, RevealCredentials):
+                self._reveal(op, msg, now)
             elif isinstance(msg, AuditQuery):
                 self._require_supervisor(op)
                 entries = self.store.audit_page(
@@ -633,6 +671,27 @@ class SessionManager:
                 )
             )
 
+    def _reveal(self, op: OperatorPeer, msg: RevealCredentials, now: float) -> None:
+        """別紙5 (11): the router login, shown only to the session's operator, only on request, audited."""
+        session = self._owned(op, msg.session_id)
+        record = self.store.get_inventory(session.inventory_id) if session.inventory_id is not None else None
+        credentials = self.vault.credentials(record) if record is not None else None
+        if credentials is None:
+            raise RefusedError("the subscriber entered no router login", code=ErrorCode.NOT_FOUND)
+        self._audit(
+            "inventory.reveal",
+            session.id,
+            now,
+            actor=f"operator:{op.name}",
+            contract=session.contract_id,
+            inventory=session.inventory_id,
+        )
+        op.peer.send(
+            CredentialsMessage(
+                id=msg.id, session_id=session.id, account=credentials.account, password=credentials.password
+            )
+        )
+
     def _watch(self, op: OperatorPeer, msg: Watch, now: float) -> None:
         session = self._viewed(op, msg.session_id)
         check_allowed("watch", session.phase, session.granted)
@@ -650,6 +709,8 @@ class SessionManager:
         op.peer.send(session.state())
         if session.layout is not None:
             op.peer.send(session.layout)
+        if session.inventory is not None:
+            op.peer.send(session.inventory)
         if session.agent is not None and "screen:view" in session.granted:
             session.agent.peer.send(ScreenRefresh(session_id=session.id))
 

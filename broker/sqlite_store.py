@@ -25,6 +25,7 @@ from .store import (
     AgentPresence,
     CertificateRecord,
     EnrollmentToken,
+    InventoryRecord,
     Subscriber,
     SubscriberStatus,
 )
@@ -77,6 +78,16 @@ CREATE TABLE IF NOT EXISTS audit (
     hash TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_subject ON audit(subject);
+CREATE TABLE IF NOT EXISTS inventory (
+    id INTEGER PRIMARY KEY,
+    contract_id TEXT NOT NULL REFERENCES subscribers(contract_id),
+    serial TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    items_blob BLOB NOT NULL,
+    credentials_blob BLOB
+);
+CREATE INDEX IF NOT EXISTS inventory_contract ON inventory(contract_id, at);
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -108,6 +119,90 @@ class SQLiteStore(OperatorTables):
 
     def close(self) -> None:
         self._db.close()
+
+    # -- inventory --------------------------------------------------------------------------------
+
+    def save_inventory(
+        self,
+        *,
+        contract_id: str,
+        serial: str,
+        session_id: str,
+        items: list[str],
+        items_blob: bytes,
+        credentials_blob: bytes | None,
+        now: float,
+    ) -> int:
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO inventory(contract_id, serial, session_id, at, items_blob, credentials_blob)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (contract_id, serial, session_id, now, items_blob, credentials_blob),
+            )
+            inventory_id = int(cursor.lastrowid or 0)
+            self._append_audit(
+                actor=f"agent:{serial}",
+                action="inventory.received",
+                subject=session_id,
+                details={
+                    "contract": contract_id,
+                    "inventory": inventory_id,
+                    "items": items,
+                    "router_credentials": credentials_blob is not None,
+                },
+                now=now,
+            )
+        return inventory_id
+
+    _INV_COLS = "id, contract_id, serial, session_id, at, items_blob, credentials_blob"
+
+    @staticmethod
+    def _inventory(row: tuple[Any, ...] | None) -> InventoryRecord | None:
+        if row is None:
+            return None
+        return InventoryRecord(
+            id=row[0],
+            contract_id=row[1],
+            serial=row[2],
+            session_id=row[3],
+            at=row[4],
+            items_blob=bytes(row[5]),
+            credentials_blob=None if row[6] is None else bytes(row[6]),
+        )
+
+    def get_inventory(self, inventory_id: int) -> InventoryRecord | None:
+        row = self._db.execute(
+            f"SELECT {self._INV_COLS} FROM inventory WHERE id = ?", (inventory_id,)
+        ).fetchone()
+        return self._inventory(row)
+
+    def latest_inventory(self, contract_id: str) -> InventoryRecord | None:
+        row = self._db.execute(
+            f"SELECT {self._INV_COLS} FROM inventory WHERE contract_id = ? ORDER BY at DESC, id DESC LIMIT 1",
+            (contract_id,),
+        ).fetchone()
+        return self._inventory(row)
+
+    def purge_inventory(self, *, terminated_before: float, now: float, actor: str) -> list[str]:
+        with self._write() as db:
+            contracts = [
+                r[0]
+                for r in db.execute(
+                    "SELECT DISTINCT i.contract_id FROM inventory i JOIN subscribers s USING (contract_id)"
+                    " WHERE s.status = 'terminated' AND s.status_changed_at < ? ORDER BY i.contract_id",
+                    (terminated_before,),
+                )
+            ]
+            for contract in contracts:
+                deleted = db.execute("DELETE FROM inventory WHERE contract_id = ?", (contract,)).rowcount
+                self._append_audit(
+                    actor=actor,
+                    action="inventory.purge",
+                    subject=contract,
+                    details={"deleted": deleted, "terminated_before": terminated_before},
+                    now=now,
+                )
+        return contracts
 
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

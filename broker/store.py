@@ -64,6 +64,19 @@ class AgentPresence:
     revoked: bool
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InventoryRecord:
+    """One inventory report as stored: both blobs are AES-GCM ciphertext (第30条, 第32条)."""
+
+    id: int
+    contract_id: str
+    serial: str
+    session_id: str
+    at: float
+    items_blob: bytes
+    credentials_blob: bytes | None
+
+
 class Store(OperatorStore, Protocol):
     """What the broker needs from storage. See :class:`broker.sqlite_store.SQLiteStore`."""
 
@@ -115,6 +128,24 @@ class Store(OperatorStore, Protocol):
     def count_audit(self, *, action: str, subject: str, since: float) -> int: ...
     def audit_page(self, *, subject: str | None, limit: int, before_seq: int | None) -> list[AuditEntry]:
         """Newest first."""
+        ...
+
+    # inventory (別紙5), encrypted by the caller; the store never sees plaintext
+    def save_inventory(
+        self,
+        *,
+        contract_id: str,
+        serial: str,
+        session_id: str,
+        items: list[str],
+        items_blob: bytes,
+        credentials_blob: bytes | None,
+        now: float,
+    ) -> int: ...
+    def get_inventory(self, inventory_id: int) -> InventoryRecord | None: ...
+    def latest_inventory(self, contract_id: str) -> InventoryRecord | None: ...
+    def purge_inventory(self, *, terminated_before: float, now: float, actor: str) -> list[str]:
+        """Delete the inventory of contracts terminated before the cut-off (第32条4, 第38条)."""
         ...
 
     # small settings shared by the broker process and the CLI (e.g. the public URL)

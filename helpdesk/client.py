@@ -29,6 +29,7 @@ from protocol.messages import (
     Chat,
     Claim,
     Claimed,
+    Credentials,
     Error,
     InputEvent,
     Login,
@@ -38,6 +39,7 @@ from protocol.messages import (
     Ok,
     Queue,
     QueueList,
+    RevealCredentials,
     ScopeRequest,
     ScreenRefresh,
     SessionEnd,
@@ -242,6 +244,10 @@ class HelpdeskClient:
 
     async def end(self, session_id: str, reason: str = "") -> None:
         await self.send(SessionEnd(id=self._next_id(), session_id=session_id, reason=reason))
+
+    async def reveal_credentials(self, session_id: str) -> Credentials:
+        """The router login the subscriber typed in (別紙5 (11)); the broker audits every call."""
+        return await self._request(RevealCredentials(id=self._next_id(), session_id=session_id), Credentials)
 
     async def sessions(self) -> Sessions:
         return await self._request(SessionList(id=self._next_id()), Sessions)

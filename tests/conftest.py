@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.agent.inventory.gateway import FakeGateway, running_gateway
 from tests.helpers import BrokerProcess
 
 
@@ -18,3 +19,10 @@ def broker_process(tmp_path: Path) -> Iterator[BrokerProcess]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def gateway() -> Iterator[FakeGateway]:
+    """A fake UPnP router on 127.0.0.1 (SSDP + description XML); see tests/agent/inventory/gateway.py."""
+    with running_gateway() as gw:
+        yield gw
