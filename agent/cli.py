@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -71,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="monitor shared first: 1.. one monitor, 0 all of them (default 1); the operator may switch",
     )
     support.add_argument("--log-level", default="WARNING")
+    support.add_argument(
+        "--consent-ui",
+        choices=("auto", "terminal", "dialog", "both"),
+        default="auto",
+        help="where to ask for consent (auto: the terminal, plus a window where a display exists)",
+    )
     support.add_argument(
         "--router-target",
         type=_host_port,
@@ -198,7 +205,7 @@ def _enroll(args: argparse.Namespace, data_dir: Path, lang: str, stdin: TextIO, 
 def _request_support(
     args: argparse.Namespace, data_dir: Path, lang: str, stdin: TextIO, stdout: TextIO
 ) -> int:
-    from .support import SupportSession, default_devices
+    from .support import SupportSession, choose_consent_ui, default_devices
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -219,6 +226,7 @@ def _request_support(
         out=stdout,
         source=source,
         sink=sink,
+        consent_ui=choose_consent_ui(args.consent_ui, stdin),
         **({"router_target": args.router_target} if args.router_target else {}),
     )
     return asyncio.run(session.run())
@@ -234,6 +242,10 @@ def _run(args: argparse.Namespace, data_dir: Path, lang: str, stdout: TextIO) ->
     if identity is None:
         print(t("run.not_enrolled", lang), file=stdout)
         return EXIT_ERROR
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        print(t("support.no_display", lang), file=stdout, flush=True)
 
     def on_state(state: str, delay: float) -> None:
         key = "run.connected" if state == "connected" else "run.disconnected"

@@ -14,15 +14,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from agent.screen.capture import Frame, Monitor
+from agent.screen.capture import Frame, Monitor, MonitorNotFound
 from agent.screen.pipeline import FramePipeline
 from protocol.messages import InputEvent
 from protocol.screen import ScreenUpdate, encode_update
@@ -81,6 +81,12 @@ class TestPatternSource:
         )
 
 
+def wants_lossless(source: FrameSource) -> bool:
+    """The test pattern, and a source built with ``lossless=True``, go without JPEG so a viewer
+    can check them pixel for pixel."""
+    return isinstance(source, TestPatternSource) or bool(getattr(source, "lossless", False))
+
+
 class InputSink(Protocol):
     def apply(self, event: InputEvent) -> None: ...
 
@@ -109,11 +115,17 @@ class ScreenSharer:
         *,
         pipeline: FramePipeline | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_monitor: Callable[[int], Coroutine[Any, Any, None]] | None = None,
+        retry_delay: float = 1.0,
     ) -> None:
         self.source = source
         self.send = send
-        self.pipeline = pipeline or FramePipeline()
+        self.pipeline = pipeline or FramePipeline(lossless=wants_lossless(source))
         self.clock = clock
+        self.on_monitor = on_monitor
+        self.retry_delay = retry_delay
+        self.capture_errors = 0
+        self._monitor_tasks: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._full = asyncio.Event()
         # One thread for capture and encoding: an X connection belongs to the thread that opened it.
@@ -135,8 +147,12 @@ class ScreenSharer:
         """Stop sharing at once (withdrawn consent, session end)."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:  # e.g. the connection closed under a send
+                log.info("screen sharing had stopped: %s", type(exc).__name__)
             self._task = None
 
     def refresh(self, *, behind: bool = False, monitor: int | None = None) -> None:
@@ -146,6 +162,8 @@ class ScreenSharer:
                 self.source.select(monitor)
             except ValueError:
                 log.info("operator picked a monitor that does not exist: %s", monitor)
+            else:
+                self._announce(monitor)
         if behind:
             self.pipeline.adapt(rtt=0.0, behind=True)
         self._full.set()
@@ -154,13 +172,34 @@ class ScreenSharer:
         frame = self.source.grab()
         return self.pipeline.next_update(frame, now=now, full=full)
 
+    def _announce(self, monitor: int) -> None:
+        """Tell the viewers which monitor is shared now (a new ``monitor_layout``)."""
+        if self.on_monitor is None:
+            return
+        task = asyncio.get_running_loop().create_task(self.on_monitor(monitor))
+        self._monitor_tasks.add(task)
+        task.add_done_callback(self._monitor_tasks.discard)
+
     async def _run(self) -> None:
         while True:
             started = self.clock()
             full = self._full.is_set()
             self._full.clear()
             loop = asyncio.get_running_loop()
-            update = await loop.run_in_executor(self._executor, self._capture, started, full)
+            try:
+                update = await loop.run_in_executor(self._executor, self._capture, started, full)
+            except Exception as exc:  # a failed grab must not end sharing for good
+                # A monitor unplugged, a resolution change mid-grab, the X server restarting: say
+                # so (never the pixels), wait a little and try again with a keyframe.
+                self.capture_errors += 1
+                log.warning("screen capture failed: %s: %s", type(exc).__name__, exc)
+                if isinstance(exc, MonitorNotFound):
+                    with contextlib.suppress(ValueError):
+                        self.source.select(1)
+                        self._announce(1)
+                self._full.set()
+                await asyncio.sleep(self.retry_delay)
+                continue
             if update is not None:
                 data = encode_update(update)
                 await self.send(data)

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import signal
+import stat
 import sys
 import time
 from datetime import datetime
@@ -60,7 +61,9 @@ from .prompt import (
     Help,
     LineReader,
     Withdraw,
+    ask_consent_dialog,
     format_consent_prompt,
+    gui_available,
     parse_consent_answer,
 )
 from .prompt import parse_session_command as parse_command
@@ -87,6 +90,7 @@ class SupportSession:
         source: FrameSource | None,
         sink: InputSink | None = None,
         router_target: tuple[str, int] = SSDP_MULTICAST,
+        consent_ui: frozenset[str] = frozenset({"terminal"}),
     ) -> None:
         self.identity = identity
         self.lang = lang
@@ -96,6 +100,7 @@ class SupportSession:
         self.sink: InputSink = sink or CountingInputSink(self.say)
         self.key = load_private_key(identity.key_path.read_bytes())
         self.router_target = router_target
+        self.consent_ui = consent_ui
         self.collector = default_collector()
         self.client = AgentClient(identity, display=source is not None, on_message=self._on_message)
         self.session_id: str | None = None
@@ -137,6 +142,9 @@ class SupportSession:
             pid_path.unlink(missing_ok=True)
             if self.sharer is not None:
                 await self.sharer.stop()
+            close = getattr(self.sink, "close", None)
+            if callable(close):  # releases held keys and stops the local-input listener
+                close()
             stop.set()
             stdin_task.cancel()
             with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -282,24 +290,42 @@ class SupportSession:
     async def _consent(self, request: ConsentRequest) -> None:
         assert self.consent is not None
         self.operator = request.operator
-        self.say(format_consent_prompt(request, self.lang))
-        loop = asyncio.get_running_loop()
-        self._answer = loop.create_future()
-        try:
-            line = await asyncio.wait_for(asyncio.shield(self._answer), request.timeout)
-        except TimeoutError:
-            line = None
-        finally:
-            self._answer = None
+        answer = await self._ask_consent(request)
         now = time.time()
         before = self.consent.granted
-        if line is None:
+        if answer is None:
             receipt = self.consent.timeout(request, now)
         else:
-            receipt = self.consent.answer(request, parse_consent_answer(line, request.scopes), now)
+            receipt = self.consent.answer(request, answer, now)
         await self._send_receipt(receipt)
         await self._sync_sharing()
         await self._send_inventory(set(receipt.granted) - before)
+
+    async def _ask_consent(self, request: ConsentRequest) -> set[str] | None:
+        """Ask in the terminal, in a window, or both (first answer wins); None = no answer in time."""
+        waits: list[asyncio.Task[set[str] | None]] = []
+        if "terminal" in self.consent_ui:
+            self.say(format_consent_prompt(request, self.lang))
+            waits.append(asyncio.create_task(self._terminal_answer(request)))
+        if "dialog" in self.consent_ui:
+            waits.append(asyncio.create_task(ask_consent_dialog(request, lang=self.lang)))
+        try:
+            done, _ = await asyncio.wait(waits, timeout=request.timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        for task in done:
+            if not task.cancelled() and task.exception() is None:
+                return task.result()
+        return None
+
+    async def _terminal_answer(self, request: ConsentRequest) -> set[str] | None:
+        self._answer = asyncio.get_running_loop().create_future()
+        try:
+            line = await self._answer
+        finally:
+            self._answer = None
+        return None if line is None else parse_consent_answer(line, request.scopes)
 
     async def _ask_line(self, prompt: str, timeout: float) -> str | None:
         """One line typed by the subscriber (or None after ``timeout``)."""
@@ -438,3 +464,24 @@ def default_devices(
     except Exception as exc:
         log.warning("remote control unavailable: %s", exc)
         return source, NoInputSink(type(exc).__name__)
+
+
+def choose_consent_ui(requested: str, stdin: TextIO) -> frozenset[str]:
+    """Where to ask for consent: ``terminal``, ``dialog``, ``both``, or ``auto``.
+
+    ``auto``: in a terminal, the terminal (and a window as well where a display exists); started
+    without a terminal (a desktop launcher, stdin on /dev/null), a window; with input from a pipe
+    or a file (scripts, tests), the pipe.
+    """
+    if requested != "auto":
+        return frozenset({"terminal", "dialog"} if requested == "both" else {requested})
+    window = gui_available()
+    try:
+        if stdin.isatty():
+            return frozenset({"terminal", "dialog"} if window else {"terminal"})
+        mode = os.fstat(stdin.fileno()).st_mode
+    except (OSError, ValueError):
+        return frozenset({"dialog"} if window else {"terminal"})
+    if stat.S_ISCHR(mode) and window:  # /dev/null: nobody will type here
+        return frozenset({"dialog"})
+    return frozenset({"terminal"})

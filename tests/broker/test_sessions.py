@@ -1,0 +1,300 @@
+"""The session manager with a fake clock: code expiry, consent timeout, grace periods, resume,
+forged receipts, withdrawn scopes, inventory outside consent, throttled refusal audits.
+
+Peers here are recorders of what the broker would send (the manager never touches sockets);
+the store, the CA, the keys and the signatures are real.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from broker.datakeys import DataKeyring
+from broker.inventory import InventoryVault
+from broker.policy import CodeAttemptGuard, parse_hours
+from broker.relay import ScreenPush
+from broker.sessions import AgentPeer, OperatorPeer, SessionManager, SessionRules
+from broker.sqlite_store import SQLiteStore
+from broker.store import CertificateRecord
+from certs import CertificateAuthority, build_csr, generate_private_key, serial_hex, sign
+from protocol.messages import (
+    Claim,
+    ConsentDecision,
+    ConsentRequest,
+    Error,
+    InputEvent,
+    InventoryItem,
+    InventoryReport,
+    Message,
+    ScreenRefresh,
+    SessionState,
+    SupportCodeIssued,
+    SupportRequest,
+)
+from protocol.receipts import ConsentReceipt, receipt_bytes
+from protocol.screen import Encoding, Rect, ScreenUpdate, encode_update
+
+T0 = 1_800_000_000.0
+
+
+@dataclass(eq=False)
+class Recorder:
+    messages: list[Message] = field(default_factory=list)
+    screens: list[bytes] = field(default_factory=list)
+
+    def send(self, message: Message) -> None:
+        self.messages.append(message)
+
+    def send_screen(self, frame: bytes, *, keyframe: bool) -> ScreenPush:
+        self.screens.append(frame)
+        return ScreenPush.QUEUED
+
+    def last(self, kind: type[Message]) -> Message:
+        return next(m for m in reversed(self.messages) if isinstance(m, kind))
+
+
+@dataclass
+class World:
+    store: SQLiteStore
+    manager: SessionManager
+    agent: AgentPeer
+    agent_out: Recorder
+    op: OperatorPeer
+    op_out: Recorder
+    key: object
+
+    def request(self, now: float = T0) -> str:
+        self.manager.support_request(self.agent, SupportRequest(id="r1"), now)
+        issued = self.agent_out.last(SupportCodeIssued)
+        assert isinstance(issued, SupportCodeIssued)
+        return issued.session_id
+
+    def claim(self, scopes: tuple[str, ...], now: float = T0 + 1) -> tuple[str, ConsentRequest]:
+        session = self.request(now - 1)
+        issued = self.agent_out.last(SupportCodeIssued)
+        assert isinstance(issued, SupportCodeIssued)
+        self.manager.operator_message(self.op, Claim(id="c", code=issued.code, scopes=scopes), now)
+        request = self.agent_out.last(ConsentRequest)
+        assert isinstance(request, ConsentRequest)
+        return session, request
+
+    def decide(
+        self,
+        session: str,
+        granted: tuple[str, ...],
+        asked: tuple[str, ...],
+        now: float,
+        *,
+        key: object = None,
+    ) -> None:
+        receipt = ConsentReceipt(
+            session_id=session,
+            serial=self.agent.serial,
+            operator="Op",
+            decision="answered",
+            asked=asked,
+            granted=granted,
+            denied=tuple(s for s in asked if s not in granted),
+            time=now,
+        )
+        signature = sign(key or self.key, receipt_bytes(receipt))  # type: ignore[arg-type]
+        self.manager.agent_message(
+            self.agent,
+            ConsentDecision(
+                id="d",
+                session_id=session,
+                receipt=receipt_bytes(receipt).decode(),
+                signature=base64.b64encode(signature).decode(),
+            ),
+            now,
+        )
+
+    def state(self) -> SessionState:
+        state = self.op_out.last(SessionState)
+        assert isinstance(state, SessionState)
+        return state
+
+    def actions(self) -> list[str]:
+        return [e.action for e in self.store.audit_entries()]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    now = datetime.fromtimestamp(T0, UTC)
+    ca = CertificateAuthority.create(common_name="Test CA", now=now)
+    key = generate_private_key()
+    cert = ca.sign_client_csr(build_csr(key, common_name="C-1"), expected_common_name="C-1", now=now)
+    store = SQLiteStore(tmp_path / "b.sqlite3")
+    store.add_subscriber("C-1", now=T0 - 10, actor="test")
+    store.add_enrollment_token("C-1", "h" * 64, now=T0 - 10, expires_at=T0 + 100, actor="test")
+    serial = serial_hex(cert)
+    store.complete_enrollment(
+        "h" * 64,
+        CertificateRecord(
+            serial=serial,
+            contract_id="C-1",
+            machine_name="pc",
+            cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
+            issued_at=T0 - 10,
+            not_after=T0 + 1e7,
+        ),
+        now=T0 - 10,
+    )
+    manager = SessionManager(
+        store,
+        vault=InventoryVault(store, DataKeyring.open(tmp_path / "keys")),
+        hours=parse_hours("00:00-00:00"),
+        code_guard=CodeAttemptGuard(),
+        rules=SessionRules(),
+    )
+    agent_out, op_out = Recorder(), Recorder()
+    agent = AgentPeer(peer=agent_out, serial=serial, contract_id="C-1", machine_name="pc")
+    op = OperatorPeer(peer=op_out, address="127.0.0.1", name="op", display_name="Op", role="operator")
+    manager.operator_attached(op)
+    return World(store, manager, agent, agent_out, op, op_out, key)
+
+
+def _frame() -> bytes:
+    rect = Rect(x=0, y=0, w=1, h=1, encoding=Encoding.PNG, payload=b"x")
+    return encode_update(ScreenUpdate(seq=1, width=10, height=10, rects=(rect,), keyframe=True))
+
+
+def test_an_unclaimed_code_expires_after_ten_minutes(world: World) -> None:
+    session = world.request()
+    world.manager.tick(T0 + 599)
+    assert session in world.manager.sessions
+    world.manager.tick(T0 + 600)
+    assert session not in world.manager.sessions
+    ended = world.agent_out.last(SessionState)
+    assert isinstance(ended, SessionState)
+    assert (ended.phase, ended.ended_by, ended.reason) == ("ended", "broker", "code_expired")
+
+
+def test_a_silent_agent_means_deny(world: World) -> None:
+    _, request = world.claim(("screen:view",))
+    deadline = T0 + 1 + request.timeout + SessionRules().consent_slack
+    world.manager.tick(deadline - 0.5)
+    assert world.state().scopes == {"screen:view": "requested"}
+    world.manager.tick(deadline)
+    assert world.state().scopes == {"screen:view": "timeout"}
+    assert world.state().phase == "active"
+    assert "consent.timeout" in world.actions()
+    world.manager.agent_binary(world.agent, _frame(), deadline + 1)
+    assert world.op_out.screens == []
+
+
+def test_a_lost_agent_ends_the_session_after_the_grace_period(world: World) -> None:
+    session, _ = world.claim(("screen:view",))
+    world.manager.agent_disconnected(world.agent, T0 + 10)
+    world.manager.tick(T0 + 39)
+    assert session in world.manager.sessions
+    world.manager.tick(T0 + 40)
+    assert world.state().reason == "agent_lost"
+
+
+def test_an_agent_that_comes_back_resumes_and_is_asked_again(world: World) -> None:
+    session, request = world.claim(("screen:view",))
+    world.manager.agent_disconnected(world.agent, T0 + 10)
+    back_out = Recorder()
+    back = AgentPeer(peer=back_out, serial=world.agent.serial, contract_id="C-1")
+    world.manager.support_request(back, SupportRequest(id="again", resume=session), T0 + 20)
+    asked = back_out.last(ConsentRequest)
+    assert isinstance(asked, ConsentRequest)
+    assert asked.id == request.id  # the same question, so the answer still matches
+    world.manager.tick(T0 + 100)
+    assert session in world.manager.sessions
+
+
+def test_only_the_same_certificate_may_resume(world: World) -> None:
+    session, _ = world.claim(("screen:view",))
+    world.manager.agent_disconnected(world.agent, T0 + 10)
+    stranger_out = Recorder()
+    stranger = AgentPeer(peer=stranger_out, serial="abc123", contract_id="C-2")
+    world.manager.support_request(stranger, SupportRequest(id="x", resume=session), T0 + 11)
+    error = stranger_out.last(Error)
+    assert isinstance(error, Error)
+    assert error.code == "not_found"
+
+
+def test_a_lost_operator_ends_the_session_after_the_grace_period(world: World) -> None:
+    world.claim(("screen:view",))
+    world.manager.operator_detached(world.op, T0 + 5)
+    world.manager.tick(T0 + 35)
+    ended = world.agent_out.last(SessionState)
+    assert isinstance(ended, SessionState)
+    assert ended.reason == "operator_lost"
+
+
+def test_a_forged_receipt_changes_nothing(world: World) -> None:
+    session, request = world.claim(("screen:view",))
+    world.decide(session, ("screen:view",), request.scopes, T0 + 2, key=generate_private_key())
+    error = world.agent_out.last(Error)
+    assert isinstance(error, Error)
+    assert error.code == "invalid_field"
+    assert world.manager.sessions[session].granted == frozenset()
+    assert "consent.receipt" not in world.actions()
+
+
+def test_withdrawn_view_stops_the_screen_at_once(world: World) -> None:
+    session, request = world.claim(("screen:view",))
+    world.decide(session, ("screen:view",), request.scopes, T0 + 2)
+    world.manager.agent_binary(world.agent, _frame(), T0 + 3)
+    assert len(world.op_out.screens) == 1
+    world.decide(session, (), (), T0 + 4)
+    assert world.state().scopes["screen:view"] == "withdrawn"
+    world.manager.agent_binary(world.agent, _frame(), T0 + 5)
+    assert len(world.op_out.screens) == 1
+    error = world.agent_out.last(Error)
+    assert isinstance(error, Error)
+    assert error.code == "consent_required"
+
+
+def test_inventory_outside_consent_is_refused_and_not_stored(world: World) -> None:
+    session, request = world.claim(("inventory:os", "inventory:memory"))
+    world.decide(session, ("inventory:os",), request.scopes, T0 + 2)
+    report = InventoryReport(
+        id="i",
+        session_id=session,
+        items=(
+            InventoryItem(item="os", available=True, value="Linux"),
+            InventoryItem(item="memory", available=True, value=1),
+        ),
+    )
+    world.manager.agent_message(world.agent, report, T0 + 3)
+    error = world.agent_out.last(Error)
+    assert isinstance(error, Error)
+    assert error.code == "consent_required"
+    assert world.store.latest_inventory("C-1") is None
+    assert "inventory.refused" in world.actions()
+
+
+def test_refused_input_is_reported_each_time_but_audited_at_most_every_few_seconds(world: World) -> None:
+    session, request = world.claim(("screen:view",))
+    world.decide(session, ("screen:view",), request.scopes, T0 + 2)
+    for i in range(20):
+        world.manager.operator_message(
+            world.op, InputEvent(session_id=session, kind="move", x=1, y=1), T0 + 3 + i * 0.1
+        )
+    refusals = [m for m in world.op_out.messages if isinstance(m, Error) and m.code == "consent_required"]
+    assert len(refusals) == 20
+    audited = [e for e in world.store.audit_entries() if e.action == "input.refused"]
+    assert len(audited) == 1
+    world.manager.operator_message(world.op, InputEvent(session_id=session, kind="move", x=1, y=1), T0 + 9)
+    audited = [e for e in world.store.audit_entries() if e.action == "input.refused"]
+    assert [e.details["count"] for e in audited] == [1, 20]
+    assert world.manager.sessions[session].refused_inputs == 21
+    assert not any(isinstance(m, InputEvent) for m in world.agent_out.messages)
+
+
+def test_a_viewer_joining_asks_the_agent_for_a_keyframe(world: World) -> None:
+    session, request = world.claim(("screen:view",))
+    world.decide(session, ("screen:view",), request.scopes, T0 + 2)
+    refresh = world.agent_out.last(ScreenRefresh)
+    assert isinstance(refresh, ScreenRefresh)
+    assert refresh.session_id == session
