@@ -23,7 +23,7 @@ from certs import CertError
 
 from .errors import AgentError, EnrollDeclined, FingerprintMismatchError, UnreachableError
 from .i18n import detect_lang, error_text, t
-from .identity import default_data_dir, is_enrolled, load_identity
+from .identity import Identity, default_data_dir, is_enrolled, load_identity
 
 EXIT_ERROR = 2
 EXIT_DECLINED = 3
@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--test-pattern",
         action="store_true",
         help="share a synthetic test pattern instead of the real screen",
+    )
+    support.add_argument(
+        "--test-monitors",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --test-pattern: N synthetic monitors side by side, each with its own pattern",
     )
     support.add_argument(
         "--lossless",
@@ -129,10 +136,7 @@ def main(
         if args.command == "run":
             return _run(args, data_dir, lang, stdout)
         if args.command == "status":
-            identity = load_identity(data_dir)
-            if identity is None:
-                print(t("run.not_enrolled", lang), file=stdout)
-                return EXIT_ERROR
+            identity = _require_identity(data_dir)
             print(
                 f"broker: {identity.broker_url}\ncontract: {identity.contract_id}\n"
                 f"client certificate ID: {identity.serial}\nmachine: {identity.machine_name}",
@@ -150,11 +154,12 @@ def main(
         if args.command == "inventory":
             from .inventory.preview import run_preview
 
-            identity = load_identity(data_dir)
+            stored = load_identity(data_dir)  # the preview works before enrollment too
             extra = {"router_target": args.router_target} if args.router_target else {}
-            return run_preview(
-                lang=lang, cert_serial=identity.serial if identity else None, out=stdout, **extra
-            )
+            return run_preview(lang=lang, cert_serial=stored.serial if stored else None, out=stdout, **extra)
+    except NotEnrolled:
+        print(t("run.not_enrolled", lang), file=stdout)
+        return EXIT_ERROR
     except EnrollDeclined:
         print(t("enroll.declined", lang), file=stderr)
         return EXIT_DECLINED
@@ -202,20 +207,33 @@ def _enroll(args: argparse.Namespace, data_dir: Path, lang: str, stdin: TextIO, 
     return 0
 
 
+class NotEnrolled(AgentError):
+    code = "not_enrolled"
+
+
+def _require_identity(data_dir: Path) -> Identity:
+    identity = load_identity(data_dir)
+    if identity is None:
+        raise NotEnrolled()
+    return identity
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def _request_support(
     args: argparse.Namespace, data_dir: Path, lang: str, stdin: TextIO, stdout: TextIO
 ) -> int:
     from .support import SupportSession, choose_consent_ui, default_devices
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    identity = load_identity(data_dir)
-    if identity is None:
-        print(t("run.not_enrolled", lang), file=stdout)
-        return EXIT_ERROR
+    _setup_logging(args.log_level)
+    identity = _require_identity(data_dir)
     source, sink = default_devices(
-        test_pattern=args.test_pattern, lossless=args.lossless, monitor=args.monitor
+        test_pattern=args.test_pattern,
+        lossless=args.lossless,
+        monitor=args.monitor,
+        test_monitors=args.test_monitors,
     )
     if source is None:
         print(t("support.no_display", lang), file=stdout)
@@ -235,13 +253,8 @@ def _request_support(
 def _run(args: argparse.Namespace, data_dir: Path, lang: str, stdout: TextIO) -> int:
     from .connection import AgentClient
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    identity = load_identity(data_dir)
-    if identity is None:
-        print(t("run.not_enrolled", lang), file=stdout)
-        return EXIT_ERROR
+    _setup_logging(args.log_level)
+    identity = _require_identity(data_dir)
     if sys.platform.startswith("linux") and not (
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     ):

@@ -33,6 +33,8 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from certs import write_secret_file
+
 __all__ = ["BLOB_VERSION", "DataDecryptFailed", "DataKeyError", "DataKeyMissing", "DataKeyring"]
 
 BLOB_VERSION: Final = 1
@@ -79,27 +81,9 @@ def _write_private(directory: Path, final_name: str, data: bytes, *, replace: bo
     """Write ``data`` to ``directory/final_name`` with mode 0600 from creation, atomically.
 
     ``replace=False`` refuses to overwrite (used for "current" on first open, so two brokers starting at
-    once agree on one first key); it relies on ``os.link``, which fails if the target exists.
+    once agree on one first key): ``FileExistsError`` then. The file handling is the CA's own.
     """
-    tmp = directory / f".{final_name}.{secrets.token_hex(8)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if replace:
-            os.replace(tmp, directory / final_name)
-        else:
-            os.link(tmp, directory / final_name)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    _fsync_dir(directory)
+    write_secret_file(directory / final_name, data, exclusive=not replace)
 
 
 class DataKeyring:

@@ -194,17 +194,25 @@ class AgentProcess:
         return self.proc.wait(5)
 
 
-def start_agent(data_dir: Path, *args: str, lang: str = "en") -> AgentProcess:
+def spawn_agent(
+    data_dir: Path, command: str, *args: str, lang: str = "en", env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], OutputTail]:
+    """``python -m agent COMMAND`` with a pipe for its keyboard and its output collected."""
     proc = subprocess.Popen(
-        [PYTHON, "-m", "agent", "--data-dir", str(data_dir), "--lang", lang, "run", *args],
+        [PYTHON, "-m", "agent", "--data-dir", str(data_dir), "--lang", lang, command, *args],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=child_env(),
+        env=env or child_env(),
         cwd=ROOT,
     )
     assert proc.stdout is not None
-    return AgentProcess(data_dir, proc, OutputTail(proc.stdout))
+    return proc, OutputTail(proc.stdout)
+
+
+def start_agent(data_dir: Path, *args: str, lang: str = "en") -> AgentProcess:
+    return AgentProcess(data_dir, *spawn_agent(data_dir, "run", *args, lang=lang))
 
 
 # -- in-process broker (same real TLS listener, faster to start) ----------------------------------
@@ -333,17 +341,7 @@ class SupportProcess:
 def start_support(
     data_dir: Path, *args: str, lang: str = "en", env: dict[str, str] | None = None
 ) -> SupportProcess:
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "agent", "--data-dir", str(data_dir), "--lang", lang, "request-support", *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env or child_env(),
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    return SupportProcess(proc, OutputTail(proc.stdout))
+    return SupportProcess(*spawn_agent(data_dir, "request-support", *args, lang=lang, env=env))
 
 
 def enrolled_agent(broker: BrokerProcess, data_dir: Path, contract_id: str) -> str:

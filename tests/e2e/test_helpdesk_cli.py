@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +23,6 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
-    proc = BrokerProcess(tmp_path / "broker", extra_args=("--hours", "00:00-00:00")).start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 def helpdesk(state: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

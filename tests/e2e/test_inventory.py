@@ -5,7 +5,6 @@ and a local preview that sends nothing."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,6 @@ from tests.agent.inventory.gateway import FakeGateway, ssdp_reply
 from tests.helpers import BrokerProcess, add_operator, enrolled_agent, login, run_agent, start_support
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
-    proc = BrokerProcess(tmp_path / "broker", extra_args=("--hours", "00:00-00:00")).start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 def _rows(broker: BrokerProcess, sql: str) -> list[tuple[object, ...]]:

@@ -65,15 +65,6 @@ def display() -> Iterator[str]:
         yield d
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
-    proc = BrokerProcess(tmp_path / "broker", extra_args=(*ALWAYS, "--consent-timeout", "20")).start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
 def _pattern(w: int, h: int, seed: int = 0) -> npt.NDArray[np.uint8]:
     """RGB picture: text-like left half (dark strokes on white), photo-like right half (gradient
     with noise, so JPEG is chosen there and a tile of it does not compress to nothing)."""

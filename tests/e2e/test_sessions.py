@@ -6,7 +6,6 @@ TLS and the helpdesk client as the operator."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,15 +29,6 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.e2e
 ALWAYS = ("--hours", "00:00-00:00")
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
-    proc = BrokerProcess(tmp_path / "broker", extra_args=(*ALWAYS, "--consent-timeout", "20")).start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 def _client(broker: BrokerProcess) -> HelpdeskClient:
