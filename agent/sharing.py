@@ -54,31 +54,86 @@ def pattern_pixels(width: int, height: int, tick: int = 0) -> npt.NDArray[np.uin
     return img
 
 
-@dataclass(slots=True)
+_QUADRANT_BGR = ((0, 0, 200), (0, 200, 0), (200, 0, 0), (0, 200, 200))
+"""pattern_pixels' quadrant colours: top left, top right, bottom left, bottom right."""
+
+
+@dataclass(slots=True, init=False)
 class TestPatternSource:
-    """A synthetic single monitor; ``animate`` moves the white block each grab."""
+    """Synthetic monitors side by side, each ``width``×``height``; ``animate`` moves the white
+    block each grab.
+
+    One monitor (the default) is exactly :func:`pattern_pixels`. With ``monitors=N`` the layout
+    follows mss (0 = all of them combined, 1..N one each, left to right) and monitor ``n`` shows
+    the pattern with its quadrant colours rotated by ``n - 1`` places (and dimmed every fourth
+    monitor), so a viewer can tell from the pixels which monitor it is shown.
+    """
 
     __test__ = False  # not a pytest class
-    width: int = 640
-    height: int = 400
-    animate: bool = False
-    _tick: int = 0
+    width: int
+    height: int
+    animate: bool
+    count: int
+    selected: int
+    _tick: int
+
+    def __init__(
+        self, width: int = 640, height: int = 400, animate: bool = False, monitors: int = 1, _tick: int = 0
+    ) -> None:
+        if not 1 <= monitors <= 16:
+            raise ValueError(f"monitors must be 1..16, not {monitors}")
+        self.width = width
+        self.height = height
+        self.animate = animate
+        self.count = monitors
+        self.selected = 1
+        self._tick = _tick
 
     def monitors(self) -> list[Monitor]:
-        return [Monitor(index=1, left=0, top=0, width=self.width, height=self.height)]
+        one = [
+            Monitor(index=n, left=(n - 1) * self.width, top=0, width=self.width, height=self.height)
+            for n in range(1, self.count + 1)
+        ]
+        if self.count == 1:
+            return one
+        return [Monitor(index=0, left=0, top=0, width=self.count * self.width, height=self.height), *one]
 
     def select(self, index: int) -> None:
-        if index not in (0, 1):
+        if not 0 <= index <= self.count:
             raise ValueError(f"no monitor {index}")
+        if self.count > 1:  # one monitor: "all" is the same picture, still monitor 1
+            self.selected = index
 
     def grab(self) -> Frame:
         if self.animate:
             self._tick += 1
-        return Frame(
-            width=self.width,
-            height=self.height,
-            pixels=pattern_pixels(self.width, self.height, self._tick),
-        )
+        if self.count == 1:
+            return Frame(
+                width=self.width,
+                height=self.height,
+                pixels=pattern_pixels(self.width, self.height, self._tick),
+            )
+        if self.selected == 0:
+            pixels = np.concatenate([self.monitor_pixels(n) for n in range(1, self.count + 1)], axis=1)
+        else:
+            pixels = self.monitor_pixels(self.selected)
+        height, width = pixels.shape[:2]
+        return Frame(width=width, height=height, pixels=pixels, monitor_index=self.selected)
+
+    def monitor_pixels(self, n: int) -> npt.NDArray[np.uint8]:
+        """Monitor ``n``'s picture (BGRA): :func:`pattern_pixels` with the quadrant colours rotated
+        by ``n - 1`` places and, from monitor 5 on, dimmed by 60 every four monitors."""
+        img = pattern_pixels(self.width, self.height, self._tick)
+        if n == 1:
+            return img
+        h2, w2 = self.height // 2, self.width // 2
+        quadrants = (np.s_[:h2, :w2], np.s_[:h2, w2:], np.s_[h2:, :w2], np.s_[h2:, w2:])
+        level = 200 - 60 * (((n - 1) // 4) % 3)
+        for i, where in enumerate(quadrants):
+            region = img[where][..., :3]  # a view: writing it writes img
+            mask = (region == _QUADRANT_BGR[i]).all(axis=-1)  # not the grid, not the white block
+            region[mask] = tuple(c * level // 200 for c in _QUADRANT_BGR[(i + n - 1) % 4])
+        return img
 
 
 def wants_lossless(source: FrameSource) -> bool:
@@ -117,6 +172,8 @@ class ScreenSharer:
         clock: Callable[[], float] = time.monotonic,
         on_monitor: Callable[[int], Coroutine[Any, Any, None]] | None = None,
         retry_delay: float = 1.0,
+        rtt: Callable[[], float | None] = lambda: None,
+        adapt_interval: float = 1.0,
     ) -> None:
         self.source = source
         self.send = send
@@ -124,6 +181,10 @@ class ScreenSharer:
         self.clock = clock
         self.on_monitor = on_monitor
         self.retry_delay = retry_delay
+        self.rtt = rtt
+        """The connection's measured round trip (from the protocol's ping/pong), for :meth:`_adapt`."""
+        self.adapt_interval = adapt_interval
+        self._last_adapt = float("-inf")
         self.capture_errors = 0
         self._monitor_tasks: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -180,6 +241,16 @@ class ScreenSharer:
         self._monitor_tasks.add(task)
         task.add_done_callback(self._monitor_tasks.discard)
 
+    def _adapt(self, now: float) -> None:
+        """Once a second, let a viewer that keeps up (round trip under the pipeline's ``slow_rtt``)
+        win back frame rate and quality; the broker's "behind" signal lowers them (:meth:`refresh`)."""
+        if now - self._last_adapt < self.adapt_interval:
+            return
+        self._last_adapt = now
+        rtt = self.rtt()
+        if rtt is not None:
+            self.pipeline.adapt(rtt=rtt, behind=False)
+
     async def _run(self) -> None:
         while True:
             started = self.clock()
@@ -205,6 +276,7 @@ class ScreenSharer:
                 await self.send(data)
                 self.updates_sent += 1
                 self.bytes_sent += len(data)
+            self._adapt(started)
             delay = self.pipeline.frame_interval - (self.clock() - started)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), max(0.0, delay))

@@ -250,6 +250,7 @@ class SupportSession:
                     self._send_binary,
                     pipeline=FramePipeline(lossless=lossless),
                     on_monitor=send_layout,
+                    rtt=self._rtt,
                 )
                 shared = getattr(source, "current", None)
                 await send_layout(shared.index if shared is not None else 1)
@@ -261,6 +262,10 @@ class SupportSession:
             release = getattr(self.sink, "release", None)
             if callable(release):
                 release()
+
+    def _rtt(self) -> float | None:
+        runner = self.client.runner
+        return runner.link.rtt if runner is not None else None
 
     async def _send_binary(self, data: bytes) -> None:
         if self.client.runner is not None:
@@ -436,7 +441,7 @@ def request_end(data_dir: Path) -> bool:
 
 
 def default_devices(
-    *, test_pattern: bool, lossless: bool = False, monitor: int = 1
+    *, test_pattern: bool, lossless: bool = False, monitor: int = 1, test_monitors: int = 1
 ) -> tuple[FrameSource | None, InputSink | None]:
     """The real screen and input where there is a display; a test pattern on request; else none
     (a headless PC still gets chat and inventory, DESIGN §2 / issue: no screen).
@@ -444,9 +449,10 @@ def default_devices(
     ``lossless`` shares the real screen without JPEG; ``monitor`` is the monitor shared first
     (mss numbering, 0 = all; an unknown number falls back to 1). A screen that can be captured
     but not controlled is still shared; input is then dropped (:class:`NoInputSink`).
+    ``test_monitors`` is how many monitors the test pattern has.
     """
     if test_pattern:
-        return TestPatternSource(animate=True), None
+        return TestPatternSource(animate=True, monitors=test_monitors), None
     log = logging.getLogger("agent.support")
     if sys.platform.startswith("linux") and not (
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
