@@ -57,6 +57,13 @@ class BrokerConfig:
     presence_flush_interval: float = 30.0
     """Seconds between batched ``last_seen`` writes for connected agents."""
 
+    enroll_attempts_per_minute: int = 20
+    """Enrollment attempts per source address per minute, before any token lookup or CSR parsing."""
+
+    login_attempts_per_minute: int = 20
+    """Operator login attempts per source address per minute, checked before the (deliberately slow)
+    argon2id verification; the per-account lock after 5 failures is separate."""
+
     service_hours: str = "09:00-21:00"
     """別記1: support requests are accepted 9:00–21:00 every day; "00:00-00:00" means always."""
 

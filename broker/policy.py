@@ -6,8 +6,11 @@ session manager and the tests drive them with any clock. Memory is bounded: per-
 it ages out, and the number of keys tracked is capped (least recently active dropped first).
 
 - :class:`ServiceHours`: 別記1 "専用受付番号にて9:00～21:00（年中無休）の間、本サービスを提供します".
-- :class:`SupportRequestLimit`: 第18条⑤, a subscriber who asks "過度に頻繁に" may be refused (and, by the
-  ISP's decision, suspended); this is the automatic part, a sliding-window cap per contract.
+- :class:`RateLimit`: a sliding-window cap per key, for hostile floods (enrollment attempts and operator
+  logins per address) before any expensive work is done.
+- :class:`AuditThrottle`: refusals are audited (issue: "every refusal is audited"), but a client that
+  repeats the same refused request cannot grow the audit log without bound: one entry per interval,
+  carrying how many it stands for.
 - :class:`CodeAttemptGuard`: the 6-digit support code (DESIGN §5) has only a million values, so
   claims are rate-limited per operator and per address, and a run of wrong codes locks the operator out.
 """
@@ -25,10 +28,11 @@ from protocol.errors import ErrorCode
 from .errors import BrokerError, RefusedError
 
 __all__ = [
+    "AuditThrottle",
     "CodeAttemptGuard",
     "PolicyConfigError",
+    "RateLimit",
     "ServiceHours",
-    "SupportRequestLimit",
     "parse_hours",
 ]
 
@@ -221,35 +225,53 @@ class _SlidingWindows:
         self._hits.pop(key, None)
 
 
-# -- support requests (第18条⑤) ----------------------------------------------------------------------
+# -- rate limits and audit throttling ----------------------------------------------------------------
 
 
-class SupportRequestLimit:
-    """At most ``max_per_hour`` support requests per contract in any sliding hour (第18条⑤).
+class RateLimit:
+    """At most ``limit`` events per key in any sliding ``window`` seconds."""
 
-    The limit refuses the request with a time to retry; deciding on a suspension (up to 6 months, with
-    notice, 第18条 2) stays with people.
-    """
-
-    def __init__(self, max_per_hour: int = 5, *, window: float = HOUR, max_tracked: int = 100_000) -> None:
+    def __init__(self, limit: int, window: float, *, max_tracked: int = 100_000) -> None:
         """
-        :param max_per_hour: requests allowed per contract per ``window``.
-        :param window: length of the sliding window in seconds (one hour).
-        :param max_tracked: contracts remembered at once; beyond it the least recently active are
-            forgotten (a forgotten contract starts afresh, which errs on the side of the subscriber).
+        :param limit: events allowed per key per ``window``.
+        :param window: length of the sliding window in seconds.
+        :param max_tracked: keys remembered at once; beyond it the least recently active are forgotten
+            (a forgotten key starts afresh, which errs on the side of the client).
         """
-        self.max_per_hour = max_per_hour
-        self._windows = _SlidingWindows(limit=max_per_hour, window=window, max_keys=max_tracked)
+        self.limit = limit
+        self._windows = _SlidingWindows(limit=limit, window=window, max_keys=max_tracked)
 
     def __len__(self) -> int:
         return len(self._windows)
 
-    def check(self, contract_id: str, now: float) -> float | None:
-        """None if one more request is allowed now, else the seconds until it is."""
-        return self._windows.retry_after(contract_id, now)
+    def check(self, key: str, now: float) -> float | None:
+        """None if one more event is allowed now, else the seconds until it is."""
+        return self._windows.retry_after(key, now)
 
-    def record(self, contract_id: str, now: float) -> None:
-        self._windows.add(contract_id, now)
+    def record(self, key: str, now: float) -> None:
+        self._windows.add(key, now)
+
+
+class AuditThrottle:
+    """One audit entry per key per ``interval``; the entry says how many events it stands for."""
+
+    def __init__(self, interval: float = 60.0, *, max_tracked: int = 10_000) -> None:
+        self.interval = interval
+        self.max_tracked = max_tracked
+        self._state: OrderedDict[str, tuple[float, int]] = OrderedDict()
+
+    def note(self, key: str, now: float) -> int | None:
+        """Count one event; returns the count to write now, or None while the key is throttled."""
+        last, pending = self._state.get(key, (float("-inf"), 0))
+        pending += 1
+        if now - last >= self.interval:
+            self._state[key] = (now, 0)
+            self._state.move_to_end(key)
+            while len(self._state) > self.max_tracked:
+                self._state.popitem(last=False)
+            return pending
+        self._state[key] = (last, pending)
+        return None
 
 
 # -- support-code claims (DESIGN §5) -----------------------------------------------------------------

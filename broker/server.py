@@ -50,7 +50,7 @@ from .errors import BrokerError, RefusedError
 from .inventory import InventoryVault
 from .operators import OperatorAccounts
 from .pki import Pki
-from .policy import CodeAttemptGuard, parse_hours
+from .policy import AuditThrottle, CodeAttemptGuard, RateLimit, parse_hours
 from .relay import ScreenPush, Sender
 from .sessions import AgentPeer, OperatorPeer, SessionManager
 from .static_files import StaticFiles, make_response
@@ -115,6 +115,9 @@ class Broker:
         self._tasks: list[asyncio.Task[None]] = []
         self._crl_cache: tuple[int, bytes] | None = None
         self.static = StaticFiles()
+        self._refusal_audits = AuditThrottle()
+        self._enroll_attempts = RateLimit(config.enroll_attempts_per_minute, 60.0)
+        self._login_attempts = RateLimit(config.login_attempts_per_minute, 60.0)
         self.keyring = DataKeyring.open(config.data_dir / "keys")
         self.accounts = OperatorAccounts(
             store,
@@ -243,13 +246,16 @@ class Broker:
             await ws.close(CLOSE_POLICY, code.value)
 
     def _audit_refusal(self, action: str, subject: str, code: ErrorCode, peer: str, **extra: Any) -> None:
-        self.store.append_audit(
-            actor="broker",
-            action=action,
-            subject=subject,
-            details={"code": code.value, "peer": peer, **extra},
-            now=self.clock(),
-        )
+        """Every refusal is audited, but a client repeating the same one gets one entry a minute
+        (with the count), so it cannot grow the log without bound."""
+        now = self.clock()
+        count = self._refusal_audits.note(f"{action}|{subject}|{code.value}|{peer}", now)
+        if count is None:
+            return
+        details: dict[str, Any] = {"code": code.value, "peer": peer, **extra}
+        if count > 1:
+            details["count"] = count
+        self.store.append_audit(actor="broker", action=action, subject=subject, details=details, now=now)
 
     async def _enroll(self, ws: ServerConnection) -> None:
         peer = peer_address(ws)
@@ -258,11 +264,26 @@ class Broker:
         async def on_event(event: Event) -> None:
             if isinstance(event, Received) and isinstance(event.message, Enroll):
                 request = event.message
+                now = self.clock()
                 try:
-                    reply = enroll(self.store, self.pki.ca, request, now=self.clock())
+                    if (retry := self._enroll_attempts.check(peer, now)) is not None:
+                        raise RefusedError(
+                            "too many enrollment attempts from this address",
+                            code=ErrorCode.RATE_LIMITED,
+                            retry_after=retry,
+                        )
+                    self._enroll_attempts.record(peer, now)
+                    reply = enroll(self.store, self.pki.ca, request, now=now)
                 except BrokerError as exc:
                     self._audit_refusal("enroll.refused", request.contract_id, exc.code, peer)
-                    await runner.send(Error(id=request.id, code=exc.code.value, message=exc.message))
+                    await runner.send(
+                        Error(
+                            id=request.id,
+                            code=exc.code.value,
+                            message=exc.message,
+                            retry_after=exc.retry_after,
+                        )
+                    )
                     return
                 log.info("enrolled %s serial %s", request.contract_id, reply.serial)
                 await runner.send(reply)
@@ -413,6 +434,13 @@ class Broker:
 
     async def _operator_login(self, op: OperatorPeer, message: Login | Auth, now: float) -> None:
         if isinstance(message, Login):
+            if (retry := self._login_attempts.check(op.address, now)) is not None:
+                raise RefusedError(
+                    "too many login attempts from this address",
+                    code=ErrorCode.RATE_LIMITED,
+                    retry_after=retry,
+                )
+            self._login_attempts.record(op.address, now)
             # argon2id is deliberately slow (tens of ms): verify in a worker thread so logins,
             # good or hostile, never stall the relay of everyone else.
             result = await asyncio.to_thread(

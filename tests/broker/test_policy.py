@@ -9,10 +9,11 @@ import pytest
 
 from broker.errors import RefusedError
 from broker.policy import (
+    AuditThrottle,
     CodeAttemptGuard,
     PolicyConfigError,
+    RateLimit,
     ServiceHours,
-    SupportRequestLimit,
     parse_hours,
 )
 from protocol.errors import ErrorCode
@@ -117,11 +118,11 @@ def test_next_opening_across_a_dst_change() -> None:
     assert "(Europe/Berlin)" in hours.closed_message(before, "en")
 
 
-# -- support requests (第18条⑤) ----------------------------------------------------------------------
+# -- rate limits and audit throttling -----------------------------------------------------------
 
 
 def test_request_limit_sliding_hour() -> None:
-    limit = SupportRequestLimit()
+    limit = RateLimit(limit=5, window=3600)
     t = 1_000_000.0
     for i in range(5):
         assert limit.check("C1", t + i * 60) is None
@@ -134,13 +135,28 @@ def test_request_limit_sliding_hour() -> None:
 
 
 def test_request_limit_memory_is_bounded() -> None:
-    limit = SupportRequestLimit(max_per_hour=2, max_tracked=10)
+    limit = RateLimit(limit=2, window=3600, max_tracked=10)
     for i in range(1000):
         limit.record(f"C{i}", float(i))
     assert len(limit) <= 10
     limit.record("C999", 1000.0)
     assert limit.check("C999", 1000.0) is not None  # the most recent are kept
-    assert len(SupportRequestLimit()) == 0
+    assert len(RateLimit(limit=5, window=3600)) == 0
+
+
+def test_audit_throttle_writes_one_entry_per_interval_with_the_count() -> None:
+    throttle = AuditThrottle(interval=60)
+    assert throttle.note("agent.refused:1.2.3.4", 0.0) == 1
+    assert [throttle.note("agent.refused:1.2.3.4", t) for t in (1.0, 2.0, 59.0)] == [None, None, None]
+    assert throttle.note("other", 3.0) == 1  # per key
+    assert throttle.note("agent.refused:1.2.3.4", 60.0) == 4  # three held back plus this one
+
+
+def test_audit_throttle_memory_is_bounded() -> None:
+    throttle = AuditThrottle(interval=60, max_tracked=5)
+    for i in range(100):
+        throttle.note(f"k{i}", float(i))
+    assert len(throttle._state) <= 5
 
 
 # -- support-code claims -----------------------------------------------------------------------------
