@@ -197,8 +197,7 @@ def test_operator_session_and_supervisor_in_the_browser(
         expect(theirs.locator(".chat-text")).to_have_text("画面が固まりました")
         expect(page.locator("[data-testid=chat-message][data-sender='Alice (helpdesk)']")).to_have_count(1)
 
-        page.get_by_test_id("topbar").scroll_into_view_if_needed()
-        page.screenshot(path=str(SCREENSHOTS / "session.png"), full_page=True)
+        # (docs/screenshots/session.png is taken by test_inventory_panel.py, with the inventory.)
 
         # A supervisor joins read-only from another page, and reads and verifies the audit log.
         sup = browser.new_page()

@@ -99,9 +99,25 @@ function formatValue(value) {
   if (value === null || value === undefined) return "";
   if (typeof value !== "object") return String(value);
   if (Array.isArray(value)) return value.map(formatValue).join("\n");
-  return Object.entries(value)
-    .map(([k, v]) => `${k}: ${typeof v === "object" && v !== null ? JSON.stringify(v) : String(v)}`)
+  return flatEntries(value)
+    .map(([k, v]) => `${k}: ${v}`)
     .join("\n");
+}
+
+/** Nested objects as dotted keys ("model.model_name: WX3000HP"), not as raw JSON. */
+function flatEntries(value, prefix = "") {
+  const out = [];
+  for (const [k, v] of Object.entries(value)) {
+    const key = prefix ? `${prefix}.${k}` : k;
+    if (v !== null && typeof v === "object" && !Array.isArray(v)) {
+      out.push(...flatEntries(v, key));
+    } else if (Array.isArray(v)) {
+      out.push([key, v.map((x) => (typeof x === "object" && x !== null ? JSON.stringify(x) : String(x))).join(", ")]);
+    } else {
+      out.push([key, String(v)]);
+    }
+  }
+  return out;
 }
 
 // -- pages and header -----------------------------------------------------------------------------
