@@ -147,8 +147,8 @@ class Broker:
             process_request=self._process_request,
             max_size=self.config.limits.max_binary_bytes,
             ping_interval=None,  # the protocol's own ping/pong (protocol.Link) keeps connections alive
-            # No permessage-deflate: screen updates are already compressed (PNG/JPEG/zlib), a deflate
-            # context costs ~300 KiB per idle connection, and compressing secrets beside
+            # No permessage-deflate: screen updates are already compressed (PNG/JPEG/zlib), zlib state
+            # in each direction costs memory on every idle connection, and compressing secrets beside
             # attacker-chosen text invites CRIME-style leaks.
             compression=None,
             server_header=None,
