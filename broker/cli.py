@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--grace", type=float, default=30.0, help="seconds a lost side may take to come back")
     serve.add_argument("--max-requests-per-hour", type=int, default=5, help="per subscriber (第18条⑤)")
     serve.add_argument("--code-ttl", type=float, default=600.0, help="support code lifetime in seconds")
+    serve.add_argument(
+        "--tls-read-buffer",
+        type=int,
+        default=16 * 1024,
+        help="TLS read buffer per idle connection in bytes, 4096-1048576 (asyncio's own: 262144)",
+    )
 
     subscriber = sub.add_parser("subscriber", help="manage subscribers (contracts)").add_subparsers(
         dest="action", required=True
@@ -164,6 +170,7 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
         public_url=args.public_url,
         ca_passphrase_file=args.ca_passphrase_file,
         service_hours=args.hours,
+        tls_read_buffer=args.tls_read_buffer,
         session_rules=SessionRules(
             code_ttl=args.code_ttl,
             consent_timeout=args.consent_timeout,

@@ -57,6 +57,17 @@ class BrokerConfig:
     presence_flush_interval: float = 30.0
     """Seconds between batched ``last_seen`` writes for connected agents."""
 
+    tls_read_buffer: int = 16 * 1024
+    """Bytes of TLS read buffer per connection. asyncio's own is 256 KiB, allocated for every idle
+    agent (2.5 GiB for 10,000); 16 KiB holds a whole TLS record (docs/PERFORMANCE.md)."""
+
+    streaming_read_buffer: int = 256 * 1024
+    """TLS read buffer of an agent connection once it streams screen updates (relay throughput)."""
+
+    listen_backlog: int = 2048
+    """Pending connections the kernel queues; asyncio's default of 100 overflows when thousands of
+    agents reconnect at once after a restart."""
+
     enroll_attempts_per_minute: int = 20
     """Enrollment attempts per source address per minute, before any token lookup or CSR parsing."""
 

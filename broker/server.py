@@ -19,7 +19,7 @@ import http
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +43,7 @@ from protocol.messages import (
 )
 from wire import LinkRunner
 
+from . import tuning
 from .config import BrokerConfig
 from .datakeys import DataKeyring
 from .enrollment import enroll
@@ -83,7 +84,7 @@ class AgentConnection:
     session_peer: AgentPeer
     machine_name: str = ""
     display: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    streaming: bool = False
 
 
 def peer_serial(ws: ServerConnection) -> str | None:
@@ -115,6 +116,7 @@ class Broker:
         self._tasks: list[asyncio.Task[None]] = []
         self._crl_cache: tuple[int, bytes] | None = None
         self.static = StaticFiles()
+        self._closing = False
         self._refusal_audits = AuditThrottle()
         self._enroll_attempts = RateLimit(config.enroll_attempts_per_minute, 60.0)
         self._login_attempts = RateLimit(config.login_attempts_per_minute, 60.0)
@@ -139,6 +141,7 @@ class Broker:
         offline = self.store.mark_node_offline(self.config.node, now=self.clock())
         if offline:
             log.info("marked %d agents of node %s offline after restart", offline, self.config.node)
+        tuning.set_tls_read_buffer(self.config.tls_read_buffer)
         self._server = await serve(
             self._handle,
             self.config.host,
@@ -152,6 +155,7 @@ class Broker:
             # attacker-chosen text invites CRIME-style leaks.
             compression=None,
             server_header=None,
+            backlog=self.config.listen_backlog,
         )
         self.store.set_meta("public_url", self.url)
         self._tasks = [
@@ -177,6 +181,10 @@ class Broker:
 
     async def close(self) -> None:
         self.sessions.close_all(self.clock())
+        # Thousands of agents drop at once now: one presence update and one audit entry for all of
+        # them, instead of a transaction each (docs/PERFORMANCE.md, reconnect storm).
+        self._closing = True
+        connected = sum(len(c) for c in self.agents.values())
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -186,6 +194,15 @@ class Broker:
             self._server.close()
             await self._server.wait_closed()
         self._flush_seen()
+        now = self.clock()
+        self.store.mark_node_offline(self.config.node, now=now)
+        self.store.append_audit(
+            actor="broker",
+            action="broker.stop",
+            subject=self.config.node,
+            details={"disconnected": connected},
+            now=now,
+        )
 
     # -- HTTP -------------------------------------------------------------------------------------
 
@@ -339,6 +356,9 @@ class Broker:
                 connections.add(conn)
                 self.store.set_online(serial, online=True, now=now, peer=peer, node=self.config.node)
             elif isinstance(event, BinaryReceived):
+                if not conn.streaming:  # idle agents keep the small buffer; a streaming one gets room
+                    conn.streaming = True
+                    tuning.set_connection_read_buffer(ws.transport, self.config.streaming_read_buffer)
                 self.sessions.agent_binary(session_peer, event.data, now)
             elif isinstance(event, Received):
                 await self._agent_message(conn, event)
@@ -356,9 +376,10 @@ class Broker:
                 self.sessions.agent_disconnected(session_peer, self.clock())
                 if not connections:
                     del self.agents[serial]
-                self.store.set_online(
-                    serial, online=bool(connections), now=self.clock(), peer=peer, node=self.config.node
-                )
+                if not self._closing:  # on shutdown, close() records all of them at once
+                    self.store.set_online(
+                        serial, online=bool(connections), now=self.clock(), peer=peer, node=self.config.node
+                    )
 
     async def _agent_message(self, conn: AgentConnection, event: Received) -> None:
         message = event.message

@@ -99,6 +99,8 @@ class AgentPeer:
     serial: str
     contract_id: str
     machine_name: str = ""
+    session: Session | None = None
+    """The session this connection carries (one at a time), so a screen update finds it at once."""
 
 
 @dataclass(eq=False, slots=True)
@@ -223,9 +225,6 @@ class SessionManager:
 
     # -- agent side -------------------------------------------------------------------------------
 
-    def agent_sessions(self, agent: AgentPeer) -> list[Session]:
-        return [s for s in self.sessions.values() if s.agent is agent]
-
     def support_request(self, agent: AgentPeer, msg: SupportRequest, now: float) -> None:
         if msg.resume is not None:
             self._resume(agent, msg, now)
@@ -255,6 +254,7 @@ class SessionManager:
         )
         self.sessions[session.id] = session
         self.by_code[code] = session
+        agent.session = session
         self._audit("support.request", agent.contract_id, now, session=session.id, serial=agent.serial)
         agent.peer.send(
             SupportCodeIssued(id=msg.id, session_id=session.id, code=code, expires_at=session.code_expires_at)
@@ -296,6 +296,7 @@ class SessionManager:
             )
             return
         session.agent = agent
+        agent.session = session
         session.agent_away_since = None
         self._audit("session.agent_back", session.id, now, contract=session.contract_id)
         if session.phase is Phase.WAITING and session.code is not None:
@@ -370,7 +371,7 @@ class SessionManager:
 
     def agent_binary(self, agent: AgentPeer, data: bytes, now: float) -> None:
         """A screen update: relayed only in an active session with ``screen:view`` granted."""
-        session = next((s for s in self.agent_sessions(agent) if s.phase is not Phase.ENDED), None)
+        session = agent.session
         try:
             header = peek_header(data)
             if header.kind is not FrameKind.SCREEN_UPDATE:
@@ -452,7 +453,9 @@ class SessionManager:
         return receipt
 
     def agent_disconnected(self, agent: AgentPeer, now: float) -> None:
-        for session in self.agent_sessions(agent):
+        session = agent.session
+        if session is not None and session.agent is agent:
+            agent.session = None
             session.agent = None
             session.agent_away_since = now
             self._audit("session.agent_lost", session.id, now, contract=session.contract_id)
@@ -790,6 +793,8 @@ class SessionManager:
             refused_inputs=session.refused_inputs,
         )
         self._broadcast_state(session)
+        if session.agent is not None and session.agent.session is session:
+            session.agent.session = None
         del self.sessions[session.id]
         self._broadcast_queue()
 

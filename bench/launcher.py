@@ -1,0 +1,112 @@
+"""Bench-only broker launcher: ``python -m bench.launcher [tuning] -- <python -m broker arguments>``.
+
+Applies :mod:`broker.tuning` (and a few experiments that only the benchmark needs) in the broker's
+own process, then runs ``broker.cli.main`` unchanged, so tuning can be measured before the serve
+options exist. ``--tls-read-buffer 0`` keeps asyncio's stock 256 KiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import functools
+import sys
+import threading
+import time
+from typing import Any
+
+from bench.common import raise_nofile
+from broker import tuning
+
+
+def _malloc_trim_every(seconds: float) -> None:
+    """Give freed heap pages back to the OS periodically (glibc only)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    libc = ctypes.CDLL(name)
+
+    def loop() -> None:
+        while True:
+            time.sleep(seconds)
+            libc.malloc_trim(0)
+
+    threading.Thread(target=loop, daemon=True, name="malloc-trim").start()
+
+
+def _websockets_options(**options: Any) -> None:
+    """Pass extra ``serve()`` options (max_queue, write_limit) to the broker's listener."""
+    import broker.server
+
+    original = broker.server.serve  # type: ignore[attr-defined]  # imported there from websockets
+    broker.server.serve = functools.partial(original, **options)  # type: ignore[attr-defined]
+
+
+def _config_defaults(**values: Any) -> None:
+    """Override BrokerConfig defaults the CLI has no option for (fields that exist only)."""
+    import dataclasses
+
+    import broker.cli
+    from broker.config import BrokerConfig
+
+    known = {f.name for f in dataclasses.fields(BrokerConfig)}
+    values = {k: v for k, v in values.items() if k in known}
+    if values:
+        patched = functools.partial(BrokerConfig, **values)
+        broker.cli.BrokerConfig = patched  # type: ignore[attr-defined,assignment]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in argv:
+        raise SystemExit("usage: python -m bench.launcher [options] -- <broker arguments>")
+    split = argv.index("--")
+    parser = argparse.ArgumentParser(prog="python -m bench.launcher")
+    parser.add_argument("--tls-read-buffer", type=int, default=tuning.DEFAULT_TLS_READ_BUFFER)
+    parser.add_argument("--switch-interval", type=float, default=None)
+    parser.add_argument("--malloc-trim", type=float, default=0.0, help="seconds between malloc_trim(0)")
+    parser.add_argument("--max-queue", type=int, default=None)
+    parser.add_argument("--write-limit", type=int, default=None)
+    parser.add_argument(
+        "--enroll-per-minute", type=int, default=0, help="lift the per-address enrollment rate limit"
+    )
+    parser.add_argument(
+        "--session-read-buffer", type=int, default=0, help="TLS read buffer of agents that stream updates"
+    )
+    args = parser.parse_args(argv[:split])
+    raise_nofile()
+    tuning.apply(
+        tuning.Tuning(
+            tls_read_buffer=args.tls_read_buffer or None,
+            switch_interval=args.switch_interval,
+        )
+    )
+    if args.malloc_trim > 0:
+        _malloc_trim_every(args.malloc_trim)
+    options: dict[str, Any] = {}
+    if args.max_queue is not None:
+        options["max_queue"] = args.max_queue
+    if args.write_limit is not None:
+        options["write_limit"] = args.write_limit
+    if options:
+        _websockets_options(**options)
+    stock = 256 * tuning.KiB
+    buffer = args.tls_read_buffer or stock
+    defaults: dict[str, Any] = {
+        # The broker grows a streaming agent's buffer itself; 0 here measures without that.
+        "streaming_read_buffer": args.session_read_buffer or buffer,
+    }
+    if args.enroll_per_minute:
+        defaults["enroll_attempts_per_minute"] = args.enroll_per_minute
+    _config_defaults(**defaults)
+    from broker.cli import main as broker_main
+
+    broker_argv = argv[split + 1 :]
+    if "serve" in broker_argv:  # the broker applies its own --tls-read-buffer at start: pass ours on
+        broker_argv += ["--tls-read-buffer", str(buffer)]
+    return broker_main(broker_argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
