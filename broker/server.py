@@ -191,8 +191,15 @@ class Broker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._server is not None:
+            # Every peer gets a close frame (1001, going away); thousands of closing handshakes
+            # are not waited for beyond ``shutdown_grace``: the rest are cut, and reconnect anyway.
             self._server.close()
-            await self._server.wait_closed()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._server.wait_closed()), self.config.shutdown_grace)
+            except TimeoutError:
+                for ws in list(self._server.connections):
+                    ws.transport.abort()
+                await self._server.wait_closed()
         self._flush_seen()
         now = self.clock()
         self.store.mark_node_offline(self.config.node, now=now)
