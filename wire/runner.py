@@ -77,7 +77,9 @@ class LinkRunner:
             deadline = self.link.next_timer()
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
             try:
-                frame = await asyncio.wait_for(self.ws.recv(), timeout)
+                # asyncio.timeout, not wait_for: no extra task per wait on every idle connection.
+                async with asyncio.timeout(timeout):
+                    frame = await self.ws.recv()
             except TimeoutError:
                 events = self.link.handle_timer(self.clock())
             else:
