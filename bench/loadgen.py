@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -208,22 +208,30 @@ async def run_idle(args: argparse.Namespace) -> None:
             await asyncio.sleep(0.5)
 
     reporter = asyncio.create_task(report())
-    deadline = time.monotonic() + args.max_seconds
-    while time.monotonic() < deadline:
-        try:
-            async with asyncio.timeout(deadline - time.monotonic()):
-                cmd = await queue.get()
-        except TimeoutError:
-            break
+    async for cmd in until_quit(queue, args.max_seconds):
         if cmd["cmd"] == "connect":
             idle.start(int(cmd["n"]))
-        elif cmd["cmd"] == "quit":
-            break
     reporter.cancel()
     emit(idle.status())
     for task in idle.tasks:
         task.cancel()
     await asyncio.gather(*idle.tasks, return_exceptions=True)
+
+
+async def until_quit(
+    queue: asyncio.Queue[dict[str, Any]], max_seconds: float
+) -> AsyncIterator[dict[str, Any]]:
+    """The harness's commands until "quit" or ``max_seconds``: every load loop stops by itself."""
+    deadline = time.monotonic() + max_seconds
+    while time.monotonic() < deadline:
+        try:
+            async with asyncio.timeout(deadline - time.monotonic()):
+                cmd = await queue.get()
+        except TimeoutError:
+            return
+        if cmd["cmd"] == "quit":
+            return
+        yield cmd
 
 
 # -- relay sessions ---------------------------------------------------------------------------------
@@ -534,15 +542,7 @@ async def run_relay(args: argparse.Namespace) -> None:
         for s in sessions:
             s.start_readers()
     emit({"event": "ready", "sessions": len(sessions)})
-    deadline = time.monotonic() + args.max_seconds
-    while time.monotonic() < deadline:
-        try:
-            async with asyncio.timeout(deadline - time.monotonic()):
-                cmd = await queue.get()
-        except TimeoutError:
-            break
-        if cmd["cmd"] == "quit":
-            break
+    async for cmd in until_quit(queue, args.max_seconds):
         frames = Frames(int(cmd["size"]))
         seconds = float(cmd["seconds"])
         if args.target == "sink":

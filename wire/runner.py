@@ -77,9 +77,10 @@ class LinkRunner:
             deadline = self.link.next_timer()
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
             try:
-                # asyncio.timeout, not wait_for: no extra task per wait on every idle connection.
-                async with asyncio.timeout(timeout):
-                    frame = await self.ws.recv()
+                # wait_for, not asyncio.timeout: with asyncio.timeout around recv() the agent stopped
+                # receiving in about one run in three of tests/e2e/test_helpdesk_cli.py (Python 3.11,
+                # websockets 17.4); with wait_for, none in eight. Not understood yet: keep wait_for.
+                frame = await asyncio.wait_for(self.ws.recv(), timeout)
             except TimeoutError:
                 events = self.link.handle_timer(self.clock())
             else:
