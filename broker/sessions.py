@@ -201,7 +201,8 @@ class SessionManager:
         hours: ServiceHoursLike,
         code_guard: CodeGuardLike,
         rules: SessionRules | None = None,
-        new_id: Callable[[], str] = lambda: secrets.token_urlsafe(12),
+        # A letter first: ids are typed into command lines, and "-x…" would read as an option.
+        new_id: Callable[[], str] = lambda: "s" + secrets.token_urlsafe(12),
         new_code: Callable[[], str] = lambda: f"{secrets.randbelow(1_000_000):06d}",
     ) -> None:
         self.store = store
@@ -236,7 +237,7 @@ class SessionManager:
             self._audit("support.refused", agent.contract_id, now, code=exc.code.value, serial=agent.serial)
             agent.peer.send(Error(id=msg.id, code=exc.code.value, message=exc.message, retry_after=retry))
             return
-        for session in self.sessions.values():
+        for session in list(self.sessions.values()):  # _end removes from the dict
             if session.serial == agent.serial and session.phase is not Phase.ENDED:
                 self._end(session, by="broker", reason="replaced by a new request", now=now)
         code = self.new_code()

@@ -298,3 +298,19 @@ def test_a_viewer_joining_asks_the_agent_for_a_keyframe(world: World) -> None:
     refresh = world.agent_out.last(ScreenRefresh)
     assert isinstance(refresh, ScreenRefresh)
     assert refresh.session_id == session
+
+
+def test_session_ids_never_look_like_command_line_options(world: World) -> None:
+    # Operators type session ids into command lines (python -m helpdesk watch ID, broker audit receipts ID).
+    ids = {world.manager.new_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert not any(session_id.startswith("-") for session_id in ids)
+
+
+def test_asking_again_replaces_a_waiting_request(world: World) -> None:
+    first = world.request(T0)
+    second = world.request(T0 + 1)
+    assert first != second
+    assert list(world.manager.sessions) == [second]
+    ended = next(m for m in world.agent_out.messages if isinstance(m, SessionState) and m.session_id == first)
+    assert ended.reason == "replaced by a new request"
