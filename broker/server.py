@@ -541,8 +541,6 @@ class Broker:
 
 
 def _error_json(code: ErrorCode, message: str) -> str:
-    from protocol import encode
-
     return encode(Error(code=code.value, message=message)).decode("utf-8")
 
 

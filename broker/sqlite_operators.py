@@ -102,13 +102,6 @@ class OperatorTables:
             self, *, actor: str, action: str, subject: str, details: dict[str, Any], now: float
         ) -> int: ...
 
-    def create_operator_schema(self) -> None:
-        """Create the operator tables if missing (idempotent); one transaction."""
-        with self._write() as db:
-            for statement in OPERATOR_SCHEMA.split(";\n"):
-                if statement.strip():
-                    db.execute(statement)
-
     # -- accounts ---------------------------------------------------------------------------------
 
     def add_operator(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from argon2 import PasswordHasher
 from broker.datakeys import DataKeyring
 from broker.errors import AlreadyExists, RefusedError
 from broker.operators import LOGIN_FAILED_MESSAGE, NewOperator, OperatorAccounts, hash_token
-from broker.sqlite_operators import OperatorTables
 from broker.sqlite_store import SQLiteStore
 from protocol.errors import ErrorCode
 
@@ -26,33 +24,13 @@ PEER = "198.51.100.23"
 FAST: dict[str, Any] = {"argon2_time_cost": 1, "argon2_memory_cost": 1024, "argon2_parallelism": 1}
 
 
-class _Store(SQLiteStore, OperatorTables):
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.create_operator_schema()
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "broker.sqlite3"
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[_Store]:
-    s = _Store(db_path)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
 @pytest.fixture
 def keyring(tmp_path: Path) -> DataKeyring:
     return DataKeyring.open(tmp_path / "keys")
 
 
 @pytest.fixture
-def accounts(store: _Store, keyring: DataKeyring) -> OperatorAccounts:
+def accounts(store: SQLiteStore, keyring: DataKeyring) -> OperatorAccounts:
     return OperatorAccounts(store, keyring, **FAST)
 
 
@@ -123,7 +101,7 @@ def test_duplicate_and_bad_names(accounts: OperatorAccounts, alice: NewOperator)
 
 
 def test_totp_secret_and_tokens_are_not_stored_in_plaintext(
-    accounts: OperatorAccounts, alice: NewOperator, store: _Store, db_path: Path
+    accounts: OperatorAccounts, alice: NewOperator, store: SQLiteStore, db_path: Path
 ) -> None:
     result = accounts.login("alice", alice.initial_password, code(alice, T0), now=T0, peer=PEER)
     raw = db_bytes(db_path)
@@ -201,7 +179,7 @@ def test_one_step_of_drift_is_accepted_two_are_not(accounts: OperatorAccounts, a
 
 
 def test_five_failures_lock_even_the_right_credentials(
-    accounts: OperatorAccounts, alice: NewOperator, store: _Store, db_path: Path
+    accounts: OperatorAccounts, alice: NewOperator, store: SQLiteStore, db_path: Path
 ) -> None:
     for i in range(5):
         error = refused(
@@ -236,7 +214,7 @@ def test_five_failures_lock_even_the_right_credentials(
 
 
 def test_lock_limits_are_configurable_and_admin_can_unlock(
-    store: _Store, keyring: DataKeyring, db_path: Path
+    store: SQLiteStore, keyring: DataKeyring, db_path: Path
 ) -> None:
     accounts = OperatorAccounts(store, keyring, lock_after=2, lock_for=60.0, **FAST)
     bob = accounts.create("bob", role="supervisor", now=T0, actor="admin")
@@ -252,7 +230,7 @@ def test_lock_limits_are_configurable_and_admin_can_unlock(
 
 
 def test_unknown_name_failures_are_audited(
-    accounts: OperatorAccounts, alice: NewOperator, store: _Store
+    accounts: OperatorAccounts, alice: NewOperator, store: SQLiteStore
 ) -> None:
     refused(lambda: _unknown_name(accounts, alice))
     [entry] = store.audit_entries(subject="mallory")
@@ -272,7 +250,7 @@ def test_token_authenticates_until_it_expires(accounts: OperatorAccounts, alice:
         assert error.code is ErrorCode.AUTH_REQUIRED
 
 
-def test_token_ttl_is_configurable(store: _Store, keyring: DataKeyring) -> None:
+def test_token_ttl_is_configurable(store: SQLiteStore, keyring: DataKeyring) -> None:
     accounts = OperatorAccounts(store, keyring, token_ttl=60.0, **FAST)
     new = accounts.create("carol", role="admin", now=T0, actor="admin")
     assert (
@@ -280,7 +258,7 @@ def test_token_ttl_is_configurable(store: _Store, keyring: DataKeyring) -> None:
     )
 
 
-def test_logout_revokes(accounts: OperatorAccounts, alice: NewOperator, store: _Store) -> None:
+def test_logout_revokes(accounts: OperatorAccounts, alice: NewOperator, store: SQLiteStore) -> None:
     result = accounts.login("alice", alice.initial_password, code(alice, T0), now=T0, peer=PEER)
     accounts.logout(result.token, now=T0 + 1)
     assert refused(lambda: accounts.authenticate(result.token, now=T0 + 2)).code is ErrorCode.AUTH_REQUIRED
@@ -289,7 +267,7 @@ def test_logout_revokes(accounts: OperatorAccounts, alice: NewOperator, store: _
 
 
 def test_disabled_account_cannot_log_in_and_loses_its_tokens(
-    accounts: OperatorAccounts, alice: NewOperator, store: _Store
+    accounts: OperatorAccounts, alice: NewOperator, store: SQLiteStore
 ) -> None:
     result = accounts.login("alice", alice.initial_password, code(alice, T0), now=T0, peer=PEER)
     accounts.set_disabled("alice", disabled=True, now=T0 + 1, actor="admin")
@@ -325,7 +303,7 @@ def test_change_password_rules(accounts: OperatorAccounts, alice: NewOperator, d
     assert old not in text
 
 
-def test_wrong_old_password_counts_towards_the_lock(store: _Store, keyring: DataKeyring) -> None:
+def test_wrong_old_password_counts_towards_the_lock(store: SQLiteStore, keyring: DataKeyring) -> None:
     accounts = OperatorAccounts(store, keyring, lock_after=2, **FAST)
     new = accounts.create("dave", role="operator", now=T0, actor="admin")
     for _ in range(2):
@@ -337,7 +315,7 @@ def test_wrong_old_password_counts_towards_the_lock(store: _Store, keyring: Data
 
 
 def test_reset_password_gives_a_new_one_time_password(
-    accounts: OperatorAccounts, alice: NewOperator, store: _Store
+    accounts: OperatorAccounts, alice: NewOperator, store: SQLiteStore
 ) -> None:
     accounts.change_password("alice", alice.initial_password, "correct horse battery", now=T0)
     fresh = accounts.reset_password("alice", now=T0 + 1, actor="admin")
@@ -348,7 +326,7 @@ def test_reset_password_gives_a_new_one_time_password(
 
 
 def test_hash_is_upgraded_when_argon2_parameters_change(
-    store: _Store, keyring: DataKeyring, accounts: OperatorAccounts, alice: NewOperator
+    store: SQLiteStore, keyring: DataKeyring, accounts: OperatorAccounts, alice: NewOperator
 ) -> None:
     before = store.get_operator("alice")
     assert before is not None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -11,34 +11,14 @@ import pytest
 
 from broker.errors import AlreadyExists, NotFound
 from broker.operators import Role
-from broker.sqlite_operators import OPERATOR_SCHEMA, TOKEN_RETENTION, OperatorTables
+from broker.sqlite_operators import OPERATOR_SCHEMA, TOKEN_RETENTION
 from broker.sqlite_store import SQLiteStore
 
 T0 = 1_764_028_800.0  # 2025-11-25 00:00 UTC
 HOUR = 3600.0
 
 
-class _Store(SQLiteStore, OperatorTables):
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.create_operator_schema()
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "broker.sqlite3"
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[_Store]:
-    s = _Store(db_path)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-def _add(store: _Store, name: str = "alice", *, role: Role = "operator", now: float = T0) -> None:
+def _add(store: SQLiteStore, name: str = "alice", *, role: Role = "operator", now: float = T0) -> None:
     store.add_operator(
         name,
         display_name=name.title(),
@@ -50,14 +30,13 @@ def _add(store: _Store, name: str = "alice", *, role: Role = "operator", now: fl
     )
 
 
-def _actions(store: _Store) -> list[tuple[str, str]]:
+def _actions(store: SQLiteStore) -> list[tuple[str, str]]:
     return [(e.action, e.subject) for e in store.audit_entries()]
 
 
-def test_schema_is_idempotent_and_splits_like_the_store_schema(store: _Store, db_path: Path) -> None:
-    store.create_operator_schema()
+def test_schema_is_idempotent_and_splits_like_the_store_schema(store: SQLiteStore, db_path: Path) -> None:
     store.close()
-    again = _Store(db_path)  # reopening runs both migrations again
+    again = SQLiteStore(db_path)  # reopening runs the store's migration, operator tables included, again
     try:
         tables = {r[0] for r in again._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"operators", "operator_tokens"} <= tables
@@ -66,7 +45,7 @@ def test_schema_is_idempotent_and_splits_like_the_store_schema(store: _Store, db
     assert all(s.strip().startswith("CREATE") for s in OPERATOR_SCHEMA.split(";\n") if s.strip())
 
 
-def test_add_get_list(store: _Store) -> None:
+def test_add_get_list(store: SQLiteStore) -> None:
     _add(store, "bob", role="supervisor")
     _add(store, "alice")
     rec = store.get_operator("alice")
@@ -82,21 +61,21 @@ def test_add_get_list(store: _Store) -> None:
     assert _actions(store) == [("operator.add", "bob"), ("operator.add", "alice")]
 
 
-def test_duplicate_is_refused_and_changes_nothing(store: _Store) -> None:
+def test_duplicate_is_refused_and_changes_nothing(store: SQLiteStore) -> None:
     _add(store)
     with pytest.raises(AlreadyExists):
         _add(store)
     assert len(_actions(store)) == 1
 
 
-def test_role_is_checked_by_the_database_and_rolls_back(store: _Store) -> None:
+def test_role_is_checked_by_the_database_and_rolls_back(store: SQLiteStore) -> None:
     with pytest.raises(sqlite3.IntegrityError):
         _add(store, role=cast(Role, "root"))
     assert store.get_operator("alice") is None
     assert _actions(store) == []
 
 
-def test_failures_lock_at_the_limit_and_restart_the_count(store: _Store) -> None:
+def test_failures_lock_at_the_limit_and_restart_the_count(store: SQLiteStore) -> None:
     _add(store)
     kw: dict[str, Any] = {"lock_after": 3, "lock_for": 600.0, "peer": "192.0.2.7", "reason": "password"}
     assert store.record_login_failure("alice", now=T0, **kw) is None
@@ -117,7 +96,7 @@ def test_failures_lock_at_the_limit_and_restart_the_count(store: _Store) -> None
         store.record_login_failure("nobody", now=T0, **kw)
 
 
-def test_login_success_consumes_the_step_once(store: _Store) -> None:
+def test_login_success_consumes_the_step_once(store: SQLiteStore) -> None:
     """RFC 6238 §5.2: the same step cannot be accepted twice, even by two processes."""
     _add(store)
     store.record_login_failure("alice", now=T0, lock_after=5, lock_for=1.0, peer="p", reason="totp")
@@ -140,9 +119,9 @@ def test_login_success_consumes_the_step_once(store: _Store) -> None:
     assert [a for a, _ in _actions(store)].count("operator.login") == 2
 
 
-def test_a_second_connection_sees_the_consumed_step(store: _Store, db_path: Path) -> None:
+def test_a_second_connection_sees_the_consumed_step(store: SQLiteStore, db_path: Path) -> None:
     _add(store)
-    other = _Store(db_path)
+    other = SQLiteStore(db_path)
     try:
         assert store.record_login_success(
             "alice", now=T0, totp_step=7, peer="a", token_hash="x1", expires_at=T0 + 1
@@ -155,7 +134,7 @@ def test_a_second_connection_sees_the_consumed_step(store: _Store, db_path: Path
     assert store.verify_audit().ok
 
 
-def test_rehash_on_success(store: _Store) -> None:
+def test_rehash_on_success(store: SQLiteStore) -> None:
     _add(store)
     store.record_login_success(
         "alice", now=T0, totp_step=1, peer="p", token_hash="h", expires_at=T0 + 1, password_hash="$new"
@@ -166,7 +145,7 @@ def test_rehash_on_success(store: _Store) -> None:
     assert list(store.audit_entries())[-1].details["rehashed"] is True
 
 
-def test_set_password_unlock_disable(store: _Store) -> None:
+def test_set_password_unlock_disable(store: SQLiteStore) -> None:
     _add(store)
     store.set_password("alice", "$h2", now=T0, change_required=False, actor="operator:alice")
     rec = store.get_operator("alice")
@@ -196,7 +175,7 @@ def test_set_password_unlock_disable(store: _Store) -> None:
     assert "operator.password_changed" in actions
 
 
-def test_tokens_revoke_and_prune(store: _Store) -> None:
+def test_tokens_revoke_and_prune(store: SQLiteStore) -> None:
     _add(store)
     store.store_token("old", "alice", now=T0, expires_at=T0 + HOUR)
     store.store_token("new", "alice", now=T0, expires_at=T0 + HOUR)
