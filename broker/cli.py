@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--tls-read-buffer",
         type=int,
-        default=16 * 1024,
+        default=4 * 1024,
         help="TLS read buffer per idle connection in bytes, 4096-1048576 (asyncio's own: 262144)",
     )
 

@@ -57,9 +57,10 @@ class BrokerConfig:
     presence_flush_interval: float = 30.0
     """Seconds between batched ``last_seen`` writes for connected agents."""
 
-    tls_read_buffer: int = 16 * 1024
-    """Bytes of TLS read buffer per connection. asyncio's own is 256 KiB, allocated for every idle
-    agent (2.5 GiB for 10,000); 16 KiB holds a whole TLS record (docs/PERFORMANCE.md)."""
+    tls_read_buffer: int = 4 * 1024
+    """Bytes of TLS read buffer per connection: the chunk asyncio reads from the socket at a time.
+    asyncio's own is 256 KiB, allocated for every idle agent (2.5 GiB for 10,000); an idle agent
+    sends a ping every 20 s, and 4 KiB takes it in one read (docs/PERFORMANCE.md)."""
 
     streaming_read_buffer: int = 256 * 1024
     """TLS read buffer of an agent connection once it streams screen updates (relay throughput)."""

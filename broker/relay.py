@@ -4,7 +4,7 @@ DESIGN §5 relay rules: input and control messages are reliable and ordered; scr
 "latest wins" for a slow viewer; nothing is buffered without bound; a slow viewer never slows
 the agent or the other viewers. So the broker never awaits a peer's socket while handling
 another peer's message: it pushes into that peer's :class:`OutboundQueue` (no await) and a
-:class:`Sender` task per connection drains it.
+:class:`Sender` per connection writes it out as the transport takes it (no task per connection).
 
 When a viewer falls behind, queued deltas are useless without what came before them: the queue
 drops every queued update, refuses further deltas, and reports ``behind`` so the broker asks the
@@ -20,9 +20,7 @@ import contextlib
 import logging
 from collections import deque
 from enum import Enum
-
-from websockets.asyncio.connection import Connection
-from websockets.exceptions import ConnectionClosed
+from typing import Protocol
 
 log = logging.getLogger("broker.relay")
 
@@ -119,54 +117,133 @@ class OutboundQueue:
         return None
 
 
-class Sender:
-    """Drains one connection's :class:`OutboundQueue` in its own task."""
+class FrameSink(Protocol):
+    """Where a :class:`Sender` writes: a :class:`wire.server.WireConnection`."""
 
-    def __init__(self, ws: Connection, queue: OutboundQueue | None = None) -> None:
-        self.ws = ws
-        self.queue = queue or OutboundQueue()
-        self._wake = asyncio.Event()
-        self._task = asyncio.create_task(self._run())
-        self._closer: asyncio.Task[None] | None = None
+    @property
+    def writable(self) -> bool: ...
+
+    def send_text(self, text: str) -> bool: ...
+
+    def send_binary(self, data: bytes) -> bool: ...
+
+    def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class Sender:
+    """One connection's way out, without a task: a frame is written at once while the transport
+    takes data, and queued (bounded, control first, latest screen wins) while it pushes back; the
+    owner calls :meth:`pump` when the transport resumes writing.
+
+    The queue is made on first use: an idle agent never needs one (DESIGN §7, memory per agent).
+    ``max_control_bytes`` and ``max_screen_bytes`` bound it (see :class:`OutboundQueue`).
+    """
+
+    __slots__ = (
+        "_closed",
+        "_closing",
+        "bytes_sent",
+        "max_control_bytes",
+        "max_screen_bytes",
+        "queue",
+        "sink",
+    )
+
+    def __init__(
+        self, sink: FrameSink, *, max_control_bytes: int = 1 << 20, max_screen_bytes: int = 4 << 20
+    ) -> None:
+        self.sink = sink
+        self.max_control_bytes = max_control_bytes
+        self.max_screen_bytes = max_screen_bytes
+        self.queue: OutboundQueue | None = None
         self.bytes_sent = 0
+        self._closing: tuple[int, str] | None = None
+        self._closed = False
+
+    def _queue(self) -> OutboundQueue:
+        if self.queue is None:
+            self.queue = OutboundQueue(
+                max_control_bytes=self.max_control_bytes, max_screen_bytes=self.max_screen_bytes
+            )
+        return self.queue
+
+    @property
+    def queued_bytes(self) -> int:
+        return 0 if self.queue is None else self.queue.queued_bytes
+
+    def _idle(self) -> bool:
+        return (self.queue is None or not len(self.queue)) and self.sink.writable
 
     def send_control(self, frame: Frame) -> None:
-        """Queue a control frame; on overflow the connection is closed (the peer is not reading)."""
+        """Send or queue a control frame; on overflow the connection is closed (the peer is not reading)."""
+        if self._closed or self._closing is not None:
+            return
+        if self._idle():
+            self._write(frame)
+            return
         try:
-            self.queue.push_control(frame)
+            self._queue().push_control(frame)
         except QueueOverflow as exc:
             log.warning("closing a connection that does not read: %s", exc)
-            self._task.cancel()
-            self._closer = asyncio.create_task(self.ws.close(1008, "too_slow"))
-            return
-        self._wake.set()
+            self._closed = True
+            self.queue = None
+            self.sink.close(1008, "too_slow")
 
     def send_screen(self, frame: bytes, *, keyframe: bool) -> ScreenPush:
-        result = self.queue.push_screen(frame, keyframe=keyframe)
-        self._wake.set()
-        return result
+        if self._closed or self._closing is not None:
+            return ScreenPush.DROPPED
+        queue = self.queue
+        if self._idle() and (queue is None or not queue.needs_keyframe or keyframe):
+            if queue is not None:
+                queue.needs_keyframe = False
+            self._write(frame)
+            return ScreenPush.QUEUED
+        return self._queue().push_screen(frame, keyframe=keyframe)
 
     async def write(self, frame: Frame) -> None:
-        """The LinkRunner writer: queue and return at once."""
+        """The LinkRunner writer: send or queue, and return at once."""
         self.send_control(frame)
 
-    async def _run(self) -> None:
-        with contextlib.suppress(ConnectionClosed, asyncio.CancelledError):
-            while True:
-                frame = self.queue.pop()
-                if frame is None:
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                await self.ws.send(frame)
-                self.bytes_sent += len(frame)
+    def write_sync(self, frame: str) -> None:
+        """The LinkPump writer."""
+        self.send_control(frame)
+
+    def pump(self) -> None:
+        """Write queued frames while the transport takes them; then a deferred close, if any."""
+        queue = self.queue
+        while queue is not None and self.sink.writable and not self._closed:
+            frame = queue.pop()
+            if frame is None:
+                break
+            self._write(frame)
+        if self._closing is not None and (queue is None or not len(queue)):
+            code, reason = self._closing
+            self._closing = None
+            self._closed = True
+            self.sink.close(code, reason)
+
+    def close_after(self, code: int, reason: str) -> None:
+        """Close once what is queued has been written (a refusal, a revocation notice)."""
+        if self._closed or self._closing is not None:
+            return
+        self._closing = (code, reason)
+        self.pump()
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait until the queue is empty (before a deliberate close)."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                while len(self.queue) and not self._task.done():
+                while self.queue is not None and len(self.queue) and not self._closed:
                     await asyncio.sleep(0.01)
 
     def close(self) -> None:
-        self._task.cancel()
+        """The connection is gone: drop what is queued."""
+        self._closed = True
+        self.queue = None
+
+    def _write(self, frame: Frame) -> None:
+        if isinstance(frame, str):
+            self.sink.send_text(frame)
+        else:
+            self.sink.send_binary(frame)
+        self.bytes_sent += len(frame)

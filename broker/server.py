@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from protocol import CLOSE_POLICY, BinaryReceived, Event, Link, Opened, Received, Rejected, encode
@@ -41,7 +40,9 @@ from protocol.messages import (
     Ok,
     SupportRequest,
 )
-from wire import LinkRunner
+from wire import AsyncConnection, LinkPump, LinkRunner, WireConnection, WireServer
+from wire.server import Handler
+from wire.tls import peer_serial
 
 from . import tuning
 from .config import BrokerConfig
@@ -77,27 +78,16 @@ class SenderPeer:
 
 @dataclass(slots=True, eq=False)
 class AgentConnection:
+    """One live agent link: what the broker keeps per idle agent, so kept small (DESIGN §7)."""
+
     serial: str
     contract_id: str
     peer: str
-    runner: LinkRunner
+    pump: LinkPump
     session_peer: AgentPeer
     machine_name: str = ""
     display: bool = False
     streaming: bool = False
-
-
-def peer_serial(ws: ServerConnection) -> str | None:
-    """Serial (lower-case hex) of the verified client certificate, or None when none was sent."""
-    peercert = ws.transport.get_extra_info("peercert")
-    if not peercert or "serialNumber" not in peercert:
-        return None
-    return format(int(peercert["serialNumber"], 16), "x")
-
-
-def peer_address(ws: ServerConnection) -> str:
-    address = ws.remote_address
-    return str(address[0]) if address else "?"
 
 
 class Broker:
@@ -112,7 +102,8 @@ class Broker:
         self.clock = clock
         self.agents: dict[str, set[AgentConnection]] = {}
         self._seen: set[str] = set()
-        self._server: Server | None = None
+        self._server: WireServer | None = None
+        self._streams: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._crl_cache: tuple[int, bytes] | None = None
         self.static = StaticFiles()
@@ -137,24 +128,22 @@ class Broker:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    async def start(self) -> Server:
+    async def start(self) -> WireServer:
         offline = self.store.mark_node_offline(self.config.node, now=self.clock())
         if offline:
             log.info("marked %d agents of node %s offline after restart", offline, self.config.node)
         tuning.set_tls_read_buffer(self.config.tls_read_buffer)
-        self._server = await serve(
-            self._handle,
+        # No permessage-deflate (the lean server offers no extensions): screen updates are already
+        # compressed (PNG/JPEG/zlib), zlib state on every idle connection costs memory, and
+        # compressing secrets beside attacker-chosen text invites CRIME-style leaks. No WebSocket
+        # pings either: the protocol's own ping/pong (protocol.Link) keeps connections alive.
+        self._server = WireServer(
+            self._process_request, self._open, max_size=self.config.limits.max_binary_bytes
+        )
+        await self._server.listen(
             self.config.host,
             self.config.port,
-            ssl=self.pki.server_ssl_context(),
-            process_request=self._process_request,
-            max_size=self.config.limits.max_binary_bytes,
-            ping_interval=None,  # the protocol's own ping/pong (protocol.Link) keeps connections alive
-            # No permessage-deflate: screen updates are already compressed (PNG/JPEG/zlib), zlib state
-            # in each direction costs memory on every idle connection, and compressing secrets beside
-            # attacker-chosen text invites CRIME-style leaks.
-            compression=None,
-            server_header=None,
+            ssl_context=self.pki.server_ssl_context(),
             backlog=self.config.listen_backlog,
         )
         self.store.set_meta("public_url", self.url)
@@ -168,8 +157,7 @@ class Broker:
     @property
     def port(self) -> int:
         assert self._server is not None
-        sockname = next(iter(self._server.sockets)).getsockname()
-        return int(sockname[1])
+        return self._server.port
 
     @property
     def url(self) -> str:
@@ -193,13 +181,9 @@ class Broker:
         if self._server is not None:
             # Every peer gets a close frame (1001, going away); thousands of closing handshakes
             # are not waited for beyond ``shutdown_grace``: the rest are cut, and reconnect anyway.
-            self._server.close()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._server.wait_closed()), self.config.shutdown_grace)
-            except TimeoutError:
-                for ws in list(self._server.connections):
-                    ws.transport.abort()
-                await self._server.wait_closed()
+            await self._server.close(self.config.shutdown_grace)
+        for task in list(self._streams):
+            task.cancel()
         self._flush_seen()
         now = self.clock()
         self.store.mark_node_offline(self.config.node, now=now)
@@ -213,17 +197,17 @@ class Broker:
 
     # -- HTTP -------------------------------------------------------------------------------------
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _process_request(self, connection: WireConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path in ("/enroll", "/agent", "/operator"):
             return None
         if path == "/healthz":
-            return connection.respond(http.HTTPStatus.OK, "ok\n")
+            return connection.ws.reject(http.HTTPStatus.OK, "ok\n")
         if path == "/ca.pem":
             return _file_response(self.pki.ca.cert_pem, "application/x-pem-file")
         if path == "/crl.pem":
             return _file_response(self._crl(), "application/x-pem-file")
-        return self.static.response(path) or connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
+        return self.static.response(path) or connection.ws.reject(http.HTTPStatus.NOT_FOUND, "not found\n")
 
     def _crl(self) -> bytes:
         revoked = self.store.revoked_serials()
@@ -238,20 +222,28 @@ class Broker:
 
     # -- WebSocket --------------------------------------------------------------------------------
 
-    async def _handle(self, ws: ServerConnection) -> None:
-        assert ws.request is not None
-        path = ws.request.path.split("?", 1)[0]
+    def _open(self, conn: WireConnection, request: Request) -> Handler:
+        """A WebSocket on one of the paths ``_process_request`` let through was accepted."""
+        path = request.path.split("?", 1)[0]
+        if path == "/agent":
+            return self._agent(conn)
+        stream = AsyncConnection(conn)
+        task = asyncio.create_task(self._stream(path, stream))
+        self._streams.add(task)
+        task.add_done_callback(self._streams.discard)
+        return stream
+
+    async def _stream(self, path: str, stream: AsyncConnection) -> None:
+        """Enrollment and operator links: few, and easiest to read as coroutines."""
         try:
             if path == "/enroll":
-                await self._enroll(ws)
-            elif path == "/agent":
-                await self._agent(ws)
+                await self._enroll(stream)
             elif path == "/operator":
-                await self._operator(ws)
+                await self._operator(stream)
         except Exception:  # one connection's bug never takes the broker down
             log.exception("connection handler failed (%s)", path)
             with contextlib.suppress(Exception):
-                await ws.close(1011, ErrorCode.INTERNAL.value)
+                await stream.close(1011, ErrorCode.INTERNAL.value)
 
     def _link(self, expect: str) -> Link:
         return Link(
@@ -262,12 +254,6 @@ class Broker:
             software=SOFTWARE,
             limits=self.config.limits,
         )
-
-    async def _refuse(self, ws: ServerConnection, code: ErrorCode, message: str) -> None:
-        """Answer before any hello with one ``error`` and a policy close whose reason is the code."""
-        with contextlib.suppress(Exception):
-            await ws.send(_error_json(code, message))
-            await ws.close(CLOSE_POLICY, code.value)
 
     def _audit_refusal(self, action: str, subject: str, code: ErrorCode, peer: str, **extra: Any) -> None:
         """Every refusal is audited, but a client repeating the same one gets one entry a minute
@@ -281,8 +267,8 @@ class Broker:
             details["count"] = count
         self.store.append_audit(actor="broker", action=action, subject=subject, details=details, now=now)
 
-    async def _enroll(self, ws: ServerConnection) -> None:
-        peer = peer_address(ws)
+    async def _enroll(self, ws: AsyncConnection) -> None:
+        peer = ws.peer
         runner = LinkRunner(ws, self._link("enroll"), clock=self.clock)
 
         async def on_event(event: Event) -> None:
@@ -317,50 +303,32 @@ class Broker:
 
         await runner.run(on_event)
 
-    async def _agent(self, ws: ServerConnection) -> None:
-        peer = peer_address(ws)
-        serial = peer_serial(ws)
-        if serial is None:
-            self._audit_refusal("agent.refused", "-", ErrorCode.CERT_REQUIRED, peer)
-            await self._refuse(ws, ErrorCode.CERT_REQUIRED, "a client certificate is required on /agent")
-            return
-        record = self.store.get_certificate(serial)
-        if record is None:
-            self._audit_refusal("agent.refused", "-", ErrorCode.CERT_UNKNOWN, peer, serial=serial)
-            await self._refuse(ws, ErrorCode.CERT_UNKNOWN, "this certificate is not known to the broker")
-            return
-        if record.revoked_at is not None:
-            self._audit_refusal(
-                "agent.refused", record.contract_id, ErrorCode.CERT_REVOKED, peer, serial=serial
-            )
-            await self._refuse(ws, ErrorCode.CERT_REVOKED, "this certificate has been revoked")
-            return
-        subscriber = self.store.get_subscriber(record.contract_id)
-        if subscriber is None or subscriber.status is SubscriberStatus.TERMINATED:
-            code = ErrorCode.SUBSCRIBER_TERMINATED
-            self._audit_refusal("agent.refused", record.contract_id, code, peer, serial=serial)
-            await self._refuse(ws, code, "the contract is terminated")
-            return
-
+    def _agent(self, ws: WireConnection) -> LinkPump:
+        """An agent link, driven from callbacks (no task): thousands of these sit idle."""
+        peer = ws.peer
+        serial = peer_serial(ws.transport)
         sender = Sender(ws)
-        runner = LinkRunner(
-            ws, self._link("agent"), clock=self.clock, writer=sender.write, before_close=sender.drain
-        )
+        refusal = self._check_agent(serial, peer)
+        if refusal is not None:  # one ``error`` before any hello, then a policy close (reason: the code)
+            code, message = refusal
+            pump = LinkPump(ws, self._link("agent"), lambda event: None, clock=self.clock)
+            pump.send(Error(code=code.value, message=message))
+            pump.close(CLOSE_POLICY, code.value)
+            return pump
+        assert serial is not None
+        record = self.store.get_certificate(serial)
+        assert record is not None
         session_peer = AgentPeer(
             peer=SenderPeer(sender),
             serial=serial,
             contract_id=record.contract_id,
             machine_name=record.machine_name,
         )
-        conn = AgentConnection(
-            serial=serial, contract_id=record.contract_id, peer=peer, runner=runner, session_peer=session_peer
-        )
 
-        async def on_event(event: Event) -> None:
+        def on_event(event: Event) -> None:
             now = self.clock()
             if isinstance(event, Opened):
-                connections = self.agents.setdefault(serial, set())
-                connections.add(conn)
+                self.agents.setdefault(serial, set()).add(conn)
                 self.store.set_online(serial, online=True, now=now, peer=peer, node=self.config.node)
             elif isinstance(event, BinaryReceived):
                 if not conn.streaming:  # idle agents keep the small buffer; a streaming one gets room
@@ -368,14 +336,12 @@ class Broker:
                     tuning.set_connection_read_buffer(ws.transport, self.config.streaming_read_buffer)
                 self.sessions.agent_binary(session_peer, event.data, now)
             elif isinstance(event, Received):
-                await self._agent_message(conn, event)
+                self._agent_message(conn, event)
             elif isinstance(event, Rejected):
                 log.info("agent %s sent a bad message: %s", serial, event.error.code.value)
             self._seen.add(serial)
 
-        try:
-            await runner.run(on_event)
-        finally:
+        def on_lost() -> None:
             sender.close()
             connections = self.agents.get(serial)
             if connections is not None and conn in connections:
@@ -388,7 +354,43 @@ class Broker:
                         serial, online=bool(connections), now=self.clock(), peer=peer, node=self.config.node
                     )
 
-    async def _agent_message(self, conn: AgentConnection, event: Received) -> None:
+        pump = LinkPump(
+            ws,
+            self._link("agent"),
+            on_event,
+            clock=self.clock,
+            write=sender.write_sync,
+            close=sender.close_after,
+            on_lost=on_lost,
+        )
+        pump.on_resume = sender.pump
+        conn = AgentConnection(
+            serial=serial, contract_id=record.contract_id, peer=peer, pump=pump, session_peer=session_peer
+        )
+        return pump
+
+    def _check_agent(self, serial: str | None, peer: str) -> tuple[ErrorCode, str] | None:
+        """Why this agent may not connect (certificate missing, unknown, revoked; contract ended), if so."""
+        if serial is None:
+            self._audit_refusal("agent.refused", "-", ErrorCode.CERT_REQUIRED, peer)
+            return ErrorCode.CERT_REQUIRED, "a client certificate is required on /agent"
+        record = self.store.get_certificate(serial)
+        if record is None:
+            self._audit_refusal("agent.refused", "-", ErrorCode.CERT_UNKNOWN, peer, serial=serial)
+            return ErrorCode.CERT_UNKNOWN, "this certificate is not known to the broker"
+        if record.revoked_at is not None:
+            self._audit_refusal(
+                "agent.refused", record.contract_id, ErrorCode.CERT_REVOKED, peer, serial=serial
+            )
+            return ErrorCode.CERT_REVOKED, "this certificate has been revoked"
+        subscriber = self.store.get_subscriber(record.contract_id)
+        if subscriber is None or subscriber.status is SubscriberStatus.TERMINATED:
+            code = ErrorCode.SUBSCRIBER_TERMINATED
+            self._audit_refusal("agent.refused", record.contract_id, code, peer, serial=serial)
+            return code, "the contract is terminated"
+        return None
+
+    def _agent_message(self, conn: AgentConnection, event: Received) -> None:
         message = event.message
         if isinstance(message, AgentStatus):
             if message.machine_name != conn.machine_name:
@@ -405,12 +407,13 @@ class Broker:
 
     # -- operators --------------------------------------------------------------------------------
 
-    async def _operator(self, ws: ServerConnection) -> None:
-        sender = Sender(ws)
+    async def _operator(self, ws: AsyncConnection) -> None:
+        sender = Sender(ws.conn)
+        ws.on_resume = sender.pump
         runner = LinkRunner(
             ws, self._link("operator"), clock=self.clock, writer=sender.write, before_close=sender.drain
         )
-        op = OperatorPeer(peer=SenderPeer(sender), address=peer_address(ws))
+        op = OperatorPeer(peer=SenderPeer(sender), address=ws.peer)
 
         async def on_event(event: Event) -> None:
             if isinstance(event, Received):
@@ -513,13 +516,10 @@ class Broker:
             for serial in [s for s in self.agents if s in revoked]:
                 log.info("closing connections of revoked certificate %s", serial)
                 for conn in list(self.agents.get(serial, ())):
-                    with contextlib.suppress(Exception):
-                        await conn.runner.send(
-                            Error(
-                                code=ErrorCode.CERT_REVOKED.value, message="this certificate has been revoked"
-                            )
-                        )
-                        await conn.runner.close(CLOSE_POLICY, ErrorCode.CERT_REVOKED.value)
+                    conn.pump.send(
+                        Error(code=ErrorCode.CERT_REVOKED.value, message="this certificate has been revoked")
+                    )
+                    conn.pump.close(CLOSE_POLICY, ErrorCode.CERT_REVOKED.value)
 
     async def _tick(self) -> None:
         while True:
@@ -538,10 +538,6 @@ class Broker:
         seen, self._seen = self._seen, set()
         if seen:
             self.store.touch(sorted(seen), now=self.clock())
-
-
-def _error_json(code: ErrorCode, message: str) -> str:
-    return encode(Error(code=code.value, message=message)).decode("utf-8")
 
 
 def _file_response(body: bytes, content_type: str) -> Response:

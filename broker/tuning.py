@@ -3,9 +3,11 @@
 Idle agents are the broker's main memory cost. asyncio's TLS transport gives every connection a
 read buffer of ``asyncio.sslproto.SSLProtocol.max_size`` bytes (256 KiB in CPython 3.11-3.13),
 allocated and zeroed when the connection is made, so 10,000 idle agents hold 2.5 GiB of buffers
-that are empty nearly all the time. A TLS record carries at most 16 KiB of plaintext, so a 16 KiB
-buffer reads a whole record per call; ``bench`` measured no loss of relay throughput with it and
-about 240 KiB less per connection (see docs/PERFORMANCE.md for the figures of this machine).
+that are empty nearly all the time. The buffer is only the chunk read from the socket per call
+(the TLS records are reassembled by OpenSSL), so idle and control-only connections do well with
+4 KiB, and a connection that starts streaming screen updates is given a large one again
+(:func:`set_connection_read_buffer`); ``bench`` measured no loss of relay throughput that way and
+about 250 KiB less per idle connection (see docs/PERFORMANCE.md for the figures of this machine).
 
 Everything here is process-wide (a class attribute, the interpreter's switch interval), so it is
 applied once, before the listener starts, by ``python -m broker serve`` (``--tls-read-buffer``)
@@ -20,8 +22,8 @@ from dataclasses import dataclass
 
 KiB = 1024
 
-DEFAULT_TLS_READ_BUFFER = 16 * KiB
-"""One TLS record's worth (RFC 8446 §5.1: at most 2**14 bytes of plaintext per record)."""
+DEFAULT_TLS_READ_BUFFER = 4 * KiB
+"""Enough for an idle agent's heartbeat and any control message in one read."""
 
 MIN_TLS_READ_BUFFER = 4 * KiB
 MAX_TLS_READ_BUFFER = 1024 * KiB

@@ -91,6 +91,26 @@ class Link:
         Our role in ``hello``; ``expect_role`` is the peer role the server accepts.
     """
 
+    # A broker holds one Link per connected agent: slots keep each to a few hundred bytes.
+    __slots__ = (
+        "_ids",
+        "_last_ping_sent",
+        "_outgoing",
+        "_ping_outstanding",
+        "bad_messages",
+        "expect_role",
+        "is_client",
+        "last_received",
+        "limits",
+        "peer_role",
+        "role",
+        "rtt",
+        "software",
+        "state",
+        "version",
+        "versions",
+    )
+
     def __init__(
         self,
         *,

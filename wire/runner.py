@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
-from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed
 
 from protocol import Closing, Event, Link, LinkState
@@ -14,6 +14,17 @@ from protocol.messages import Message
 
 Clock = Callable[[], float]
 EventHandler = Callable[[Event], Awaitable[None]]
+
+
+class MessageStream(Protocol):
+    """What the runner needs of a connection: websockets' own, or :class:`wire.AsyncConnection`.
+    ``recv`` and ``send`` raise websockets' ``ConnectionClosed`` once it is gone."""
+
+    async def recv(self) -> str | bytes: ...
+
+    async def send(self, message: str | bytes) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
 class LinkRunner:
@@ -25,7 +36,7 @@ class LinkRunner:
 
     def __init__(
         self,
-        ws: Connection,
+        ws: MessageStream,
         link: Link,
         *,
         clock: Clock = time.time,

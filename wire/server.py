@@ -1,0 +1,276 @@
+"""A lean TLS WebSocket listener: one asyncio ``Protocol`` per connection, no task per connection.
+
+Why not ``websockets.asyncio.server``: every idle agent is a long-lived connection, and the broker's
+memory per idle agent is the product's main capacity figure (issue 7, docs/PERFORMANCE.md). The
+stock server gives each connection a handler task, a receive assembler, futures and the kept
+handshake; with thousands of agents that is ~20 KiB each above the TLS floor. Here a connection is
+asyncio's TLS transport plus websockets' sans-I/O :class:`~websockets.server.ServerProtocol` (the
+RFC 6455 framing, handshake checks, close handshake and UTF-8 validation stay the library's) plus
+one small object; the application reacts in callbacks (:class:`Handler`). Code that wants to
+``await`` messages wraps a connection in :class:`wire.stream.AsyncConnection`.
+
+Timeouts that the stock server had and this one keeps: the opening handshake must finish within
+``open_timeout``; a closing handshake that the peer does not finish within ``close_timeout`` is cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Protocol
+
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import CONNECTING, OPEN
+from websockets.protocol import Protocol as WsProtocol
+from websockets.server import ServerProtocol
+
+from . import tls
+
+log = logging.getLogger("wire.server")
+
+CLOSE_GOING_AWAY = 1001
+
+
+class Handler(Protocol):
+    """What the application attaches to an accepted WebSocket connection."""
+
+    def text_received(self, text: str) -> None: ...
+
+    def binary_received(self, data: bytes) -> None: ...
+
+    def resume_writing(self) -> None:
+        """The transport took our backlog: queued frames may be written again."""
+
+    def connection_lost(self) -> None:
+        """Called once, when the connection is gone (closed by either side or cut)."""
+
+
+ProcessRequest = Callable[["WireConnection", Request], Response | None]
+"""Answer plain HTTP (or refuse) with a ``Response``; ``None`` lets the WebSocket handshake go on."""
+OpenHandler = Callable[["WireConnection", Request], Handler]
+"""Attach a handler to a connection whose handshake was accepted; frames it sends follow the 101."""
+
+
+class WireConnection(asyncio.Protocol):
+    """One client connection. Public: ``transport``, ``ws`` (the sans-I/O protocol), ``peer``,
+    ``writable``; :meth:`send_text`, :meth:`send_binary`, :meth:`close`, :meth:`abort`."""
+
+    __slots__ = ("_timer", "handler", "peer", "server", "transport", "writable", "ws")
+
+    def __init__(self, server: WireServer) -> None:
+        self.server = server
+        self.ws = ServerProtocol(max_size=server.max_size, logger=server.ws_logger)
+        self.handler: Handler | None = None
+        self.peer = "?"
+        self.writable = True
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- application API --------------------------------------------------------------------------
+
+    @property
+    def open(self) -> bool:
+        return self.ws.state is OPEN
+
+    def send_text(self, text: str) -> bool:
+        """Write one text frame now (the transport buffers); False once the connection is closing."""
+        if self.ws.state is not OPEN:
+            return False
+        self.ws.send_text(text.encode("utf-8"))
+        self._send_data()
+        return True
+
+    def send_binary(self, data: bytes) -> bool:
+        if self.ws.state is not OPEN:
+            return False
+        self.ws.send_binary(data)
+        self._send_data()
+        return True
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (RFC 6455 §7.1.2); the peer has ``close_timeout`` to answer."""
+        if self.ws.state is OPEN:
+            self.ws.send_close(code, reason)
+            self._send_data()
+            self._expect_close()
+        elif self.ws.state is CONNECTING:
+            self.abort()
+
+    def abort(self) -> None:
+        self.transport.abort()
+
+    # -- asyncio callbacks ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        address = transport.get_extra_info("peername")
+        self.peer = str(address[0]) if address else "?"
+        self.server.connections.add(self)
+        self._timer = self.server.loop.call_later(self.server.open_timeout, self._handshake_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        ws = self.ws
+        ws.receive_data(data)
+        events = ws.events_received()
+        self._send_data()
+        for event in events:
+            if isinstance(event, Frame):
+                handler = self.handler
+                if handler is None:
+                    continue
+                if event.opcode is Opcode.TEXT:
+                    handler.text_received(str(event.data, "utf-8"))  # validated by websockets
+                elif event.opcode is Opcode.BINARY:
+                    handler.binary_received(bytes(event.data))
+            elif isinstance(event, Request):
+                self._handshake(event)
+        if ws.close_expected():
+            self._expect_close()
+
+    def eof_received(self) -> bool | None:
+        self.ws.receive_eof()
+        self.ws.events_received()
+        self._send_data()
+        return None  # close the transport: TLS cannot be half-closed
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ws.receive_eof()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.server.connections.discard(self)
+        handler, self.handler = self.handler, None
+        if handler is not None:
+            handler.connection_lost()
+
+    def pause_writing(self) -> None:
+        self.writable = False
+
+    def resume_writing(self) -> None:
+        self.writable = True
+        if self.handler is not None:
+            self.handler.resume_writing()
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _handshake(self, request: Request) -> None:
+        server = self.server
+        ws = self.ws
+        try:
+            response = server.process_request(self, request)
+        except Exception:
+            log.exception("process_request failed")
+            response = ws.reject(http.HTTPStatus.INTERNAL_SERVER_ERROR, "internal error\n")
+        if response is None:
+            response = ws.accept(request)
+            if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS and not server.serving:
+                response = ws.reject(http.HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n")
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        ws.send_response(response)
+        if ws.state is not OPEN:
+            self._send_data()
+            return
+        # The parser still holds the request in its frame; restart it at the frame layer so the
+        # request and its headers are freed (the reader keeps any bytes already received).
+        ws.parser = WsProtocol.parse(ws)
+        next(ws.parser)
+        try:
+            self.handler = server.open_handler(self, request)
+        except Exception:
+            log.exception("opening a connection failed")
+            ws.send_close(1011, "internal_error")
+            self._expect_close()
+        tls.forget_peercert(self.transport)  # the handler has read what it needs
+        self._send_data()
+
+    def _send_data(self) -> None:
+        for data in self.ws.data_to_send():
+            if data:
+                self.transport.write(data)
+            else:  # end of stream: TLS cannot half-close, so close (after the buffer is flushed)
+                self.transport.close()
+
+    def _expect_close(self) -> None:
+        if self._timer is None and not self.transport.is_closing():
+            self._timer = self.server.loop.call_later(self.server.close_timeout, self.transport.abort)
+
+    def _handshake_timeout(self) -> None:
+        self._timer = None
+        if self.ws.state is CONNECTING:
+            self.transport.abort()
+
+
+class WireServer:
+    """The listener and its live connections.
+
+    max_size:
+        Largest WebSocket message accepted (bytes); larger ones close the connection with 1009.
+    open_timeout:
+        Seconds from TCP accept to a complete HTTP request (TLS handshake included), 10 s as
+        websockets' default: slow or silent clients do not hold a slot.
+    close_timeout:
+        Seconds the peer has to answer our close frame before the connection is cut (websockets'
+        default, 10 s).
+    """
+
+    def __init__(
+        self,
+        process_request: ProcessRequest,
+        open_handler: OpenHandler,
+        *,
+        max_size: int = 1 << 20,
+        open_timeout: float = 10.0,
+        close_timeout: float = 10.0,
+        ws_logger: logging.Logger | None = None,
+    ) -> None:
+        self.process_request = process_request
+        self.open_handler = open_handler
+        self.max_size = max_size
+        self.open_timeout = open_timeout
+        self.close_timeout = close_timeout
+        self.ws_logger = ws_logger or logging.getLogger("websockets.server")
+        self.connections: set[WireConnection] = set()
+        self.serving = False
+        self.port = 0
+        """The listening port (after :meth:`listen`; the real one when 0 was asked for)."""
+        self._server: asyncio.Server | None = None
+        self.loop = asyncio.get_running_loop()
+
+    async def listen(self, host: str, port: int, *, ssl_context: ssl.SSLContext, backlog: int = 100) -> None:
+        self._server = await self.loop.create_server(
+            lambda: WireConnection(self),
+            host,
+            port,
+            ssl=ssl_context,
+            backlog=backlog,
+            ssl_handshake_timeout=self.open_timeout,
+        )
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        self.serving = True
+
+    async def close(self, grace: float, *, code: int = CLOSE_GOING_AWAY, reason: str = "") -> None:
+        """Stop listening, send every peer a close frame, wait up to ``grace`` seconds for the closing
+        handshakes, then cut what is left (peers reconnect anyway)."""
+        self.serving = False
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            if conn.open:
+                conn.close(code, reason)
+            else:
+                conn.abort()
+        deadline = self.loop.time() + grace
+        while self.connections and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
+        while self.connections and self.loop.time() < deadline + 1.0:  # aborts complete next iteration
+            await asyncio.sleep(0.01)
+        if self._server is not None:
+            await self._server.wait_closed()
