@@ -24,11 +24,16 @@ import psutil
 
 from bench import fixtures
 from bench.common import PYTHON, ROOT, Child, KiB, Usage, free_port, machine_info
+from broker import tuning
 
 AGENTS_PER_PROCESS = 2500
 """Simulated agents per load process (the open-file limit is 20,000 per process)."""
 
 STOCK = 0
+TUNED = tuning.DEFAULT_TLS_READ_BUFFER
+"""The broker's TLS read buffer for idle connections, as shipped (4 KiB)."""
+NO_GROWTH = ("--session-read-buffer", "0")
+"""Keep the idle buffer when an agent starts streaming (the broker grows it to 256 KiB)."""
 """``--tls-read-buffer 0``: asyncio's own 256 KiB."""
 
 
@@ -408,16 +413,9 @@ def tuning_matrix(ctx: Context) -> list[dict[str, Any]]:
     n = ctx.plan.tuning_n
     variants: list[tuple[str, int, tuple[str, ...]]] = [
         ("asyncio default (256 KiB TLS buffer)", STOCK, ()),
-        ("TLS buffer 64 KiB", 64 * KiB, ()),
-        ("TLS buffer 16 KiB (broker.tuning default)", 16 * KiB, ()),
-        ("TLS buffer 8 KiB", 8 * KiB, ()),
-        ("TLS buffer 4 KiB", 4 * KiB, ()),
-        (
-            "16 KiB + websockets max_queue=4, write_limit=4 KiB",
-            16 * KiB,
-            ("--max-queue", "4", "--write-limit", "4096"),
-        ),
-        ("16 KiB + malloc_trim(0) every 2 s", 16 * KiB, ("--malloc-trim", "2")),
+        ("TLS buffer 16 KiB", 16 * KiB, ()),
+        ("TLS buffer 4 KiB (broker default)", TUNED, ()),
+        ("4 KiB + malloc_trim(0) every 2 s", TUNED, ("--malloc-trim", "2")),
     ]
     rows = []
     for label, buffer, extra in variants:
@@ -453,13 +451,12 @@ def _relay_process(ctx: Context, server: Server, target: str, sessions: int, nam
 def relay_throughput(ctx: Context) -> list[dict[str, Any]]:
     plan = ctx.plan
     configs: list[tuple[str, str, int, tuple[str, ...]]] = [
-        ("broker", "broker", 16 * KiB, ()),
+        ("broker", "broker", TUNED, ()),  # as shipped: 4 KiB idle, 256 KiB once an agent streams
+        ("broker, no growth", "broker", TUNED, NO_GROWTH),
         ("broker", "broker", STOCK, ()),
-        ("broker", "broker", 4 * KiB, ()),
-        ("broker +256 KiB when streaming", "broker", 16 * KiB, ("--session-read-buffer", str(256 * KiB))),
-        ("bare relay", "relay", 16 * KiB, ()),
+        ("bare relay", "relay", TUNED, ()),
         ("bare relay", "relay", STOCK, ()),
-        ("raw TLS", "sink", 16 * KiB, ()),
+        ("raw TLS", "sink", STOCK, ()),
     ]
     rows: list[dict[str, Any]] = []
     for label, kind, buffer, extra in configs:
@@ -514,7 +511,7 @@ def relay_profile(ctx: Context) -> None:
     if ctx.plan.profile_seconds <= 0:
         return
     sessions = max(ctx.plan.relay_sessions)
-    with running(Server(ctx, "broker", tls_read_buffer=16 * KiB)) as server:
+    with running(Server(ctx, "broker", tls_read_buffer=TUNED)) as server:
         child = _relay_process(ctx, server, "broker", sessions, name="relay-profile")
         try:
             mark = child.mark()
@@ -535,7 +532,7 @@ def latency(ctx: Context) -> list[dict[str, Any]]:
     for label, kind in (("broker", "broker"), ("bare relay", "relay")):
         target = "broker" if kind == "broker" else "bare"
         for level in plan.latency_levels:
-            with running(Server(ctx, kind, tls_read_buffer=16 * KiB)) as server:
+            with running(Server(ctx, kind, tls_read_buffer=TUNED)) as server:
                 background: list[Child] = []
                 probe: Child | None = None
                 try:
@@ -634,7 +631,7 @@ def enrollment(ctx: Context) -> dict[str, Any]:
     # The broker allows 20 enrollments per source address and minute (BrokerConfig
     # .enroll_attempts_per_minute); every load process here is 127.0.0.1, so it is lifted.
     lifted = ("--enroll-per-minute", "1000000")
-    with running(Server(ctx, "broker", tls_read_buffer=16 * KiB, extra=lifted)) as server:
+    with running(Server(ctx, "broker", tls_read_buffer=TUNED, extra=lifted)) as server:
         child = load_process(
             ctx,
             "enroll",
@@ -653,7 +650,7 @@ def enrollment(ctx: Context) -> dict[str, Any]:
         )
         full = child.wait_for("result", timeout=330)
         child.stop()
-    with running(Server(ctx, "echo", tls_read_buffer=16 * KiB)) as server:
+    with running(Server(ctx, "echo", tls_read_buffer=TUNED)) as server:
         child = load_process(
             ctx,
             "enroll",
@@ -857,7 +854,7 @@ def run(
         if "idle" in only:
             log("1. idle agents (broker, tuned)")
             top = max(plan.idle_counts)
-            with running(Server(ctx, "broker", tls_read_buffer=16 * KiB)) as broker:
+            with running(Server(ctx, "broker", tls_read_buffer=TUNED)) as broker:
                 tuned, fleet = idle_ramp(
                     ctx, broker, plan.idle_counts, protocol="broker", keep=True, profile_at=top
                 )
@@ -869,7 +866,7 @@ def run(
                     fleet.stop()
             idle: dict[str, Any] = {"broker_tuned": tuned}
             log("1. idle agents (baselines and stock)")
-            with running(Server(ctx, "echo", tls_read_buffer=16 * KiB)) as echo:
+            with running(Server(ctx, "echo", tls_read_buffer=TUNED)) as echo:
                 idle["echo_tuned"], _ = idle_ramp(ctx, echo, plan.idle_counts, protocol="echo")
             if plan.stock_idle_counts:
                 with running(Server(ctx, "broker", tls_read_buffer=STOCK)) as broker:

@@ -35,14 +35,6 @@ def _malloc_trim_every(seconds: float) -> None:
     threading.Thread(target=loop, daemon=True, name="malloc-trim").start()
 
 
-def _websockets_options(**options: Any) -> None:
-    """Pass extra ``serve()`` options (max_queue, write_limit) to the broker's listener."""
-    import broker.server
-
-    original = broker.server.serve  # type: ignore[attr-defined]  # imported there from websockets
-    broker.server.serve = functools.partial(original, **options)  # type: ignore[attr-defined]
-
-
 def _config_defaults(**values: Any) -> None:
     """Override BrokerConfig defaults the CLI has no option for (fields that exist only)."""
     import dataclasses
@@ -66,13 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-read-buffer", type=int, default=tuning.DEFAULT_TLS_READ_BUFFER)
     parser.add_argument("--switch-interval", type=float, default=None)
     parser.add_argument("--malloc-trim", type=float, default=0.0, help="seconds between malloc_trim(0)")
-    parser.add_argument("--max-queue", type=int, default=None)
-    parser.add_argument("--write-limit", type=int, default=None)
     parser.add_argument(
         "--enroll-per-minute", type=int, default=0, help="lift the per-address enrollment rate limit"
     )
     parser.add_argument(
-        "--session-read-buffer", type=int, default=0, help="TLS read buffer of agents that stream updates"
+        "--session-read-buffer",
+        type=int,
+        default=None,
+        help="TLS read buffer of agents that stream updates (0: keep the idle one; default: the broker's)",
     )
     args = parser.parse_args(argv[:split])
     raise_nofile()
@@ -84,19 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.malloc_trim > 0:
         _malloc_trim_every(args.malloc_trim)
-    options: dict[str, Any] = {}
-    if args.max_queue is not None:
-        options["max_queue"] = args.max_queue
-    if args.write_limit is not None:
-        options["write_limit"] = args.write_limit
-    if options:
-        _websockets_options(**options)
     stock = 256 * tuning.KiB
     buffer = args.tls_read_buffer or stock
-    defaults: dict[str, Any] = {
-        # The broker grows a streaming agent's buffer itself; 0 here measures without that.
-        "streaming_read_buffer": args.session_read_buffer or buffer,
-    }
+    defaults: dict[str, Any] = {}
+    if args.session_read_buffer is not None:  # 0 measures without the broker's growth
+        defaults["streaming_read_buffer"] = args.session_read_buffer or buffer
     if args.enroll_per_minute:
         defaults["enroll_attempts_per_minute"] = args.enroll_per_minute
     _config_defaults(**defaults)

@@ -66,6 +66,8 @@ SOFTWARE = "isp-remote-support-broker/0.1"
 class SenderPeer:
     """A connection as the session manager sees it: typed messages in, queued frames out."""
 
+    __slots__ = ("sender",)
+
     def __init__(self, sender: Sender) -> None:
         self.sender = sender
 
