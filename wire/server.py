@@ -145,7 +145,10 @@ class WireConnection(asyncio.Protocol):
         self.server.connections.discard(self)
         handler, self.handler = self.handler, None
         if handler is not None:
-            handler.connection_lost()
+            try:
+                handler.connection_lost()
+            except Exception:  # the application's clean-up failed; the listener goes on
+                log.exception("connection clean-up failed")
 
     def pause_writing(self) -> None:
         self.writable = False
@@ -211,9 +214,12 @@ class WireServer:
 
     max_size:
         Largest WebSocket message accepted (bytes); larger ones close the connection with 1009.
+    tls_handshake_timeout:
+        Seconds for the TLS handshake (asyncio's default, 60 s). Generous on purpose: after a broker
+        restart thousands of agents handshake at once and each waits its turn for the CPU.
     open_timeout:
-        Seconds from TCP accept to a complete HTTP request (TLS handshake included), 10 s as
-        websockets' default: slow or silent clients do not hold a slot.
+        Seconds from the end of the TLS handshake to a complete HTTP request, 10 s as websockets'
+        default: slow or silent clients do not hold a slot.
     close_timeout:
         Seconds the peer has to answer our close frame before the connection is cut (websockets'
         default, 10 s).
@@ -225,6 +231,7 @@ class WireServer:
         open_handler: OpenHandler,
         *,
         max_size: int = 1 << 20,
+        tls_handshake_timeout: float = 60.0,
         open_timeout: float = 10.0,
         close_timeout: float = 10.0,
         ws_logger: logging.Logger | None = None,
@@ -232,6 +239,7 @@ class WireServer:
         self.process_request = process_request
         self.open_handler = open_handler
         self.max_size = max_size
+        self.tls_handshake_timeout = tls_handshake_timeout
         self.open_timeout = open_timeout
         self.close_timeout = close_timeout
         self.ws_logger = ws_logger or logging.getLogger("websockets.server")
@@ -249,7 +257,7 @@ class WireServer:
             port,
             ssl=ssl_context,
             backlog=backlog,
-            ssl_handshake_timeout=self.open_timeout,
+            ssl_handshake_timeout=self.tls_handshake_timeout,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
         self.serving = True
