@@ -170,6 +170,7 @@ class Broker:
         return f"wss://{host}:{self.port}"
 
     async def close(self) -> None:
+        started = time.monotonic()
         self.sessions.close_all(self.clock())
         # Thousands of agents drop at once now: one presence update and one audit entry for all of
         # them, instead of a transaction each (docs/PERFORMANCE.md, reconnect storm).
@@ -184,6 +185,7 @@ class Broker:
             # Every peer gets a close frame (1001, going away); thousands of closing handshakes
             # are not waited for beyond ``shutdown_grace``: the rest are cut, and reconnect anyway.
             await self._server.close(self.config.shutdown_grace)
+        closed = time.monotonic()
         for task in list(self._streams):
             task.cancel()
         self._flush_seen()
@@ -195,6 +197,12 @@ class Broker:
             subject=self.config.node,
             details={"disconnected": connected},
             now=now,
+        )
+        log.info(
+            "stopped: %d agent connections closed in %.1f s, records written in %.1f s",
+            connected,
+            closed - started,
+            time.monotonic() - closed,
         )
 
     # -- HTTP -------------------------------------------------------------------------------------
