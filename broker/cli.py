@@ -161,6 +161,10 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # websockets logs every connection's open and close at INFO, without saying whose: 20,000
+        # anonymous lines for a restart with 10,000 agents. Its warnings and errors still show.
+        logging.getLogger("websockets").setLevel(logging.WARNING)
     names = tuple(args.name) if args.name else ("localhost", "127.0.0.1", "::1")
     config = BrokerConfig(
         data_dir=data_dir,
