@@ -223,6 +223,20 @@ def load_process(ctx: Context, mode: str, url: str, *args: str, name: str) -> Ch
 # -- 1 & 2: idle agents and the reconnect storm ------------------------------------------------------
 
 
+def spread(n: int, shares: list[int]) -> list[int]:
+    """``n`` agents over processes holding ``shares`` each, as evenly as the shares allow: the
+    smallest share is filled first, so what it cannot take goes to the larger ones."""
+    if n > sum(shares):
+        raise ValueError(f"{n} agents do not fit in {sum(shares)}")
+    per = [0] * len(shares)
+    remaining = n
+    order = sorted(range(len(shares)), key=lambda i: shares[i])
+    for left, i in enumerate(order):
+        per[i] = min(shares[i], math.ceil(remaining / (len(order) - left)))
+        remaining -= per[i]
+    return per
+
+
 class AgentFleet:
     """Simulated agents spread over load processes of AGENTS_PER_PROCESS each."""
 
@@ -259,11 +273,7 @@ class AgentFleet:
     def connect(self, n: int, *, timeout: float) -> float:
         """Ask for ``n`` agents in all; wait until they are all connected; returns the seconds taken."""
         t0 = time.monotonic()
-        per = [0] * len(self.children)
-        remaining = n
-        for i, share in enumerate(self.shares):  # spread evenly, exactly n
-            per[i] = min(share, math.ceil(remaining / (len(self.shares) - i)))
-            remaining -= per[i]
+        per = spread(n, self.shares)
         for child, count in zip(self.children, per, strict=True):
             child.send({"cmd": "connect", "n": count})
         while time.monotonic() - t0 < timeout:

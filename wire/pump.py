@@ -61,7 +61,7 @@ class LinkPump:
         self.conn = conn
         self.link = link
         self.clock = clock
-        self.on_event = on_event
+        self.on_event: SyncEventHandler | None = on_event
         self.on_lost = on_lost
         self.on_resume: Callable[[], None] | None = None
         self.write: Callable[[str], object] = write or conn.send_text
@@ -103,8 +103,13 @@ class LinkPump:
             self._timer = None
         if self.link.state is not LinkState.CLOSED:
             self.link.close()
-        if self.on_lost is not None:
-            self.on_lost()
+        on_lost = self.on_lost
+        # Let go of the application's callbacks: they are closures that refer back to this pump, and
+        # the cycle would keep the connection (TLS state included) until the garbage collector runs.
+        self.on_event = self.on_lost = self.on_resume = None
+        self.write = self._close = _discard
+        if on_lost is not None:
+            on_lost()
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -114,6 +119,8 @@ class LinkPump:
                 self.closed_by = event
                 self.flush()
                 self._close(event.code, event.reason)
+                return
+            if self.on_event is None:
                 return
             try:
                 self.on_event(event)
@@ -138,3 +145,7 @@ class LinkPump:
             return
         self._handle(self.link.handle_timer(self.clock()))
         self._arm()  # no-op once the link is closed
+
+
+def _discard(*args: object) -> None:
+    """Writes and closes after the connection is gone go nowhere."""

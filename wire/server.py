@@ -196,8 +196,13 @@ class WireConnection(asyncio.Protocol):
         for data in self.ws.data_to_send():
             if data:
                 self.transport.write(data)
-            else:  # end of stream: TLS cannot half-close, so close (after the buffer is flushed)
+            elif self.server.serving or self.transport.get_write_buffer_size():
+                # End of stream: TLS cannot half-close, so close (after the buffer is flushed).
                 self.transport.close()
+            else:
+                # Shutting down and the WebSocket closing handshake is complete: the TLS close_notify
+                # exchange would only make thousands of peers wait on each other (reconnect storm).
+                self.transport.abort()
 
     def _expect_close(self) -> None:
         if self._timer is None and not self.transport.is_closing():

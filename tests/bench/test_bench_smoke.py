@@ -98,3 +98,13 @@ def test_tuning_module_sets_the_tls_read_buffer() -> None:
             tuning.set_tls_read_buffer(100)
     finally:
         tuning.set_tls_read_buffer(old)
+
+
+def test_agents_are_spread_over_load_processes_exactly() -> None:
+    from bench.harness import spread
+
+    assert spread(3000, [2500, 500]) == [2500, 500]
+    assert spread(6000, [2500, 2500, 1000]) == [2500, 2500, 1000]
+    assert spread(1000, [2500, 2500, 2500, 2500]) == [250, 250, 250, 250]
+    assert spread(5001, [2500, 2500, 1000]) == [2001, 2000, 1000]
+    assert sum(spread(7, [3, 3, 3])) == 7
