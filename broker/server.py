@@ -51,6 +51,7 @@ from .enrollment import enroll
 from .errors import BrokerError, RefusedError
 from .inventory import InventoryVault
 from .operators import OperatorAccounts
+from .ordered import BacklogFull, OrderedDispatch
 from .pki import Pki
 from .policy import AuditThrottle, CodeAttemptGuard, RateLimit, parse_hours
 from .relay import ScreenPush, Sender
@@ -237,6 +238,8 @@ class Broker:
         path = request.path.split("?", 1)[0]
         if path == "/agent":
             return self._agent(conn)
+        if path == "/operator":
+            return self._operator(conn)
         stream = AsyncConnection(conn)
         task = asyncio.create_task(self._stream(path, stream))
         self._streams.add(task)
@@ -244,12 +247,10 @@ class Broker:
         return stream
 
     async def _stream(self, path: str, stream: AsyncConnection) -> None:
-        """Enrollment and operator links: few, and easiest to read as coroutines."""
+        """Enrollment: a few messages, easiest to read as a coroutine."""
         try:
             if path == "/enroll":
                 await self._enroll(stream)
-            elif path == "/operator":
-                await self._operator(stream)
         except Exception:  # one connection's bug never takes the broker down
             log.exception("connection handler failed (%s)", path)
             with contextlib.suppress(Exception):
@@ -417,46 +418,71 @@ class Broker:
 
     # -- operators --------------------------------------------------------------------------------
 
-    async def _operator(self, ws: AsyncConnection) -> None:
-        sender = Sender(ws.conn)
-        ws.on_resume = sender.pump
-        runner = LinkRunner(
-            ws, self._link("operator"), clock=self.clock, writer=sender.write, before_close=sender.drain
-        )
+    def _operator(self, ws: WireConnection) -> LinkPump:
+        """An operator link, driven from callbacks like an agent's: input reaches the agent in the
+        same event-loop turn; logins and password changes wait for argon2 in a thread, in order."""
+        sender = Sender(ws)
         op = OperatorPeer(peer=SenderPeer(sender), address=ws.peer)
 
-        async def on_event(event: Event) -> None:
-            if isinstance(event, Received):
-                await self._operator_message(op, event.message)
+        def crashed() -> None:
+            pump.close(1011, ErrorCode.INTERNAL.value)
 
-        try:
-            await runner.run(on_event)
-        finally:
+        dispatch: OrderedDispatch[Message] = OrderedDispatch(
+            lambda message: self._operator_command(op, message),
+            lambda message: self._operator_slow(op, message),
+            lambda message: isinstance(message, Login | Auth | ChangePassword),
+            on_crash=crashed,
+        )
+
+        def on_event(event: Event) -> None:
+            if isinstance(event, Received):
+                try:
+                    dispatch.push(event.message)
+                except BacklogFull:
+                    pump.send(Error(code=ErrorCode.RATE_LIMITED.value, message="too many messages at once"))
+                    pump.close(CLOSE_POLICY, ErrorCode.RATE_LIMITED.value)
+
+        def on_lost() -> None:
+            dispatch.close()
             sender.close()
             self.sessions.operator_detached(op, self.clock())
 
-    async def _operator_message(self, op: OperatorPeer, message: Message) -> None:
+        pump = LinkPump(
+            ws,
+            self._link("operator"),
+            on_event,
+            clock=self.clock,
+            write=sender.write_sync,
+            close=sender.close_after,
+            on_lost=on_lost,
+        )
+        pump.on_resume = sender.pump
+        return pump
+
+    def _operator_refused(
+        self, op: OperatorPeer, request_id: str | None, exc: BrokerError, now: float
+    ) -> None:
+        op.peer.send(
+            Error(id=request_id, code=exc.code.value, message=exc.message, retry_after=exc.retry_after)
+        )
+        if exc.code is ErrorCode.AUTH_REQUIRED and op.name is not None:
+            self.sessions.operator_detached(op, now)
+            op.name = op.token = None
+
+    def _operator_authenticated(self, op: OperatorPeer, now: float) -> str:
+        """The operator's name, after checking the login still holds (expired, or logged out elsewhere)."""
+        if op.name is None or op.token is None:
+            raise RefusedError("log in first", code=ErrorCode.AUTH_REQUIRED)
+        self.accounts.authenticate(op.token, now=now)
+        return op.name
+
+    def _operator_command(self, op: OperatorPeer, message: Message) -> None:
+        """Everything but login and password change: handled at once, in the callback."""
         now = self.clock()
-        request_id = getattr(message, "id", None)
         try:
-            if isinstance(message, Login | Auth):
-                await self._operator_login(op, message, now)
-                return
-            if op.name is None or op.token is None:
-                raise RefusedError("log in first", code=ErrorCode.AUTH_REQUIRED)
-            self.accounts.authenticate(op.token, now=now)  # expired, or logged out elsewhere
-            if isinstance(message, ChangePassword):
-                await asyncio.to_thread(
-                    self.accounts.change_password,
-                    op.name,
-                    message.old_password,
-                    message.new_password,
-                    now=now,
-                )
-                op.must_change_password = False
-                op.peer.send(Ok(id=message.id))
-                op.peer.send(self.sessions.queue())
-            elif isinstance(message, Logout):
+            self._operator_authenticated(op, now)
+            if isinstance(message, Logout):
+                assert op.token is not None
                 self.accounts.logout(op.token, now=now)
                 op.peer.send(Ok(id=message.id))
                 self.sessions.operator_detached(op, now)
@@ -466,12 +492,28 @@ class Broker:
             else:
                 self.sessions.operator_message(op, message, now)
         except BrokerError as exc:
-            op.peer.send(
-                Error(id=request_id, code=exc.code.value, message=exc.message, retry_after=exc.retry_after)
-            )
-            if exc.code is ErrorCode.AUTH_REQUIRED and op.name is not None:
-                self.sessions.operator_detached(op, now)
-                op.name = op.token = None
+            self._operator_refused(op, getattr(message, "id", None), exc, now)
+
+    async def _operator_slow(self, op: OperatorPeer, message: Message) -> None:
+        """Login, token auth and password change (argon2id in a worker thread)."""
+        now = self.clock()
+        try:
+            if isinstance(message, Login | Auth):
+                await self._operator_login(op, message, now)
+            elif isinstance(message, ChangePassword):
+                name = self._operator_authenticated(op, now)
+                await asyncio.to_thread(
+                    self.accounts.change_password,
+                    name,
+                    message.old_password,
+                    message.new_password,
+                    now=now,
+                )
+                op.must_change_password = False
+                op.peer.send(Ok(id=message.id))
+                op.peer.send(self.sessions.queue())
+        except BrokerError as exc:
+            self._operator_refused(op, getattr(message, "id", None), exc, now)
 
     async def _operator_login(self, op: OperatorPeer, message: Login | Auth, now: float) -> None:
         if isinstance(message, Login):
