@@ -15,8 +15,6 @@ reading at all and the connection is closed.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections import deque
 from enum import Enum
@@ -200,12 +198,8 @@ class Sender:
             return ScreenPush.QUEUED
         return self._queue().push_screen(frame, keyframe=keyframe)
 
-    async def write(self, frame: Frame) -> None:
-        """The LinkRunner writer: send or queue, and return at once."""
-        self.send_control(frame)
-
-    def write_sync(self, frame: str) -> None:
-        """The LinkPump writer."""
+    def write(self, frame: str) -> None:
+        """The LinkPump writer: send or queue, and return at once."""
         self.send_control(frame)
 
     def pump(self) -> None:
@@ -228,13 +222,6 @@ class Sender:
             return
         self._closing = (code, reason)
         self.pump()
-
-    async def drain(self, timeout: float = 5.0) -> None:
-        """Wait until the queue is empty (before a deliberate close)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                while self.queue is not None and len(self.queue) and not self._closed:
-                    await asyncio.sleep(0.01)
 
     def close(self) -> None:
         """The connection is gone: drop what is queued."""

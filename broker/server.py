@@ -370,7 +370,7 @@ class Broker:
             self._link("agent"),
             on_event,
             clock=self.clock,
-            write=sender.write_sync,
+            write=sender.write,
             close=sender.close_after,
             on_lost=on_lost,
         )
@@ -452,7 +452,7 @@ class Broker:
             self._link("operator"),
             on_event,
             clock=self.clock,
-            write=sender.write_sync,
+            write=sender.write,
             close=sender.close_after,
             on_lost=on_lost,
         )

@@ -40,14 +40,10 @@ class LinkRunner:
         link: Link,
         *,
         clock: Clock = time.time,
-        writer: Callable[[str], Awaitable[None]] | None = None,
-        before_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.ws = ws
         self.link = link
         self.clock = clock
-        self.write = writer or ws.send
-        self.before_close = before_close
         self.closed_by: Closing | None = None
 
     async def send(self, message: Message) -> None:
@@ -60,16 +56,11 @@ class LinkRunner:
 
     async def flush(self) -> None:
         for frame in self.link.data_to_send():
-            await self.write(frame.decode("utf-8"))
+            await self.ws.send(frame.decode("utf-8"))
 
     async def close(self, code: int, reason: str) -> None:
         await self.flush()
         self.closed_by = self.link.close(code, reason)
-        await self._close_ws(code, reason)
-
-    async def _close_ws(self, code: int, reason: str) -> None:
-        if self.before_close is not None:  # let a queued writer deliver the last frames first
-            await self.before_close()
         await self.ws.close(code, reason)
 
     async def run(self, on_event: EventHandler) -> None:
@@ -103,7 +94,7 @@ class LinkRunner:
                 if isinstance(event, Closing):
                     self.closed_by = event
                     await self.flush()
-                    await self._close_ws(event.code, event.reason)
+                    await self.ws.close(event.code, event.reason)
                     return
                 await on_event(event)
             await self.flush()

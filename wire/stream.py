@@ -1,7 +1,7 @@
 """An awaitable face on a lean connection, for exchanges written as coroutines.
 
-Enrollment and operator links are few and do slow things in between messages (argon2 in a worker
-thread, certificate signing), so they are easiest to read as ``await ws.recv()`` loops driven by
+Enrollment links are few, short and do slow things in between messages (certificate signing), so
+they are easiest to read as ``await ws.recv()`` loops driven by
 :class:`wire.LinkRunner`. :class:`AsyncConnection` gives a :class:`wire.server.WireConnection` the
 three methods that runner needs (``recv``, ``send``, ``close``), with websockets' own
 ``ConnectionClosed`` when the connection is gone, so the same runner drives the agent's and the
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 
 from websockets.exceptions import ConnectionClosed
 
@@ -31,8 +30,6 @@ class AsyncConnection:
     def __init__(self, conn: WireConnection, *, max_queue: int = 16) -> None:
         self.conn = conn
         self.max_queue = max_queue
-        self.on_resume: Callable[[], None] | None = None
-        """Called when the transport takes more data (a :class:`broker.relay.Sender` pumps then)."""
         loop = asyncio.get_running_loop()
         self._messages: deque[str | bytes] = deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -54,8 +51,6 @@ class AsyncConnection:
 
     def resume_writing(self) -> None:
         _wake(self._drain)
-        if self.on_resume is not None:
-            self.on_resume()
 
     def connection_lost(self) -> None:
         if not self._lost.done():

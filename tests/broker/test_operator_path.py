@@ -4,12 +4,16 @@ before the slow password hash."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pyotp
 import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from helpdesk import HelpdeskClient, HelpdeskError
 from tests.helpers import InProcessBroker, in_process_broker
@@ -54,3 +58,43 @@ async def test_login_attempts_per_address_are_capped_before_hashing(broker: InPr
                 await op.login("nobody", "guess", "000000")
             codes.append((refused.value.code, refused.value.retry_after is not None))
     assert codes == [("login_failed", False)] * 5 + [("rate_limited", True)] * 2
+
+
+async def test_messages_sent_during_a_login_are_answered_in_order_and_a_flood_is_cut(
+    broker: InProcessBroker,
+) -> None:
+    created = broker.broker.accounts.create("ops2", role="operator", now=time.time(), actor="test")
+    totp = pyotp.TOTP(pyotp.parse_uri(created.totp_uri).secret).now()
+    login = {"type": "login", "id": "l", "name": "ops2", "password": created.initial_password, "totp": totp}
+    hello = {"type": "hello", "versions": [1], "role": "operator"}
+    async with connect(f"{broker.url}/operator", ssl=broker.client_context()) as ws:
+        await ws.send(json.dumps(hello))
+        assert json.loads(await ws.recv())["type"] == "hello"
+        # A login (argon2 in a thread), then a request right behind it: answered after the login.
+        await ws.send(json.dumps(login))
+        await ws.send(json.dumps({"type": "queue_list", "id": "q"}))
+        first, second = json.loads(await ws.recv()), json.loads(await ws.recv())
+        assert (first["type"], first["id"]) == ("login_ok", "l")
+        assert (second["type"], second["id"], second["code"]) == ("error", "q", "not_allowed")
+    async with connect(f"{broker.url}/operator", ssl=broker.client_context()) as ws:
+        await ws.send(json.dumps(hello))
+        await ws.recv()
+        # Hundreds of messages while a login hashes: the link is closed, not queued without bound.
+        await ws.send(json.dumps({**login, "id": "l2"}))
+        for i in range(200):
+            await ws.send(json.dumps({"type": "queue_list", "id": f"q{i}"}))
+        replies, closed = await _until_closed(ws)
+    assert closed.rcvd is not None
+    assert (closed.rcvd.code, closed.rcvd.reason) == (1008, "rate_limited")
+    assert any(r.get("code") == "rate_limited" for r in replies)
+
+
+async def _until_closed(ws: ClientConnection) -> tuple[list[dict[str, object]], ConnectionClosed]:
+    """Every message until the broker closes the connection, and how it closed it."""
+    replies: list[dict[str, object]] = []
+    for _ in range(1000):
+        try:
+            replies.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+        except ConnectionClosed as closed:
+            return replies, closed
+    raise AssertionError("the broker never closed the connection")
