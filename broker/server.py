@@ -365,9 +365,24 @@ class Broker:
                         serial, online=bool(connections), now=self.clock(), peer=peer, node=self.config.node
                     )
 
+        pump = self._pump(ws, "agent", sender, on_event, on_lost)
+        conn = AgentConnection(
+            serial=serial, contract_id=record.contract_id, peer=peer, pump=pump, session_peer=session_peer
+        )
+        return pump
+
+    def _pump(
+        self,
+        ws: WireConnection,
+        expect: str,
+        sender: Sender,
+        on_event: Callable[[Event], None],
+        on_lost: Callable[[], None],
+    ) -> LinkPump:
+        """A link driven from callbacks whose frames go out through ``sender`` (bounded, no task)."""
         pump = LinkPump(
             ws,
-            self._link("agent"),
+            self._link(expect),
             on_event,
             clock=self.clock,
             write=sender.write,
@@ -375,9 +390,6 @@ class Broker:
             on_lost=on_lost,
         )
         pump.on_resume = sender.pump
-        conn = AgentConnection(
-            serial=serial, contract_id=record.contract_id, peer=peer, pump=pump, session_peer=session_peer
-        )
         return pump
 
     def _check_agent(self, serial: str | None, peer: str) -> tuple[ErrorCode, str] | None:
@@ -447,16 +459,7 @@ class Broker:
             sender.close()
             self.sessions.operator_detached(op, self.clock())
 
-        pump = LinkPump(
-            ws,
-            self._link("operator"),
-            on_event,
-            clock=self.clock,
-            write=sender.write,
-            close=sender.close_after,
-            on_lost=on_lost,
-        )
-        pump.on_resume = sender.pump
+        pump = self._pump(ws, "operator", sender, on_event, on_lost)
         return pump
 
     def _operator_refused(

@@ -69,6 +69,17 @@ async def _server(tls: Tls, open_handler: object, **limits: float) -> WireServer
     return server
 
 
+async def _close_code(server: WireServer, tls: Tls, *, send: bytes | None = None) -> int:
+    """Connect (and send ``send``); the close code the server ends the connection with."""
+    async with connect(f"wss://127.0.0.1:{server.port}/x", ssl=tls.client) as ws:
+        if send is not None:
+            await ws.send(send)
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code
+
+
 @pytest.fixture
 async def echo(tls: Tls) -> AsyncIterator[WireServer]:
     server = await _server(tls, lambda conn, request: Echo(conn), open_timeout=0.5, close_timeout=0.5)
@@ -133,12 +144,7 @@ async def test_garbage_instead_of_http_closes_only_that_connection(echo: WireSer
 async def test_oversize_message_closes_with_1009(tls: Tls) -> None:
     server = await _server(tls, lambda conn, request: Echo(conn), max_size=1000)
     try:
-        async with connect(f"wss://127.0.0.1:{server.port}/x", ssl=tls.client) as ws:
-            await ws.send(b"x" * 1001)
-            with pytest.raises(ConnectionClosed) as closed:
-                await asyncio.wait_for(ws.recv(), 5)
-        assert closed.value.rcvd is not None
-        assert closed.value.rcvd.code == 1009
+        assert await _close_code(server, tls, send=b"x" * 1001) == 1009
     finally:
         await server.close(1.0)
 
@@ -181,11 +187,7 @@ async def test_a_failing_open_handler_closes_that_connection_with_1011(tls: Tls)
 
     server = await _server(tls, broken)
     try:
-        async with connect(f"wss://127.0.0.1:{server.port}/x", ssl=tls.client) as ws:
-            with pytest.raises(ConnectionClosed) as closed:
-                await asyncio.wait_for(ws.recv(), 5)
-        assert closed.value.rcvd is not None
-        assert closed.value.rcvd.code == 1011
+        assert await _close_code(server, tls) == 1011
     finally:
         await server.close(1.0)
 
