@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, TextIO
 
@@ -181,6 +181,33 @@ def parse_consent_answer(text: str, scopes: Sequence[str]) -> set[str]:
 
 
 # -- reading lines without blocking the event loop -------------------------------------------------
+
+
+@contextlib.contextmanager
+def hidden_input(stream: TextIO) -> Iterator[bool]:
+    """While a secret is typed (the router password, 別紙5 (11)), the terminal does not echo it.
+
+    Yields whether echo was turned off: only for a POSIX terminal (``termios``); a pipe has no echo
+    to turn off, and Windows' console is left as it is. Echo comes back however the block ends.
+    The line reader thread goes on reading as before: only the terminal's echo flag changes.
+    """
+    try:
+        import termios
+
+        fd = stream.fileno()
+        before = termios.tcgetattr(fd) if os.isatty(fd) else None
+    except (ImportError, OSError, ValueError, AttributeError):
+        before = None
+    if before is None:
+        yield False
+        return
+    quiet = list(before)
+    quiet[3] &= ~termios.ECHO  # lflag
+    termios.tcsetattr(fd, termios.TCSADRAIN, quiet)
+    try:
+        yield True
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, before)
 
 
 class LineReader:

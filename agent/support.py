@@ -64,6 +64,7 @@ from .prompt import (
     ask_consent_dialog,
     format_consent_prompt,
     gui_available,
+    hidden_input,
     parse_consent_answer,
 )
 from .prompt import parse_session_command as parse_command
@@ -95,6 +96,7 @@ class SupportSession:
         self.identity = identity
         self.lang = lang
         self.out = out
+        self.stdin = stdin
         self.reader = LineReader(stdin)
         self.source = source
         self.sink: InputSink = sink or CountingInputSink(self.say)
@@ -332,16 +334,20 @@ class SupportSession:
             self._answer = None
         return None if line is None else parse_consent_answer(line, request.scopes)
 
-    async def _ask_line(self, prompt: str, timeout: float) -> str | None:
-        """One line typed by the subscriber (or None after ``timeout``)."""
+    async def _ask_line(self, prompt: str, timeout: float, *, secret: bool = False) -> str | None:
+        """One line typed by the subscriber (or None after ``timeout``); a ``secret`` one is not
+        echoed by the terminal."""
         self.say(prompt)
         self._answer = asyncio.get_running_loop().create_future()
-        try:
-            return await asyncio.wait_for(asyncio.shield(self._answer), timeout)
-        except TimeoutError:
-            return None
-        finally:
-            self._answer = None
+        with hidden_input(self.stdin) if secret else contextlib.nullcontext(False) as hidden:
+            try:
+                return await asyncio.wait_for(asyncio.shield(self._answer), timeout)
+            except TimeoutError:
+                return None
+            finally:
+                self._answer = None
+                if hidden:
+                    self.say("")  # the Enter was not echoed either
 
     async def _send_inventory(self, newly_granted: set[str]) -> None:
         """Collect exactly the items just granted (別紙5: item by item) and send them.
@@ -361,7 +367,9 @@ class SupportSession:
         if Item.ROUTER in items:
             account = await self._ask_line(t("support.router_account", self.lang), CREDENTIALS_TIMEOUT)
             if account:
-                password = await self._ask_line(t("support.router_password", self.lang), CREDENTIALS_TIMEOUT)
+                password = await self._ask_line(
+                    t("support.router_password", self.lang), CREDENTIALS_TIMEOUT, secret=True
+                )
                 credentials = RouterCredentials(
                     account=account.strip()[:128], password=(password or "")[:128]
                 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import queue
@@ -28,6 +29,7 @@ from agent.prompt import (
     ask_consent_dialog,
     format_consent_prompt,
     gui_available,
+    hidden_input,
     parse_consent_answer,
     parse_session_command,
     tk_consent_dialog,
@@ -445,3 +447,40 @@ def _search_quietly(display: str, name: str) -> bool:
         return bool(xdotool(display, "search", "--onlyvisible", "--name", name).split())
     except subprocess.CalledProcessError:  # xdotool exits 1 when nothing matches
         return False
+
+
+# -- the router password is not echoed (a real pseudo-terminal) -----------------------------------
+
+
+def _drain(fd: int) -> bytes:
+    os.set_blocking(fd, False)
+    out = b""
+    with contextlib.suppress(BlockingIOError, OSError):
+        while chunk := os.read(fd, 4096):
+            out += chunk
+    return out
+
+
+async def test_a_secret_typed_into_a_terminal_is_not_echoed_and_echo_comes_back() -> None:
+    master, slave = os.openpty()
+    tty: TextIO = os.fdopen(slave, "r", encoding="utf-8")
+    try:
+        reader = LineReader(tty)
+        with hidden_input(tty) as hidden:
+            assert hidden
+            os.write(master, "ルータ-pw1\n".encode())
+            assert await reader.readline(2.0) == "ルータ-pw1"
+        os.write(master, b"account-name\n")
+        assert await reader.readline(2.0) == "account-name"
+        screen = _drain(master)
+        assert "ルータ-pw1".encode() not in screen  # what the subscriber sees on the terminal
+        assert b"account-name" in screen
+    finally:
+        os.close(master)
+        await asyncio.sleep(0.05)
+        tty.close()
+
+
+def test_a_pipe_has_no_echo_to_hide(pipe: Pipe) -> None:
+    with hidden_input(pipe.reader_file) as hidden:
+        assert not hidden
