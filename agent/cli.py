@@ -252,6 +252,7 @@ def _request_support(
 
 def _run(args: argparse.Namespace, data_dir: Path, lang: str, stdout: TextIO) -> int:
     from .connection import AgentClient
+    from .instance import single_instance
 
     _setup_logging(args.log_level)
     identity = _require_identity(data_dir)
@@ -272,5 +273,6 @@ def _run(args: argparse.Namespace, data_dir: Path, lang: str, stdout: TextIO) ->
         client = AgentClient(identity, on_state=on_state)
         await client.run(stop)
 
-    asyncio.run(main_loop())
+    with single_instance(data_dir):
+        asyncio.run(main_loop())
     return 0

@@ -7,7 +7,8 @@ Tree::
     ├── FingerprintMismatchError    "fingerprint_mismatch"  the broker's CA is not the pinned one
     ├── EnrollDeclined              "declined"              the subscriber said no (第31条1項④)
     ├── EnrollRefused               broker's code           token, CSR, contract refusals
-    └── ConnectionRefusedByBroker   broker's code           permanent refusal on /agent
+    ├── ConnectionRefusedByBroker   broker's code           permanent refusal on /agent
+    └── AlreadyRunning              "already_running"       ``agent run`` twice on one data dir (instance.py)
 """
 
 from __future__ import annotations

@@ -49,6 +49,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "This PC is not enrolled yet. Run enroll first.",
     ),
     "run.connected": ("サーバーに接続しました。", "Connected to the broker."),
+    "error.already_running": (
+        "このパソコンではエージェントがすでに動いています。",
+        "The agent is already running on this PC.",
+    ),
     "run.disconnected": (
         "接続が切れました。{delay:.1f} 秒後に再接続します。",
         "Disconnected. Reconnecting in {delay:.1f} s.",

@@ -32,6 +32,11 @@ def test_enroll_connect_restart_revoke_audit(broker_process: BrokerProcess, tmp_
     try:
         wait_until(lambda: broker.agent_state(serial) == "online", what="agent online")
         assert "subscriber-pc" in broker.cli("agents").stdout
+        # A second background agent on the same PC is refused; the first one goes on.
+        second = run_agent(agent_dir, "run")
+        assert second.returncode == 4
+        assert "[already_running] The agent is already running on this PC." in second.stderr
+        assert agent.proc.poll() is None
 
         broker.restart()  # same port, same data dir
         # The broker marks its agents offline on start; the agent comes back by itself.
