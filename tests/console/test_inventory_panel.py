@@ -83,6 +83,7 @@ def test_inventory_panel_consent_values_and_audited_reveal(
     expected = _expected_values(serial)
     ines = add_operator(console_broker, "ines")
     page = browser.new_page()
+    page.clock.install()  # time still flows; fast_forward below skips the minute the login stays shown
     log = record(page)
     console_login(page, origin, "ines", ines.password, ines.totp(), new_password="ines-new-password-1")
 
@@ -184,13 +185,28 @@ def test_inventory_panel_consent_values_and_audited_reveal(
         page.get_by_test_id("topbar").scroll_into_view_if_needed()
         page.screenshot(path=str(SCREENSHOTS / "session.png"), full_page=True)
 
+        # The login leaves the page again: on "hide" at once, else by itself after a minute.
+        expect(page.get_by_test_id("reveal-note")).to_contain_text("1分後に自動で消えます")
+        page.get_by_test_id("hide-credentials").click()
+        expect(page.get_by_test_id("credentials")).to_be_hidden()
+        assert PASSWORD not in page.content()
+        reveal.click()
+        expect(page.get_by_test_id("credentials-password")).to_have_text(PASSWORD)
+        page.clock.fast_forward("00:59")
+        expect(page.get_by_test_id("credentials-password")).to_have_text(PASSWORD)
+        page.clock.fast_forward("00:02")
+        expect(page.get_by_test_id("credentials")).to_be_hidden()
+        assert PASSWORD not in page.content()
+        assert ACCOUNT not in page.content()
+        wait_until(lambda: len(_audit(console_broker, "inventory.reveal")) >= 2, what="the 2nd reveal audit")
+
         # Ending the session hides the login again.
         page.get_by_test_id("end-session").click()
         page.get_by_test_id("end-session").click()
         expect(page.get_by_test_id("session-phase")).to_have_attribute("data-phase", "ended")
         expect(reveal).to_be_hidden()
         assert support.proc.wait(30) == 0
-        assert _audit(console_broker, "inventory.reveal") == [("operator:ines", session_id)]
+        assert _audit(console_broker, "inventory.reveal") == [("operator:ines", session_id)] * 2
         assert log.foreign_requests(origin) == []
         assert log.page_errors == []
     finally:

@@ -23,6 +23,10 @@ const RECONNECT_DELAYS_MS = [1000, 2000, 4000];
 const KEYFRAME_ASK_INTERVAL_MS = 2000;
 const AUDIT_PAGE = 100;
 const END_ARM_MS = 5000;
+/** Revealed router credentials are cleared from the page after this long (and on "hide", on the
+ * session's end, on leaving it): a secret should not sit on an unattended screen (別紙5 (11)). */
+const CREDENTIALS_VISIBLE_MS = 60_000;
+let credentialsTimer = null;
 
 /** Everything the console knows. Memory only: a reload starts from nothing (logged out). */
 const state = {
@@ -429,9 +433,7 @@ function closeSessionView() {
   state.screen = null;
   $("chat-log").replaceChildren();
   $("inventory-list").replaceChildren();
-  $("credentials-account").textContent = "";
-  $("credentials-password").textContent = "";
-  show($("credentials"), false);
+  hideCredentials();
   showError("session-error", "");
   setText("scope-message", "");
   const canvas = $("screen-canvas");
@@ -512,9 +514,22 @@ export async function revealCredentials() {
     setText("credentials-account", reply.account);
     setText("credentials-password", reply.password);
     show($("credentials"), true);
+    show($("hide-credentials"), true);
+    clearTimeout(credentialsTimer);
+    credentialsTimer = setTimeout(hideCredentials, CREDENTIALS_VISIBLE_MS);
   } catch (err) {
     if (!handleAuthError(err)) showError("session-error", errorMessage(err));
   }
+}
+
+/** Clear the revealed login from the page (the text too, not only its visibility). */
+export function hideCredentials() {
+  clearTimeout(credentialsTimer);
+  credentialsTimer = null;
+  $("credentials-account").textContent = "";
+  $("credentials-password").textContent = "";
+  show($("credentials"), false);
+  show($("hide-credentials"), false);
 }
 
 /** session_end {session_id}: the broker answers with session_state phase "ended". */
@@ -668,6 +683,8 @@ function renderInventory() {
   show($("inventory-empty"), nodes.length === 0);
   const canReveal = Boolean(inventory && inventory.has_router_credentials) && session.phase !== "ended";
   show($("reveal-credentials"), canReveal);
+  show($("reveal-note"), canReveal);
+  if (!canReveal) hideCredentials();
 }
 
 function renderPlaceholder() {
@@ -1043,6 +1060,7 @@ function wire() {
     if (sendChat(input.value)) input.value = "";
   });
   $("reveal-credentials").addEventListener("click", () => revealCredentials());
+  $("hide-credentials").addEventListener("click", () => hideCredentials());
   $("sessions-refresh").addEventListener("click", () => loadSessions());
   $("audit-load").addEventListener("click", () => loadAudit());
   $("audit-more").addEventListener("click", () => loadAudit({ more: true }));

@@ -134,7 +134,8 @@ const ja = {
   "inventory.unavailable": "取得できませんでした：{reason}",
   "inventory.reveal": "ルーターのログイン情報を表示",
   "inventory.reveal.confirm": "ルーターのログイン情報を表示します。この操作は監査ログに記録されます。続けますか？",
-  "inventory.reveal.note": "表示操作は監査ログに記録されます。",
+  "inventory.reveal.note": "表示操作は監査ログに記録されます。表示は1分後に自動で消えます。",
+  "inventory.hide": "ログイン情報を隠す",
   "inventory.account": "アカウント",
   "inventory.password": "パスワード",
 
@@ -307,7 +308,8 @@ const en = {
   "inventory.unavailable": "Not available: {reason}",
   "inventory.reveal": "Reveal router login",
   "inventory.reveal.confirm": "Reveal the router login? This is recorded in the audit log.",
-  "inventory.reveal.note": "Revealing is recorded in the audit log.",
+  "inventory.reveal.note": "Revealing is recorded in the audit log. The login is hidden again after a minute.",
+  "inventory.hide": "Hide router login",
   "inventory.account": "Account",
   "inventory.password": "Password",
 
