@@ -439,29 +439,25 @@ async def paced(
     t0 = time.perf_counter()
     end = t0 + seconds
 
+    async def ticks(per_second: float, phase: float) -> AsyncIterator[int]:
+        """1, 2, … at ``t0 + phase + (k - 1) / per_second``, until the phase ends."""
+        k = 0
+        while (at := t0 + phase + k / per_second) < end:
+            await asyncio.sleep(max(0.0, at - time.perf_counter()))
+            k += 1
+            yield k
+
     async def updates(s: Session, phase: float) -> None:
         assert s.agent is not None
-        k = 0
-        while True:
-            at = t0 + phase + k / rate
-            if at >= end:
-                return
-            await asyncio.sleep(max(0.0, at - time.perf_counter()))
+        async for _ in ticks(rate, phase):
             keyframe = s.need_keyframe or s.sent % 100 == 0
             s.need_keyframe = False
             await s.agent.send(frames.build(s.sent, keyframe=keyframe))
             s.sent += 1
-            k += 1
 
     async def inputs(s: Session, phase: float) -> None:
         assert s.op is not None
-        k = 0
-        while True:
-            at = t0 + phase + k / input_rate
-            if at >= end:
-                return
-            await asyncio.sleep(max(0.0, at - time.perf_counter()))
-            k += 1
+        async for k in ticks(input_rate, phase):
             s.input_sent[k] = time.perf_counter()
             await s.op.send(
                 json.dumps(
