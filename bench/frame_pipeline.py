@@ -162,9 +162,9 @@ def main() -> None:
         )
         rows.append((scene, fps, kib, None, None))
 
-    from tests.x11 import have_xvfb, xvfb
+    from tests.x11 import missing_x11_tools, xvfb
 
-    if have_xvfb():
+    if not missing_x11_tools():
         with xvfb(WIDTH, HEIGHT) as display:
             os.environ["DISPLAY"] = display
             screen = _Screen(display)

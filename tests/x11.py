@@ -28,9 +28,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+import numpy as np
+import numpy.typing as npt
 from PIL import Image
 
-__all__ = ["MISSING_TOOLS", "TkProbe", "draw_pattern", "have_xvfb", "require_xvfb", "xdotool", "xvfb"]
+__all__ = [
+    "MISSING_TOOLS",
+    "TkProbe",
+    "draw_pattern",
+    "missing_x11_tools",
+    "require_xvfb",
+    "two_kind_picture",
+    "xdotool",
+    "xvfb",
+]
 
 _START_TIMEOUT = 10.0
 
@@ -43,20 +54,14 @@ MISSING_TOOLS = (
 )
 
 
-def have_xvfb() -> bool:
-    """True when Xvfb and xdotool are on PATH; otherwise the calling test **fails** (never skips).
-
-    Older test modules call ``if not have_xvfb(): pytest.skip(...)``; that skip can no longer
-    happen silently: a missing tool is a failure with :data:`MISSING_TOOLS` as the reason.
-    """
-    require_xvfb()
-    return True
+def missing_x11_tools() -> list[str]:
+    """Which of Xvfb and xdotool are not on PATH (for code outside a test, e.g. the benchmark)."""
+    return [tool for tool in ("Xvfb", "xdotool") if shutil.which(tool) is None]
 
 
 def require_xvfb() -> None:
     """Fail the current test, with install instructions, unless Xvfb and xdotool are installed."""
-    missing = [tool for tool in ("Xvfb", "xdotool") if shutil.which(tool) is None]
-    if missing:
+    if missing := missing_x11_tools():
         import pytest
 
         pytest.fail(f"{', '.join(missing)} not found. {MISSING_TOOLS}", pytrace=False)
@@ -283,6 +288,21 @@ class _TkWindow:
 
 class Pattern(_TkWindow):
     """Known pixels on screen; see :func:`draw_pattern`."""
+
+
+def two_kind_picture(w: int, h: int, seed: int = 0) -> npt.NDArray[np.uint8]:
+    """RGB picture: text-like left half (dark strokes on white), photo-like right half (gradient
+    with noise, so JPEG is chosen there and a tile of it does not compress to nothing)."""
+    rng = np.random.default_rng(seed)
+    rgb = np.full((h, w, 3), 250, dtype=np.uint8)
+    for row in range(4, h - 12, 14):
+        for col in range(4, w // 2 - 8, 8):
+            rgb[row : row + 9, col : col + 2] = (20, 20, 40)
+            rgb[row + 4, col : col + 5] = (20, 20, 40)
+    yy, xx = np.mgrid[0:h, w // 2 : w]
+    photo = np.stack([xx * 255 // w, yy * 255 // h, (xx + 2 * yy) % 256], axis=-1)
+    rgb[:, w // 2 :] = np.clip(photo + rng.integers(-2, 3, photo.shape), 0, 255).astype(np.uint8)
+    return rgb
 
 
 def draw_pattern(display: str, image: Image.Image, *, x: int = 0, y: int = 0) -> Pattern:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 from PIL import Image
 
@@ -41,7 +40,7 @@ from tests.helpers import (
     start_support,
     wait_until,
 )
-from tests.x11 import TkProbe, draw_pattern, xdotool, xvfb
+from tests.x11 import TkProbe, draw_pattern, two_kind_picture, xdotool, xvfb
 
 WIDTH, HEIGHT = 640, 400
 ALWAYS = ("--hours", "00:00-00:00")
@@ -63,21 +62,6 @@ TILE = 64
 def display() -> Iterator[str]:
     with xvfb(WIDTH, HEIGHT) as d:
         yield d
-
-
-def _pattern(w: int, h: int, seed: int = 0) -> npt.NDArray[np.uint8]:
-    """RGB picture: text-like left half (dark strokes on white), photo-like right half (gradient
-    with noise, so JPEG is chosen there and a tile of it does not compress to nothing)."""
-    rng = np.random.default_rng(seed)
-    rgb = np.full((h, w, 3), 250, dtype=np.uint8)
-    for row in range(4, h - 12, 14):
-        for col in range(4, w // 2 - 8, 8):
-            rgb[row : row + 9, col : col + 2] = (20, 20, 40)
-            rgb[row + 4, col : col + 5] = (20, 20, 40)
-    yy, xx = np.mgrid[0:h, w // 2 : w]
-    photo = np.stack([xx * 255 // w, yy * 255 // h, (xx + 2 * yy) % 256], axis=-1)
-    rgb[:, w // 2 :] = np.clip(photo + rng.integers(-2, 3, photo.shape), 0, 255).astype(np.uint8)
-    return rgb
 
 
 def _pointer(display: str) -> tuple[int, int]:
@@ -164,7 +148,7 @@ def _drain(op: HelpdeskClient) -> int:
 async def test_lossless_screen_is_exact_and_a_corner_change_sends_only_its_tiles(
     broker: BrokerProcess, display: str, tmp_path: Path
 ) -> None:
-    drawn = _pattern(WIDTH, HEIGHT, seed=3)
+    drawn = two_kind_picture(WIDTH, HEIGHT, seed=3)
     with draw_pattern(display, Image.fromarray(drawn)):
         async with _session(
             broker,
@@ -244,7 +228,7 @@ async def test_lossless_screen_is_exact_and_a_corner_change_sends_only_its_tiles
 async def test_jpeg_screen_is_within_the_stated_error(
     broker: BrokerProcess, display: str, tmp_path: Path
 ) -> None:
-    drawn = _pattern(WIDTH, HEIGHT, seed=4)
+    drawn = two_kind_picture(WIDTH, HEIGHT, seed=4)
     with draw_pattern(display, Image.fromarray(drawn)):
         async with _session(
             broker,
@@ -383,7 +367,7 @@ async def test_operator_picks_a_monitor(broker: BrokerProcess, display: str, tmp
     choice here is between 0 (all monitors) and 1 (the first); both cover this one screen, and the
     monitor byte of every update says which one is being sent.
     """
-    drawn = _pattern(WIDTH, HEIGHT, seed=5)
+    drawn = two_kind_picture(WIDTH, HEIGHT, seed=5)
     with draw_pattern(display, Image.fromarray(drawn)):
         async with _session(
             broker,

@@ -15,7 +15,7 @@ import pytest
 
 from agent.input.inject import InputEvent, InputInjector, InputRejected, LocalInputGuard
 from agent.screen.capture import Monitor
-from tests.x11 import TkProbe, have_xvfb, xdotool, xvfb
+from tests.x11 import TkProbe, xdotool, xvfb
 
 WIDTH, HEIGHT = 800, 600
 SCREEN = Monitor(index=1, left=0, top=0, width=WIDTH, height=HEIGHT)
@@ -23,8 +23,6 @@ SCREEN = Monitor(index=1, left=0, top=0, width=WIDTH, height=HEIGHT)
 
 @pytest.fixture(scope="module")
 def display() -> Iterator[str]:
-    if not have_xvfb():
-        pytest.skip("needs Xvfb and xdotool (apt-get install xvfb xdotool)")
     with xvfb(WIDTH, HEIGHT) as d:
         yield d
 

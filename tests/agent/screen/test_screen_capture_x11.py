@@ -17,7 +17,7 @@ from agent.screen.capture import Capturer, Frame, MonitorNotFound, NoDisplayErro
 from agent.screen.encode import decode_payload
 from agent.screen.pipeline import FramePipeline
 from protocol.screen import Encoding, ScreenUpdate, decode_update, encode_update
-from tests.x11 import draw_pattern, have_xvfb, xvfb
+from tests.x11 import draw_pattern, two_kind_picture, xvfb
 
 WIDTH, HEIGHT = 640, 400
 
@@ -28,24 +28,8 @@ screen; text regions go as PNG and are exact, so the error comes from the photo 
 
 @pytest.fixture(scope="module")
 def display() -> Iterator[str]:
-    if not have_xvfb():
-        pytest.skip("needs Xvfb and xdotool (apt-get install xvfb xdotool)")
     with xvfb(WIDTH, HEIGHT) as d:
         yield d
-
-
-def _pattern(w: int, h: int, seed: int = 0) -> np.ndarray:
-    """RGB picture: text-like left half (two colours), photo-like right half (gradient + noise)."""
-    rng = np.random.default_rng(seed)
-    rgb = np.full((h, w, 3), 250, dtype=np.uint8)
-    for row in range(4, h - 12, 14):
-        for col in range(4, w // 2 - 8, 8):
-            rgb[row : row + 9, col : col + 2] = (20, 20, 40)
-            rgb[row + 4, col : col + 5] = (20, 20, 40)
-    yy, xx = np.mgrid[0:h, w // 2 : w]
-    photo = np.stack([xx * 255 // w, yy * 255 // h, (xx + 2 * yy) % 256], axis=-1)
-    rgb[:, w // 2 :] = np.clip(photo + rng.integers(-2, 3, photo.shape), 0, 255).astype(np.uint8)
-    return rgb
 
 
 def _viewer_apply(screen: np.ndarray, data: bytes) -> ScreenUpdate:
@@ -76,7 +60,7 @@ def test_unknown_monitor(display: str) -> None:
 
 @pytest.mark.x11
 def test_lossless_round_trip_is_exact(display: str) -> None:
-    drawn = _pattern(WIDTH, HEIGHT)
+    drawn = two_kind_picture(WIDTH, HEIGHT)
     with draw_pattern(display, Image.fromarray(drawn)), Capturer(1, display=display) as cap:
         frame = cap.grab()
     assert (frame.width, frame.height, frame.monitor_index) == (WIDTH, HEIGHT, 1)
@@ -92,7 +76,7 @@ def test_lossless_round_trip_is_exact(display: str) -> None:
 
 @pytest.mark.x11
 def test_lossy_round_trip_within_error(display: str) -> None:
-    drawn = _pattern(WIDTH, HEIGHT, seed=1)
+    drawn = two_kind_picture(WIDTH, HEIGHT, seed=1)
     with draw_pattern(display, Image.fromarray(drawn)), Capturer(1, display=display) as cap:
         frame = cap.grab()
     # 64-px keyframe blocks: each is either text or photo, so the encoder's choice shows.
@@ -119,7 +103,7 @@ def test_lossy_round_trip_within_error(display: str) -> None:
 
 @pytest.mark.x11
 def test_corner_change_sends_only_nearby_tiles(display: str) -> None:
-    drawn = _pattern(WIDTH, HEIGHT, seed=2)
+    drawn = two_kind_picture(WIDTH, HEIGHT, seed=2)
     screen = np.zeros((HEIGHT, WIDTH, 3), dtype=np.uint8)
     pipe = FramePipeline(lossless=True, keepalive_interval=2.0)
     with draw_pattern(display, Image.fromarray(drawn)), Capturer(1, display=display) as cap:
@@ -158,7 +142,7 @@ def test_corner_change_sends_only_nearby_tiles(display: str) -> None:
 @pytest.mark.x11
 def test_static_screen_sends_only_keepalives(display: str) -> None:
     pipe = FramePipeline(keepalive_interval=1.0)
-    drawn = Image.fromarray(_pattern(WIDTH, HEIGHT, seed=3))
+    drawn = Image.fromarray(two_kind_picture(WIDTH, HEIGHT, seed=3))
     with draw_pattern(display, drawn), Capturer(1, display=display) as cap:
         updates = [pipe.next_update(cap.grab(), now=t / 10) for t in range(0, 35)]
     sent = [(i / 10, u) for i, u in enumerate(updates) if u is not None]
