@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -135,20 +134,6 @@ def test_head_mismatch_is_reported() -> None:
 
 
 # -- a real SQLite file ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "broker.sqlite3"
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(db_path)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _fill(store: SQLiteStore, n: int) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,20 +14,6 @@ from protocol.errors import ErrorCode
 
 T0 = 1_743_500_000.0
 DAY = 86_400.0
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "broker.sqlite3"
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(db_path)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _cert(serial: str, contract_id: str = "C1", *, issued_at: float = T0) -> CertificateRecord:
