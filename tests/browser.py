@@ -38,6 +38,8 @@ from playwright.sync_api import (
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+"""Where the console tests write the README's and docs' screenshots."""
 CHROMIUM_ARGS = (
     "--headless=new",
     "--no-sandbox",

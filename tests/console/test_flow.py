@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
-from tests.browser import console_login, record
+from tests.browser import SCREENSHOTS, console_login, record
 from tests.helpers import (
     BrokerProcess,
     SupportProcess,
@@ -24,7 +24,6 @@ from tests.helpers import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 # The agent's test pattern (agent/sharing.py pattern_pixels, 640x400): RGB of each quadrant.
 PATTERN = (640, 400)

@@ -17,7 +17,7 @@ from agent.consent import scope_label
 from agent.inventory.collect import collect, default_collector, normalize_cert_serial
 from agent.inventory.items import Item
 from tests.agent.inventory.gateway import FakeGateway, ssdp_reply
-from tests.browser import console_login, record
+from tests.browser import SCREENSHOTS, console_login, record
 from tests.helpers import (
     BrokerProcess,
     SupportProcess,
@@ -29,7 +29,6 @@ from tests.helpers import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 ASKED = ("os", "cert_id", "machine_name", "cpu", "memory", "router")
 """What the operator ticks, in the console's (別紙5) order: the agent numbers them 1..6."""

@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext
 
-from tests.browser import record
+from tests.browser import SCREENSHOTS, record
 from tests.helpers import BrokerProcess
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "broker" / "static"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
 def test_login_page_renders_in_japanese_then_english(browser: BrowserContext, origin: str) -> None:

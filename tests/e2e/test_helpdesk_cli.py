@@ -38,6 +38,26 @@ def helpdesk(state: Path, *args: str, stdin: str = "") -> subprocess.CompletedPr
     )
 
 
+def helpdesk_login(
+    broker: BrokerProcess, state: Path, name: str, totp: str, stdin: str
+) -> subprocess.CompletedProcess[str]:
+    """``helpdesk login`` against ``broker``, the password (and a new one, if asked) on stdin."""
+    return helpdesk(
+        state,
+        "login",
+        "--broker",
+        broker.url,
+        "--ca",
+        str(broker.data_dir / "ca.pem"),
+        "--name",
+        name,
+        "--totp",
+        totp,
+        "--password-stdin",
+        stdin=stdin,
+    )
+
+
 def test_scripted_operator_session(broker: BrokerProcess, tmp_path: Path) -> None:
     state = tmp_path / "op" / "session.json"
     enrolled_agent(broker, tmp_path / "agent", "C-1200")
@@ -45,19 +65,8 @@ def test_scripted_operator_session(broker: BrokerProcess, tmp_path: Path) -> Non
     support = start_support(tmp_path / "agent", "--test-pattern")
     try:
         code = support.support_code()
-        login = helpdesk(
-            state,
-            "login",
-            "--broker",
-            broker.url,
-            "--ca",
-            str(broker.data_dir / "ca.pem"),
-            "--name",
-            "frank",
-            "--totp",
-            frank.totp(),
-            "--password-stdin",
-            stdin=f"{frank.password}\nfrank-new-password-1\n",
+        login = helpdesk_login(
+            broker, state, "frank", frank.totp(), f"{frank.password}\nfrank-new-password-1\n"
         )
         assert login.returncode == 0, login.stderr
         assert "password changed" in login.stdout
@@ -103,20 +112,7 @@ def test_scripted_operator_session(broker: BrokerProcess, tmp_path: Path) -> Non
 
 def test_wrong_password_is_a_clear_error(broker: BrokerProcess, tmp_path: Path) -> None:
     grace = add_operator(broker, "grace")
-    result = helpdesk(
-        tmp_path / "s.json",
-        "login",
-        "--broker",
-        broker.url,
-        "--ca",
-        str(broker.data_dir / "ca.pem"),
-        "--name",
-        "grace",
-        "--totp",
-        grace.totp(),
-        "--password-stdin",
-        stdin="not the password\n",
-    )
+    result = helpdesk_login(broker, tmp_path / "s.json", "grace", grace.totp(), "not the password\n")
     assert result.returncode == 2
     assert "error [login_failed]" in result.stderr
     assert not (tmp_path / "s.json").exists()
