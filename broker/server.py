@@ -57,7 +57,7 @@ from .policy import AuditThrottle, CodeAttemptGuard, RateLimit, parse_hours
 from .relay import ScreenPush, Sender
 from .sessions import AgentPeer, OperatorPeer, SessionManager
 from .static_files import StaticFiles, make_response
-from .store import Store, SubscriberStatus
+from .store import CertificateRecord, Store, SubscriberStatus
 
 log = logging.getLogger("broker")
 
@@ -318,17 +318,15 @@ class Broker:
         """An agent link, driven from callbacks (no task): thousands of these sit idle."""
         peer = ws.peer
         serial = peer_serial(ws.transport)
-        sender = Sender(ws)
-        refusal = self._check_agent(serial, peer)
-        if refusal is not None:  # one ``error`` before any hello, then a policy close (reason: the code)
-            code, message = refusal
+        try:
+            record = self._admit_agent(serial, peer)
+        except RefusedError as exc:  # one ``error`` before any hello, then a policy close (reason: code)
             pump = LinkPump(ws, self._link("agent"), lambda event: None, clock=self.clock)
-            pump.send(Error(code=code.value, message=message))
-            pump.close(CLOSE_POLICY, code.value)
+            pump.send(Error(code=exc.code.value, message=exc.message))
+            pump.close(CLOSE_POLICY, exc.code.value)
             return pump
-        assert serial is not None
-        record = self.store.get_certificate(serial)
-        assert record is not None
+        assert serial is not None  # _admit_agent refuses a connection without a certificate
+        sender = Sender(ws)
         session_peer = AgentPeer(
             peer=SenderPeer(sender),
             serial=serial,
@@ -392,26 +390,45 @@ class Broker:
         pump.on_resume = sender.pump
         return pump
 
-    def _check_agent(self, serial: str | None, peer: str) -> tuple[ErrorCode, str] | None:
-        """Why this agent may not connect (certificate missing, unknown, revoked; contract ended), if so."""
+    def _admit_agent(self, serial: str | None, peer: str) -> CertificateRecord:
+        """The agent's certificate record; an audited ``RefusedError`` when it may not connect."""
         if serial is None:
-            self._audit_refusal("agent.refused", "-", ErrorCode.CERT_REQUIRED, peer)
-            return ErrorCode.CERT_REQUIRED, "a client certificate is required on /agent"
+            raise self._agent_refused(
+                "-", ErrorCode.CERT_REQUIRED, "a client certificate is required on /agent", peer
+            )
         record = self.store.get_certificate(serial)
         if record is None:
-            self._audit_refusal("agent.refused", "-", ErrorCode.CERT_UNKNOWN, peer, serial=serial)
-            return ErrorCode.CERT_UNKNOWN, "this certificate is not known to the broker"
-        if record.revoked_at is not None:
-            self._audit_refusal(
-                "agent.refused", record.contract_id, ErrorCode.CERT_REVOKED, peer, serial=serial
+            raise self._agent_refused(
+                "-",
+                ErrorCode.CERT_UNKNOWN,
+                "this certificate is not known to the broker",
+                peer,
+                serial=serial,
             )
-            return ErrorCode.CERT_REVOKED, "this certificate has been revoked"
+        if record.revoked_at is not None:
+            raise self._agent_refused(
+                record.contract_id,
+                ErrorCode.CERT_REVOKED,
+                "this certificate has been revoked",
+                peer,
+                serial=serial,
+            )
         subscriber = self.store.get_subscriber(record.contract_id)
         if subscriber is None or subscriber.status is SubscriberStatus.TERMINATED:
-            code = ErrorCode.SUBSCRIBER_TERMINATED
-            self._audit_refusal("agent.refused", record.contract_id, code, peer, serial=serial)
-            return code, "the contract is terminated"
-        return None
+            raise self._agent_refused(
+                record.contract_id,
+                ErrorCode.SUBSCRIBER_TERMINATED,
+                "the contract is terminated",
+                peer,
+                serial=serial,
+            )
+        return record
+
+    def _agent_refused(
+        self, subject: str, code: ErrorCode, message: str, peer: str, **extra: Any
+    ) -> RefusedError:
+        self._audit_refusal("agent.refused", subject, code, peer, **extra)
+        return RefusedError(message, code=code)
 
     def _agent_message(self, conn: AgentConnection, event: Received) -> None:
         message = event.message
