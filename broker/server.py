@@ -106,7 +106,7 @@ class Broker:
         self.agents: dict[str, set[AgentConnection]] = {}
         self._seen: set[str] = set()
         self._server: WireServer | None = None
-        self._streams: set[asyncio.Task[None]] = set()
+        self._enrollments: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._crl_cache: tuple[int, bytes] | None = None
         self.static = StaticFiles()
@@ -187,7 +187,7 @@ class Broker:
             # are not waited for beyond ``shutdown_grace``: the rest are cut, and reconnect anyway.
             await self._server.close(self.config.shutdown_grace)
         closed = time.monotonic()
-        for task in list(self._streams):
+        for task in list(self._enrollments):
             task.cancel()
         self._flush_seen()
         now = self.clock()
@@ -240,19 +240,19 @@ class Broker:
             return self._agent(conn)
         if path == "/operator":
             return self._operator(conn)
+        # /enroll, the one other path _process_request lets through: a few messages, easiest to
+        # read as a coroutine.
         stream = AsyncConnection(conn)
-        task = asyncio.create_task(self._stream(path, stream))
-        self._streams.add(task)
-        task.add_done_callback(self._streams.discard)
+        task = asyncio.create_task(self._enrollment(stream))
+        self._enrollments.add(task)
+        task.add_done_callback(self._enrollments.discard)
         return stream
 
-    async def _stream(self, path: str, stream: AsyncConnection) -> None:
-        """Enrollment: a few messages, easiest to read as a coroutine."""
+    async def _enrollment(self, stream: AsyncConnection) -> None:
         try:
-            if path == "/enroll":
-                await self._enroll(stream)
+            await self._enroll(stream)
         except Exception:  # one connection's bug never takes the broker down
-            log.exception("connection handler failed (%s)", path)
+            log.exception("enrollment handler failed")
             with contextlib.suppress(Exception):
                 await stream.close(1011, ErrorCode.INTERNAL.value)
 
