@@ -234,6 +234,17 @@ class SessionEnd(_Base, frozen=True, kw_only=True, tag="session_end"):
     reason: Annotated[str, msgspec.Meta(max_length=255)] = ""
 
 
+class Viewer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One person who can see the subscriber's screen in a session (DESIGN §2: every person who can
+    see the screen is known to the subscriber at every moment)."""
+
+    name: Name
+    """Display name (from an admin: shown only through :func:`protocol.text.safe_text`)."""
+    role: Literal["operator", "supervisor"]
+    read_only: bool = False
+    """A supervisor's or invited colleague's read-only join: may see, never change the PC."""
+
+
 class SessionState(_Base, frozen=True, kw_only=True, tag="session_state"):
     """Broker → both sides whenever anything about a session changes."""
 
@@ -245,6 +256,8 @@ class SessionState(_Base, frozen=True, kw_only=True, tag="session_state"):
     scopes: dict[Scope, ScopeStatus] = msgspec.field(default_factory=dict)
     ended_by: Annotated[str, msgspec.Meta(max_length=32)] | None = None
     reason: Annotated[str, msgspec.Meta(max_length=255)] = ""
+    viewers: Annotated[tuple[Viewer, ...], msgspec.Meta(max_length=16)] = ()
+    """Everyone attached who can see the screen, the session's operator first."""
 
 
 # -- operators ------------------------------------------------------------------------------------
