@@ -54,7 +54,8 @@ async def test_subscribers(storage: Storage) -> None:
     )
     await storage.subscribers.set_status("C-2", SubscriberStatus.ACTIVE, now=T0 + 4, actor="admin")
     resumed = await storage.subscribers.get("C-2")
-    assert resumed is not None and resumed.suspended_until is None
+    assert resumed is not None
+    assert resumed.suspended_until is None
     with pytest.raises(NotFound):
         await storage.subscribers.set_status("nobody", SubscriberStatus.ACTIVE, now=T0, actor="admin")
     actions = [e.action for e in await storage.audit.entries(subject="C-2")]
@@ -67,7 +68,8 @@ async def test_enrollment_and_certificates(storage: Storage) -> None:
     await storage.subscribers.add("C-1", now=T0, actor="admin")
     await storage.subscribers.add_enrollment_token("C-1", "h1", now=T0, expires_at=T0 + 600, actor="admin")
     token = await storage.subscribers.get_enrollment_token("h1")
-    assert token is not None and (token.contract_id, token.expires_at, token.used_at) == (
+    assert token is not None
+    assert (token.contract_id, token.expires_at, token.used_at) == (
         "C-1",
         T0 + 600,
         None,
@@ -78,7 +80,8 @@ async def test_enrollment_and_certificates(storage: Storage) -> None:
     await storage.subscribers.complete_enrollment("h1", record, now=T0 + 5)
     assert await storage.certificates.get("0a1b") == record
     used = await storage.subscribers.get_enrollment_token("h1")
-    assert used is not None and used.used_at == T0 + 5
+    assert used is not None
+    assert used.used_at == T0 + 5
     assert await storage.certificates.list_all("C-1") == [record]
     assert await storage.certificates.list_all() == [record]
     assert await storage.certificates.list_all("C-9") == []
@@ -96,7 +99,8 @@ async def test_enrollment_and_certificates(storage: Storage) -> None:
     assert await storage.certificates.revoke("0a1b", now=T0 + 9, actor="admin", reason="lost PC") is True
     assert await storage.certificates.revoke("0a1b", now=T0 + 10, actor="admin", reason="again") is False
     revoked = await storage.certificates.get("0a1b")
-    assert revoked is not None and (revoked.revoked_at, revoked.revoke_reason) == (T0 + 9, "lost PC")
+    assert revoked is not None
+    assert (revoked.revoked_at, revoked.revoke_reason) == (T0 + 9, "lost PC")
     assert await storage.certificates.revoked_serials() == [("0a1b", T0 + 9)]
     with pytest.raises(NotFound):
         await storage.certificates.revoke("ffff", now=T0, actor="admin", reason="x")
@@ -178,13 +182,15 @@ async def test_inventory(storage: Storage) -> None:
     )
     assert second != first
     got = await storage.inventory.get(first)
-    assert got is not None and (got.items_blob, got.credentials_blob, got.session_id) == (
+    assert got is not None
+    assert (got.items_blob, got.credentials_blob, got.session_id) == (
         b"\x00ciphertext\xff",
         None,
         "s1",
     )
     latest = await storage.inventory.latest("C-1")
-    assert latest is not None and (latest.id, latest.credentials_blob) == (second, b"\x02secret-blob")
+    assert latest is not None
+    assert (latest.id, latest.credentials_blob) == (second, b"\x02secret-blob")
     assert await storage.inventory.get(99_999) is None
     assert await storage.inventory.latest("C-2") is None
     received = (await storage.audit.entries(subject="s2"))[0]
@@ -271,7 +277,8 @@ async def test_operators(storage: Storage) -> None:
         now=T0,
         actor="admin",
     )
-    assert added.password_change_required and added.role == "supervisor"
+    assert added.password_change_required
+    assert added.role == "supervisor"
     assert await storage.operators.get("alice") == added
     assert [o.name for o in await storage.operators.list_all()] == ["alice"]
     with pytest.raises(AlreadyExists):
@@ -296,7 +303,8 @@ async def test_operators(storage: Storage) -> None:
     )
     assert locked == T0 + 902
     record = await storage.operators.get("alice")
-    assert record is not None and (record.failed_logins, record.locked_until) == (0, T0 + 902)
+    assert record is not None
+    assert (record.failed_logins, record.locked_until) == (0, T0 + 902)
     await storage.operators.unlock("alice", now=T0 + 3, actor="admin")
 
     ok = await storage.operators.record_login_success(
@@ -324,14 +332,16 @@ async def test_operators(storage: Storage) -> None:
         "alice", "h2", now=T0 + 6, change_required=False, actor="operator:alice"
     )
     record = await storage.operators.get("alice")
-    assert record is not None and (record.password_hash, record.password_change_required) == ("h2", False)
+    assert record is not None
+    assert (record.password_hash, record.password_change_required) == ("h2", False)
     await storage.operators.store_token("th3", "alice", now=T0 + 7, expires_at=T0 + 200)
     assert await storage.operators.revoke_token("th3", now=T0 + 8) is True
     assert await storage.operators.revoke_token("th3", now=T0 + 9) is False
     await storage.operators.set_disabled("alice", disabled=True, now=T0 + 10, actor="admin")
     assert await storage.operators.get_token("th1") == ("alice", T0 + 100, T0 + 10)
     record = await storage.operators.get("alice")
-    assert record is not None and record.disabled
+    assert record is not None
+    assert record.disabled
     for missing in (
         storage.operators.unlock("bob", now=T0, actor="a"),
         storage.operators.set_password("bob", "h", now=T0, change_required=True, actor="a"),
@@ -376,4 +386,5 @@ async def test_audit_reads(storage: Storage) -> None:
     assert [e.details["i"] for e in entries] == [0, 1, 2, 3, 4]
     assert entries[0].at == T0  # times come back exactly
     report = await storage.audit.verify()
-    assert report.ok and report.checked == 5
+    assert report.ok
+    assert report.checked == 5

@@ -46,7 +46,8 @@ async def test_terminating_revokes_every_certificate_and_voids_tokens(storage: S
         "cc": "old PC",
     }
     spare = await storage.subscribers.get_enrollment_token("spare")
-    assert spare is not None and spare.used_at == T0 + 10
+    assert spare is not None
+    assert spare.used_at == T0 + 10
     last = (await storage.audit.entries(subject="C-1"))[-3:]
     assert [(e.action, e.details.get("serial")) for e in last] == [
         ("cert.revoke", "aa"),
@@ -84,11 +85,13 @@ async def test_a_failure_in_the_middle_of_terminating_leaves_nothing_half_writte
         await storage.subscribers.set_status("C-1", SubscriberStatus.TERMINATED, now=T0 + 10, actor="admin")
 
     subscriber = await storage.subscribers.get("C-1")
-    assert subscriber is not None and subscriber.status is SubscriberStatus.ACTIVE
+    assert subscriber is not None
+    assert subscriber.status is SubscriberStatus.ACTIVE
     assert await storage.certificates.list_all("C-1") == certificates_before
     assert await storage.certificates.revoked_serials() == [("cc", T0 + 2)]
     spare = await storage.subscribers.get_enrollment_token("spare")
-    assert spare is not None and spare.used_at is None
+    assert spare is not None
+    assert spare.used_at is None
     assert await storage.audit.entries() == audit_before
     report = await storage.audit.verify()
     assert report.ok, report.problems
@@ -106,7 +109,8 @@ async def test_one_token_enrolls_one_pc_under_concurrency(storage: Storage) -> N
     )
     refused = [r for r in results if isinstance(r, RefusedError)]
     assert results.count(None) == 1
-    assert len(refused) == 5 and {r.code for r in refused} == {ErrorCode.TOKEN_USED}
+    assert len(refused) == 5
+    assert {r.code for r in refused} == {ErrorCode.TOKEN_USED}
     assert len(await storage.certificates.list_all("C-1")) == 1
 
 
