@@ -38,6 +38,7 @@ __all__ = [
     "SessionRecord",
     "Storage",
     "StorageBusy",
+    "StoreError",
     "Tx",
     "check_token",
     "open_database",
