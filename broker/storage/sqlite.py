@@ -96,6 +96,16 @@ class _Worker:
 
         await asyncio.shield(asyncio.wrap_future(self._executor.submit(job)))
 
+    def end_read(self) -> None:
+        """End a read transaction without waiting: the COMMIT is queued before anything submitted
+        later, and a read-only COMMIT has nothing to make durable or to fail on."""
+
+        def job() -> None:
+            if self._conn is not None and self._conn.in_transaction:
+                self._conn.execute("COMMIT")
+
+        self._executor.submit(job)
+
     async def close(self) -> None:
         def job() -> None:
             if self._conn is not None:
@@ -110,17 +120,32 @@ class _Worker:
 
 
 class _SQLiteTx:
+    """A transaction on one worker. Its ``BEGIN`` is sent with its first statement (one thread hop
+    fewer); a transaction that ran no statement never began."""
+
     dialect: Dialect = "sqlite"
     for_update = ""
 
-    def __init__(self, worker: _Worker) -> None:
+    def __init__(self, worker: _Worker, begin: Callable[[sqlite3.Connection], object]) -> None:
         self._worker = worker
+        self._begin: Callable[[sqlite3.Connection], object] | None = begin
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        begin, self._begin = self._begin, None
+        if begin is None:
+            return await self._worker.call(fn)
+
+        def first(c: sqlite3.Connection) -> T:
+            begin(c)
+            return fn(c)
+
+        return await self._worker.call(first)
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
-        return await self._worker.call(lambda c: c.execute(sql, tuple(args)).rowcount)
+        return await self._call(lambda c: c.execute(sql, tuple(args)).rowcount)
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        await self._worker.call(lambda c: c.executemany(sql, [tuple(r) for r in rows]))
+        await self._call(lambda c: c.executemany(sql, [tuple(r) for r in rows]))
 
     async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
         def run(c: sqlite3.Connection) -> Row | None:
@@ -131,10 +156,10 @@ class _SQLiteTx:
             finally:
                 cur.close()
 
-        return await self._worker.call(run)
+        return await self._call(run)
 
     async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
-        return await self._worker.call(lambda c: list(c.execute(sql, tuple(args)).fetchall()))
+        return await self._call(lambda c: list(c.execute(sql, tuple(args)).fetchall()))
 
     async def lock_audit(self) -> None:
         return None  # BEGIN IMMEDIATE already made this the only writer
@@ -156,30 +181,33 @@ class SQLiteDatabase:
     @asynccontextmanager
     async def write(self, *, durable: bool = True) -> AsyncIterator[_SQLiteTx]:
         level = "FULL" if durable else "NORMAL"
+        writer = self._writer
+
+        def begin(c: sqlite3.Connection) -> None:
+            if writer.synchronous != level:
+                c.execute(f"PRAGMA synchronous = {level}")
+                writer.synchronous = level
+            c.execute("BEGIN IMMEDIATE")
+
+        def commit(c: sqlite3.Connection) -> None:
+            if c.in_transaction:
+                c.execute("COMMIT")
+
         async with self._write_lock:
-
-            def begin(c: sqlite3.Connection) -> None:
-                if self._writer.synchronous != level:
-                    c.execute(f"PRAGMA synchronous = {level}")
-                    self._writer.synchronous = level
-                c.execute("BEGIN IMMEDIATE")
-
-            await self._writer.call(begin)
             try:
-                yield _SQLiteTx(self._writer)
-                await self._writer.call(lambda c: c.execute("COMMIT"))
+                yield _SQLiteTx(writer, begin)
+                await writer.call(commit)
             except BaseException:
-                await self._writer.finish("ROLLBACK")
+                await writer.finish("ROLLBACK")
                 raise
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[_SQLiteTx]:
         async with self._read_lock:
-            await self._reader.call(lambda c: c.execute("BEGIN"))
             try:
-                yield _SQLiteTx(self._reader)
+                yield _SQLiteTx(self._reader, lambda c: c.execute("BEGIN"))
             finally:
-                await self._reader.finish("COMMIT")
+                self._reader.end_read()
 
     async def close(self) -> None:
         async with self._write_lock, self._read_lock:
