@@ -28,6 +28,10 @@ from .services import AuditLog, Certificates, Inventory, Meta, Presence, Subscri
 from .session_log import SessionLog
 from .sqlite import DEFAULT_BUSY_TIMEOUT, SQLiteDatabase
 
+#: How long PostgreSQL may take to give a connection (the same as ``postgres.DEFAULT_CONNECT_TIMEOUT``;
+#: repeated here so that the SQLite-only install does not import psycopg).
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
 __all__ = [
     "MIGRATIONS",
     "SHA256_CHAIN",
@@ -91,12 +95,18 @@ def _sqlite_path(url: str) -> Path:
     return Path(url)
 
 
-async def open_database(url: str | Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Database:
+async def open_database(
+    url: str | Path,
+    *,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+) -> Database:
     """The backend a URL names, connected but not migrated.
 
     ``postgresql://…`` or ``postgres://…`` → PostgreSQL (needs the ``postgres`` extra);
     ``sqlite:///abs/path`` (as a ``file:`` URL: three slashes, then the absolute path) or a bare path,
-    relative or absolute → SQLite.
+    relative or absolute → SQLite. ``busy_timeout``: how long a SQLite write waits for another
+    process's lock; ``connect_timeout``: how long PostgreSQL may take to give a connection.
     """
     text = str(url)
     scheme = text.split(":", 1)[0].lower() if "://" in text else ""
@@ -107,7 +117,7 @@ async def open_database(url: str | Path, *, busy_timeout: float = DEFAULT_BUSY_T
             raise StoreError(
                 "PostgreSQL needs the driver: pip install 'isp-remote-support[postgres]'"
             ) from None
-        database = PostgresDatabase(text)
+        database = PostgresDatabase(text, connect_timeout=connect_timeout)
         await database.open()
         return database
     if scheme not in ("", "sqlite", "file"):
@@ -121,10 +131,11 @@ async def open_storage(
     *,
     chain: AuditChain = SHA256_CHAIN,
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     now: float | None = None,
 ) -> Storage:
     """Open the database a URL names, apply the missing migrations, and return the services."""
-    db = await open_database(url, busy_timeout=busy_timeout)
+    db = await open_database(url, busy_timeout=busy_timeout, connect_timeout=connect_timeout)
     try:
         await migrate(db, now=time.time() if now is None else now)
     except BaseException:

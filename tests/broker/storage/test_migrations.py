@@ -167,6 +167,11 @@ async def test_unusable_urls_are_refused(url: str) -> None:
         await open_database(url)
 
 
+async def test_a_postgresql_server_that_does_not_answer_is_a_clear_error() -> None:
+    with pytest.raises(StoreError, match="cannot connect to PostgreSQL"):
+        await open_database("postgresql://postgres@127.0.0.1:1/nothing", connect_timeout=0.5)
+
+
 async def test_sqlite_urls_and_bare_paths_name_the_same_file(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite3"
     first = await open_storage(f"sqlite:///{path}")
@@ -180,3 +185,30 @@ async def test_sqlite_urls_and_bare_paths_name_the_same_file(tmp_path: Path) -> 
             assert [s.contract_id for s in await storage.subscribers.list_all()] == ["C-1"]
         finally:
             await storage.close()
+
+
+async def test_todays_store_and_the_new_layer_share_one_file_and_one_chain(tmp_path: Path) -> None:
+    """During the move the admin CLI may still be the old one: both append to one chain."""
+    path = tmp_path / "broker.sqlite3"
+    storage = await open_storage(path)
+    old = SQLiteStore(path)
+    try:
+
+        def old_appends() -> None:
+            for i in range(30):
+                old.append_audit(actor="old", action="x", subject="s", details={"i": i}, now=float(i))
+
+        await asyncio.gather(
+            asyncio.to_thread(old_appends),
+            *(
+                storage.audit.append(actor="new", action="x", subject="s", details={"i": i}, now=1.0)
+                for i in range(30)
+            ),
+        )
+        report = await storage.audit.verify()
+        assert report.ok, report.problems
+        assert report.checked == 60
+        assert old.verify_audit().ok
+    finally:
+        old.close()
+        await storage.close()
