@@ -113,8 +113,7 @@ class _Worker:
                 self._conn = None
 
         try:
-            await self.call(lambda _conn: None)  # opened, so the close below is ordered after it
-            await asyncio.wrap_future(self._executor.submit(job))
+            await asyncio.wrap_future(self._executor.submit(job))  # after every job queued before
         finally:
             self._executor.shutdown(wait=False)
 
