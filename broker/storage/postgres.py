@@ -1,0 +1,141 @@
+"""The multi-node backend: PostgreSQL through psycopg 3's asyncio API and its connection pool.
+
+Why psycopg 3 rather than asyncpg (both are well kept and native asyncio):
+
+- it ships type information (``py.typed``), so this package stays ``mypy --strict`` without stubs;
+- it is the PostgreSQL adapter Django and SQLAlchemy default to, maintained with libpq by the same
+  people, and its connection pool (``psycopg_pool``) is a sibling package of the same project;
+- it speaks libpq's connection strings and URLs as they are (``postgresql://…?sslmode=…&options=…``),
+  works behind PgBouncer in transaction mode (no statement cache needed), and ``psycopg[binary]``
+  carries libpq, so nothing comes from the OS;
+- asyncpg is faster on bulk reads, which the broker does not do: its rows are small and few.
+
+Write transactions run at READ COMMITTED, PostgreSQL's default: the services take row locks where they
+read before they write (``SELECT … FOR UPDATE``) and the audit chain's appenders take a transaction-level
+advisory lock, so two brokers appending at once get consecutive entries and never fork the chain (test:
+``tests/broker/storage/test_contract_audit.py``). ``durable=False`` writes set ``synchronous_commit = off``
+for their transaction only.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Final
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from ..errors import StoreError
+from .db import AUDIT_LOCK_KEY, ConstraintViolated, Dialect, Row, StorageBusy
+
+#: Connections a broker process keeps open (min) and may open (max); PostgreSQL's own default limit
+#: is 100 connections for all brokers together.
+DEFAULT_MIN_CONNECTIONS: Final = 1
+DEFAULT_MAX_CONNECTIONS: Final = 8
+#: How long a transaction waits for a free connection, and the first connection at start.
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+
+
+@functools.lru_cache(maxsize=512)
+def _paramstyle(sql: str) -> str:
+    """``?`` placeholders (the repositories' one style) to psycopg's ``%s``."""
+    if "%" in sql:
+        raise ValueError("a literal % in SQL is not supported; pass it as a parameter")
+    return sql.replace("?", "%s")
+
+
+def _translate(exc: psycopg.Error) -> Exception:
+    if isinstance(exc, psycopg.errors.IntegrityError | psycopg.errors.RaiseException):
+        return ConstraintViolated(f"refused by the database: {exc.diag.message_primary or exc}")
+    if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled):
+        return StorageBusy("the database is locked by another transaction; nothing was changed")
+    return exc
+
+
+class _PgTx:
+    dialect: Dialect = "postgresql"
+    for_update = " FOR UPDATE"
+
+    def __init__(self, conn: psycopg.AsyncConnection[Row]) -> None:
+        self._conn = conn
+
+    async def _run(self, sql: str, args: Sequence[Any]) -> psycopg.AsyncCursor[Row]:
+        try:
+            return await self._conn.execute(_paramstyle(sql), tuple(args) if args else None)
+        except psycopg.Error as exc:
+            translated = _translate(exc)
+            if translated is exc:
+                raise
+            raise translated from None
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        return (await self._run(sql, args)).rowcount
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        async with self._conn.cursor() as cur:
+            await cur.executemany(_paramstyle(sql), [tuple(r) for r in rows])
+
+    async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        return await (await self._run(sql, args)).fetchone()
+
+    async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        return await (await self._run(sql, args)).fetchall()
+
+    async def lock_audit(self) -> None:
+        await self._run("SELECT pg_advisory_xact_lock(?)", (AUDIT_LOCK_KEY,))
+
+
+class PostgresDatabase:
+    """:class:`broker.storage.db.Database` on a PostgreSQL server; call :meth:`open` first."""
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_connections: int = DEFAULT_MIN_CONNECTIONS,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ) -> None:
+        self.url = url
+        self._timeout = connect_timeout
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
+            url,
+            min_size=min_connections,
+            max_size=max_connections,
+            timeout=connect_timeout,
+            kwargs={"autocommit": True},
+            open=False,
+            name="broker-storage",
+        )
+
+    async def open(self) -> None:
+        try:
+            await self._pool.open(wait=True, timeout=self._timeout)
+        except PoolTimeout:
+            await self._pool.close()
+            raise StoreError(f"cannot connect to PostgreSQL within {self._timeout:g} s") from None
+
+    @asynccontextmanager
+    async def _transaction(self, first: str) -> AsyncIterator[_PgTx]:
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                tx = _PgTx(conn)
+                if first:
+                    await conn.execute(first)
+                yield tx
+        except PoolTimeout:
+            raise StorageBusy(f"no database connection free within {self._timeout:g} s") from None
+
+    def write(self, *, durable: bool = True) -> AbstractAsyncContextManager[_PgTx]:
+        return self._transaction("" if durable else "SET LOCAL synchronous_commit = off")
+
+    def read(self) -> AbstractAsyncContextManager[_PgTx]:
+        return self._transaction("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+    async def close(self) -> None:
+        await self._pool.close()

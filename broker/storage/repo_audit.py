@@ -1,0 +1,132 @@
+"""The audit repository: appending to the hash chain and reading it back.
+
+The chain's arithmetic is not decided here: :class:`AuditChain` carries the function that computes an
+entry's hash (or MAC) and the one that verifies a run of rows, so the SHA-256 chain of
+:mod:`broker.audit` and a keyed HMAC chain (key kept outside the database) plug in alike.
+
+Appending is strictly serial: :meth:`broker.storage.db.Tx.lock_audit` makes the transaction the only
+appender until it commits (SQLite: the write lock of ``BEGIN IMMEDIATE``; PostgreSQL: an advisory
+lock), then the head is read, the entry written and the head recorded in ``meta`` in the same
+transaction (which is how ``verify`` notices a deleted tail).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from ..audit import GENESIS_HASH, AuditEntry, ChainReport, canonical_details, entry_hash, verify_chain
+from .db import Row, Tx
+
+_COLS: Final = "seq, at, actor, action, subject, details, prev_hash, hash"
+
+ChainRow = tuple[int, float, str, str, str, str, str, str]
+
+
+class EntryHash(Protocol):
+    def __call__(
+        self, *, prev_hash: str, seq: int, at: float, actor: str, action: str, subject: str, details_json: str
+    ) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AuditChain:
+    """How entries are chained: ``entry_hash`` for appending, ``verify`` for checking stored rows."""
+
+    entry_hash: EntryHash
+    verify: Callable[[Iterable[ChainRow], tuple[int, str] | None], ChainReport]
+
+
+def _verify_sha256(rows: Iterable[ChainRow], head: tuple[int, str] | None) -> ChainReport:
+    return verify_chain(rows, head=head)
+
+
+#: Today's chain (:mod:`broker.audit`): SHA-256 over each entry and the previous hash.
+SHA256_CHAIN: Final = AuditChain(entry_hash=entry_hash, verify=_verify_sha256)
+
+
+def _entry(row: Row) -> AuditEntry:
+    seq, at, actor, action, subject, details, prev, digest = row
+    return AuditEntry(
+        seq=int(seq),
+        at=at,
+        actor=actor,
+        action=action,
+        subject=subject,
+        details=json.loads(details),
+        prev_hash=prev,
+        hash=digest,
+    )
+
+
+async def append(
+    tx: Tx, chain: AuditChain, *, actor: str, action: str, subject: str, details: dict[str, Any], now: float
+) -> int:
+    """Append one entry inside the caller's write transaction; its sequence number."""
+    await tx.lock_audit()
+    row = await tx.fetchone("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+    seq, prev = (int(row[0]) + 1, str(row[1])) if row else (1, GENESIS_HASH)
+    details_json = canonical_details(details)
+    digest = chain.entry_hash(
+        prev_hash=prev,
+        seq=seq,
+        at=now,
+        actor=actor,
+        action=action,
+        subject=subject,
+        details_json=details_json,
+    )
+    await tx.execute(
+        f"INSERT INTO audit({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, now, actor, action, subject, details_json, prev, digest),
+    )
+    await tx.execute(
+        "INSERT INTO meta(key, value) VALUES ('audit_head', ?)"
+        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (json.dumps([seq, digest]),),
+    )
+    return seq
+
+
+async def entries(tx: Tx, *, subject: str | None = None) -> list[AuditEntry]:
+    if subject is None:
+        rows = await tx.fetchall(f"SELECT {_COLS} FROM audit ORDER BY seq")
+    else:
+        rows = await tx.fetchall(f"SELECT {_COLS} FROM audit WHERE subject = ? ORDER BY seq", (subject,))
+    return [_entry(r) for r in rows]
+
+
+async def page(tx: Tx, *, subject: str | None, limit: int, before_seq: int | None) -> list[AuditEntry]:
+    """Newest first."""
+    clauses: list[str] = []
+    args: list[str | int] = []
+    if subject is not None:
+        clauses.append("subject = ?")
+        args.append(subject)
+    if before_seq is not None:
+        clauses.append("seq < ?")
+        args.append(before_seq)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = await tx.fetchall(f"SELECT {_COLS} FROM audit{where} ORDER BY seq DESC LIMIT ?", (*args, limit))
+    return [_entry(r) for r in rows]
+
+
+async def count(tx: Tx, *, action: str, subject: str, since: float) -> int:
+    row = await tx.fetchone(
+        "SELECT COUNT(*) FROM audit WHERE subject = ? AND action = ? AND at >= ?", (subject, action, since)
+    )
+    return int(row[0]) if row else 0
+
+
+async def verify(tx: Tx, chain: AuditChain) -> ChainReport:
+    """Check the whole chain and the recorded head (run in a read transaction: one snapshot)."""
+    head_row = await tx.fetchone("SELECT value FROM meta WHERE key = 'audit_head'")
+    head: tuple[int, str] | None = None
+    if head_row:
+        seq, digest = json.loads(head_row[0])
+        head = (int(seq), str(digest))
+    rows = await tx.fetchall(f"SELECT {_COLS} FROM audit ORDER BY seq")
+    typed: list[ChainRow] = [(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
+    return chain.verify(typed, head)
