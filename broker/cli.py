@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from certs import CertError
+from protocol.text import safe_text
 
 from .config import DAY, BrokerConfig, default_data_dir
 from .enrollment import issue_token
@@ -35,7 +36,12 @@ MAX_SUSPENSION_DAYS = 183  # 第18条: suspension for up to 6 months
 
 
 def _fmt_time(t: float | None) -> str:
-    return "-" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    if t is None:
+        return "-"
+    try:
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (OverflowError, OSError, ValueError, TypeError):  # an edited row: show it, don't crash
+        return f"(bad time {t!r:.40})"
 
 
 def _actor() -> str:
@@ -129,7 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--retention-days", type=float, default=90.0)
 
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
-    audit.add_parser("verify", help="verify the hash chain")
+    verify = audit.add_parser(
+        "verify", help="verify the keyed chain, and the signed checkpoints (docs/audit.md)"
+    )
+    verify.add_argument(
+        "--checkpoints",
+        type=Path,
+        default=None,
+        help="checkpoint file to check the database against (default: audit-checkpoints.jsonl"
+        " in the data dir, if present); a copy kept off the box is the stronger check",
+    )
     receipts = audit.add_parser("receipts", help="print a session's consent receipts and verify each")
     receipts.add_argument("session_id")
     show = audit.add_parser("log", help="print entries")
@@ -295,14 +310,7 @@ def _admin(args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: Te
         if args.action == "receipts":
             return _receipts(args.session_id, store, out)
         if args.action == "verify":
-            report = store.verify_audit()
-            if report.ok:
-                print(f"audit chain OK ({report.checked} entries)", file=out)
-                return 0
-            print(f"audit chain BROKEN ({report.checked} entries checked):", file=out)
-            for problem in report.problems:
-                print(f"  {problem}", file=out)
-            return 1
+            return _verify(store, data_dir, args.checkpoints, out)
         if args.action == "log":
             for e in store.audit_entries(subject=args.subject):
                 print(
@@ -388,6 +396,36 @@ def _inventory(
         else:
             print("  router login     (stored encrypted; --reveal shows it, and is audited)", file=out)
     return 0
+
+
+def _verify(store: SQLiteStore, data_dir: Path, checkpoints: Path | None, out: TextIO) -> int:
+    """The chain, then every signed checkpoint against it; exit 1 on any problem, never a traceback."""
+    from .checkpoints import CHECKPOINT_FILE, read_lines, verify_checkpoints
+
+    report = store.verify_audit()
+    problems = list(report.problems)
+    if report.omitted:
+        problems.append(f"… and {report.omitted} more problems")
+    path = checkpoints if checkpoints is not None else data_dir / CHECKPOINT_FILE
+    note = "no checkpoint file"
+    if checkpoints is not None or path.exists():
+        try:
+            lines = read_lines(path)
+        except OSError as exc:
+            problems.append(f"cannot read the checkpoint file {path}: {exc.strerror}")
+        else:
+            checked, found = verify_checkpoints(lines, store.audit_key.public, store.audit_hash_at)
+            problems.extend(found)
+            note = f"{checked} signed checkpoints from {path}"
+            if checked == 0:
+                problems.append(f"the checkpoint file {path} holds no valid checkpoint")
+    if not problems:
+        print(f"audit chain OK ({report.checked} entries; {note})", file=out)
+        return 0
+    print(f"audit chain BROKEN ({report.checked} entries checked; {note}):", file=out)
+    for problem in problems:
+        print(f"  {safe_text(problem)}", file=out)
+    return 1
 
 
 def _receipts(session_id: str, store: SQLiteStore, out: TextIO) -> int:

@@ -45,6 +45,8 @@ from wire.server import Handler
 from wire.tls import peer_serial
 
 from . import tuning
+from .auditkey import load_or_create_audit_key
+from .checkpoints import CHECKPOINT_FILE, Checkpointer
 from .config import BrokerConfig
 from .datakeys import DataKeyring
 from .enrollment import enroll
@@ -121,6 +123,9 @@ class Broker:
             lock_after=config.operator_lock_after,
             lock_for=config.operator_lock_for,
         )
+        self.checkpoints = Checkpointer(
+            store, load_or_create_audit_key(config.data_dir), config.data_dir / CHECKPOINT_FILE
+        )
         self.sessions = SessionManager(
             store,
             vault=InventoryVault(store, self.keyring),
@@ -150,7 +155,10 @@ class Broker:
             backlog=self.config.listen_backlog,
         )
         self.store.set_meta("public_url", self.url)
+        self.checkpoints.check_last(self.clock())
+        self.checkpoints.write(self.clock())
         self._tasks = [
+            asyncio.create_task(self._checkpoint_loop()),
             asyncio.create_task(self._revocation_watch()),
             asyncio.create_task(self._presence_flush()),
             asyncio.create_task(self._tick()),
@@ -199,6 +207,7 @@ class Broker:
             details={"disconnected": connected},
             now=now,
         )
+        self.checkpoints.write(now)
         log.info(
             "stopped: %d agent connections closed in %.1f s, records written in %.1f s",
             connected,
@@ -600,6 +609,15 @@ class Broker:
                 self.sessions.tick(self.clock())
             except Exception:  # a bug in one session must not stop the timers of all others
                 log.exception("session tick failed")
+
+    async def _checkpoint_loop(self) -> None:
+        """Signed audit checkpoints outside the database (broker.checkpoints, docs/audit.md)."""
+        while True:
+            await asyncio.sleep(self.config.audit_checkpoint_interval)
+            try:
+                self.checkpoints.write(self.clock())
+            except Exception:  # a full disk must not stop the broker; the log says so
+                log.exception("audit checkpoint failed")
 
     async def _presence_flush(self) -> None:
         while True:
