@@ -35,6 +35,12 @@ def _sql(db_path: Path, *statements: str) -> None:
         db.close()
 
 
+def _move_head(db_path: Path, seq: int, digest: str) -> None:
+    db = sqlite3.connect(db_path, isolation_level=None)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'audit_head'", (json.dumps([seq, digest]),))
+    db.close()
+
+
 def _recompute_public_chain(db_path: Path) -> None:
     """The attacker's tool: rewrite every hash with the public, unkeyed SHA-256 and move the head."""
     db = sqlite3.connect(db_path, isolation_level=None)
@@ -119,8 +125,8 @@ def test_cut_tail_with_moved_head_is_caught_by_the_checkpoints(filled: tuple[Pat
         db_path,
         "DROP TRIGGER audit_no_delete",
         "DELETE FROM audit WHERE seq > 8",
-        f"UPDATE meta SET value = '[8, \"{eight}\"]' WHERE key = 'audit_head'",
     )
+    _move_head(db_path, 8, eight)
     out = _broken(_cli(data_dir, "verify", "--checkpoints", str(data_dir / CHECKPOINT_FILE)))
     assert "entry 10 is missing from the database (the log was cut short)" in out
     # The data dir's checkpoint file is used by default too.
@@ -224,9 +230,7 @@ def test_append_after_a_forged_last_row_records_the_break(filled: tuple[Path, Pa
     forged = entry_hash(
         prev_hash=prev, seq=11, at=T0 + 11, actor="admin", action="x", subject="C1", details_json="{}"
     )
-    db.execute(
-        "INSERT INTO audit VALUES (11, ?, 'admin', 'x', 'C1', '{}', ?, ?)", (T0 + 11, prev, forged)
-    )
+    db.execute("INSERT INTO audit VALUES (11, ?, 'admin', 'x', 'C1', '{}', ?, ?)", (T0 + 11, prev, forged))
     db.execute("UPDATE meta SET value = ? WHERE key = 'audit_head'", (json.dumps([11, forged]),))
     db.close()
     store = SQLiteStore(db_path)
@@ -261,8 +265,8 @@ def test_broker_start_records_a_database_behind_its_last_checkpoint(filled: tupl
         db_path,
         "DROP TRIGGER audit_no_delete",
         "DELETE FROM audit WHERE seq > 6",
-        f"UPDATE meta SET value = '[6, \"{six}\"]' WHERE key = 'audit_head'",
     )
+    _move_head(db_path, 6, six)
     store = SQLiteStore(db_path)
     try:
         checkpointer = Checkpointer(store, store.audit_key, data_dir / CHECKPOINT_FILE)
@@ -339,8 +343,8 @@ def test_keyed_part_cut_off_is_not_migrated_again(tmp_path: Path) -> None:
         db_path,
         "DROP TRIGGER audit_no_delete",
         "DELETE FROM audit WHERE seq >= 5",
-        f"UPDATE meta SET value = '[4, \"{four}\"]' WHERE key = 'audit_head'",
     )
+    _move_head(db_path, 4, four)
     assert "entry 1 (old) was changed" in _broken(_cli(tmp_path, "verify"))
     store = SQLiteStore(db_path)
     try:
