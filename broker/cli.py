@@ -429,32 +429,17 @@ def _verify(store: SQLiteStore, data_dir: Path, checkpoints: Path | None, out: T
 
 
 def _receipts(session_id: str, store: SQLiteStore, out: TextIO) -> int:
-    """Print each consent receipt of a session and verify it against the agent's stored certificate."""
-    from .errors import RefusedError
-    from .receipts import verify_receipt
+    """Print and check each consent receipt of a session (broker.receipts); exit 1 on any finding."""
+    from .receipts import audit_session_receipts
 
-    entries = [e for e in store.audit_entries(subject=session_id) if e.action == "consent.receipt"]
-    if not entries:
-        print(f"no consent receipts for session {session_id}", file=out)
-        return 1
-    failures = 0
-    for entry in entries:
-        serial = str(entry.details.get("serial", ""))
-        record = store.get_certificate(serial)
-        try:
-            if record is None:
-                raise RefusedError(f"certificate {serial} is not known")
-            receipt = verify_receipt(
-                str(entry.details["receipt"]), str(entry.details["signature"]), record.cert_pem
-            )
-        except (RefusedError, KeyError) as exc:
-            failures += 1
-            print(f"#{entry.seq} {_fmt_time(entry.at)} INVALID: {exc}", file=out)
-            continue
-        print(
-            f"#{entry.seq} {_fmt_time(receipt.time)} {receipt.decision:<9} operator={receipt.operator}"
-            f" granted=[{', '.join(receipt.granted)}] denied=[{', '.join(receipt.denied)}]"
-            f" cert={receipt.serial} signature OK",
-            file=out,
-        )
-    return 1 if failures else 0
+    audit = audit_session_receipts(store, session_id)
+    print(
+        f"session {safe_text(session_id)} contract {safe_text(audit.contract_id or '?')}"
+        f" agent {safe_text(audit.serial or '?')}",
+        file=out,
+    )
+    for line in audit.lines:
+        print(safe_text(line), file=out)
+    for finding in audit.findings:
+        print(f"FINDING {safe_text(finding)}", file=out)
+    return 1 if audit.findings else 0

@@ -629,6 +629,7 @@ class SessionManager:
             now,
             actor=f"operator:{op.name}",
             contract=session.contract_id,
+            serial=session.serial,
             scopes=list(msg.scopes),
             by_code=msg.code is not None,
         )
