@@ -44,6 +44,12 @@ def _fmt_time(t: float | None) -> str:
         return f"(bad time {t!r:.40})"
 
 
+def _s(text: str) -> str:
+    """Every string from an agent, a subscriber or an admin is shown through the one rule
+    (protocol.text): no escape sequence, bell or bidi override reaches the admin's terminal."""
+    return safe_text(text, max_chars=500)
+
+
 def _actor() -> str:
     try:
         return f"admin:{getpass.getuser()}"
@@ -166,7 +172,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout) -> int:
             store.close()
     except (BrokerError, CertError) as exc:
         code = exc.code.value if isinstance(exc, BrokerError) else exc.code
-        print(f"error [{code}]: {exc}", file=sys.stderr)
+        print(f"error [{code}]: {safe_text(str(exc))}", file=sys.stderr)
         return 2
 
 
@@ -249,7 +255,7 @@ def _admin(args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: Te
             print(f"{'contract':<24} {'status':<11} {'since':<21} until", file=out)
             for s in store.list_subscribers():
                 print(
-                    f"{s.contract_id:<24} {s.status.value:<11} {_fmt_time(s.status_changed_at):<21}"
+                    f"{_s(s.contract_id):<24} {s.status.value:<11} {_fmt_time(s.status_changed_at):<21}"
                     f" {_fmt_time(s.suspended_until)}",
                     file=out,
                 )
@@ -291,7 +297,8 @@ def _admin(args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: Te
             for c in store.list_certificates():
                 state = f"revoked {_fmt_time(c.revoked_at)}" if c.revoked_at else "valid"
                 print(
-                    f"{c.serial} {c.contract_id} {c.machine_name} until {_fmt_time(c.not_after)} {state}",
+                    f"{_s(c.serial)} {_s(c.contract_id)} {_s(c.machine_name)}"
+                    f" until {_fmt_time(c.not_after)} {state}",
                     file=out,
                 )
             return 0
@@ -300,7 +307,10 @@ def _admin(args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: Te
         for a in store.list_agents():
             state = "revoked" if a.revoked else ("online" if a.online else "offline")
             seen = _fmt_time(a.last_seen)
-            print(f"{a.serial:<40} {a.contract_id:<20} {a.machine_name:<20} {state:<8} {seen}", file=out)
+            print(
+                f"{_s(a.serial):<40} {_s(a.contract_id):<20} {_s(a.machine_name):<20} {state:<8} {seen}",
+                file=out,
+            )
         return 0
     if args.command == "operator":
         return _operator(args, store, data_dir, out, now=now, actor=actor)
@@ -313,8 +323,10 @@ def _admin(args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: Te
             return _verify(store, data_dir, args.checkpoints, out)
         if args.action == "log":
             for e in store.audit_entries(subject=args.subject):
+                details = json.dumps(e.details, ensure_ascii=False, sort_keys=True)
                 print(
-                    f"{e.seq:>6} {_fmt_time(e.at)} {e.actor:<16} {e.action:<22} {e.subject} {e.details}",
+                    f"{e.seq:>6} {_fmt_time(e.at)} {_s(e.actor):<16} {_s(e.action):<22} {_s(e.subject)}"
+                    f" {_s(details)}",
                     file=out,
                 )
             return 0
@@ -346,7 +358,7 @@ def _operator(
                 if op.locked_until and op.locked_until > now
                 else ""
             )
-            print(f"{op.name:<20} {op.role:<10} {op.display_name}{locked}", file=out)
+            print(f"{_s(op.name):<20} {_s(op.role):<10} {_s(op.display_name)}{locked}", file=out)
         return 0
     if args.action == "unlock":
         accounts.unlock(args.name, now=now, actor=actor)
@@ -374,14 +386,15 @@ def _inventory(
         print(f"no inventory for {args.contract_id}", file=out)
         return 1
     print(
-        f"contract {record.contract_id}, session {record.session_id}, received {_fmt_time(record.at)}",
+        f"contract {_s(record.contract_id)}, session {_s(record.session_id)},"
+        f" received {_fmt_time(record.at)}",
         file=out,
     )
     for item in vault.items(record):
         value = (
             json.dumps(item.value, ensure_ascii=False) if item.available else f"(unavailable: {item.reason})"
         )
-        print(f"  {item.item:<16} {value}", file=out)
+        print(f"  {_s(item.item):<16} {_s(value)}", file=out)
     credentials = vault.credentials(record)
     if credentials is not None:
         if args.reveal:
@@ -392,7 +405,7 @@ def _inventory(
                 details={"contract": record.contract_id, "inventory": record.id},
                 now=now,
             )
-            print(f"  router login     {credentials.account} / {credentials.password}", file=out)
+            print(f"  router login     {_s(credentials.account)} / {_s(credentials.password)}", file=out)
         else:
             print("  router login     (stored encrypted; --reveal shows it, and is audited)", file=out)
     return 0
