@@ -128,6 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_parser("list", help="list operators")
     op_unlock = operator.add_parser("unlock", help="lift a login lock")
     op_unlock.add_argument("name")
+    op_lock = operator.add_parser(
+        "lock", help="lock an account now: no login, and its open connections end within a second"
+    )
+    op_lock.add_argument("name")
+    op_lock.add_argument("--minutes", type=float, default=60.0)
+    op_disable = operator.add_parser(
+        "disable", help="disable an account (operator left): its open connections end within a second"
+    )
+    op_disable.add_argument("name")
+    op_enable = operator.add_parser("enable", help="re-enable a disabled account")
+    op_enable.add_argument("name")
 
     inventory = sub.add_parser("inventory", help="consented inventory (別紙5)").add_subparsers(
         dest="action", required=True
@@ -364,6 +375,14 @@ def _operator(
         accounts.unlock(args.name, now=now, actor=actor)
         print(f"{args.name} unlocked", file=out)
         return 0
+    if args.action == "lock":
+        revoked = accounts.lock(args.name, seconds=max(args.minutes, 0.0) * 60, now=now, actor=actor)
+        print(f"{_s(args.name)} locked for {args.minutes:g} minutes; {revoked} login(s) ended", file=out)
+        return 0
+    if args.action in ("disable", "enable"):
+        accounts.set_disabled(args.name, disabled=args.action == "disable", now=now, actor=actor)
+        print(f"{_s(args.name)} {args.action}d", file=out)
+        return 0
     raise NotFound(f"unknown operator action {args.action}")
 
 
@@ -446,13 +465,12 @@ def _receipts(session_id: str, store: SQLiteStore, out: TextIO) -> int:
     from .receipts import audit_session_receipts
 
     audit = audit_session_receipts(store, session_id)
-    print(
-        f"session {safe_text(session_id)} contract {safe_text(audit.contract_id or '?')}"
-        f" agent {safe_text(audit.serial or '?')}",
-        file=out,
-    )
-    for line in audit.lines:
+    for line in audit.lines:  # each line names the session it was checked for
         print(safe_text(line), file=out)
     for finding in audit.findings:
-        print(f"FINDING {safe_text(finding)}", file=out)
+        print(
+            f"FINDING session={safe_text(session_id)} agent={safe_text(audit.serial or '?')}"
+            f" {safe_text(finding)}",
+            file=out,
+        )
     return 1 if audit.findings else 0

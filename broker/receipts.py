@@ -123,7 +123,8 @@ def audit_session_receipts(store: Store, session_id: str) -> ReceiptAudit:
         if receipt.time >= (last_time if last_time is not None else receipt.time):
             last_time, last_seq = receipt.time, entry.seq
         audit.lines.append(
-            f"{label} {_fmt_time(receipt.time)} {receipt.decision:<9} operator={receipt.operator}"
+            f"{label} {_fmt_time(receipt.time)} session={session_id} {receipt.decision:<9}"
+            f" operator={receipt.operator}"
             f" granted=[{', '.join(receipt.granted)}] denied=[{', '.join(receipt.denied)}]"
             f" cert={receipt.serial} signature OK" + ("" if not problems else " — REFUSED")
         )

@@ -52,6 +52,7 @@ from .datakeys import DataKeyring
 from .enrollment import enroll
 from .errors import BrokerError, RefusedError
 from .inventory import InventoryVault
+from .operator_links import OperatorLinks
 from .operators import OperatorAccounts
 from .ordered import BacklogFull, OrderedDispatch
 from .pki import Pki
@@ -133,6 +134,7 @@ class Broker:
             code_guard=CodeAttemptGuard(lockout_for=config.code_lockout_for),
             rules=config.session_rules,
         )
+        self.operator_links = OperatorLinks(self.sessions)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -159,6 +161,7 @@ class Broker:
         self.checkpoints.write(self.clock())
         self._tasks = [
             asyncio.create_task(self._checkpoint_loop()),
+            asyncio.create_task(self._operator_watch()),
             asyncio.create_task(self._revocation_watch()),
             asyncio.create_task(self._presence_flush()),
             asyncio.create_task(self._tick()),
@@ -483,9 +486,11 @@ class Broker:
         def on_lost() -> None:
             dispatch.close()
             sender.close()
+            self.operator_links.unregister(op)
             self.sessions.operator_detached(op, self.clock())
 
         pump = self._pump(ws, "operator", sender, on_event, on_lost)
+        self.operator_links.register(op, pump)
         return pump
 
     def _operator_refused(
@@ -514,6 +519,8 @@ class Broker:
                 assert op.token is not None
                 self.accounts.logout(op.token, now=now)
                 op.peer.send(Ok(id=message.id))
+                # Every other connection with this token stops now, not at its next message.
+                self.operator_links.end_token(op.token, now, reason="logged out", keep=op)
                 self.sessions.operator_detached(op, now)
                 op.name = op.token = None
             elif op.must_change_password:
@@ -569,6 +576,7 @@ class Broker:
             )
             name, display_name, role = identity.name, identity.display_name, identity.role
         op.name, op.display_name, op.role, op.token = name, display_name, role, token
+        op.expires_at = expires_at
         op.must_change_password = must_change
         op.peer.send(
             LoginOk(
@@ -609,6 +617,18 @@ class Broker:
                 self.sessions.tick(self.clock())
             except Exception:  # a bug in one session must not stop the timers of all others
                 log.exception("session tick failed")
+
+    async def _operator_watch(self) -> None:
+        """End operator connections whose login expired, or was revoked by another process
+        (``operator lock``/``disable`` in the admin CLI): broker.operator_links."""
+        while True:
+            await asyncio.sleep(self.config.operator_check_interval)
+            if not len(self.operator_links):
+                continue
+            try:
+                self.operator_links.check(self.accounts, self.clock())
+            except Exception:  # a locked database must not stop the watch for good
+                log.exception("operator login check failed")
 
     async def _checkpoint_loop(self) -> None:
         """Signed audit checkpoints outside the database (broker.checkpoints, docs/audit.md)."""

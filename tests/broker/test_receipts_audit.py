@@ -54,8 +54,9 @@ def test_genuine_session_receipts_pass(world: World) -> None:
     world.decide(session, (), (), T0 + 4)
     result = _receipts(world.store.path.parent, session)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith(f"session {session} contract C-1 agent {world.agent.serial}\n")
-    assert result.stdout.count("signature OK") == 2
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert all(f"session={session} " in line and "signature OK" in line for line in lines)
     assert "FINDING" not in result.stdout
 
 
@@ -68,7 +69,7 @@ def test_receipt_of_session_1_replayed_under_session_2_is_refused(world: World) 
     _reappend(world, replayed, second, T0 + 12)
     result = _receipts(world.store.path.parent, second)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert f"session {second} " in result.stdout
+    assert f"session={second} " in result.stdout
     assert f"it is a receipt of session {first}, not of this session (replayed)" in result.stdout
     # Session 1's own record still checks out.
     assert _receipts(world.store.path.parent, first).returncode == 0
@@ -83,8 +84,9 @@ def test_earlier_grant_reappended_after_a_withdrawal_is_refused(world: World) ->
     result = _receipts(world.store.path.parent, session)
     assert result.returncode == 1
     seq = _receipt_entries(world, session)[-1].seq
-    assert f"FINDING #{seq}: it duplicates receipt #{grant.seq} (replayed)" in result.stdout
-    assert f"FINDING #{seq}: it is older than receipt #{seq - 1} before it (out of order" in result.stdout
+    prefix = f"FINDING session={session} agent={world.agent.serial} #{seq}"
+    assert f"{prefix}: it duplicates receipt #{grant.seq} (replayed)" in result.stdout
+    assert f"{prefix}: it is older than receipt #{seq - 1} before it (out of order" in result.stdout
 
 
 def test_receipt_signed_by_another_certificate_of_the_contract_is_refused(world: World) -> None:
@@ -104,5 +106,5 @@ def test_receipt_signed_by_another_certificate_of_the_contract_is_refused(world:
 def test_unknown_session_is_a_finding(world: World) -> None:
     result = _receipts(world.store.path.parent, "s-nothing")
     assert result.returncode == 1
-    assert "FINDING the session's own record" in result.stdout
+    assert "FINDING session=s-nothing agent=? the session's own record" in result.stdout
     assert "Traceback" not in result.stderr
