@@ -124,9 +124,9 @@ class Broker:
             lock_after=config.operator_lock_after,
             lock_for=config.operator_lock_for,
         )
-        self.checkpoints = Checkpointer(
-            store, load_or_create_audit_key(config.data_dir), config.data_dir / CHECKPOINT_FILE
-        )
+        # The store's own key when it has one (the same file, read once), else the data dir's.
+        audit_key = getattr(store, "audit_key", None) or load_or_create_audit_key(config.data_dir)
+        self.checkpoints = Checkpointer(store, audit_key, config.data_dir / CHECKPOINT_FILE)
         self.sessions = SessionManager(
             store,
             vault=InventoryVault(store, self.keyring),

@@ -77,6 +77,10 @@ from .store import Store, SubscriberStatus
 log = logging.getLogger("broker.sessions")
 
 
+MAX_SHOWN_PROBLEMS = 100
+"""Audit problems sent to the console in one ``audit_verified`` (the CLI prints them all)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionRules:
     """Timing and limits of sessions; defaults from DESIGN §5 and the issue."""
@@ -597,10 +601,12 @@ class SessionManager:
             elif isinstance(msg, AuditVerify):
                 self._require_supervisor(op)
                 report = self.store.verify_audit()
+                problems = report.problems[:MAX_SHOWN_PROBLEMS]
+                more = len(report.problems) - len(problems) + report.omitted
+                if more:  # one message must stay within the text frame limit
+                    problems = [*problems, f"… and {more} more: run python -m broker audit verify"]
                 op.peer.send(
-                    AuditVerified(
-                        id=msg.id, ok=report.ok, checked=report.checked, problems=tuple(report.problems)
-                    )
+                    AuditVerified(id=msg.id, ok=report.ok, checked=report.checked, problems=tuple(problems))
                 )
             else:
                 raise RefusedError(
