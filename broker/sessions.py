@@ -566,8 +566,10 @@ class SessionManager:
             elif isinstance(msg, InputEvent):
                 self._input(op, msg, now)
             elif isinstance(msg, ScreenRefresh):
-                # With a monitor it switches what the PC shares: the session's operator only.
-                session = self._sent(op, "screen_refresh", msg.session_id)
+                # With a monitor it switches what the PC shares: the session's operator only; a
+                # viewer may only ask for a keyframe.
+                kind = "screen_refresh" if msg.monitor is None else "monitor_switch"
+                session = self._sent(op, kind, msg.session_id)
                 if session.agent is not None:
                     session.agent.peer.send(ScreenRefresh(session_id=session.id, monitor=msg.monitor))
             elif isinstance(msg, Chat):

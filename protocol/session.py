@@ -82,6 +82,7 @@ REQUIREMENTS: Mapping[str, tuple[frozenset[Phase], str | None]] = {
     "consent_decision": (frozenset({Phase.CONSENT, Phase.ACTIVE}), None),
     "session_end": (frozenset({Phase.WAITING, Phase.CONSENT, Phase.ACTIVE}), None),
     "reveal_credentials": (frozenset({Phase.ACTIVE}), None),
+    "monitor_switch": (frozenset({Phase.ACTIVE}), SCREEN),  # screen_refresh with a monitor
 }
 
 
@@ -108,12 +109,13 @@ class Role(StrEnum):
 SENDERS: Mapping[str, frozenset[Role]] = {
     # message kind: who may send it; with REQUIREMENTS (phases, scope) this is the one table of
     # "who may send which message in which phase". A viewer sends nothing that changes the PC
-    # (第31条1項④: consent was given to the session's operator): no input, no screen_refresh
-    # (its monitor field switches the shared monitor), no scope_request, no chat (the
-    # subscriber talks to the one operator who asked for consent), no credentials.
+    # (第31条1項④: consent was given to the session's operator): no input, no monitor switch
+    # (``screen_refresh`` with a monitor changes what the PC shares; without one it only asks for
+    # a keyframe), no scope_request, no chat (the subscriber talks to the one operator who asked
+    # for consent), no credentials.
     "screen_update": frozenset({Role.AGENT}),
     "monitor_layout": frozenset({Role.AGENT}),
-    "screen_refresh": frozenset({Role.OPERATOR}),
+    "screen_refresh": frozenset({Role.OPERATOR, Role.VIEWER}),
     "input": frozenset({Role.OPERATOR}),
     "inventory_report": frozenset({Role.AGENT}),
     "scope_request": frozenset({Role.OPERATOR}),
@@ -123,6 +125,7 @@ SENDERS: Mapping[str, frozenset[Role]] = {
     # Ending takes everything away from the PC's viewers: a supervisor may stop a session.
     "session_end": frozenset({Role.AGENT, Role.OPERATOR, Role.VIEWER}),
     "reveal_credentials": frozenset({Role.OPERATOR}),
+    "monitor_switch": frozenset({Role.OPERATOR}),
 }
 
 

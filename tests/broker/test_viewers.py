@@ -69,6 +69,12 @@ def test_a_viewers_monitor_switch_never_reaches_the_agent(world: World) -> None:
     after = [m for m in world.agent_out.messages if isinstance(m, ScreenRefresh)]
     assert after == before
     assert all(m.monitor is None for m in after)
+    # A keyframe request (no monitor) changes nothing on the PC: a viewer may send it.
+    world.manager.operator_message(sup, ScreenRefresh(session_id=session, behind=True), T0 + 5)
+    last = world.agent_out.last(ScreenRefresh)
+    assert isinstance(last, ScreenRefresh)
+    assert last.monitor is None
+    assert len([m for m in world.agent_out.messages if isinstance(m, ScreenRefresh)]) == len(before) + 1
 
 
 class _Link:

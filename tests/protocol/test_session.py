@@ -18,7 +18,7 @@ from protocol.session import (
 
 ALL = frozenset({SCREEN, CONTROL, "inventory:os"})
 
-CHANGES_THE_PC = ("input", "screen_refresh", "scope_request", "reveal_credentials", "chat")
+CHANGES_THE_PC = ("input", "monitor_switch", "scope_request", "reveal_credentials", "chat")
 
 
 def test_every_message_kind_has_its_senders_and_its_phases() -> None:
@@ -33,10 +33,15 @@ def test_a_viewer_may_send_nothing_that_changes_the_pc(kind: str) -> None:
     assert caught.value.code is ErrorCode.NOT_ALLOWED
 
 
-def test_a_viewer_may_watch_and_end() -> None:
+def test_a_viewer_may_watch_ask_for_a_keyframe_and_end() -> None:
     check_sender(Role.VIEWER, "watch", Phase.ACTIVE, frozenset())
+    check_sender(Role.VIEWER, "screen_refresh", Phase.ACTIVE, frozenset({SCREEN}))
     check_sender(Role.VIEWER, "session_end", Phase.ACTIVE, frozenset())
-    assert {k for k, roles in SENDERS.items() if Role.VIEWER in roles} == {"watch", "session_end"}
+    assert {k for k, roles in SENDERS.items() if Role.VIEWER in roles} == {
+        "watch",
+        "screen_refresh",
+        "session_end",
+    }
 
 
 @pytest.mark.parametrize("kind", ["screen_update", "monitor_layout", "inventory_report", "consent_decision"])
@@ -53,7 +58,7 @@ def test_the_operator_still_needs_phase_and_consent() -> None:
         check_sender(Role.OPERATOR, "input", Phase.ACTIVE, frozenset({SCREEN}))
     assert caught.value.code is ErrorCode.CONSENT_REQUIRED
     with pytest.raises(ProtocolError) as caught:
-        check_sender(Role.OPERATOR, "screen_refresh", Phase.CONSENT, ALL)
+        check_sender(Role.OPERATOR, "monitor_switch", Phase.CONSENT, ALL)
     assert caught.value.code is ErrorCode.UNEXPECTED_MESSAGE
 
 
