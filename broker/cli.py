@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -184,6 +185,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout) -> int:
     except (BrokerError, CertError) as exc:
         code = exc.code.value if isinstance(exc, BrokerError) else exc.code
         print(f"error [{code}]: {safe_text(str(exc))}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:  # not a database, or damaged beyond what SQLite reads
+        print(f"error [internal]: the database cannot be read: {safe_text(str(exc))}", file=sys.stderr)
         return 2
 
 

@@ -354,3 +354,18 @@ def test_keyed_part_cut_off_is_not_migrated_again(tmp_path: Path) -> None:
         assert not store.verify_audit().ok
     finally:
         store.close()
+
+
+def test_a_file_that_is_not_a_database_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "broker.sqlite3").write_bytes(b"this is not sqlite" * 100)
+    result = _cli(tmp_path, "verify")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "error [internal]: the database cannot be read" in result.stderr
+
+
+def test_dropped_audit_table_is_reported(filled: tuple[Path, Path]) -> None:
+    data_dir, db_path = filled
+    _sql(db_path, "DROP TABLE audit")
+    out = _broken(_cli(data_dir, "verify"))
+    assert "entries after 0 up to 10 deleted" in out
