@@ -63,8 +63,8 @@ async def test_support_request_flood_is_audited_in_aggregate(broker: BrokerProce
         ).fetchall()
     finally:
         db.close()
-    counts = [json.loads(r[0])["count"] for r in rows]
     assert 1 <= len(rows) <= 1 + int(flood_seconds / 60) + 1, (len(rows), flood_seconds)
+    counts = [json.loads(r[0])["count"] for r in rows]
     assert counts[0] == 1  # the first refusal is written at once
 
     # Another subscriber and operator are served as usual afterwards.
