@@ -75,7 +75,7 @@ def entry_hash(
     ).encode("utf-8")
     if key is None:
         return hashlib.sha256(payload).hexdigest()
-    return hmac.new(key, payload, hashlib.sha256).hexdigest()
+    return hmac.digest(key, payload, "sha256").hex()
 
 
 def parse_head(raw: str) -> tuple[int, str]:

@@ -120,6 +120,8 @@ class SQLiteStore(OperatorTables):
         self.path = path
         self.audit_key = audit_key if audit_key is not None else load_or_create_audit_key(path.parent)
         """The audit chain's key: a file beside the database, never in it (broker.auditkey)."""
+        self._verified_head: tuple[int, str] | None = None
+        """The last entry whose MAC this process checked or wrote (skips re-checking it)."""
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
@@ -325,8 +327,9 @@ class SQLiteStore(OperatorTables):
                 + (" (entries were deleted)" if head[0] > last_seq else ""),
                 max(head[0], last_seq),
             )
-        if not self._row_ok(last, keyed=True):
+        if (last[0], last[7]) != self._verified_head and not self._row_ok(last, keyed=True):
             return (f"the last entry ({last_seq}) does not verify with the audit key", last_seq)
+        self._verified_head = (int(last[0]), str(last[7]))
         return None
 
     def _append_audit(
@@ -392,6 +395,9 @@ class SQLiteStore(OperatorTables):
             " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (json.dumps([seq, digest]),),
         )
+        # Written by us with the key just now: the next append need not recompute its MAC. (If the
+        # transaction rolls back, the head differs from the last row and is checked in full.)
+        self._verified_head = (seq, digest)
         return digest
 
     def audit_head(self) -> tuple[int, str] | None:
