@@ -41,6 +41,9 @@ MAX_CHECKPOINT_LINE = 1024
 
 _DOMAIN = b"isp-remote-support audit checkpoint v1\n"
 
+LOG_MARKER = "audit checkpoint "
+"""What precedes each checkpoint's JSON in the broker's log."""
+
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
@@ -108,12 +111,19 @@ def parse_line(line: str, public: Ed25519PublicKey) -> Checkpoint:
 def verify_checkpoints(
     lines: list[str], public: Ed25519PublicKey, hash_at: Callable[[int], str | None]
 ) -> tuple[int, list[str]]:
-    """Compare the database with every checkpoint; returns (checkpoints checked, problems)."""
+    """Compare the database with every checkpoint; returns (checkpoints checked, problems).
+
+    ``lines`` are a checkpoint file's, or a log's (each checkpoint after :data:`LOG_MARKER`).
+    """
     problems: list[str] = []
     checked = 0
+    # The broker's log works too: its checkpoint lines carry LOG_MARKER, every other line is skipped.
+    is_log = any(LOG_MARKER in raw for raw in lines)
     for number, raw in enumerate(lines, start=1):
         line = raw.strip()
-        if not line:
+        if LOG_MARKER in line:
+            line = line.split(LOG_MARKER, 1)[1]
+        elif is_log or not line:
             continue
         try:
             checkpoint = parse_line(line, public)
@@ -197,6 +207,6 @@ class Checkpointer:
             append_line(self.path, line)
         except OSError as exc:
             log.error("cannot write audit checkpoint to %s: %s", self.path, exc.strerror)
-        log.info("audit checkpoint %s", line)
+        log.info("%s%s", LOG_MARKER, line)
         self._last = head
         return checkpoint

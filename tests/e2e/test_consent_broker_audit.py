@@ -37,6 +37,12 @@ def test_broker_checkpoints_catch_a_cut_tail(broker: BrokerProcess) -> None:
     result = broker.cli("audit", "verify", "--checkpoints", str(path), check=False)
     assert result.returncode == 1
     assert f"entry {last['seq']} is missing from the database (the log was cut short)" in result.stdout
+    # The broker's own log (shipped off the box) holds the same signed checkpoints.
+    log_copy = broker.data_dir.parent / "broker.log"
+    log_copy.write_text(broker.output.text())
+    result = broker.cli("audit", "verify", "--checkpoints", str(log_copy), check=False)
+    assert result.returncode == 1
+    assert f"entry {last['seq']} is missing from the database (the log was cut short)" in result.stdout
 
     # The next start notices it too, records the break in the chain and says so in its log.
     broker.start()
