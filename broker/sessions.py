@@ -59,6 +59,7 @@ from protocol.receipts import ConsentReceipt
 from protocol.screen import FLAG_KEYFRAME, FrameKind, peek_header
 from protocol.session import (
     ConsentRequired,
+    NotAllowed,
     Phase,
     Role,
     Trigger,
@@ -558,7 +559,7 @@ class SessionManager:
                 states = tuple(s.state() for s in self.sessions.values() if s.phase is not Phase.ENDED)
                 op.peer.send(Sessions(id=msg.id, sessions=states))
             elif isinstance(msg, ScopeRequest):
-                session = self._sent(op, "scope_request", msg.session_id)
+                session = self._sent(op, "scope_request", msg.session_id, now)
                 if session.pending is not None:
                     raise RefusedError("the subscriber is still answering", code=ErrorCode.INVALID_STATE)
                 self._ask_consent(session, msg.scopes, now)
@@ -569,17 +570,17 @@ class SessionManager:
                 # With a monitor it switches what the PC shares: the session's operator only; a
                 # viewer may only ask for a keyframe.
                 kind = "screen_refresh" if msg.monitor is None else "monitor_switch"
-                session = self._sent(op, kind, msg.session_id)
+                session = self._sent(op, kind, msg.session_id, now)
                 if session.agent is not None:
                     session.agent.peer.send(ScreenRefresh(session_id=session.id, monitor=msg.monitor))
             elif isinstance(msg, Chat):
-                session = self._sent(op, "chat", msg.session_id)
+                session = self._sent(op, "chat", msg.session_id, now)
                 out = Chat(session_id=session.id, text=msg.text, sender=op.display_name, time=now)
                 if session.agent is not None:
                     session.agent.peer.send(out)
                 self._to_viewers(session, out)
             elif isinstance(msg, SessionEnd):
-                session = self._sent(op, "session_end", msg.session_id)
+                session = self._sent(op, "session_end", msg.session_id, now)
                 self._end(session, by="operator", reason=msg.reason or f"ended by {op.name}", now=now)
             elif isinstance(msg, RevealCredentials):
                 self._reveal(op, msg, now)
@@ -638,12 +639,33 @@ class SessionManager:
         """The operator's place in this session: its operator, or a read-only viewer."""
         return Role.OPERATOR if op.name is not None and op.name == session.operator else Role.VIEWER
 
-    def _sent(self, op: OperatorPeer, kind: str, session_id: str) -> Session:
+    def _sent(self, op: OperatorPeer, kind: str, session_id: str, now: float) -> Session:
         """The session an operator message is for, after the one permission table
         (protocol.session SENDERS/REQUIREMENTS) allowed this operator's role to send it now."""
         session = self._viewed(op, session_id)
-        check_sender(self.role(op, session), kind, session.phase, session.granted)
+        self._check_sender(op, session, kind, now)
         return session
+
+    def _check_sender(self, op: OperatorPeer, session: Session, kind: str, now: float) -> None:
+        """:func:`check_sender`; a viewer's refused attempt is audited (once a minute per viewer
+        and kind, with a count): a supervisor who tries to type is something to know."""
+        role = self.role(op, session)
+        try:
+            check_sender(role, kind, session.phase, session.granted)
+        except NotAllowed as exc:
+            count = self._request_refusals.note(f"{session.id}|{op.name}|{kind}", now)
+            if count is not None:
+                self._audit(
+                    "viewer.refused",
+                    session.id,
+                    now,
+                    actor=f"operator:{op.name}",
+                    contract=session.contract_id,
+                    kind=kind,
+                    code=exc.code.value,
+                    count=count,
+                )
+            raise
 
     def _viewed(self, op: OperatorPeer, session_id: str) -> Session:
         session = self._find(session_id)
@@ -725,7 +747,7 @@ class SessionManager:
 
     def _reveal(self, op: OperatorPeer, msg: RevealCredentials, now: float) -> None:
         """別紙5 (11): the router login, shown only to the session's operator, only on request, audited."""
-        session = self._sent(op, "reveal_credentials", msg.session_id)
+        session = self._sent(op, "reveal_credentials", msg.session_id, now)
         record = self.store.get_inventory(session.inventory_id) if session.inventory_id is not None else None
         credentials = self.vault.credentials(record) if record is not None else None
         if credentials is None:
@@ -745,7 +767,7 @@ class SessionManager:
         )
 
     def _watch(self, op: OperatorPeer, msg: Watch, now: float) -> None:
-        session = self._sent(op, "watch", msg.session_id)
+        session = self._sent(op, "watch", msg.session_id, now)
         before = session.viewer_list()
         session.viewers.add(op)
         if op.name == session.operator:
@@ -774,11 +796,11 @@ class SessionManager:
     def _input(self, op: OperatorPeer, msg: InputEvent, now: float) -> None:
         session = self._viewed(op, msg.session_id)
         role = self.role(op, session)
+        if role is not Role.OPERATOR:
+            self._check_sender(op, session, "input", now)  # raises not_allowed, audited
         try:
             check_sender(role, "input", session.phase, session.granted)
         except ProtocolError as exc:
-            if role is not Role.OPERATOR:
-                raise
             session.refused_inputs += 1
             session.unaudited_refusals += 1
             if now - session.last_refusal_audit >= self.rules.refusal_audit_interval:

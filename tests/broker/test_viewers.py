@@ -66,6 +66,11 @@ def test_a_viewers_monitor_switch_never_reaches_the_agent(world: World) -> None:
     error = sup_out.last(Error)
     assert isinstance(error, Error)
     assert error.code == "not_allowed"
+    world.manager.operator_message(sup, ScreenRefresh(session_id=session, monitor=3), T0 + 4.5)
+    refused = [e for e in world.store.audit_entries(subject=session) if e.action == "viewer.refused"]
+    assert len(refused) == 1  # audited once a minute per viewer and kind, with a count
+    assert refused[0].actor == "operator:sam"
+    assert refused[0].details["kind"] == "monitor_switch"
     after = [m for m in world.agent_out.messages if isinstance(m, ScreenRefresh)]
     assert after == before
     assert all(m.monitor is None for m in after)
