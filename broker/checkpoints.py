@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from protocol.text import safe_text
 
-from .audit import BREAK_ACTION
+from .audit import BREAK_ACTION, ChainReport
 from .auditkey import AuditKey
 from .store import Store
 
@@ -147,6 +147,31 @@ def verify_checkpoints(
 
 def read_lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8", errors="replace").splitlines()
+
+
+def verify_audit_and_checkpoints(
+    store: Store, public: Ed25519PublicKey, path: Path, *, required: bool
+) -> tuple[ChainReport, str]:
+    """The chain (``store.verify_audit``), then every checkpoint in ``path`` against it.
+
+    ``required``: the file was named by the user, so a missing one is a problem; the data dir's own
+    file is checked when it exists. Returns the report (checkpoint problems added) and a note
+    saying what was checked.
+    """
+    report = store.verify_audit()
+    if not required and not path.exists():
+        return report, "no checkpoint file"
+    try:
+        lines = read_lines(path)
+    except OSError as exc:
+        report.add(f"cannot read the checkpoint file {path}: {exc.strerror}")
+        return report, "no checkpoints"
+    checked, problems = verify_checkpoints(lines, public, store.audit_hash_at)
+    for problem in problems:
+        report.add(problem)
+    if checked == 0:
+        report.add(f"the checkpoint file {path} holds no valid checkpoint")
+    return report, f"{checked} signed checkpoints from {path}"
 
 
 class Checkpointer:

@@ -436,25 +436,17 @@ def _inventory(
 
 def _verify(store: SQLiteStore, data_dir: Path, checkpoints: Path | None, out: TextIO) -> int:
     """The chain, then every signed checkpoint against it; exit 1 on any problem, never a traceback."""
-    from .checkpoints import CHECKPOINT_FILE, read_lines, verify_checkpoints
+    from .checkpoints import CHECKPOINT_FILE, verify_audit_and_checkpoints
 
-    report = store.verify_audit()
+    report, note = verify_audit_and_checkpoints(
+        store,
+        store.audit_key.public,
+        checkpoints if checkpoints is not None else data_dir / CHECKPOINT_FILE,
+        required=checkpoints is not None,
+    )
     problems = list(report.problems)
     if report.omitted:
         problems.append(f"… and {report.omitted} more problems")
-    path = checkpoints if checkpoints is not None else data_dir / CHECKPOINT_FILE
-    note = "no checkpoint file"
-    if checkpoints is not None or path.exists():
-        try:
-            lines = read_lines(path)
-        except OSError as exc:
-            problems.append(f"cannot read the checkpoint file {path}: {exc.strerror}")
-        else:
-            checked, found = verify_checkpoints(lines, store.audit_key.public, store.audit_hash_at)
-            problems.extend(found)
-            note = f"{checked} signed checkpoints from {path}"
-            if checked == 0:
-                problems.append(f"the checkpoint file {path} holds no valid checkpoint")
     if not problems:
         print(f"audit chain OK ({report.checked} entries; {note})", file=out)
         return 0

@@ -46,7 +46,7 @@ from wire.tls import peer_serial
 
 from . import tuning
 from .auditkey import load_or_create_audit_key
-from .checkpoints import CHECKPOINT_FILE, Checkpointer
+from .checkpoints import CHECKPOINT_FILE, Checkpointer, verify_audit_and_checkpoints
 from .config import BrokerConfig
 from .datakeys import DataKeyring
 from .enrollment import enroll
@@ -133,6 +133,9 @@ class Broker:
             hours=parse_hours(config.service_hours, tz=config.service_timezone),
             code_guard=CodeAttemptGuard(lockout_for=config.code_lockout_for),
             rules=config.session_rules,
+            verify_audit=lambda: verify_audit_and_checkpoints(
+                store, audit_key.public, config.data_dir / CHECKPOINT_FILE, required=False
+            )[0],
         )
         self.operator_links = OperatorLinks(self.sessions)
 

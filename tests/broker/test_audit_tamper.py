@@ -369,3 +369,28 @@ def test_dropped_audit_table_is_reported(filled: tuple[Path, Path]) -> None:
     _sql(db_path, "DROP TABLE audit")
     out = _broken(_cli(data_dir, "verify"))
     assert "entries after 0 up to 10 deleted" in out
+
+
+async def test_the_consoles_verify_uses_the_checkpoints_too(tmp_path: Path) -> None:
+    from broker.sessions import OperatorPeer
+    from protocol.messages import AuditVerified, AuditVerify
+    from tests.broker.test_sessions import Recorder
+    from tests.helpers import in_process_broker
+
+    async with in_process_broker(tmp_path / "data") as running:
+        store = running.store
+        _fill(store, 6)
+        assert running.broker.checkpoints.write(T0 + 10) is not None
+        db_path = running.config.db_path
+        db = sqlite3.connect(db_path)
+        four = db.execute("SELECT hash FROM audit WHERE seq = 4").fetchone()[0]
+        db.close()
+        _sql(db_path, "DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE seq > 4")
+        _move_head(db_path, 4, four)
+        out = Recorder()
+        sup = OperatorPeer(peer=out, address="::1", name="sam", display_name="Sam", role="supervisor")
+        running.broker.sessions.operator_message(sup, AuditVerify(id="v1"), T0 + 20)
+        answer = out.last(AuditVerified)
+        assert isinstance(answer, AuditVerified)
+        assert not answer.ok
+        assert any("is missing from the database (the log was cut short)" in p for p in answer.problems)
