@@ -283,3 +283,82 @@ async def test_admin_lock_or_disable_ends_connections_within_a_second(
             {"type": "login", "name": "erin", "password": erin.password, "totp": erin.totp()}
         )
         assert answer["type"] == "error"
+
+
+async def test_the_agent_is_told_who_watches(broker: BrokerProcess, tmp_path: Path) -> None:
+    """A bare agent connection (the real certificate and key) sees the supervisor join."""
+    import base64
+    import ssl
+
+    from certs import load_private_key, sign
+    from protocol.receipts import ConsentReceipt, receipt_bytes
+
+    agent_dir = tmp_path / "agent"
+    serial = enrolled_agent(broker, agent_dir, "C-500")
+    erin = add_operator(broker, "erin")
+    sam = add_operator(broker, "sam", role="supervisor")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile=str(broker.data_dir / "ca.pem"))
+    ctx.load_cert_chain(agent_dir / "agent.pem", agent_dir / "agent-key.pem")
+    key = load_private_key((agent_dir / "agent-key.pem").read_bytes())
+    async with connect(
+        broker.url + "/agent", ssl=ctx, ping_interval=None, compression=None, open_timeout=15
+    ) as agent:
+        seen: list[dict[str, Any]] = []
+
+        async def next_of(kind: str) -> dict[str, Any]:
+            while True:
+                message: dict[str, Any] = json.loads(await asyncio.wait_for(agent.recv(), 30))
+                seen.append(message)
+                if message["type"] == kind:
+                    return message
+
+        await agent.send(json.dumps({"type": "hello", "versions": list(SUPPORTED_VERSIONS), "role": "agent"}))
+        await agent.send(json.dumps({"type": "agent_status", "machine_name": "pc"}))
+        await agent.send(json.dumps({"type": "support_request", "id": "r1"}))
+        issued = await next_of("support_code")
+        async with RawOperator(broker) as op, RawOperator(broker) as sup:
+            await op.login(erin)
+            await sup.login(sam)
+            claimed = await op.request({"type": "claim", "code": issued["code"], "scopes": ["screen:view"]})
+            session = claimed["session_id"]
+            asked = await next_of("consent_request")
+            receipt = ConsentReceipt(
+                session_id=session,
+                serial=serial,
+                operator=asked["operator"],
+                decision="answered",
+                asked=("screen:view",),
+                granted=("screen:view",),
+                denied=(),
+                time=time.time(),
+            )
+            await agent.send(
+                json.dumps(
+                    {
+                        "type": "consent_decision",
+                        "id": "d1",
+                        "session_id": session,
+                        "receipt": receipt_bytes(receipt).decode(),
+                        "signature": base64.b64encode(sign(key, receipt_bytes(receipt))).decode(),
+                    }
+                )
+            )
+            state = await next_of("session_state")
+            while state["phase"] != "active":
+                state = await next_of("session_state")
+            assert [v["name"] for v in state["viewers"]] == ["Erin (helpdesk)"]
+            await sup.send({"type": "watch", "id": sup.next_id(), "session_id": session})
+            state = await next_of("session_state")
+            while len(state["viewers"]) < 2:
+                state = await next_of("session_state")
+            assert state["viewers"] == [
+                {"name": "Erin (helpdesk)", "role": "operator", "read_only": False},
+                {"name": "Sam (helpdesk)", "role": "supervisor", "read_only": True},
+            ]
+            # The supervisor leaves: the agent is told at once.
+            await sup.ws.close()  # type: ignore[union-attr]
+            state = await next_of("session_state")
+            while len(state["viewers"]) != 1:
+                state = await next_of("session_state")
+            assert state["viewers"][0]["name"] == "Erin (helpdesk)"
