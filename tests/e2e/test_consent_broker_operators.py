@@ -4,7 +4,8 @@ against a real broker process and a real agent (``request-support --test-pattern
 - Read-only means read-only: a supervisor's ``screen_refresh {monitor}`` and ``input`` are refused
   with ``not_allowed``, and the subscriber's shared monitor does not change.
 - Every person who sees the screen is known: a supervisor joining is sent to the operator (and
-  the agent, tests/broker/test_viewers.py) in ``session_state.viewers``, and audited.
+  the agent: a bare agent connection with the real certificate) in ``session_state.viewers``,
+  on join and on leave, and audited.
 - Logout, lock and disable end every connection of the token or operator within 1 s.
 """
 
