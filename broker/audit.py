@@ -34,6 +34,10 @@ does not verify, before it appends anything: the damage is recorded, never chain
 
 MARKER_ACTIONS = (KEYED_ACTION, BREAK_ACTION)
 
+MAX_SEQ = 2**53
+"""A head naming a larger seq is malformed: an edited head must not push the next entry's seq out of
+SQLite's integer range (every audited write would then fail)."""
+
 MAX_PROBLEMS = 1000
 """A verification report lists at most this many problems (a wholly rewritten log of millions of
 rows must not print millions of lines); the count of the rest is still given."""
@@ -88,10 +92,11 @@ def parse_head(raw: str) -> tuple[int, str]:
         not isinstance(value, list)
         or len(value) != 2
         or type(value[0]) is not int
+        or not 0 <= value[0] <= MAX_SEQ
         or not isinstance(value[1], str)
         or len(value[1]) != 64
     ):
-        raise ValueError("not [seq, 64 hex digits]")
+        raise ValueError("not [seq, 64 hex digits] with 0 <= seq <= 2**53")
     return value[0], value[1]
 
 

@@ -160,7 +160,8 @@ def test_recomputed_chain_differs_from_the_checkpoint(filled: tuple[Path, Path])
     ("value", "expected"),
     [
         ("not json", "the recorded head of the chain is malformed (not JSON"),
-        ('[10, "short"]', "the recorded head of the chain is malformed (not [seq, 64 hex digits])"),
+        ('[10, "short"]', "the recorded head of the chain is malformed (not [seq, 64 hex digits]"),
+        (f'[{2**63 - 1}, "{"a" * 64}"]', "the recorded head of the chain is malformed"),
         ('{"seq": 10}', "the recorded head of the chain is malformed"),
         ("[[[[[[[[[[", "the recorded head of the chain is malformed"),
     ],
@@ -394,3 +395,17 @@ async def test_the_consoles_verify_uses_the_checkpoints_too(tmp_path: Path) -> N
         assert isinstance(answer, AuditVerified)
         assert not answer.ok
         assert any("is missing from the database (the log was cut short)" in p for p in answer.problems)
+
+
+def test_a_head_pushed_to_the_end_of_the_integer_range_does_not_stop_auditing(
+    filled: tuple[Path, Path],
+) -> None:
+    _, db_path = filled
+    _move_head(db_path, 2**63 - 1, "a" * 64)
+    store = SQLiteStore(db_path)
+    try:
+        seq = store.append_audit(actor="admin", action="next", subject="C1", details={}, now=T0 + 60)
+        assert seq == 12  # the break entry is 11, after the last real row
+        assert not store.verify_audit().ok
+    finally:
+        store.close()
