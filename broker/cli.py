@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import TextIO
 
 from certs import CertError
+from protocol.text import safe_text
 
 from .config import DAY, BrokerConfig, default_data_dir
 from .enrollment import issue_token
@@ -35,7 +37,18 @@ MAX_SUSPENSION_DAYS = 183  # 第18条: suspension for up to 6 months
 
 
 def _fmt_time(t: float | None) -> str:
-    return "-" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    if t is None:
+        return "-"
+    try:
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (OverflowError, OSError, ValueError, TypeError):  # an edited row: show it, don't crash
+        return f"(bad time {t!r:.40})"
+
+
+def _s(text: str) -> str:
+    """Every string from an agent, a subscriber or an admin is shown through the one rule
+    (protocol.text): no escape sequence, bell or bidi override reaches the admin's terminal."""
+    return safe_text(text, max_chars=500)
 
 
 def _actor() -> str:
@@ -116,6 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_parser("list", help="list operators")
     op_unlock = operator.add_parser("unlock", help="lift a login lock")
     op_unlock.add_argument("name")
+    op_lock = operator.add_parser(
+        "lock", help="lock an account now: no login, and its open connections end within a second"
+    )
+    op_lock.add_argument("name")
+    op_lock.add_argument("--minutes", type=float, default=60.0)
+    op_disable = operator.add_parser(
+        "disable", help="disable an account (operator left): its open connections end within a second"
+    )
+    op_disable.add_argument("name")
+    op_enable = operator.add_parser("enable", help="re-enable a disabled account")
+    op_enable.add_argument("name")
 
     inventory = sub.add_parser("inventory", help="consented inventory (別紙5)").add_subparsers(
         dest="action", required=True
@@ -129,7 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--retention-days", type=float, default=90.0)
 
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
-    audit.add_parser("verify", help="verify the hash chain")
+    verify = audit.add_parser(
+        "verify", help="verify the keyed chain, and the signed checkpoints (docs/audit.md)"
+    )
+    verify.add_argument(
+        "--checkpoints",
+        type=Path,
+        default=None,
+        help="checkpoint file to check the database against (default: audit-checkpoints.jsonl"
+        " in the data dir, if present); a copy kept off the box is the stronger check",
+    )
     receipts = audit.add_parser("receipts", help="print a session's consent receipts and verify each")
     receipts.add_argument("session_id")
     show = audit.add_parser("log", help="print entries")
@@ -151,7 +184,10 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout) -> int:
             store.close()
     except (BrokerError, CertError) as exc:
         code = exc.code.value if isinstance(exc, BrokerError) else exc.code
-        print(f"error [{code}]: {exc}", file=sys.stderr)
+        print(f"error [{code}]: {safe_text(str(exc))}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:  # not a database, or damaged beyond what SQLite reads
+        print(f"error [internal]: the database cannot be read: {safe_text(str(exc))}", file=sys.stderr)
         return 2
 
 
@@ -234,7 +270,7 @@ def _admin(args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: Te
             print(f"{'contract':<24} {'status':<11} {'since':<21} until", file=out)
             for s in store.list_subscribers():
                 print(
-                    f"{s.contract_id:<24} {s.status.value:<11} {_fmt_time(s.status_changed_at):<21}"
+                    f"{_s(s.contract_id):<24} {s.status.value:<11} {_fmt_time(s.status_changed_at):<21}"
                     f" {_fmt_time(s.suspended_until)}",
                     file=out,
                 )
@@ -276,7 +312,8 @@ def _admin(args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: Te
             for c in store.list_certificates():
                 state = f"revoked {_fmt_time(c.revoked_at)}" if c.revoked_at else "valid"
                 print(
-                    f"{c.serial} {c.contract_id} {c.machine_name} until {_fmt_time(c.not_after)} {state}",
+                    f"{_s(c.serial)} {_s(c.contract_id)} {_s(c.machine_name)}"
+                    f" until {_fmt_time(c.not_after)} {state}",
                     file=out,
                 )
             return 0
@@ -285,7 +322,10 @@ def _admin(args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: Te
         for a in store.list_agents():
             state = "revoked" if a.revoked else ("online" if a.online else "offline")
             seen = _fmt_time(a.last_seen)
-            print(f"{a.serial:<40} {a.contract_id:<20} {a.machine_name:<20} {state:<8} {seen}", file=out)
+            print(
+                f"{_s(a.serial):<40} {_s(a.contract_id):<20} {_s(a.machine_name):<20} {state:<8} {seen}",
+                file=out,
+            )
         return 0
     if args.command == "operator":
         return _operator(args, store, data_dir, out, now=now, actor=actor)
@@ -295,18 +335,13 @@ def _admin(args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: Te
         if args.action == "receipts":
             return _receipts(args.session_id, store, out)
         if args.action == "verify":
-            report = store.verify_audit()
-            if report.ok:
-                print(f"audit chain OK ({report.checked} entries)", file=out)
-                return 0
-            print(f"audit chain BROKEN ({report.checked} entries checked):", file=out)
-            for problem in report.problems:
-                print(f"  {problem}", file=out)
-            return 1
+            return _verify(store, data_dir, args.checkpoints, out)
         if args.action == "log":
             for e in store.audit_entries(subject=args.subject):
+                details = json.dumps(e.details, ensure_ascii=False, sort_keys=True)
                 print(
-                    f"{e.seq:>6} {_fmt_time(e.at)} {e.actor:<16} {e.action:<22} {e.subject} {e.details}",
+                    f"{e.seq:>6} {_fmt_time(e.at)} {_s(e.actor):<16} {_s(e.action):<22} {_s(e.subject)}"
+                    f" {_s(details)}",
                     file=out,
                 )
             return 0
@@ -338,11 +373,19 @@ def _operator(
                 if op.locked_until and op.locked_until > now
                 else ""
             )
-            print(f"{op.name:<20} {op.role:<10} {op.display_name}{locked}", file=out)
+            print(f"{_s(op.name):<20} {_s(op.role):<10} {_s(op.display_name)}{locked}", file=out)
         return 0
     if args.action == "unlock":
         accounts.unlock(args.name, now=now, actor=actor)
         print(f"{args.name} unlocked", file=out)
+        return 0
+    if args.action == "lock":
+        revoked = accounts.lock(args.name, seconds=max(args.minutes, 0.0) * 60, now=now, actor=actor)
+        print(f"{_s(args.name)} locked for {args.minutes:g} minutes; {revoked} login(s) ended", file=out)
+        return 0
+    if args.action in ("disable", "enable"):
+        accounts.set_disabled(args.name, disabled=args.action == "disable", now=now, actor=actor)
+        print(f"{_s(args.name)} {args.action}d", file=out)
         return 0
     raise NotFound(f"unknown operator action {args.action}")
 
@@ -366,14 +409,15 @@ def _inventory(
         print(f"no inventory for {args.contract_id}", file=out)
         return 1
     print(
-        f"contract {record.contract_id}, session {record.session_id}, received {_fmt_time(record.at)}",
+        f"contract {_s(record.contract_id)}, session {_s(record.session_id)},"
+        f" received {_fmt_time(record.at)}",
         file=out,
     )
     for item in vault.items(record):
         value = (
             json.dumps(item.value, ensure_ascii=False) if item.available else f"(unavailable: {item.reason})"
         )
-        print(f"  {item.item:<16} {value}", file=out)
+        print(f"  {_s(item.item):<16} {_s(value)}", file=out)
     credentials = vault.credentials(record)
     if credentials is not None:
         if args.reveal:
@@ -384,39 +428,45 @@ def _inventory(
                 details={"contract": record.contract_id, "inventory": record.id},
                 now=now,
             )
-            print(f"  router login     {credentials.account} / {credentials.password}", file=out)
+            print(f"  router login     {_s(credentials.account)} / {_s(credentials.password)}", file=out)
         else:
             print("  router login     (stored encrypted; --reveal shows it, and is audited)", file=out)
     return 0
 
 
-def _receipts(session_id: str, store: SQLiteStore, out: TextIO) -> int:
-    """Print each consent receipt of a session and verify it against the agent's stored certificate."""
-    from .errors import RefusedError
-    from .receipts import verify_receipt
+def _verify(store: SQLiteStore, data_dir: Path, checkpoints: Path | None, out: TextIO) -> int:
+    """The chain, then every signed checkpoint against it; exit 1 on any problem, never a traceback."""
+    from .checkpoints import CHECKPOINT_FILE, verify_audit_and_checkpoints
 
-    entries = [e for e in store.audit_entries(subject=session_id) if e.action == "consent.receipt"]
-    if not entries:
-        print(f"no consent receipts for session {session_id}", file=out)
-        return 1
-    failures = 0
-    for entry in entries:
-        serial = str(entry.details.get("serial", ""))
-        record = store.get_certificate(serial)
-        try:
-            if record is None:
-                raise RefusedError(f"certificate {serial} is not known")
-            receipt = verify_receipt(
-                str(entry.details["receipt"]), str(entry.details["signature"]), record.cert_pem
-            )
-        except (RefusedError, KeyError) as exc:
-            failures += 1
-            print(f"#{entry.seq} {_fmt_time(entry.at)} INVALID: {exc}", file=out)
-            continue
+    report, note = verify_audit_and_checkpoints(
+        store,
+        store.audit_key.public,
+        checkpoints if checkpoints is not None else data_dir / CHECKPOINT_FILE,
+        required=checkpoints is not None,
+    )
+    problems = list(report.problems)
+    if report.omitted:
+        problems.append(f"… and {report.omitted} more problems")
+    if not problems:
+        print(f"audit chain OK ({report.checked} entries; {note})", file=out)
+        return 0
+    print(f"audit chain BROKEN ({report.checked} entries checked; {note}):", file=out)
+    for problem in problems:
+        print(f"  {safe_text(problem)}", file=out)
+    return 1
+
+
+def _receipts(session_id: str, store: SQLiteStore, out: TextIO) -> int:
+    """Print and check each consent receipt of a session (broker.receipts); exit 1 on any finding."""
+    from .receipts import audit_session_receipts
+
+    audit = audit_session_receipts(store, session_id)
+    for line in audit.lines:  # each line names the session it was checked for
+        print(safe_text(line), file=out)
+    for finding in audit.findings:
         print(
-            f"#{entry.seq} {_fmt_time(receipt.time)} {receipt.decision:<9} operator={receipt.operator}"
-            f" granted=[{', '.join(receipt.granted)}] denied=[{', '.join(receipt.denied)}]"
-            f" cert={receipt.serial} signature OK",
+            f"FINDING session={safe_text(session_id)} agent={safe_text(audit.serial or '?')}"
+            f" {safe_text(finding)}",
             file=out,
         )
-    return 1 if failures else 0
+    return 1 if audit.findings else 0

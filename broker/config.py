@@ -99,6 +99,15 @@ class BrokerConfig:
     code_lockout_for: float = 900.0
     """Seconds an operator is locked out of claiming after 10 wrong support codes in a row."""
 
+    operator_check_interval: float = 0.5
+    """Seconds between checks that every live operator connection's login still holds (expiry,
+    or a lock/disable by the admin CLI in another process); ≤ 1 s from revocation to close."""
+
+    audit_checkpoint_interval: float = 60.0
+    """Seconds between signed audit checkpoints (written only when entries were added; also at
+    start and at shutdown). A tail cut within the last interval is what a checkpoint can miss;
+    the log copy of each checkpoint narrows it further (docs/audit.md)."""
+
     tick_interval: float = 1.0
     """How often code expiry, consent deadlines and grace periods are checked."""
 

@@ -159,6 +159,7 @@ class OperatorStore(Protocol):
     ) -> None: ...
     def unlock(self, name: str, *, now: float, actor: str) -> None: ...
     def set_operator_disabled(self, name: str, *, disabled: bool, now: float, actor: str) -> None: ...
+    def lock_operator(self, name: str, *, until: float, now: float, actor: str) -> int: ...
     def get_token(self, token_hash: str) -> tuple[str, float, float | None] | None: ...
     def revoke_token(self, token_hash: str, *, now: float) -> bool: ...
     def append_audit(
@@ -286,6 +287,12 @@ class OperatorAccounts:
     def unlock(self, name: str, *, now: float, actor: str) -> None:
         """Lift a lockout before it expires (an admin, after checking with the operator)."""
         self._store.unlock(name, now=now, actor=actor)
+
+    def lock(self, name: str, *, seconds: float, now: float, actor: str) -> int:
+        """An admin locks an account: no login for ``seconds``, and its live tokens revoked, so every
+        open connection of it ends (issue 11). A lock from failed logins does not revoke tokens:
+        anyone who knows a name could otherwise throw its operator out of a session."""
+        return self._store.lock_operator(name, until=now + seconds, now=now, actor=actor)
 
     def set_disabled(self, name: str, *, disabled: bool, now: float, actor: str) -> None:
         """Disable an account (an operator who left) without deleting it: the audit log keeps naming

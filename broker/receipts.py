@@ -2,19 +2,25 @@
 
 The same check runs when a decision arrives (``broker.sessions``) and when an auditor asks
 later (``python -m broker audit receipts SESSION``): the receipt text must be canonical, and its
-ECDSA signature must verify with the public key of the certificate it names (DESIGN §4).
+ECDSA signature must verify with the public key of the certificate it names (DESIGN §4). The
+offline check also holds each receipt to its session: its session id and certificate serial must
+be the session's, and a receipt may not appear twice or out of order (issue 11: replays).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from certs import BadSignature, CertError, verify
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.receipts import ConsentReceipt, parse_receipt
 
+from .audit import AuditEntry
 from .errors import RefusedError
+from .store import Store
 
 
 def verify_receipt(text: str, signature_b64: str, cert_pem: str) -> ConsentReceipt:
@@ -32,3 +38,102 @@ def verify_receipt(text: str, signature_b64: str, cert_pem: str) -> ConsentRecei
             "the consent receipt's signature does not verify", code=ErrorCode.INVALID_FIELD
         ) from None
     return receipt
+
+
+@dataclass(slots=True)
+class ReceiptAudit:
+    """What ``audit receipts SESSION`` found: one line per receipt, and every finding."""
+
+    session_id: str
+    contract_id: str | None = None
+    serial: str | None = None
+    lines: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
+
+
+def _session_record(
+    entries: list[AuditEntry], store: Store, session_id: str
+) -> tuple[str | None, str | None]:
+    """(contract, agent serial) of a session from the broker's own entries about it.
+
+    The serial comes from the ``support.request`` entry that created the session (the agent's
+    certificate on that connection), else from ``session.claim``/``session.end``; never from a
+    receipt, which is what is being checked.
+    """
+    contract: str | None = None
+    serial: str | None = None
+    for entry in entries:
+        if entry.action in ("session.claim", "session.end", "session.agent_back"):
+            contract = contract or _text(entry.details.get("contract"))
+            serial = serial or _text(entry.details.get("serial"))
+    if contract is not None:
+        for entry in store.audit_entries(subject=contract):
+            if entry.action == "support.request" and entry.details.get("session") == session_id:
+                serial = _text(entry.details.get("serial")) or serial
+                break
+    return contract, serial
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def audit_session_receipts(store: Store, session_id: str) -> ReceiptAudit:
+    """Verify each consent receipt of a session: signature, session id, agent serial, no
+    duplicates, in order (第31条1項④⑤: the record of consent must be the subscriber's own, for this
+    session). A replayed genuine receipt (another session's, or an earlier grant re-appended
+    after a withdrawal) verifies by signature alone; these checks are what catch it."""
+    audit = ReceiptAudit(session_id=session_id)
+    entries = list(store.audit_entries(subject=session_id))
+    audit.contract_id, audit.serial = _session_record(entries, store, session_id)
+    if audit.serial is None:
+        audit.findings.append("the session's own record (support request, claim or end) is not in the log")
+    seen: dict[str, int] = {}
+    last_time: float | None = None
+    last_seq: int | None = None
+    receipts = [e for e in entries if e.action == "consent.receipt"]
+    if not receipts:
+        audit.findings.append("no consent receipts for this session")
+    for entry in receipts:
+        label = f"#{entry.seq}"
+        entry_serial = str(entry.details.get("serial", ""))
+        record = store.get_certificate(entry_serial)
+        try:
+            if record is None:
+                raise RefusedError(f"certificate {entry_serial} is not known")
+            text = str(entry.details["receipt"])
+            receipt = verify_receipt(text, str(entry.details["signature"]), record.cert_pem)
+        except (RefusedError, KeyError) as exc:
+            audit.findings.append(f"{label}: INVALID: {exc}")
+            continue
+        problems: list[str] = []
+        if receipt.session_id != session_id:
+            problems.append(
+                f"it is a receipt of session {receipt.session_id}, not of this session (replayed)"
+            )
+        if audit.serial is not None and (receipt.serial != audit.serial or entry_serial != audit.serial):
+            problems.append(
+                f"it is signed by certificate {receipt.serial}, not by this session's agent {audit.serial}"
+            )
+        if text in seen:
+            problems.append(f"it duplicates receipt #{seen[text]} (replayed)")
+        if last_time is not None and receipt.time < last_time:
+            problems.append(f"it is older than receipt #{last_seq} before it (out of order, replayed)")
+        seen.setdefault(text, entry.seq)
+        if receipt.time >= (last_time if last_time is not None else receipt.time):
+            last_time, last_seq = receipt.time, entry.seq
+        audit.lines.append(
+            f"{label} {_fmt_time(receipt.time)} session={session_id} {receipt.decision:<9}"
+            f" operator={receipt.operator}"
+            f" granted=[{', '.join(receipt.granted)}] denied=[{', '.join(receipt.denied)}]"
+            f" cert={receipt.serial} signature OK" + ("" if not problems else " — REFUSED")
+        )
+        audit.findings.extend(f"{label}: {p}" for p in problems)
+    return audit
+
+
+def _fmt_time(t: float) -> str:
+    try:
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return f"(bad time {t!r:.40})"

@@ -45,11 +45,14 @@ from wire.server import Handler
 from wire.tls import peer_serial
 
 from . import tuning
+from .auditkey import load_or_create_audit_key
+from .checkpoints import CHECKPOINT_FILE, Checkpointer, verify_audit_and_checkpoints
 from .config import BrokerConfig
 from .datakeys import DataKeyring
 from .enrollment import enroll
 from .errors import BrokerError, RefusedError
 from .inventory import InventoryVault
+from .operator_links import OperatorLinks
 from .operators import OperatorAccounts
 from .ordered import BacklogFull, OrderedDispatch
 from .pki import Pki
@@ -121,13 +124,20 @@ class Broker:
             lock_after=config.operator_lock_after,
             lock_for=config.operator_lock_for,
         )
+        # The store's own key when it has one (the same file, read once), else the data dir's.
+        audit_key = getattr(store, "audit_key", None) or load_or_create_audit_key(config.data_dir)
+        self.checkpoints = Checkpointer(store, audit_key, config.data_dir / CHECKPOINT_FILE)
         self.sessions = SessionManager(
             store,
             vault=InventoryVault(store, self.keyring),
             hours=parse_hours(config.service_hours, tz=config.service_timezone),
             code_guard=CodeAttemptGuard(lockout_for=config.code_lockout_for),
             rules=config.session_rules,
+            verify_audit=lambda: verify_audit_and_checkpoints(
+                store, audit_key.public, config.data_dir / CHECKPOINT_FILE, required=False
+            )[0],
         )
+        self.operator_links = OperatorLinks(self.sessions)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -150,7 +160,11 @@ class Broker:
             backlog=self.config.listen_backlog,
         )
         self.store.set_meta("public_url", self.url)
+        self.checkpoints.check_last(self.clock())
+        self.checkpoints.write(self.clock())
         self._tasks = [
+            asyncio.create_task(self._checkpoint_loop()),
+            asyncio.create_task(self._operator_watch()),
             asyncio.create_task(self._revocation_watch()),
             asyncio.create_task(self._presence_flush()),
             asyncio.create_task(self._tick()),
@@ -199,6 +213,7 @@ class Broker:
             details={"disconnected": connected},
             now=now,
         )
+        self.checkpoints.write(now)
         log.info(
             "stopped: %d agent connections closed in %.1f s, records written in %.1f s",
             connected,
@@ -474,9 +489,11 @@ class Broker:
         def on_lost() -> None:
             dispatch.close()
             sender.close()
+            self.operator_links.unregister(op)
             self.sessions.operator_detached(op, self.clock())
 
         pump = self._pump(ws, "operator", sender, on_event, on_lost)
+        self.operator_links.register(op, pump)
         return pump
 
     def _operator_refused(
@@ -505,6 +522,8 @@ class Broker:
                 assert op.token is not None
                 self.accounts.logout(op.token, now=now)
                 op.peer.send(Ok(id=message.id))
+                # Every other connection with this token stops now, not at its next message.
+                self.operator_links.end_token(op.token, now, reason="logged out", keep=op)
                 self.sessions.operator_detached(op, now)
                 op.name = op.token = None
             elif op.must_change_password:
@@ -560,6 +579,7 @@ class Broker:
             )
             name, display_name, role = identity.name, identity.display_name, identity.role
         op.name, op.display_name, op.role, op.token = name, display_name, role, token
+        op.expires_at = expires_at
         op.must_change_password = must_change
         op.peer.send(
             LoginOk(
@@ -600,6 +620,27 @@ class Broker:
                 self.sessions.tick(self.clock())
             except Exception:  # a bug in one session must not stop the timers of all others
                 log.exception("session tick failed")
+
+    async def _operator_watch(self) -> None:
+        """End operator connections whose login expired, or was revoked by another process
+        (``operator lock``/``disable`` in the admin CLI): broker.operator_links."""
+        while True:
+            await asyncio.sleep(self.config.operator_check_interval)
+            if not len(self.operator_links):
+                continue
+            try:
+                self.operator_links.check(self.accounts, self.clock())
+            except Exception:  # a locked database must not stop the watch for good
+                log.exception("operator login check failed")
+
+    async def _checkpoint_loop(self) -> None:
+        """Signed audit checkpoints outside the database (broker.checkpoints, docs/audit.md)."""
+        while True:
+            await asyncio.sleep(self.config.audit_checkpoint_interval)
+            try:
+                self.checkpoints.write(self.clock())
+            except Exception:  # a full disk must not stop the broker; the log says so
+                log.exception("audit checkpoint failed")
 
     async def _presence_flush(self) -> None:
         while True:

@@ -51,20 +51,36 @@ from protocol.messages import (
     SessionState,
     SupportCodeIssued,
     SupportRequest,
+    Viewer,
     Watch,
 )
 from protocol.messages import Credentials as CredentialsMessage
 from protocol.receipts import ConsentReceipt
 from protocol.screen import FLAG_KEYFRAME, FrameKind, peek_header
-from protocol.session import ConsentRequired, Phase, Trigger, check_allowed, inventory_scope, transition
+from protocol.session import (
+    ConsentRequired,
+    NotAllowed,
+    Phase,
+    Role,
+    Trigger,
+    check_sender,
+    inventory_scope,
+    transition,
+)
 
+from .audit import ChainReport
 from .errors import BrokerError, RefusedError
 from .inventory import InventoryVault
+from .policy import AuditThrottle
 from .receipts import verify_receipt
 from .relay import ScreenPush
 from .store import Store, SubscriberStatus
 
 log = logging.getLogger("broker.sessions")
+
+
+MAX_SHOWN_PROBLEMS = 100
+"""Audit problems sent to the console in one ``audit_verified`` (the CLI prints them all)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +100,9 @@ class SessionRules:
     refusal_audit_interval: float = 5.0
     """Refused input is audited at most this often per session (with a count), so a flood
     of refused mouse moves cannot flood the audit log."""
+    request_refusal_audit_interval: float = 60.0
+    """Refused support requests are audited at most this often per agent and reason (with a
+    count): one agent sending 10,000 requests writes a handful of rows, not 10,000 (第18条⑤)."""
 
 
 class Peer(Protocol):
@@ -112,6 +131,8 @@ class OperatorPeer:
     role: str = ""
     token: str | None = None
     must_change_password: bool = False
+    expires_at: float | None = None
+    """When the login token expires; the server ends the connection then (issue 11)."""
 
     @property
     def supervisor(self) -> bool:
@@ -161,6 +182,22 @@ class Session:
     ended_by: str | None = None
     end_reason: str = ""
 
+    def viewer_list(self) -> tuple[Viewer, ...]:
+        """Everyone who can see the screen now: the session's operator first, then every read-only
+        viewer (supervisors and anyone else), each person once (DESIGN §2: no silent watcher)."""
+        seen: dict[str, Viewer] = {}
+        for op in sorted(self.viewers, key=lambda v: (v.name != self.operator, v.name or "")):
+            key = op.name or ""
+            if key in seen:
+                continue
+            owner = op.name == self.operator
+            seen[key] = Viewer(
+                name=(op.display_name or op.name or "?")[:255],
+                role="operator" if owner else "supervisor",
+                read_only=not owner,
+            )
+        return tuple(seen.values())[:16]
+
     def state(self) -> SessionState:
         return SessionState(
             session_id=self.id,
@@ -171,6 +208,7 @@ class Session:
             scopes=dict(self.scopes),  # type: ignore[arg-type]
             ended_by=self.ended_by,
             reason=self.end_reason,
+            viewers=self.viewer_list(),
         )
 
 
@@ -197,6 +235,7 @@ class SessionManager:
         # A letter first: ids are typed into command lines, and "-x…" would read as an option.
         new_id: Callable[[], str] = lambda: "s" + secrets.token_urlsafe(12),
         new_code: Callable[[], str] = lambda: f"{secrets.randbelow(1_000_000):06d}",
+        verify_audit: Callable[[], ChainReport] | None = None,
     ) -> None:
         self.store = store
         self.vault = vault
@@ -205,10 +244,13 @@ class SessionManager:
         self.rules = rules or SessionRules()
         self.new_id = new_id
         self.new_code = new_code
+        self.verify_audit = verify_audit or store.verify_audit
+        """What the console's "verify" runs: the server adds the signed checkpoints."""
         self.sessions: dict[str, Session] = {}
         self.by_code: dict[str, Session] = {}
         self.operators: set[OperatorPeer] = set()
         self._ids = 0
+        self._request_refusals = AuditThrottle(self.rules.request_refusal_audit_interval)
 
     def _next_id(self) -> str:
         self._ids += 1
@@ -227,7 +269,16 @@ class SessionManager:
             self._check_may_request(agent, now)
         except RefusedError as exc:
             retry = exc.retry_after
-            self._audit("support.refused", agent.contract_id, now, code=exc.code.value, serial=agent.serial)
+            count = self._request_refusals.note(f"{agent.serial}|{exc.code.value}", now)
+            if count is not None:
+                self._audit(
+                    "support.refused",
+                    agent.contract_id,
+                    now,
+                    code=exc.code.value,
+                    serial=agent.serial,
+                    count=count,
+                )
             agent.peer.send(Error(id=msg.id, code=exc.code.value, message=exc.message, retry_after=retry))
             return
         for session in list(self.sessions.values()):  # _end removes from the dict
@@ -316,7 +367,7 @@ class SessionManager:
                 self._consent_decision(agent, msg, now)
             elif isinstance(msg, Chat):
                 session = self._agent_session(agent, msg.session_id)
-                check_allowed("chat", session.phase, session.granted)
+                check_sender(Role.AGENT, "chat", session.phase, session.granted)
                 out = Chat(session_id=session.id, text=msg.text, sender="subscriber", time=now)
                 self._to_viewers(session, out)
             elif isinstance(msg, SessionEnd):
@@ -326,7 +377,7 @@ class SessionManager:
                 self._inventory_report(agent, msg, now)
             elif isinstance(msg, MonitorLayout):
                 session = self._agent_session(agent, msg.session_id)
-                check_allowed("monitor_layout", session.phase, session.granted)
+                check_sender(Role.AGENT, "monitor_layout", session.phase, session.granted)
                 session.layout = msg
                 self._to_viewers(session, msg)
             else:
@@ -341,7 +392,7 @@ class SessionManager:
     def _inventory_report(self, agent: AgentPeer, msg: InventoryReport, now: float) -> None:
         """Store and show only what the subscriber granted, item by item (別紙5)."""
         session = self._agent_session(agent, msg.session_id)
-        check_allowed("inventory_report", session.phase, session.granted)
+        check_sender(Role.AGENT, "inventory_report", session.phase, session.granted)
         items = [item.item for item in msg.items]
         if len(set(items)) != len(items):
             raise RefusedError("an item appears twice in the report", code=ErrorCode.INVALID_FIELD)
@@ -372,7 +423,7 @@ class SessionManager:
                 raise RefusedError("unsupported binary frame", code=ErrorCode.MALFORMED)
             if session is None:
                 raise RefusedError("no session", code=ErrorCode.NOT_FOUND)
-            check_allowed("screen_update", session.phase, session.granted)
+            check_sender(Role.AGENT, "screen_update", session.phase, session.granted)
         except (BrokerError, ProtocolError) as exc:
             if session is not None:
                 session.refused_updates += 1
@@ -396,8 +447,7 @@ class SessionManager:
 
     def _consent_decision(self, agent: AgentPeer, msg: ConsentDecision, now: float) -> None:
         session = self._agent_session(agent, msg.session_id)
-        if session.phase not in (Phase.CONSENT, Phase.ACTIVE):
-            raise RefusedError(f"session is {session.phase.value}", code=ErrorCode.UNEXPECTED_MESSAGE)
+        check_sender(Role.AGENT, "consent_decision", session.phase, session.granted)
         receipt = self._verified_receipt(agent, session, msg)
         pending = session.pending
         denied_status = "timeout" if receipt.decision == "timeout" else "denied"
@@ -462,13 +512,17 @@ class SessionManager:
 
     def operator_detached(self, op: OperatorPeer, now: float) -> None:
         self.operators.discard(op)
-        for session in self.sessions.values():
+        for session in list(self.sessions.values()):
             if op in session.viewers:
+                before = session.viewer_list()
                 session.viewers.discard(op)
                 if op.name == session.operator and not any(
                     v.name == session.operator for v in session.viewers
                 ):
                     session.operator_away_since = now
+                if session.viewer_list() != before:
+                    # The subscriber and every viewer learn at once who no longer watches.
+                    self._broadcast_state(session)
 
     def queue(self, request_id: str | None = None) -> Queue:
         waiting = sorted(
@@ -509,8 +563,7 @@ class SessionManager:
                 states = tuple(s.state() for s in self.sessions.values() if s.phase is not Phase.ENDED)
                 op.peer.send(Sessions(id=msg.id, sessions=states))
             elif isinstance(msg, ScopeRequest):
-                session = self._owned(op, msg.session_id)
-                check_allowed("scope_request", session.phase, session.granted)
+                session = self._sent(op, "scope_request", msg.session_id, now)
                 if session.pending is not None:
                     raise RefusedError("the subscriber is still answering", code=ErrorCode.INVALID_STATE)
                 self._ask_consent(session, msg.scopes, now)
@@ -518,21 +571,20 @@ class SessionManager:
             elif isinstance(msg, InputEvent):
                 self._input(op, msg, now)
             elif isinstance(msg, ScreenRefresh):
-                session = self._viewed(op, msg.session_id)
-                check_allowed("screen_refresh", session.phase, session.granted)
+                # With a monitor it switches what the PC shares: the session's operator only; a
+                # viewer may only ask for a keyframe.
+                kind = "screen_refresh" if msg.monitor is None else "monitor_switch"
+                session = self._sent(op, kind, msg.session_id, now)
                 if session.agent is not None:
                     session.agent.peer.send(ScreenRefresh(session_id=session.id, monitor=msg.monitor))
             elif isinstance(msg, Chat):
-                session = self._owned(op, msg.session_id)
-                check_allowed("chat", session.phase, session.granted)
+                session = self._sent(op, "chat", msg.session_id, now)
                 out = Chat(session_id=session.id, text=msg.text, sender=op.display_name, time=now)
                 if session.agent is not None:
                     session.agent.peer.send(out)
                 self._to_viewers(session, out)
             elif isinstance(msg, SessionEnd):
-                session = self._viewed(op, msg.session_id)
-                if op.name != session.operator and not op.supervisor:
-                    raise RefusedError("only the session's operator may end it", code=ErrorCode.NOT_ALLOWED)
+                session = self._sent(op, "session_end", msg.session_id, now)
                 self._end(session, by="operator", reason=msg.reason or f"ended by {op.name}", now=now)
             elif isinstance(msg, RevealCredentials):
                 self._reveal(op, msg, now)
@@ -555,11 +607,13 @@ class SessionManager:
                 op.peer.send(AuditEntries(id=msg.id, entries=rows))
             elif isinstance(msg, AuditVerify):
                 self._require_supervisor(op)
-                report = self.store.verify_audit()
+                report = self.verify_audit()
+                problems = report.problems[:MAX_SHOWN_PROBLEMS]
+                more = len(report.problems) - len(problems) + report.omitted
+                if more:  # one message must stay within the text frame limit
+                    problems = [*problems, f"… and {more} more: run python -m broker audit verify"]
                 op.peer.send(
-                    AuditVerified(
-                        id=msg.id, ok=report.ok, checked=report.checked, problems=tuple(report.problems)
-                    )
+                    AuditVerified(id=msg.id, ok=report.ok, checked=report.checked, problems=tuple(problems))
                 )
             else:
                 raise RefusedError(
@@ -585,11 +639,37 @@ class SessionManager:
             raise RefusedError("no such session", code=ErrorCode.NOT_FOUND)
         return session
 
-    def _owned(self, op: OperatorPeer, session_id: str) -> Session:
-        session = self._find(session_id)
-        if session.operator != op.name:
-            raise RefusedError("this session belongs to another operator", code=ErrorCode.NOT_ALLOWED)
+    def role(self, op: OperatorPeer, session: Session) -> Role:
+        """The operator's place in this session: its operator, or a read-only viewer."""
+        return Role.OPERATOR if op.name is not None and op.name == session.operator else Role.VIEWER
+
+    def _sent(self, op: OperatorPeer, kind: str, session_id: str, now: float) -> Session:
+        """The session an operator message is for, after the one permission table
+        (protocol.session SENDERS/REQUIREMENTS) allowed this operator's role to send it now."""
+        session = self._viewed(op, session_id)
+        self._check_sender(op, session, kind, now)
         return session
+
+    def _check_sender(self, op: OperatorPeer, session: Session, kind: str, now: float) -> None:
+        """:func:`check_sender`; a viewer's refused attempt is audited (once a minute per viewer
+        and kind, with a count): a supervisor who tries to type is something to know."""
+        role = self.role(op, session)
+        try:
+            check_sender(role, kind, session.phase, session.granted)
+        except NotAllowed as exc:
+            count = self._request_refusals.note(f"{session.id}|{op.name}|{kind}", now)
+            if count is not None:
+                self._audit(
+                    "viewer.refused",
+                    session.id,
+                    now,
+                    actor=f"operator:{op.name}",
+                    contract=session.contract_id,
+                    kind=kind,
+                    code=exc.code.value,
+                    count=count,
+                )
+            raise
 
     def _viewed(self, op: OperatorPeer, session_id: str) -> Session:
         session = self._find(session_id)
@@ -629,6 +709,7 @@ class SessionManager:
             now,
             actor=f"operator:{op.name}",
             contract=session.contract_id,
+            serial=session.serial,
             scopes=list(msg.scopes),
             by_code=msg.code is not None,
         )
@@ -670,7 +751,7 @@ class SessionManager:
 
     def _reveal(self, op: OperatorPeer, msg: RevealCredentials, now: float) -> None:
         """別紙5 (11): the router login, shown only to the session's operator, only on request, audited."""
-        session = self._owned(op, msg.session_id)
+        session = self._sent(op, "reveal_credentials", msg.session_id, now)
         record = self.store.get_inventory(session.inventory_id) if session.inventory_id is not None else None
         credentials = self.vault.credentials(record) if record is not None else None
         if credentials is None:
@@ -690,8 +771,8 @@ class SessionManager:
         )
 
     def _watch(self, op: OperatorPeer, msg: Watch, now: float) -> None:
-        session = self._viewed(op, msg.session_id)
-        check_allowed("watch", session.phase, session.granted)
+        session = self._sent(op, "watch", msg.session_id, now)
+        before = session.viewer_list()
         session.viewers.add(op)
         if op.name == session.operator:
             session.operator_away_since = None
@@ -702,8 +783,13 @@ class SessionManager:
                 now,
                 actor=f"operator:{op.name}",
                 contract=session.contract_id,
+                viewers=[v.name for v in session.viewer_list()],
             )
-        op.peer.send(session.state())
+        if session.viewer_list() != before:
+            # A new person sees the screen: the subscriber and every viewer are told (issue 11).
+            self._broadcast_state(session)
+        else:
+            op.peer.send(session.state())
         if session.layout is not None:
             op.peer.send(session.layout)
         if session.inventory is not None:
@@ -712,11 +798,12 @@ class SessionManager:
             session.agent.peer.send(ScreenRefresh(session_id=session.id))
 
     def _input(self, op: OperatorPeer, msg: InputEvent, now: float) -> None:
-        session = self._find(msg.session_id)
-        if session.operator != op.name:
-            raise RefusedError("read-only viewers cannot send input", code=ErrorCode.NOT_ALLOWED)
+        session = self._viewed(op, msg.session_id)
+        role = self.role(op, session)
+        if role is not Role.OPERATOR:
+            self._check_sender(op, session, "input", now)  # raises not_allowed, audited
         try:
-            check_allowed("input", session.phase, session.granted)
+            check_sender(role, "input", session.phase, session.granted)
         except ProtocolError as exc:
             session.refused_inputs += 1
             session.unaudited_refusals += 1

@@ -266,6 +266,29 @@ class OperatorTables:
                 raise NotFound(f"no operator {name}")
             self._append_audit(actor=actor, action="operator.unlocked", subject=name, details={}, now=now)
 
+    def lock_operator(self, name: str, *, until: float, now: float, actor: str) -> int:
+        """An admin's lock: no login until ``until``, and every live token revoked at once (the
+        broker closes their connections within a second, broker.operator_links). Returns how many
+        tokens were revoked."""
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE operators SET failed_logins = 0, locked_until = ? WHERE name = ?", (until, name)
+            )
+            if cur.rowcount != 1:
+                raise NotFound(f"no operator {name}")
+            revoked = db.execute(
+                "UPDATE operator_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+                (now, name),
+            ).rowcount
+            self._append_audit(
+                actor=actor,
+                action="operator.locked",
+                subject=name,
+                details={"until": until, "tokens_revoked": revoked},
+                now=now,
+            )
+        return int(revoked)
+
     def set_operator_disabled(self, name: str, *, disabled: bool, now: float, actor: str) -> None:
         """Disable (or re-enable) an account; disabling also revokes its live tokens."""
         with self._write() as db:

@@ -9,6 +9,7 @@ hash chain catches anyone who drops the triggers and edits anyway.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -18,7 +19,20 @@ from typing import Any
 
 from protocol.errors import ErrorCode
 
-from .audit import GENESIS_HASH, AuditEntry, ChainReport, canonical_details, entry_hash, verify_chain
+from .audit import (
+    BREAK_ACTION,
+    GENESIS_HASH,
+    KEYED_ACTION,
+    MARKER_ACTIONS,
+    AuditEntry,
+    ChainReport,
+    canonical_details,
+    entry_hash,
+    parse_head,
+    row_hash,
+    verify_chain,
+)
+from .auditkey import AuditKey, load_or_create_audit_key
 from .errors import AlreadyExists, NotFound, RefusedError
 from .sqlite_operators import OPERATOR_SCHEMA, OperatorTables
 from .store import (
@@ -29,6 +43,8 @@ from .store import (
     Subscriber,
     SubscriberStatus,
 )
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
@@ -98,8 +114,14 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 class SQLiteStore(OperatorTables):
     """:class:`broker.store.Store` on one SQLite file."""
 
-    def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000) -> None:
+    def __init__(
+        self, path: Path, *, busy_timeout_ms: int = 10_000, audit_key: AuditKey | None = None
+    ) -> None:
         self.path = path
+        self.audit_key = audit_key if audit_key is not None else load_or_create_audit_key(path.parent)
+        """The audit chain's key: a file beside the database, never in it (broker.auditkey)."""
+        self._verified_head: tuple[int, str] | None = None
+        """The last entry whose MAC this process checked or wrote (skips re-checking it)."""
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
@@ -116,6 +138,37 @@ class SQLiteStore(OperatorTables):
             self._db.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
+            self._migrate_unkeyed_chain()
+
+    def _migrate_unkeyed_chain(self) -> None:
+        """A chain from before the audit key: verified the old way up to a keyed transition entry.
+
+        Only when this process has just created the key (first start of a broker that keys its
+        chain) and the chain is a genuine unkeyed one; an unkeyed chain beside an existing key
+        means its keyed part was removed, and the next append records that as a break instead
+        (docs/audit.md, migration).
+        """
+        if not self.audit_key.created:
+            return
+        last = self._last_row()
+        if (
+            last is None
+            or self._db.execute(
+                "SELECT 1 FROM audit WHERE action IN (?, ?) LIMIT 1", MARKER_ACTIONS
+            ).fetchone()
+        ):
+            return
+        if not self._row_ok(last, keyed=False):
+            return
+        self._insert_audit(
+            seq=last[0] + 1,
+            prev=last[7],
+            actor="broker",
+            action=KEYED_ACTION,
+            subject="audit",
+            details={"unkeyed_entries": last[0], "unkeyed_head": last[7]},
+            now=float(last[1]) if isinstance(last[1], int | float) else 0.0,
+        )
 
     def close(self) -> None:
         self._db.close()
@@ -235,12 +288,93 @@ class SQLiteStore(OperatorTables):
 
     # -- audit ------------------------------------------------------------------------------------
 
+    _AUDIT_COLS = "seq, at, actor, action, subject, details, prev_hash, hash"
+
+    def _last_row(self) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self._db.execute(
+            f"SELECT {self._AUDIT_COLS} FROM audit ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return row
+
+    def _keyed_from(self) -> int:
+        row = self._db.execute("SELECT MIN(seq) FROM audit WHERE action = ?", (KEYED_ACTION,)).fetchone()
+        return int(row[0]) if row and row[0] is not None else 1
+
+    def _row_ok(self, row: tuple[Any, ...], *, keyed: bool) -> bool:
+        try:
+            digest = row_hash(row, self.audit_key.chain if keyed else None)
+        except (TypeError, ValueError, OverflowError):
+            return False
+        return bool(digest == row[7])
+
+    def _head_problem(self, last: tuple[Any, ...] | None) -> tuple[str, int] | None:
+        """Why the chain may not be appended to as it is: (reason, highest seq seen), or None.
+
+        The stored head must be well-formed and name the last row, and the last row must carry
+        the key's MAC: an append never chains over a deleted tail or a forged row.
+        """
+        raw = self._db.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
+        last_seq = int(last[0]) if last else 0
+        if raw is None:
+            return None if last is None else ("the recorded head is missing", last_seq)
+        try:
+            head = parse_head(raw[0])
+        except ValueError as exc:
+            return (f"the recorded head is malformed ({exc})", last_seq)
+        if last is None or head != (last[0], last[7]):
+            return (
+                f"the recorded head is entry {head[0]} but the last entry is {last_seq}"
+                + (" (entries were deleted)" if head[0] > last_seq else ""),
+                max(head[0], last_seq),
+            )
+        if (last[0], last[7]) != self._verified_head and not self._row_ok(last, keyed=True):
+            return (f"the last entry ({last_seq}) does not verify with the audit key", last_seq)
+        self._verified_head = (int(last[0]), str(last[7]))
+        return None
+
     def _append_audit(
         self, *, actor: str, action: str, subject: str, details: dict[str, Any], now: float
     ) -> int:
-        """Append inside the caller's transaction."""
-        row = self._db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS_HASH)
+        """Append inside the caller's transaction, onto the verified head.
+
+        A head that does not match the last row, or a last row that does not verify, is recorded
+        as an ``audit.break`` entry (and logged) before the new entry: the damage stays visible to
+        every later verification instead of being laundered by the next link.
+        """
+        last = self._last_row()
+        problem = self._head_problem(last)
+        prev = str(last[7]) if last else GENESIS_HASH
+        seq = (int(last[0]) if last else 0) + 1
+        if problem is not None:
+            reason, highest = problem
+            log.error("AUDIT LOG DAMAGED: %s; recorded as an %s entry", reason, BREAK_ACTION)
+            seq = highest + 1
+            prev = self._insert_audit(
+                seq=seq,
+                prev=prev,
+                actor="broker",
+                action=BREAK_ACTION,
+                subject="audit",
+                details={"reason": reason, "last_entry": [last[0], last[7]] if last else None},
+                now=now,
+            )
+            seq += 1
+        self._insert_audit(
+            seq=seq, prev=prev, actor=actor, action=action, subject=subject, details=details, now=now
+        )
+        return seq
+
+    def _insert_audit(
+        self,
+        *,
+        seq: int,
+        prev: str,
+        actor: str,
+        action: str,
+        subject: str,
+        details: dict[str, Any],
+        now: float,
+    ) -> str:
         details_json = canonical_details(details)
         digest = entry_hash(
             prev_hash=prev,
@@ -250,10 +384,10 @@ class SQLiteStore(OperatorTables):
             action=action,
             subject=subject,
             details_json=details_json,
+            key=self.audit_key.chain,
         )
         self._db.execute(
-            "INSERT INTO audit(seq, at, actor, action, subject, details, prev_hash, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO audit({self._AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (seq, now, actor, action, subject, details_json, prev, digest),
         )
         self._db.execute(
@@ -261,7 +395,22 @@ class SQLiteStore(OperatorTables):
             " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (json.dumps([seq, digest]),),
         )
-        return seq
+        # Written by us with the key just now: the next append need not recompute its MAC. (If the
+        # transaction rolls back, the head differs from the last row and is checked in full.)
+        self._verified_head = (seq, digest)
+        return digest
+
+    def audit_head(self) -> tuple[int, str] | None:
+        """The head if it is well-formed and names the last row (for checkpoints), else None."""
+        with self._lock:
+            last = self._last_row()
+            if last is None or self._head_problem(last) is not None:
+                return None
+            return int(last[0]), str(last[7])
+
+    def audit_hash_at(self, seq: int) -> str | None:
+        row = self._db.execute("SELECT hash FROM audit WHERE seq = ?", (seq,)).fetchone()
+        return str(row[0]) if row else None
 
     def append_audit(
         self, *, actor: str, action: str, subject: str, details: dict[str, Any], now: float
@@ -305,24 +454,30 @@ class SQLiteStore(OperatorTables):
     @staticmethod
     def _entry(row: tuple[Any, ...]) -> AuditEntry:
         seq, at, actor, action, subj, details, prev, digest = row
+        try:
+            parsed = json.loads(details)
+        except (json.JSONDecodeError, RecursionError, TypeError):
+            parsed = None
+        if not isinstance(parsed, dict):
+            # An edited row: shown as what it is (``audit verify`` reports it), never a traceback.
+            parsed = {"malformed": str(details)[:500]}
         return AuditEntry(
             seq=seq,
-            at=at,
-            actor=actor,
-            action=action,
-            subject=subj,
-            details=json.loads(details),
+            at=at if isinstance(at, int | float) and not isinstance(at, bool) else 0.0,
+            actor=str(actor),
+            action=str(action),
+            subject=str(subj),
+            details=parsed,
             prev_hash=prev,
             hash=digest,
         )
 
     def verify_audit(self) -> ChainReport:
         head_row = self._db.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
-        head = tuple(json.loads(head_row[0])) if head_row else None
-        rows = self._db.execute(
-            "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM audit ORDER BY seq"
-        )
-        return verify_chain(rows, head=head)
+        head = str(head_row[0]) if head_row else None
+        keyed_from = self._keyed_from()
+        rows = self._db.execute(f"SELECT {self._AUDIT_COLS} FROM audit ORDER BY seq")
+        return verify_chain(rows, head=head, key=self.audit_key.chain, keyed_from=keyed_from)
 
     # -- subscribers ------------------------------------------------------------------------------
 

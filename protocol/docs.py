@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .errors import ErrorCode
 from .messages import MESSAGE_TYPES
-from .session import REQUIREMENTS, TRANSITIONS
+from .session import REQUIREMENTS, SENDERS, TRANSITIONS
 
 
 def render() -> str:
@@ -24,15 +24,16 @@ def render() -> str:
     ]
     lines += [
         "",
-        "### What each message needs (`REQUIREMENTS`)",
+        "### Who may send each message, when, and what it needs (`SENDERS`, `REQUIREMENTS`)",
         "",
-        "| message | phases | scope |",
-        "|---|---|---|",
+        "| message | senders | phases | scope |",
+        "|---|---|---|---|",
     ]
     for kind, (phases, scope) in REQUIREMENTS.items():
         names = ", ".join(sorted(p.value for p in phases))
         needs = scope or ("inventory:<item>, each item" if kind == "inventory_report" else "-")
-        lines.append(f"| {kind} | {names} | {needs} |")
+        senders = ", ".join(sorted(r.value for r in SENDERS.get(kind, ()))) or "-"
+        lines.append(f"| {kind} | {senders} | {names} | {needs} |")
     lines += ["", "### Message types", "", ", ".join(f"`{name}`" for name in sorted(MESSAGE_TYPES))]
     lines += [
         "",

@@ -126,11 +126,15 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path) -> World:
+    return make_world(tmp_path)
+
+
+def make_world(tmp_path: Path) -> World:
     now = datetime.fromtimestamp(T0, UTC)
     ca = CertificateAuthority.create(common_name="Test CA", now=now)
     key = generate_private_key()
     cert = ca.sign_client_csr(build_csr(key, common_name="C-1"), expected_common_name="C-1", now=now)
-    store = SQLiteStore(tmp_path / "b.sqlite3")
+    store = SQLiteStore(tmp_path / "broker.sqlite3")  # the CLI finds it
     store.add_subscriber("C-1", now=T0 - 10, actor="test")
     store.add_enrollment_token("C-1", "h" * 64, now=T0 - 10, expires_at=T0 + 100, actor="test")
     serial = serial_hex(cert)

@@ -1,0 +1,411 @@
+"""Issue 11 item 8: an attacker with write access to the SQLite file, and ``audit verify`` as the
+admin runs it (a real ``python -m broker`` process). Each edit is what someone with ``sqlite3``
+does: triggers dropped, rows deleted, the head moved, the public SHA-256 chain recomputed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from broker.audit import BREAK_ACTION, GENESIS_HASH, KEYED_ACTION, entry_hash
+from broker.auditkey import AUDIT_KEY_FILE
+from broker.checkpoints import CHECKPOINT_FILE, Checkpointer
+from broker.sqlite_store import SQLiteStore
+from tests.helpers import PYTHON, ROOT, child_env
+
+T0 = 1_743_500_000.0
+
+
+def _fill(store: SQLiteStore, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        store.append_audit(actor="admin", action="test.entry", subject="C1", details={"i": i}, now=T0 + i)
+
+
+def _sql(db_path: Path, *statements: str) -> None:
+    db = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        for statement in statements:
+            db.execute(statement)
+    finally:
+        db.close()
+
+
+def _move_head(db_path: Path, seq: int, digest: str) -> None:
+    db = sqlite3.connect(db_path, isolation_level=None)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'audit_head'", (json.dumps([seq, digest]),))
+    db.close()
+
+
+def _recompute_public_chain(db_path: Path) -> None:
+    """The attacker's tool: rewrite every hash with the public, unkeyed SHA-256 and move the head."""
+    db = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        db.execute("DROP TRIGGER IF EXISTS audit_no_update")
+        rows = db.execute(
+            "SELECT seq, at, actor, action, subject, details FROM audit ORDER BY seq"
+        ).fetchall()
+        prev = GENESIS_HASH
+        for number, (seq, at, actor, action, subject, details) in enumerate(rows, start=1):
+            digest = entry_hash(
+                prev_hash=prev,
+                seq=number,
+                at=at,
+                actor=actor,
+                action=action,
+                subject=subject,
+                details_json=details,
+            )
+            db.execute(
+                "UPDATE audit SET seq = ?, prev_hash = ?, hash = ? WHERE seq = ?", (number, prev, digest, seq)
+            )
+            prev = digest
+        db.execute("UPDATE meta SET value = ? WHERE key = 'audit_head'", (json.dumps([len(rows), prev]),))
+    finally:
+        db.close()
+
+
+def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "broker", "--data-dir", str(data_dir), "audit", *args],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
+def _broken(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "audit chain BROKEN" in result.stdout
+    return result.stdout
+
+
+@pytest.fixture
+def filled(tmp_path: Path) -> tuple[Path, Path]:
+    """A data dir with 10 keyed entries and a signed checkpoint at entry 10."""
+    db_path = tmp_path / "broker.sqlite3"
+    store = SQLiteStore(db_path)
+    try:
+        _fill(store, 10)
+        assert Checkpointer(store, store.audit_key, tmp_path / CHECKPOINT_FILE).write(T0 + 100) is not None
+    finally:
+        store.close()
+    return tmp_path, db_path
+
+
+def test_intact_log_verifies_through_the_cli(filled: tuple[Path, Path]) -> None:
+    data_dir, _ = filled
+    result = _cli(data_dir, "verify")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "audit chain OK (10 entries; 1 signed checkpoints" in result.stdout
+    assert (data_dir / AUDIT_KEY_FILE).stat().st_mode & 0o777 == 0o600
+    assert (data_dir / CHECKPOINT_FILE).stat().st_mode & 0o777 == 0o600
+
+
+def test_key_is_not_in_the_database(filled: tuple[Path, Path]) -> None:
+    data_dir, db_path = filled
+    key_text = (data_dir / AUDIT_KEY_FILE).read_bytes().strip()
+    assert key_text not in db_path.read_bytes()
+
+
+def test_cut_tail_with_moved_head_is_caught_by_the_checkpoints(filled: tuple[Path, Path]) -> None:
+    data_dir, db_path = filled
+    db = sqlite3.connect(db_path)
+    eight = db.execute("SELECT hash FROM audit WHERE seq = 8").fetchone()[0]
+    db.close()
+    _sql(
+        db_path,
+        "DROP TRIGGER audit_no_delete",
+        "DELETE FROM audit WHERE seq > 8",
+    )
+    _move_head(db_path, 8, eight)
+    out = _broken(_cli(data_dir, "verify", "--checkpoints", str(data_dir / CHECKPOINT_FILE)))
+    assert "entry 10 is missing from the database (the log was cut short)" in out
+    # The data dir's checkpoint file is used by default too.
+    assert "entry 10 is missing" in _broken(_cli(data_dir, "verify"))
+
+
+def test_deleted_head_row_is_reported(filled: tuple[Path, Path]) -> None:
+    data_dir, db_path = filled
+    _sql(db_path, "DELETE FROM meta WHERE key = 'audit_head'")
+    assert "the recorded head of the chain is missing" in _broken(_cli(data_dir, "verify"))
+
+
+def test_deleted_row_with_recomputed_public_chain_is_reported(filled: tuple[Path, Path]) -> None:
+    data_dir, db_path = filled
+    _sql(db_path, "DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE seq = 4")
+    _recompute_public_chain(db_path)
+    (data_dir / CHECKPOINT_FILE).unlink()  # even without checkpoints: the MACs do not verify
+    out = _broken(_cli(data_dir, "verify"))
+    assert "entry 1 (test.entry) was changed: its hash does not match" in out
+
+
+def test_recomputed_chain_differs_from_the_checkpoint(filled: tuple[Path, Path]) -> None:
+    data_dir, db_path = filled
+    _sql(db_path, "DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE seq = 4")
+    _recompute_public_chain(db_path)
+    out = _broken(_cli(data_dir, "verify"))
+    assert "entry 10 is missing from the database" in out
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("not json", "the recorded head of the chain is malformed (not JSON"),
+        ('[10, "short"]', "the recorded head of the chain is malformed (not [seq, 64 hex digits]"),
+        (f'[{2**63 - 1}, "{"a" * 64}"]', "the recorded head of the chain is malformed"),
+        ('{"seq": 10}', "the recorded head of the chain is malformed"),
+        ("[[[[[[[[[[", "the recorded head of the chain is malformed"),
+    ],
+)
+def test_malformed_head_is_reported_not_a_traceback(
+    filled: tuple[Path, Path], value: str, expected: str
+) -> None:
+    data_dir, db_path = filled
+    db = sqlite3.connect(db_path, isolation_level=None)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'audit_head'", (value,))
+    db.close()
+    assert expected in _broken(_cli(data_dir, "verify"))
+
+
+def test_malformed_timestamp_and_details_are_reported(filled: tuple[Path, Path]) -> None:
+    data_dir, db_path = filled
+    _sql(
+        db_path,
+        "DROP TRIGGER audit_no_update",
+        "UPDATE audit SET at = 'yesterday' WHERE seq = 3",
+        "UPDATE audit SET at = 1e300 WHERE seq = 4",
+        "UPDATE audit SET details = '{not json' WHERE seq = 5",
+        "UPDATE audit SET actor = x'1b5b324a' WHERE seq = 6",
+    )
+    out = _broken(_cli(data_dir, "verify"))
+    assert "entry 3 (test.entry) is malformed: malformed timestamp" in out
+    assert "entry 4 (test.entry) was changed" in out
+    assert "entry 5 (test.entry): its details are not valid JSON" in out
+    assert "entry 6 (test.entry) is malformed: actor is not text" in out
+    log = _cli(data_dir, "log")
+    assert log.returncode == 0, log.stderr
+    assert "Traceback" not in log.stderr
+    assert "\x1b" not in log.stdout
+
+
+def test_append_after_a_cut_tail_records_the_break_instead_of_laundering(
+    filled: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    data_dir, db_path = filled
+    (data_dir / CHECKPOINT_FILE).unlink()  # the chain alone must show it
+    _sql(db_path, "DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE seq > 7")
+    store = SQLiteStore(db_path)
+    try:
+        with caplog.at_level(logging.ERROR, logger="broker.sqlite_store"):
+            seq = store.append_audit(actor="admin", action="after.cut", subject="C1", details={}, now=T0 + 50)
+        assert "AUDIT LOG DAMAGED: the recorded head is entry 10 but the last entry is 7" in caplog.text
+        entries = list(store.audit_entries())
+        assert [(e.seq, e.action) for e in entries[-2:]] == [(11, BREAK_ACTION), (12, "after.cut")]
+        assert seq == 12
+        report = store.verify_audit()
+        assert not report.ok
+        assert "entry 8–10 deleted (sequence jumps to 11)" in report.problems
+        assert any("the broker found the chain damaged" in p for p in report.problems)
+        # Later appends chain normally onto the recorded break; the break stays reported.
+        _fill(store, 3, start=100)
+        assert [e.action for e in store.audit_entries()].count(BREAK_ACTION) == 1
+        assert not store.verify_audit().ok
+    finally:
+        store.close()
+    assert "entry 8–10 deleted" in _broken(_cli(data_dir, "verify"))
+
+
+def test_append_after_a_forged_last_row_records_the_break(filled: tuple[Path, Path]) -> None:
+    _, db_path = filled
+    db = sqlite3.connect(db_path, isolation_level=None)
+    prev = db.execute("SELECT hash FROM audit WHERE seq = 10").fetchone()[0]
+    forged = entry_hash(
+        prev_hash=prev, seq=11, at=T0 + 11, actor="admin", action="x", subject="C1", details_json="{}"
+    )
+    db.execute("INSERT INTO audit VALUES (11, ?, 'admin', 'x', 'C1', '{}', ?, ?)", (T0 + 11, prev, forged))
+    db.execute("UPDATE meta SET value = ? WHERE key = 'audit_head'", (json.dumps([11, forged]),))
+    db.close()
+    store = SQLiteStore(db_path)
+    try:
+        store.append_audit(actor="admin", action="next", subject="C1", details={}, now=T0 + 60)
+        actions = [e.action for e in store.audit_entries()]
+        assert actions[-2:] == [BREAK_ACTION, "next"]
+        assert "entry 11 (x) was changed: its hash does not match" in store.verify_audit().problems
+    finally:
+        store.close()
+
+
+def test_forged_checkpoint_line_is_reported(filled: tuple[Path, Path]) -> None:
+    data_dir, _ = filled
+    path = data_dir / CHECKPOINT_FILE
+    line = json.loads(path.read_text().splitlines()[0])
+    line["seq"] = 9
+    with path.open("a") as f:
+        f.write(json.dumps(line) + "\n")
+        f.write("garbage\n")
+    out = _broken(_cli(data_dir, "verify"))
+    assert "checkpoint line 2: signature does not verify (forged or edited)" in out
+    assert "checkpoint line 3: not JSON" in out
+
+
+def test_broker_start_records_a_database_behind_its_last_checkpoint(filled: tuple[Path, Path]) -> None:
+    data_dir, db_path = filled
+    db = sqlite3.connect(db_path)
+    six = db.execute("SELECT hash FROM audit WHERE seq = 6").fetchone()[0]
+    db.close()
+    _sql(
+        db_path,
+        "DROP TRIGGER audit_no_delete",
+        "DELETE FROM audit WHERE seq > 6",
+    )
+    _move_head(db_path, 6, six)
+    store = SQLiteStore(db_path)
+    try:
+        checkpointer = Checkpointer(store, store.audit_key, data_dir / CHECKPOINT_FILE)
+        assert not checkpointer.check_last(T0 + 200)
+        last = list(store.audit_entries())[-1]
+        assert last.action == BREAK_ACTION
+        assert "entry 10 of the last signed checkpoint is missing" in last.details["reason"]
+    finally:
+        store.close()
+
+
+# -- migration of a chain written before the key ------------------------------------------------------
+
+
+def _old_database(db_path: Path, n: int) -> None:
+    """A database as the broker wrote it before the audit key: public SHA-256 chain, no key file."""
+    store = SQLiteStore(db_path)
+    store.close()
+    (db_path.parent / AUDIT_KEY_FILE).unlink()
+    db = sqlite3.connect(db_path, isolation_level=None)
+    prev = GENESIS_HASH
+    for seq in range(1, n + 1):
+        digest = entry_hash(
+            prev_hash=prev, seq=seq, at=T0 + seq, actor="admin", action="old", subject="C1", details_json="{}"
+        )
+        db.execute(
+            "INSERT INTO audit VALUES (?, ?, 'admin', 'old', 'C1', '{}', ?, ?)", (seq, T0 + seq, prev, digest)
+        )
+        prev = digest
+    db.execute("INSERT INTO meta VALUES ('audit_head', ?)", (json.dumps([n, prev]),))
+    db.close()
+
+
+def test_old_unkeyed_chain_is_verified_up_to_a_keyed_transition(tmp_path: Path) -> None:
+    db_path = tmp_path / "broker.sqlite3"
+    _old_database(db_path, 5)
+    store = SQLiteStore(db_path)  # first start with keys: creates the key, writes the transition
+    try:
+        assert store.audit_key.created
+        _fill(store, 3)
+        entries = list(store.audit_entries())
+        assert entries[5].action == KEYED_ACTION
+        assert entries[5].details["unkeyed_entries"] == 5
+        report = store.verify_audit()
+        assert report.ok, report.problems
+        assert report.checked == 9
+    finally:
+        store.close()
+    # The unkeyed part is still tamper-evident: the keyed transition pins its last hash.
+    _sql(db_path, "DROP TRIGGER audit_no_update", "UPDATE audit SET action = 'other' WHERE seq = 2")
+    db = sqlite3.connect(db_path, isolation_level=None)
+    prev = GENESIS_HASH
+    for seq, at, actor, action, subject, details in db.execute(
+        "SELECT seq, at, actor, action, subject, details FROM audit WHERE seq <= 5 ORDER BY seq"
+    ).fetchall():
+        digest = entry_hash(
+            prev_hash=prev, seq=seq, at=at, actor=actor, action=action, subject=subject, details_json=details
+        )
+        db.execute("UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, digest, seq))
+        prev = digest
+    db.close()
+    assert "entry 6: link to the previous entry is broken" in _broken(_cli(tmp_path, "verify"))
+
+
+def test_keyed_part_cut_off_is_not_migrated_again(tmp_path: Path) -> None:
+    db_path = tmp_path / "broker.sqlite3"
+    _old_database(db_path, 4)
+    SQLiteStore(db_path).close()  # migrated: transition at 5, key file now exists
+    db = sqlite3.connect(db_path)
+    four = db.execute("SELECT hash FROM audit WHERE seq = 4").fetchone()[0]
+    db.close()
+    # The attacker removes the keyed part, leaving a whole unkeyed chain.
+    _sql(
+        db_path,
+        "DROP TRIGGER audit_no_delete",
+        "DELETE FROM audit WHERE seq >= 5",
+    )
+    _move_head(db_path, 4, four)
+    assert "entry 1 (old) was changed" in _broken(_cli(tmp_path, "verify"))
+    store = SQLiteStore(db_path)
+    try:
+        assert not store.audit_key.created
+        store.append_audit(actor="admin", action="next", subject="C1", details={}, now=T0 + 60)
+        assert [e.action for e in store.audit_entries()][-2:] == [BREAK_ACTION, "next"]
+        assert not store.verify_audit().ok
+    finally:
+        store.close()
+
+
+def test_a_file_that_is_not_a_database_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "broker.sqlite3").write_bytes(b"this is not sqlite" * 100)
+    result = _cli(tmp_path, "verify")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "error [internal]: the database cannot be read" in result.stderr
+
+
+def test_dropped_audit_table_is_reported(filled: tuple[Path, Path]) -> None:
+    data_dir, db_path = filled
+    _sql(db_path, "DROP TABLE audit")
+    out = _broken(_cli(data_dir, "verify"))
+    assert "entries after 0 up to 10 deleted" in out
+
+
+async def test_the_consoles_verify_uses_the_checkpoints_too(tmp_path: Path) -> None:
+    from broker.sessions import OperatorPeer
+    from protocol.messages import AuditVerified, AuditVerify
+    from tests.broker.test_sessions import Recorder
+    from tests.helpers import in_process_broker
+
+    async with in_process_broker(tmp_path / "data") as running:
+        store = running.store
+        _fill(store, 6)
+        assert running.broker.checkpoints.write(T0 + 10) is not None
+        db_path = running.config.db_path
+        db = sqlite3.connect(db_path)
+        four = db.execute("SELECT hash FROM audit WHERE seq = 4").fetchone()[0]
+        db.close()
+        _sql(db_path, "DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE seq > 4")
+        _move_head(db_path, 4, four)
+        out = Recorder()
+        sup = OperatorPeer(peer=out, address="::1", name="sam", display_name="Sam", role="supervisor")
+        running.broker.sessions.operator_message(sup, AuditVerify(id="v1"), T0 + 20)
+        answer = out.last(AuditVerified)
+        assert isinstance(answer, AuditVerified)
+        assert not answer.ok
+        assert any("is missing from the database (the log was cut short)" in p for p in answer.problems)
+
+
+def test_a_head_pushed_to_the_end_of_the_integer_range_does_not_stop_auditing(
+    filled: tuple[Path, Path],
+) -> None:
+    _, db_path = filled
+    _move_head(db_path, 2**63 - 1, "a" * 64)
+    store = SQLiteStore(db_path)
+    try:
+        seq = store.append_audit(actor="admin", action="next", subject="C1", details={}, now=T0 + 60)
+        assert seq == 12  # the break entry is 11, after the last real row
+        assert not store.verify_audit().ok
+    finally:
+        store.close()
