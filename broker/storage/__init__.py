@@ -22,7 +22,7 @@ from ..errors import StoreError
 from .db import ConstraintViolated, Database, StorageBusy, Tx
 from .migrations import MIGRATIONS, migrate
 from .operator_service import Operators
-from .repo_audit import SHA256_CHAIN, AuditChain
+from .repo_audit import SHA256_CHAIN, AuditChain, keyed_chain
 from .repo_records import ReceiptRecord, SessionRecord
 from .services import AuditLog, Certificates, Inventory, Meta, Presence, Subscribers, check_token
 from .session_log import SessionLog
@@ -45,6 +45,7 @@ __all__ = [
     "StoreError",
     "Tx",
     "check_token",
+    "keyed_chain",
     "open_database",
     "open_storage",
 ]

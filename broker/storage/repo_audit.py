@@ -17,7 +17,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from ..audit import GENESIS_HASH, AuditEntry, ChainReport, canonical_details, entry_hash, verify_chain
+from ..audit import (
+    GENESIS_HASH,
+    KEYED_ACTION,
+    AuditEntry,
+    ChainReport,
+    canonical_details,
+    entry_hash,
+    verify_chain,
+)
 from .db import Row, Tx
 
 _COLS: Final = "seq, at, actor, action, subject, details, prev_hash, hash"
@@ -45,6 +53,33 @@ def _verify_sha256(rows: Iterable[ChainRow], head: tuple[int, str] | None) -> Ch
 
 #: Today's chain (:mod:`broker.audit`): SHA-256 over each entry and the previous hash.
 SHA256_CHAIN: Final = AuditChain(entry_hash=entry_hash, verify=_verify_sha256)
+
+
+def keyed_chain(key: bytes) -> AuditChain:
+    """The broker's chain since issue 11: HMAC-SHA256 under the audit key (``broker.auditkey``, a file
+    outside the database). Entries before the ``audit.keyed`` marker, if the chain has one, are the
+    old public SHA-256 entries they were written as."""
+
+    def mac(
+        *, prev_hash: str, seq: int, at: float, actor: str, action: str, subject: str, details_json: str
+    ) -> str:
+        return entry_hash(
+            prev_hash=prev_hash,
+            seq=seq,
+            at=at,
+            actor=actor,
+            action=action,
+            subject=subject,
+            details_json=details_json,
+            key=key,
+        )
+
+    def check(rows: Iterable[ChainRow], head: tuple[int, str] | None) -> ChainReport:
+        listed = list(rows)
+        keyed_from = next((r[0] for r in listed if r[3] == KEYED_ACTION), 1)
+        return verify_chain(listed, head=head, key=key, keyed_from=keyed_from)
+
+    return AuditChain(entry_hash=mac, verify=check)
 
 
 def _entry(row: Row) -> AuditEntry:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from broker.auditkey import load_or_create_audit_key
 from broker.sqlite_store import SQLiteStore
-from broker.storage import MIGRATIONS, StoreError, open_database, open_storage
+from broker.storage import MIGRATIONS, StoreError, keyed_chain, open_database, open_storage
 from broker.storage.migrations import Migration, applied_versions, migrate
 from broker.store import CertificateRecord, SubscriberStatus
 
@@ -62,8 +63,9 @@ def _old_broker_file(path: Path) -> None:
 async def test_a_database_of_todays_broker_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "broker.sqlite3"
     _old_broker_file(path)
+    chain = keyed_chain(load_or_create_audit_key(tmp_path).chain)  # today's store made the key file
 
-    storage = await open_storage(path)
+    storage = await open_storage(path, chain=chain)
     try:
         async with storage.db.read() as tx:
             assert await applied_versions(tx) == LATEST
@@ -94,7 +96,7 @@ async def test_a_database_of_todays_broker_is_upgraded_in_place(tmp_path: Path) 
     finally:
         await storage.close()
 
-    again = await open_storage(path)  # nothing left to apply
+    again = await open_storage(path, chain=chain)  # nothing left to apply
     await again.close()
     old = SQLiteStore(path)  # and today's store still reads the upgraded file
     try:
@@ -190,8 +192,8 @@ async def test_sqlite_urls_and_bare_paths_name_the_same_file(tmp_path: Path) -> 
 async def test_todays_store_and_the_new_layer_share_one_file_and_one_chain(tmp_path: Path) -> None:
     """During the move the admin CLI may still be the old one: both append to one chain."""
     path = tmp_path / "broker.sqlite3"
-    storage = await open_storage(path)
     old = SQLiteStore(path)
+    storage = await open_storage(path, chain=keyed_chain(old.audit_key.chain))
     try:
 
         def old_appends() -> None:
