@@ -54,13 +54,13 @@ MAX_SIGNAL_BYTES: Final = 4096
 DEFAULT_PREFIX: Final = "isp.broker"
 
 _TOKEN = r"[A-Za-z0-9_-]{1,64}"  # noqa: S105 (a subject token pattern, not a secret)
-NodeId = Annotated[str, msgspec.Meta(pattern=f"^{_TOKEN}$")]
+NodeId = Annotated[str, msgspec.Meta(pattern=rf"^{_TOKEN}\Z")]
 """A process's name in the cluster; one NATS subject token (no dots, spaces or wildcards)."""
 
-Serial = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z]+$")]
+Serial = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z]+\Z")]
 ContractId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-SessionId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-ScopeName = Annotated[str, msgspec.Meta(max_length=48, pattern=r"^[a-z]+:[a-z_]{1,32}$")]
+SessionId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+\Z")]
+ScopeName = Annotated[str, msgspec.Meta(max_length=48, pattern=r"^[a-z]+:[a-z_]{1,32}\Z")]
 Time = Annotated[float, msgspec.Meta(ge=0)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
 
@@ -176,8 +176,8 @@ def decode_signal(data: bytes) -> Signal:
         raise InvalidSignal("not a MessagePack signal") from None
 
 
-_PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}(\.[A-Za-z0-9_-]{1,32}){0,3}$")
-_NODE_RE: Final = re.compile(f"^{_TOKEN}$")
+_PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}(\.[A-Za-z0-9_-]{1,32}){0,3}\Z")
+_NODE_RE: Final = re.compile(rf"^{_TOKEN}\Z")
 
 
 def check_prefix(prefix: str) -> str:
