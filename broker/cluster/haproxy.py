@@ -90,10 +90,19 @@ class FrontDoor:
     rise: int = 2
     """Passed checks before it is taken back."""
     connect_timeout: float = 5.0
-    idle_timeout: float = 300.0
-    """Seconds a connection may be silent both ways before HAProxy closes it (``timeout client`` /
-    ``server``). Must exceed the agents' heartbeat interval with a margin (docs/cluster.md: 60 s
-    heartbeat → 300 s here); too short and idle agents are cut and reconnect in a loop."""
+    idle_timeout: float = 720.0
+    """Seconds a connection may carry no data before HAProxy closes it (``timeout client`` /
+    ``server``). Must exceed the agents' application heartbeat with a margin (docs/cluster.md:
+    300 s heartbeat → 720 s); too short and idle agents are cut and reconnect in a loop."""
+    keepalive_idle: float = 60.0
+    """TCP keepalive towards the agents (``option clitcpka``): seconds of silence before the kernel
+    sends a probe. This, not an application message, keeps home routers' NAT entries alive, at no
+    CPU cost to the brokers (docs/cluster.md, "Heartbeat interval")."""
+    keepalive_interval: float = 10.0
+    """Seconds between unanswered probes."""
+    keepalive_count: int = 3
+    """Unanswered probes after which the connection is closed (a dead PC: gone after
+    ``keepalive_idle + keepalive_count × keepalive_interval`` = 90 s)."""
     maxconn: int = 200_000
     """Connections HAProxy accepts at once (each uses two file descriptors in HAProxy)."""
     stats_socket: str | None = None
@@ -110,6 +119,8 @@ class FrontDoor:
             raise HAProxyConfigError("backend names must be unique")
         if self.check_interval <= 0 or self.connect_timeout <= 0 or self.idle_timeout <= 0:
             raise HAProxyConfigError("intervals and timeouts must be positive")
+        if self.keepalive_idle < 1 or self.keepalive_interval < 1 or self.keepalive_count < 1:
+            raise HAProxyConfigError("TCP keepalive settings must be at least 1")
         if self.fall < 1 or self.rise < 1 or self.maxconn < 1:
             raise HAProxyConfigError("fall, rise and maxconn must be positive")
         if self.stats_socket is not None and not re.match(r"^/[A-Za-z0-9_./-]{1,200}\Z", self.stats_socket):
@@ -144,6 +155,10 @@ def render(door: FrontDoor) -> str:
         f"    timeout client {_ms(door.idle_timeout)}",
         f"    timeout server {_ms(door.idle_timeout)}",
         f"    timeout check {_ms(door.connect_timeout)}",
+        "    option clitcpka",
+        f"    clitcpka-idle {int(door.keepalive_idle)}s",
+        f"    clitcpka-intvl {int(door.keepalive_interval)}s",
+        f"    clitcpka-cnt {door.keepalive_count}",
         "",
         "frontend brokers",
         f"    bind {_hostport(*door.listen)}",
@@ -170,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backend", action="append", default=[], help="IP:port of a broker (repeat)")
     parser.add_argument("--ports", help="shorthand: 9001-9003 = brokers on 127.0.0.1 at these ports")
     parser.add_argument("--stats-socket", default=None)
-    parser.add_argument("--idle-timeout", type=float, default=300.0)
+    parser.add_argument("--idle-timeout", type=float, default=720.0)
+    parser.add_argument("--keepalive-idle", type=float, default=60.0)
     parser.add_argument("--check-interval", type=float, default=2.0)
     parser.add_argument("--send-proxy", action="store_true", help="PROXY v2 (the broker cannot read it yet)")
     args = parser.parse_args(argv)
@@ -189,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             backends=tuple(Backend(f"broker{i + 1}", h, p) for i, (h, p) in enumerate(addresses)),
             stats_socket=args.stats_socket,
             idle_timeout=args.idle_timeout,
+            keepalive_idle=args.keepalive_idle,
             check_interval=args.check_interval,
             send_proxy=args.send_proxy,
         )

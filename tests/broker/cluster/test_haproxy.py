@@ -159,6 +159,7 @@ def test_generated_configuration_is_valid_for_debians_haproxy(tmp_path: Path) ->
     assert "bind [::1]:8443" in text
     assert "mode tcp" in text
     assert "send-proxy-v2" in text
+    assert "clitcpka-idle 60s" in text  # NAT entries kept alive by the kernel, not by the brokers
     assert "ssl crt" not in text  # HAProxy holds no certificate: TLS ends at the brokers
 
 
