@@ -173,3 +173,43 @@ async def test_a_broker_started_before_nats_is_not_ready_until_nats_answers(tmp_
     finally:
         await bus.close()
         server.stop()
+
+
+async def test_nodes_see_each_other_and_notice_one_that_stops(two_nodes: tuple[NatsBus, NatsBus]) -> None:
+    """Heartbeats over real NATS: each node learns the other (and its address); when node B stops,
+    node A reports it gone after the silence (short here: 0.1 s heartbeats, 0.5 s silence)."""
+    from broker.cluster.nodes import NodeWatch
+    from broker.cluster.signals import NodeHeartbeat
+
+    a, b = two_nodes
+    gone: list[list[str]] = []
+
+    def watch(bus: NatsBus) -> NodeWatch:
+        return NodeWatch(
+            bus,
+            describe=lambda now: NodeHeartbeat(
+                node=bus.node, at=now, started_at=now, address=f"{bus.node}:9443"
+            ),
+            on_gone=gone.append,
+            interval=0.1,
+            silence=0.5,
+        )
+
+    wa, wb = watch(a), watch(b)
+    await a.start()
+    await b.start()
+    assert await a.wait_ready(5)
+    assert await b.wait_ready(5)
+    wa.start()
+    wb.start()
+    try:
+        await wait_for(lambda: wa.table.address("node-b") == "node-b:9443", 5, "a learns b")
+        await wait_for(lambda: wb.table.address("node-a") == "node-a:9443", 5, "b learns a")
+        await b.publish(AgentPresence(node="node-b", at=1.0, serial="BEEF", contract_id="C-1", online=True))
+        await wait_for(lambda: wa.table.holder("BEEF") == "node-b", 5, "a knows who holds BEEF")
+        await wb.close()  # node B stops sending heartbeats (as a killed process would)
+        await wait_for(lambda: gone == [["node-b"]], 5, "node-b gone")
+        assert wa.table.holder("BEEF") is None
+    finally:
+        await wa.close()
+        await wb.close()
