@@ -159,3 +159,20 @@ async def test_a_failing_handler_does_not_stop_the_others() -> None:
     assert seen == [EXAMPLES[4]]
     assert bus.stats.handler_errors == 1
     await bus.close()
+
+
+def test_open_bus_picks_the_implementation() -> None:
+    from broker.cluster import open_bus
+    from broker.cluster.nats_bus import NatsBus
+    from broker.errors import BrokerError
+
+    local = open_bus(None)
+    assert isinstance(local, LocalBus)
+    assert local.node  # a generated node id
+    nats = open_bus("nats://127.0.0.1:4222", node="n1", prefix="x.y")
+    assert isinstance(nats, NatsBus)
+    assert (nats.node, nats.prefix) == ("n1", "x.y")
+    with pytest.raises(BrokerError):
+        open_bus("http://127.0.0.1:4222")
+    with pytest.raises(InvalidSignal):
+        open_bus("nats://127.0.0.1:4222", node="bad node")
