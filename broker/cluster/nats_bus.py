@@ -120,12 +120,19 @@ class NatsBus:
                 log.warning("cluster bus %s: NATS at %s does not answer (%s)", self.node, self.url, exc)
                 await asyncio.sleep(self.reconnect_wait)
                 continue
-            # From now on nats-py reconnects by itself after a loss.
-            nc.options["allow_reconnect"] = True
             broadcast, mine = subscriptions_for(self.prefix, self.node)
-            await nc.subscribe(broadcast, cb=self._on_message)
-            await nc.subscribe(mine, cb=self._on_message)
-            await nc.flush(timeout=max(1, int(self.connect_timeout)))
+            try:
+                await nc.subscribe(broadcast, cb=self._on_message)
+                await nc.subscribe(mine, cb=self._on_message)
+                await nc.flush(timeout=max(1, int(self.connect_timeout)))
+            except Exception as exc:  # the server went away between CONNECT and SUB: start over
+                log.warning("cluster bus %s: subscribing failed (%s)", self.node, exc)
+                with contextlib.suppress(Exception):
+                    await nc.close()
+                await asyncio.sleep(self.reconnect_wait)
+                continue
+            # From now on nats-py reconnects by itself after a loss (and restores the subscriptions).
+            nc.options["allow_reconnect"] = True
             self._nc = nc
             self._handlers.set_state(BusState.CONNECTED)
             return
