@@ -1,6 +1,7 @@
 """Building blocks of the broker cluster (docs/cluster.md): the signalling bus between processes
 (:mod:`.bus` in-process, :mod:`.nats_bus` on NATS), the signals (:mod:`.signals`), the node table
-(:mod:`.nodes`) and the HAProxy front door (:mod:`.haproxy`). Not wired into the running broker yet.
+(:mod:`.nodes`), the node-to-node link for session traffic (:mod:`.link`) and the HAProxy front door
+(:mod:`.haproxy`). Not wired into the running broker yet.
 
 ``nats_bus`` is imported only by :func:`open_bus` when a NATS URL is given (it needs the ``cluster``
 extra); the embedded default uses :class:`.bus.LocalBus` and needs nothing.
