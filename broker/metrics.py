@@ -1,0 +1,273 @@
+"""Prometheus metrics of one broker process, and its readiness (docs/cluster.md "Operations").
+
+:class:`BrokerMetrics` owns a registry of its own (never the process-global one, so two brokers in
+one test process do not collide) with what an operator of the service watches: agents and operators
+connected, sessions by phase, relay bytes and drops, handshakes, refusals by error code, storage
+latency, and the cluster bus (state, signals). :func:`render` is the body of ``GET /metrics``;
+:func:`readiness` the body of a readiness check (``GET /readyz``): ready only while the database
+answers and the bus is connected (or recovered).
+
+Label values come from closed sets (phases, directions, error codes, bus states, signal kinds), so a
+hostile client cannot grow the number of series. No metric carries a contract ID, serial, address or
+anything a session carries (第33条).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+
+from protocol.errors import ErrorCode
+
+from .cluster.bus import Bus, BusState
+from .cluster.signals import SIGNAL_TYPES
+from .storage.db import Database
+
+__all__ = [
+    "CONTENT_TYPE",
+    "PHASES",
+    "BrokerMetrics",
+    "Check",
+    "Readiness",
+    "probe_storage",
+    "readiness",
+    "render",
+]
+
+CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+
+#: Session phases (``protocol.messages.SessionPhase``), each always exported, 0 when empty.
+PHASES: Final = ("waiting", "consent", "active", "ended")
+
+#: Storage latency buckets in seconds: a SQLite read is ~0.1 ms, a durable write 1–3 ms, PostgreSQL
+#: 0.5–2 ms here (docs/storage.md); the top buckets catch a lock wait or a slow network.
+STORAGE_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+#: How long a readiness probe waits for the database.
+DEFAULT_PROBE_TIMEOUT: Final = 2.0
+
+Direction = Literal["to_agent", "to_operator"]
+DropReason = Literal["stale_frame", "queue_full", "no_consent"]
+HandshakePath = Literal["agent", "operator", "enroll"]
+StorageOp = Literal["read", "write", "probe"]
+
+_ERROR_CODES: Final = frozenset(code.value for code in ErrorCode)
+
+
+class _BusCollector(Collector):
+    """Reads a bus's state and counters at scrape time (the bus knows nothing of Prometheus)."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+
+    def collect(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily(
+            "broker_bus_state", "Cluster bus state (1 for the current one)", labels=["state"]
+        )
+        for s in BusState:
+            state.add_metric([s.value], 1.0 if self.bus.state is s else 0.0)
+        yield state
+        stats = self.bus.stats
+        kinds = [t.__name__ for t in SIGNAL_TYPES]
+        published = CounterMetricFamily(
+            "broker_bus_signals_published", "Signals this process published", labels=["kind"]
+        )
+        received = CounterMetricFamily(
+            "broker_bus_signals_received", "Signals this process received", labels=["kind"]
+        )
+        for kind in kinds:
+            published.add_metric([kind], stats.published.get(kind, 0))
+            received.add_metric([kind], stats.received.get(kind, 0))
+        yield published
+        yield received
+        yield CounterMetricFamily(
+            "broker_bus_invalid_messages",
+            "Messages on the bus that were not valid signals",
+            value=stats.invalid,
+        )
+        yield CounterMetricFamily(
+            "broker_bus_handler_errors", "Signal handlers that raised", value=stats.handler_errors
+        )
+        yield CounterMetricFamily(
+            "broker_bus_losses", "Times the bus connection was lost", value=stats.losses
+        )
+
+
+class BrokerMetrics:
+    """The metrics of one broker process. The host calls the ``set_*``/``count_*`` methods where the
+    events happen (docs/cluster.md lists where); reading them costs nothing until a scrape."""
+
+    def __init__(self, node: str, *, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.info = Gauge("broker_info", "This broker process (always 1)", ["node"], registry=r)
+        self.info.labels(node=node).set(1)
+        self.agents = Gauge("broker_agents_connected", "Agents connected to this process", registry=r)
+        self.operators = Gauge("broker_operators_connected", "Operator links on this process", registry=r)
+        self.sessions = Gauge(
+            "broker_sessions", "Support sessions on this process by phase", ["phase"], registry=r
+        )
+        for phase in PHASES:
+            self.sessions.labels(phase=phase).set(0)
+        self.relay_bytes = Counter(
+            "broker_relay_bytes", "Session bytes relayed, by direction", ["direction"], registry=r
+        )
+        self.relay_drops = Counter(
+            "broker_relay_drops", "Relay messages dropped, by reason", ["reason"], registry=r
+        )
+        for direction in ("to_agent", "to_operator"):
+            self.relay_bytes.labels(direction=direction)
+        for reason in ("stale_frame", "queue_full", "no_consent"):
+            self.relay_drops.labels(reason=reason)
+        self.handshakes = Counter(
+            "broker_handshakes",
+            "TLS WebSocket handshakes, by path and outcome",
+            ["path", "outcome"],
+            registry=r,
+        )
+        self.refusals = Counter("broker_refusals", "Refusals sent, by error code", ["code"], registry=r)
+        self.storage_latency = Histogram(
+            "broker_storage_seconds",
+            "Storage transaction latency",
+            ["op"],
+            buckets=STORAGE_BUCKETS,
+            registry=r,
+        )
+        self.storage_errors = Counter(
+            "broker_storage_errors", "Storage operations that failed", ["op"], registry=r
+        )
+
+    # -- what the host calls -------------------------------------------------------------------------
+
+    def set_connected(self, *, agents: int, operators: int) -> None:
+        self.agents.set(agents)
+        self.operators.set(operators)
+
+    def set_sessions(self, by_phase: Mapping[str, int]) -> None:
+        """Every phase's count (missing phases are 0)."""
+        unknown = set(by_phase) - set(PHASES)
+        if unknown:
+            raise ValueError(f"unknown session phases: {sorted(unknown)}")
+        for phase in PHASES:
+            self.sessions.labels(phase=phase).set(by_phase.get(phase, 0))
+
+    def count_relay(self, direction: Direction, nbytes: int) -> None:
+        self.relay_bytes.labels(direction=direction).inc(nbytes)
+
+    def count_drop(self, reason: DropReason, n: int = 1) -> None:
+        self.relay_drops.labels(reason=reason).inc(n)
+
+    def count_handshake(self, path: HandshakePath, *, ok: bool) -> None:
+        self.handshakes.labels(path=path, outcome="ok" if ok else "failed").inc()
+
+    def count_refusal(self, code: ErrorCode | str) -> None:
+        """One refusal by its stable code; a string that is no :class:`ErrorCode` counts as ``internal``
+        (so the label set stays closed)."""
+        value = code.value if isinstance(code, ErrorCode) else code
+        self.refusals.labels(code=value if value in _ERROR_CODES else ErrorCode.INTERNAL.value).inc()
+
+    @contextmanager
+    def time_storage(self, op: StorageOp) -> Iterator[None]:
+        """``with metrics.time_storage("write"): await storage…`` — latency, and failures counted."""
+        start = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            self.storage_errors.labels(op=op).inc()
+            raise
+        finally:
+            self.storage_latency.labels(op=op).observe(time.perf_counter() - start)
+
+    def watch_bus(self, bus: Bus) -> None:
+        self.registry.register(_BusCollector(bus))
+
+
+def render(metrics: BrokerMetrics) -> bytes:
+    """The Prometheus text exposition (``Content-Type:`` :data:`CONTENT_TYPE`)."""
+    return generate_latest(metrics.registry)
+
+
+# -- readiness -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    checks: tuple[Check, ...]
+
+    @property
+    def ready(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def status(self) -> int:
+        """HTTP status for ``/readyz``: 200 ready, 503 not (a load balancer stops sending new
+        connections; established ones stay)."""
+        return 200 if self.ready else 503
+
+    def body(self) -> bytes:
+        return json.dumps(
+            {"ready": self.ready, "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in self.checks}},
+            ensure_ascii=False,
+        ).encode()
+
+
+async def probe_storage(
+    db: Database, *, timeout: float = DEFAULT_PROBE_TIMEOUT, metrics: BrokerMetrics | None = None
+) -> Check:
+    """One read transaction (``SELECT 1``) within ``timeout``: the database answers, or why not. The
+    detail names the failure's kind only (a driver's message may carry a host or user name)."""
+
+    async def one() -> None:
+        async with db.read() as tx:
+            await tx.fetchone("SELECT 1")
+
+    start = time.perf_counter()
+    try:
+        await asyncio.wait_for(one(), timeout)
+    except TimeoutError:
+        ok, detail = False, f"no answer within {timeout:g} s"
+    except Exception as exc:
+        ok, detail = False, f"unavailable ({type(exc).__name__})"
+    else:
+        ok, detail = True, f"{db.dialect} answers in {(time.perf_counter() - start) * 1000:.1f} ms"
+    if metrics is not None:
+        metrics.storage_latency.labels(op="probe").observe(time.perf_counter() - start)
+        if not ok:
+            metrics.storage_errors.labels(op="probe").inc()
+    return Check("storage", ok, detail)
+
+
+def bus_check(bus: Bus | None) -> Check:
+    if bus is None:
+        return Check("bus", True, "single process: no cluster bus")
+    return Check("bus", bus.state.ready, bus.state.value)
+
+
+async def readiness(
+    *,
+    db: Database,
+    bus: Bus | None,
+    timeout: float = DEFAULT_PROBE_TIMEOUT,
+    metrics: BrokerMetrics | None = None,
+) -> Readiness:
+    """Ready = the database answers within ``timeout`` and the bus (if any) is connected/recovered.
+    ``/healthz`` stays "the process runs"; this is what a load balancer or orchestrator asks before
+    sending new agents here."""
+    return Readiness((await probe_storage(db, timeout=timeout, metrics=metrics), bus_check(bus)))
