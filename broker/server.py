@@ -42,7 +42,7 @@ from protocol.messages import (
 )
 from wire import AsyncConnection, LinkPump, LinkRunner, WireConnection, WireServer
 from wire.server import Handler
-from wire.tls import peer_serial
+from wire.tls import harden_server_context, peer_serial
 
 from . import tuning
 from .config import BrokerConfig
@@ -62,6 +62,10 @@ from .store import CertificateRecord, Store, SubscriberStatus
 log = logging.getLogger("broker")
 
 SOFTWARE = "isp-remote-support-broker/0.1"
+
+HSTS = "max-age=63072000"
+"""Strict-Transport-Security on every HTTP answer: two years, as Mozilla's "intermediate" profile
+(docs/hardening.md); no includeSubDomains, since the broker may share its domain with other hosts."""
 
 
 class SenderPeer:
@@ -140,13 +144,20 @@ class Broker:
         # compressed (PNG/JPEG/zlib), zlib state on every idle connection costs memory, and
         # compressing secrets beside attacker-chosen text invites CRIME-style leaks. No WebSocket
         # pings either: the protocol's own ping/pong (protocol.Link) keeps connections alive.
+        # Frames before authentication are limited to the largest control message; an admitted
+        # agent may send screen updates up to max_binary_bytes (docs/hardening.md).
         self._server = WireServer(
-            self._process_request, self._open, max_size=self.config.limits.max_binary_bytes
+            self._process_request,
+            self._open,
+            max_size=self.config.limits.max_text_bytes,
+            max_unauthenticated_per_address=self.config.max_unauthenticated_per_address,
+            on_refused=self._audit_connection_refusals,
+            response_headers={"Strict-Transport-Security": HSTS},
         )
         await self._server.listen(
             self.config.host,
             self.config.port,
-            ssl_context=self.pki.server_ssl_context(),
+            ssl_context=harden_server_context(self.pki.server_ssl_context()),
             backlog=self.config.listen_backlog,
         )
         self.store.set_meta("public_url", self.url)
@@ -278,9 +289,24 @@ class Broker:
             details["count"] = count
         self.store.append_audit(actor="broker", action=action, subject=subject, details=details, now=now)
 
+    def _audit_connection_refusals(self, refused: dict[str, int]) -> None:
+        """Connections refused before TLS by the per-address cap (wire.gate): one entry a minute at
+        most, with a count per address."""
+        self.store.append_audit(
+            actor="broker",
+            action="connection.refused",
+            subject=self.config.node,
+            details={
+                "reason": "too_many_unauthenticated",
+                "count": sum(refused.values()),
+                "addresses": refused,
+            },
+            now=self.clock(),
+        )
+
     async def _enroll(self, ws: AsyncConnection) -> None:
         peer = ws.peer
-        runner = LinkRunner(ws, self._link("enroll"), clock=self.clock)
+        runner = LinkRunner(ws, self._link("enroll"), clock=self.clock, binary=False)
 
         async def on_event(event: Event) -> None:
             if isinstance(event, Received) and isinstance(event.message, Enroll):
@@ -326,6 +352,8 @@ class Broker:
             pump.close(CLOSE_POLICY, exc.code.value)
             return pump
         assert serial is not None  # _admit_agent refuses a connection without a certificate
+        ws.authenticated()  # a certificate of ours, admitted: no longer counted against its address
+        ws.allow_size(self.config.limits.max_binary_bytes)  # screen updates
         sender = Sender(ws)
         session_peer = AgentPeer(
             peer=SenderPeer(sender),
@@ -376,6 +404,8 @@ class Broker:
         sender: Sender,
         on_event: Callable[[Event], None],
         on_lost: Callable[[], None],
+        *,
+        binary: bool = True,
     ) -> LinkPump:
         """A link driven from callbacks whose frames go out through ``sender`` (bounded, no task)."""
         pump = LinkPump(
@@ -386,6 +416,7 @@ class Broker:
             write=sender.write,
             close=sender.close_after,
             on_lost=on_lost,
+            binary=binary,
         )
         pump.on_resume = sender.pump
         return pump
@@ -458,7 +489,7 @@ class Broker:
 
         dispatch: OrderedDispatch[Message] = OrderedDispatch(
             lambda message: self._operator_command(op, message),
-            lambda message: self._operator_slow(op, message),
+            lambda message: self._operator_slow(op, message, ws),
             lambda message: isinstance(message, Login | Auth | ChangePassword),
             on_crash=crashed,
         )
@@ -476,7 +507,7 @@ class Broker:
             sender.close()
             self.sessions.operator_detached(op, self.clock())
 
-        pump = self._pump(ws, "operator", sender, on_event, on_lost)
+        pump = self._pump(ws, "operator", sender, on_event, on_lost, binary=False)
         return pump
 
     def _operator_refused(
@@ -514,12 +545,13 @@ class Broker:
         except BrokerError as exc:
             self._operator_refused(op, getattr(message, "id", None), exc, now)
 
-    async def _operator_slow(self, op: OperatorPeer, message: Message) -> None:
+    async def _operator_slow(self, op: OperatorPeer, message: Message, ws: WireConnection) -> None:
         """Login, token auth and password change (argon2id in a worker thread)."""
         now = self.clock()
         try:
             if isinstance(message, Login | Auth):
                 await self._operator_login(op, message, now)
+                ws.authenticated()  # logged in: no longer counted against its address
             elif isinstance(message, ChangePassword):
                 name = self._operator_authenticated(op, now)
                 await asyncio.to_thread(
