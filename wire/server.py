@@ -294,9 +294,18 @@ class WireConnection(asyncio.Protocol):
         self._send_data()
 
     def _send_data(self) -> None:
-        for data in self.ws.data_to_send():
+        ws = self.ws
+        for data in ws.data_to_send():
             if data:
                 self.transport.write(data)
+            elif ws.close_sent is not None and ws.close_rcvd is None and self.server.serving:
+                # We failed the connection (1002, 1007, 1009) while the peer may still be sending:
+                # closing now would answer its next bytes with a TCP reset, which can destroy our
+                # close frame in its receive buffer before it is read. Read and discard for a
+                # moment first, as HTTP servers' lingering close does.
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = self.server.loop.call_later(self.server.fail_linger, self._linger_done)
             elif self.server.serving or self.transport.get_write_buffer_size():
                 # End of stream: TLS cannot half-close, so close (after the buffer is flushed).
                 self.transport.close()
@@ -304,6 +313,10 @@ class WireConnection(asyncio.Protocol):
                 # Shutting down and the WebSocket closing handshake is complete: the TLS close_notify
                 # exchange would only make thousands of peers wait on each other (reconnect storm).
                 self.transport.abort()
+
+    def _linger_done(self) -> None:
+        self._timer = None
+        self.transport.close()
 
     def _expect_close(self) -> None:
         if self._timer is None and not self.transport.is_closing():
@@ -329,6 +342,9 @@ class WireServer:
     on_refused:
         Called at most once per ``refusal_report_interval`` seconds with the connections refused
         by the cap since the last call (address → count), so a flood costs one audit entry a minute.
+    fail_linger:
+        Seconds a connection we failed (1002, 1007, 1009) is still read and discarded before it is
+        closed, so the peer can read our close frame instead of a TCP reset (1 s).
     response_headers:
         Headers added to every HTTP response (plain answers, refusals and the 101), e.g.
         ``Strict-Transport-Security``.
@@ -356,9 +372,11 @@ class WireServer:
         on_refused: gate.RefusalReport | None = None,
         refusal_report_interval: float = 60.0,
         response_headers: Mapping[str, str] | None = None,
+        fail_linger: float = 1.0,
         ws_logger: logging.Logger | None = None,
     ) -> None:
         self.response_headers: Mapping[str, str] = dict(response_headers or {})
+        self.fail_linger = fail_linger
         self.process_request = process_request
         self.open_handler = open_handler
         self.max_size = max_size
