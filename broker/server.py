@@ -322,7 +322,9 @@ class Broker:
                     self._enroll_attempts.record(peer, now)
                     reply = enroll(self.store, self.pki.ca, request, now=now)
                 except BrokerError as exc:
-                    self._audit_refusal("enroll.refused", request.contract_id, exc.code, peer)
+                    # A storage failure cannot be audited either (the same store); it is logged.
+                    if exc.code is not ErrorCode.STORAGE_UNAVAILABLE:
+                        self._audit_refusal("enroll.refused", request.contract_id, exc.code, peer)
                     await runner.send(
                         Error(
                             id=request.id,
