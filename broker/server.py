@@ -45,6 +45,7 @@ from wire.server import Handler
 from wire.tls import harden_server_context, peer_serial
 
 from . import tuning
+from .background import BackgroundWriter
 from .config import BrokerConfig
 from .datakeys import DataKeyring
 from .enrollment import enroll
@@ -115,6 +116,10 @@ class Broker:
         self._crl_cache: tuple[int, bytes] | None = None
         self.static = StaticFiles()
         self._closing = False
+        # Records nobody waits for (presence, refused connections) are written on a thread of
+        # their own, so a locked database never stalls the event loop (docs/hardening.md).
+        reopen = getattr(store, "reopen", None)
+        self.background = BackgroundWriter(reopen if reopen is not None else lambda: store)
         self._refusal_audits = AuditThrottle()
         self._enroll_attempts = RateLimit(config.enroll_attempts_per_minute, 60.0)
         self._login_attempts = RateLimit(config.login_attempts_per_minute, 60.0)
@@ -140,6 +145,7 @@ class Broker:
         if offline:
             log.info("marked %d agents of node %s offline after restart", offline, self.config.node)
         tuning.set_tls_read_buffer(self.config.tls_read_buffer)
+        self.background.start()
         # No permessage-deflate (the lean server offers no extensions): screen updates are already
         # compressed (PNG/JPEG/zlib), zlib state on every idle connection costs memory, and
         # compressing secrets beside attacker-chosen text invites CRIME-style leaks. No WebSocket
@@ -201,6 +207,8 @@ class Broker:
         for task in list(self._enrollments):
             task.cancel()
         self._flush_seen()
+        if not await asyncio.to_thread(self.background.close, 30.0):
+            log.error("storage thread did not finish its queue in 30 s")
         now = self.clock()
         self.store.mark_node_offline(self.config.node, now=now)
         self.store.append_audit(
@@ -287,21 +295,23 @@ class Broker:
         details: dict[str, Any] = {"code": code.value, "peer": peer, **extra}
         if count > 1:
             details["count"] = count
-        self.store.append_audit(actor="broker", action=action, subject=subject, details=details, now=now)
+        self.background.submit(
+            lambda store: store.append_audit(
+                actor="broker", action=action, subject=subject, details=details, now=now
+            ),
+            action,
+        )
 
     def _audit_connection_refusals(self, refused: dict[str, int]) -> None:
         """Connections refused before TLS by the per-address cap (wire.gate): one entry a minute at
         most, with a count per address."""
-        self.store.append_audit(
-            actor="broker",
-            action="connection.refused",
-            subject=self.config.node,
-            details={
-                "reason": "too_many_unauthenticated",
-                "count": sum(refused.values()),
-                "addresses": refused,
-            },
-            now=self.clock(),
+        details = {"reason": "too_many_unauthenticated", "count": sum(refused.values()), "addresses": refused}
+        node, now = self.config.node, self.clock()
+        self.background.submit(
+            lambda store: store.append_audit(
+                actor="broker", action="connection.refused", subject=node, details=details, now=now
+            ),
+            "connection.refused",
         )
 
     async def _enroll(self, ws: AsyncConnection) -> None:
@@ -368,7 +378,11 @@ class Broker:
             now = self.clock()
             if isinstance(event, Opened):
                 self.agents.setdefault(serial, set()).add(conn)
-                self.store.set_online(serial, online=True, now=now, peer=peer, node=self.config.node)
+                node = self.config.node
+                self.background.submit(
+                    lambda store: store.set_online(serial, online=True, now=now, peer=peer, node=node),
+                    "agent.connect",
+                )
             elif isinstance(event, BinaryReceived):
                 if not conn.streaming:  # idle agents keep the small buffer; a streaming one gets room
                     conn.streaming = True
@@ -389,8 +403,10 @@ class Broker:
                 if not connections:
                     del self.agents[serial]
                 if not self._closing:  # on shutdown, close() records all of them at once
-                    self.store.set_online(
-                        serial, online=bool(connections), now=self.clock(), peer=peer, node=self.config.node
+                    online, now, node = bool(connections), self.clock(), self.config.node
+                    self.background.submit(
+                        lambda store: store.set_online(serial, online=online, now=now, peer=peer, node=node),
+                        "agent.disconnect",
                     )
 
         pump = self._pump(ws, "agent", sender, on_event, on_lost)
@@ -469,7 +485,8 @@ class Broker:
             if message.machine_name != conn.machine_name:
                 conn.machine_name = message.machine_name
                 conn.session_peer.machine_name = message.machine_name
-                self.store.update_machine_name(conn.serial, message.machine_name)
+                serial, name = conn.serial, message.machine_name
+                self.background.submit(lambda store: store.update_machine_name(serial, name), "machine name")
             conn.display = message.display
         elif isinstance(message, Error):
             log.info("agent %s reported error %s", conn.serial, message.code)
@@ -643,7 +660,8 @@ class Broker:
     def _flush_seen(self) -> None:
         seen, self._seen = self._seen, set()
         if seen:
-            self.store.touch(sorted(seen), now=self.clock())
+            serials, now = sorted(seen), self.clock()
+            self.background.submit(lambda store: store.touch(serials, now=now), "last seen")
 
 
 def _file_response(body: bytes, content_type: str) -> Response:
