@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("wire.gate")
 
-DEFAULT_MAX_UNAUTHENTICATED = 64
+DEFAULT_MAX_UNAUTHENTICATED = 256
 """Unauthenticated connections one address may hold at once. Generous because many subscribers of
 one ISP can share a public IPv4 address (CGNAT) and, after a broker restart, their agents are all in
 the TLS handshake at the same time; an authenticated agent does not count."""
