@@ -65,7 +65,8 @@ async def enrolled_identity(broker: BrokerProcess, work_dir: Path, contract: str
 
 
 async def assert_still_serves(broker: BrokerProcess, work_dir: Path) -> None:
-    """Fail unless a new agent and a new operator can start a support session right now."""
+    """Fail unless a new agent and a new operator can start a support session right now, and the
+    broker has logged no traceback or fatal error so far."""
     n = next(_serial)
     contract = f"C-WELL-{n}"
     identity = await enrolled_identity(broker, work_dir, contract)
@@ -87,3 +88,6 @@ async def assert_still_serves(broker: BrokerProcess, work_dir: Path) -> None:
             asked = await _json(agent)
             assert asked["type"] == "consent_request", asked
             assert asked["session_id"] == issued["session_id"]
+    log = broker.output.text() if broker.output else ""
+    for sign in ("Traceback", "Fatal error", "Exception in callback"):
+        assert sign not in log, f"the broker logged {sign!r}:\n{log[-4000:]}"
