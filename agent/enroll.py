@@ -39,6 +39,19 @@ from .errors import AgentError, EnrollDeclined, EnrollRefused, FingerprintMismat
 from .identity import Identity, save_identity
 
 MAX_CA_BYTES = 64 * 1024
+
+STORAGE_UNAVAILABLE_TEXT = (
+    "ブローカー（サーバー）側の記録装置の障害で、登録を保存できませんでした。何も保存されていません。"
+    "しばらくしてからもう一度お試しください。 / The broker could not save the enrollment because of a "
+    "storage failure on the server; nothing was saved. Please try again later."
+)
+"""What the subscriber reads when the broker answers ``storage_unavailable`` (issue 12): the broker
+was reached, and the fault is on its side, not their connection or their token."""
+
+SERVER_FAILED_TEXT = (
+    "ブローカー（サーバー）側でエラーが起きました。しばらくしてからもう一度お試しください。 / "
+    "The broker had an internal error. Please try again later."
+)
 SOFTWARE = "isp-remote-support-agent/0.1"
 
 
@@ -143,6 +156,7 @@ async def enroll(
 async def _exchange(broker_url: str, ca_pem: bytes, request: Enroll) -> Enrolled:
     ctx = client_ssl_context(ca_pem)
     result: list[Enrolled | Error] = []
+    close_code: int | None = None
     try:
         async with connect(
             ws_url(broker_url, "/enroll"), ssl=ctx, ping_interval=None, compression=None, open_timeout=15
@@ -157,11 +171,16 @@ async def _exchange(broker_url: str, ca_pem: bytes, request: Enroll) -> Enrolled
                     await runner.close(1000, "done")
 
             await runner.run(on_event)
+            close_code = ws.close_code
     except (OSError, WebSocketException, TimeoutError) as exc:
         raise UnreachableError(str(exc) or type(exc).__name__) from None
+    if not result and close_code == 1011:  # reached, but it failed: not a network problem
+        raise EnrollRefused("internal", SERVER_FAILED_TEXT)
     if not result:
         raise UnreachableError("the broker closed the connection without an answer")
     answer = result[0]
     if isinstance(answer, Error):
+        if answer.code == "storage_unavailable":
+            raise EnrollRefused(answer.code, STORAGE_UNAVAILABLE_TEXT)
         raise EnrollRefused(answer.code, answer.message)
     return answer

@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         _malloc_trim_every(args.malloc_trim)
     stock = 256 * tuning.KiB
     buffer = args.tls_read_buffer or stock
-    defaults: dict[str, Any] = {}
+    # Every load process is 127.0.0.1 standing for thousands of subscribers' addresses: the cap on
+    # unauthenticated connections per address (wire.gate, docs/hardening.md) would throttle the
+    # reconnect storm as no single real address ever does.
+    defaults: dict[str, Any] = {"max_unauthenticated_per_address": None}
     if args.session_read_buffer is not None:  # 0 measures without the broker's growth
         defaults["streaming_read_buffer"] = args.session_read_buffer or buffer
     if args.enroll_per_minute:

@@ -8,6 +8,7 @@ from pathlib import Path
 import platformdirs
 
 from protocol import DEFAULT_LIMITS, Limits
+from wire.gate import DEFAULT_MAX_UNAUTHENTICATED
 
 from .sessions import SessionRules
 
@@ -73,6 +74,13 @@ class BrokerConfig:
     """Seconds a stopping broker waits for closing handshakes before it cuts the remaining
     connections: with 10,000 agents the handshakes alone took 9.5 s, time every agent then spent
     failing to reconnect and backing off (docs/PERFORMANCE.md, reconnect storm)."""
+
+    max_unauthenticated_per_address: int | None = DEFAULT_MAX_UNAUTHENTICATED
+    """Connections one source address may hold open before they authenticate (TLS handshake,
+    enrollment, an operator before login); one more is closed before any TLS work and audited
+    (``connection.refused``, at most once a minute, with a count). Generous because subscribers
+    behind one CGNAT address reconnect together after a restart; an admitted agent does not count.
+    ``None``: no cap (docs/hardening.md)."""
 
     enroll_attempts_per_minute: int = 20
     """Enrollment attempts per source address per minute, before any token lookup or CSR parsing."""

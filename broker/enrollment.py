@@ -6,8 +6,12 @@ never leaves the subscriber's PC); the CSR's CN must be the contract the token w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import secrets
+import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives import serialization
@@ -18,9 +22,26 @@ from protocol.messages import Enroll, Enrolled
 
 from .errors import RefusedError
 from .sqlite_store import check_token
-from .store import CertificateRecord, Store
+from .store import CertificateRecord, StorageUnavailable, Store
+
+log = logging.getLogger("broker.enrollment")
 
 TOKEN_BYTES = 32
+
+
+@contextlib.contextmanager
+def storage_guard() -> Iterator[None]:
+    """Turn a storage failure (SQLite's disk full, read-only database, I/O error, lock timeout; an
+    ``OSError``) into :class:`StorageUnavailable`: the agent is told that the broker could not
+    store its enrollment, not that the broker is unreachable (issue 12, item 10)."""
+    try:
+        yield
+    except (sqlite3.OperationalError, OSError) as exc:
+        log.error("enrollment not stored: storage failed: %s", exc)
+        raise StorageUnavailable(
+            "the broker could not store the enrollment (a storage failure on the server); "
+            "nothing was stored, try again later"
+        ) from exc
 
 
 def new_token() -> str:
@@ -39,10 +60,12 @@ def issue_token(store: Store, contract_id: str, *, now: float, ttl: float, actor
 
 
 def enroll(store: Store, ca: CertificateAuthority, request: Enroll, *, now: float) -> Enrolled:
-    """Check the token, sign the CSR, record both atomically; raise ``RefusedError`` with a code."""
+    """Check the token, sign the CSR, record both atomically; raise ``RefusedError`` with a code,
+    or :class:`StorageUnavailable` when the store fails (nothing is then stored)."""
     digest = token_hash(request.token)
-    token = store.get_enrollment_token(digest)
-    subscriber = store.get_subscriber(token.contract_id) if token else None
+    with storage_guard():
+        token = store.get_enrollment_token(digest)
+        subscriber = store.get_subscriber(token.contract_id) if token else None
     # Checked before signing, and again inside the store's transaction (a concurrent reuse loses).
     check_token(
         (token.contract_id, token.expires_at, token.used_at, subscriber.status)
@@ -63,18 +86,19 @@ def enroll(store: Store, ca: CertificateAuthority, request: Enroll, *, now: floa
     serial = serial_hex(cert)
     not_after = cert.not_valid_after_utc.timestamp()
     cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
-    store.complete_enrollment(
-        digest,
-        CertificateRecord(
-            serial=serial,
-            contract_id=request.contract_id,
-            machine_name=request.machine_name,
-            cert_pem=cert_pem,
-            issued_at=now,
-            not_after=not_after,
-        ),
-        now=now,
-    )
+    with storage_guard():
+        store.complete_enrollment(
+            digest,
+            CertificateRecord(
+                serial=serial,
+                contract_id=request.contract_id,
+                machine_name=request.machine_name,
+                cert_pem=cert_pem,
+                issued_at=now,
+                not_after=not_after,
+            ),
+            now=now,
+        )
     return Enrolled(
         id=request.id,
         certificate_pem=cert_pem,

@@ -42,10 +42,11 @@ from protocol.messages import (
 )
 from wire import AsyncConnection, LinkPump, LinkRunner, WireConnection, WireServer
 from wire.server import Handler
-from wire.tls import peer_serial
+from wire.tls import harden_server_context, peer_serial
 
 from . import tuning
 from .auditkey import load_or_create_audit_key
+from .background import BackgroundWriter
 from .checkpoints import CHECKPOINT_FILE, Checkpointer, verify_audit_and_checkpoints
 from .config import BrokerConfig
 from .datakeys import DataKeyring
@@ -65,6 +66,10 @@ from .store import CertificateRecord, Store, SubscriberStatus
 log = logging.getLogger("broker")
 
 SOFTWARE = "isp-remote-support-broker/0.1"
+
+HSTS = "max-age=63072000"
+"""Strict-Transport-Security on every HTTP answer: two years, as Mozilla's "intermediate" profile
+(docs/hardening.md); no includeSubDomains, since the broker may share its domain with other hosts."""
 
 
 class SenderPeer:
@@ -114,6 +119,10 @@ class Broker:
         self._crl_cache: tuple[int, bytes] | None = None
         self.static = StaticFiles()
         self._closing = False
+        # Records nobody waits for (presence, refused connections) are written on a thread of
+        # their own, so a locked database never stalls the event loop (docs/hardening.md).
+        reopen = getattr(store, "reopen", None)
+        self.background = BackgroundWriter(reopen if reopen is not None else lambda: store)
         self._refusal_audits = AuditThrottle()
         self._enroll_attempts = RateLimit(config.enroll_attempts_per_minute, 60.0)
         self._login_attempts = RateLimit(config.login_attempts_per_minute, 60.0)
@@ -146,17 +155,25 @@ class Broker:
         if offline:
             log.info("marked %d agents of node %s offline after restart", offline, self.config.node)
         tuning.set_tls_read_buffer(self.config.tls_read_buffer)
+        self.background.start()
         # No permessage-deflate (the lean server offers no extensions): screen updates are already
         # compressed (PNG/JPEG/zlib), zlib state on every idle connection costs memory, and
         # compressing secrets beside attacker-chosen text invites CRIME-style leaks. No WebSocket
         # pings either: the protocol's own ping/pong (protocol.Link) keeps connections alive.
+        # Frames before authentication are limited to the largest control message; an admitted
+        # agent may send screen updates up to max_binary_bytes (docs/hardening.md).
         self._server = WireServer(
-            self._process_request, self._open, max_size=self.config.limits.max_binary_bytes
+            self._process_request,
+            self._open,
+            max_size=self.config.limits.max_text_bytes,
+            max_unauthenticated_per_address=self.config.max_unauthenticated_per_address,
+            on_refused=self._audit_connection_refusals,
+            response_headers={"Strict-Transport-Security": HSTS},
         )
         await self._server.listen(
             self.config.host,
             self.config.port,
-            ssl_context=self.pki.server_ssl_context(),
+            ssl_context=harden_server_context(self.pki.server_ssl_context()),
             backlog=self.config.listen_backlog,
         )
         self.store.set_meta("public_url", self.url)
@@ -204,6 +221,8 @@ class Broker:
         for task in list(self._enrollments):
             task.cancel()
         self._flush_seen()
+        if not await asyncio.to_thread(self.background.close, 30.0):
+            log.error("storage thread did not finish its queue in 30 s")
         now = self.clock()
         self.store.mark_node_offline(self.config.node, now=now)
         self.store.append_audit(
@@ -291,11 +310,28 @@ class Broker:
         details: dict[str, Any] = {"code": code.value, "peer": peer, **extra}
         if count > 1:
             details["count"] = count
-        self.store.append_audit(actor="broker", action=action, subject=subject, details=details, now=now)
+        self.background.submit(
+            lambda store: store.append_audit(
+                actor="broker", action=action, subject=subject, details=details, now=now
+            ),
+            action,
+        )
+
+    def _audit_connection_refusals(self, refused: dict[str, int]) -> None:
+        """Connections refused before TLS by the per-address cap (wire.gate): one entry a minute at
+        most, with a count per address."""
+        details = {"reason": "too_many_unauthenticated", "count": sum(refused.values()), "addresses": refused}
+        node, now = self.config.node, self.clock()
+        self.background.submit(
+            lambda store: store.append_audit(
+                actor="broker", action="connection.refused", subject=node, details=details, now=now
+            ),
+            "connection.refused",
+        )
 
     async def _enroll(self, ws: AsyncConnection) -> None:
         peer = ws.peer
-        runner = LinkRunner(ws, self._link("enroll"), clock=self.clock)
+        runner = LinkRunner(ws, self._link("enroll"), clock=self.clock, binary=False)
 
         async def on_event(event: Event) -> None:
             if isinstance(event, Received) and isinstance(event.message, Enroll):
@@ -311,7 +347,9 @@ class Broker:
                     self._enroll_attempts.record(peer, now)
                     reply = enroll(self.store, self.pki.ca, request, now=now)
                 except BrokerError as exc:
-                    self._audit_refusal("enroll.refused", request.contract_id, exc.code, peer)
+                    # A storage failure cannot be audited either (the same store); it is logged.
+                    if exc.code is not ErrorCode.STORAGE_UNAVAILABLE:
+                        self._audit_refusal("enroll.refused", request.contract_id, exc.code, peer)
                     await runner.send(
                         Error(
                             id=request.id,
@@ -341,6 +379,8 @@ class Broker:
             pump.close(CLOSE_POLICY, exc.code.value)
             return pump
         assert serial is not None  # _admit_agent refuses a connection without a certificate
+        ws.authenticated()  # a certificate of ours, admitted: no longer counted against its address
+        ws.allow_size(self.config.limits.max_binary_bytes)  # screen updates
         sender = Sender(ws)
         session_peer = AgentPeer(
             peer=SenderPeer(sender),
@@ -353,7 +393,11 @@ class Broker:
             now = self.clock()
             if isinstance(event, Opened):
                 self.agents.setdefault(serial, set()).add(conn)
-                self.store.set_online(serial, online=True, now=now, peer=peer, node=self.config.node)
+                node = self.config.node
+                self.background.submit(
+                    lambda store: store.set_online(serial, online=True, now=now, peer=peer, node=node),
+                    "agent.connect",
+                )
             elif isinstance(event, BinaryReceived):
                 if not conn.streaming:  # idle agents keep the small buffer; a streaming one gets room
                     conn.streaming = True
@@ -374,8 +418,10 @@ class Broker:
                 if not connections:
                     del self.agents[serial]
                 if not self._closing:  # on shutdown, close() records all of them at once
-                    self.store.set_online(
-                        serial, online=bool(connections), now=self.clock(), peer=peer, node=self.config.node
+                    online, now, node = bool(connections), self.clock(), self.config.node
+                    self.background.submit(
+                        lambda store: store.set_online(serial, online=online, now=now, peer=peer, node=node),
+                        "agent.disconnect",
                     )
 
         pump = self._pump(ws, "agent", sender, on_event, on_lost)
@@ -391,6 +437,8 @@ class Broker:
         sender: Sender,
         on_event: Callable[[Event], None],
         on_lost: Callable[[], None],
+        *,
+        binary: bool = True,
     ) -> LinkPump:
         """A link driven from callbacks whose frames go out through ``sender`` (bounded, no task)."""
         pump = LinkPump(
@@ -401,6 +449,7 @@ class Broker:
             write=sender.write,
             close=sender.close_after,
             on_lost=on_lost,
+            binary=binary,
         )
         pump.on_resume = sender.pump
         return pump
@@ -451,7 +500,8 @@ class Broker:
             if message.machine_name != conn.machine_name:
                 conn.machine_name = message.machine_name
                 conn.session_peer.machine_name = message.machine_name
-                self.store.update_machine_name(conn.serial, message.machine_name)
+                serial, name = conn.serial, message.machine_name
+                self.background.submit(lambda store: store.update_machine_name(serial, name), "machine name")
             conn.display = message.display
         elif isinstance(message, Error):
             log.info("agent %s reported error %s", conn.serial, message.code)
@@ -473,7 +523,7 @@ class Broker:
 
         dispatch: OrderedDispatch[Message] = OrderedDispatch(
             lambda message: self._operator_command(op, message),
-            lambda message: self._operator_slow(op, message),
+            lambda message: self._operator_slow(op, message, ws),
             lambda message: isinstance(message, Login | Auth | ChangePassword),
             on_crash=crashed,
         )
@@ -492,7 +542,7 @@ class Broker:
             self.operator_links.unregister(op)
             self.sessions.operator_detached(op, self.clock())
 
-        pump = self._pump(ws, "operator", sender, on_event, on_lost)
+        pump = self._pump(ws, "operator", sender, on_event, on_lost, binary=False)
         self.operator_links.register(op, pump)
         return pump
 
@@ -533,12 +583,13 @@ class Broker:
         except BrokerError as exc:
             self._operator_refused(op, getattr(message, "id", None), exc, now)
 
-    async def _operator_slow(self, op: OperatorPeer, message: Message) -> None:
+    async def _operator_slow(self, op: OperatorPeer, message: Message, ws: WireConnection) -> None:
         """Login, token auth and password change (argon2id in a worker thread)."""
         now = self.clock()
         try:
             if isinstance(message, Login | Auth):
                 await self._operator_login(op, message, now)
+                ws.authenticated()  # logged in: no longer counted against its address
             elif isinstance(message, ChangePassword):
                 name = self._operator_authenticated(op, now)
                 await asyncio.to_thread(
@@ -650,7 +701,8 @@ class Broker:
     def _flush_seen(self) -> None:
         seen, self._seen = self._seen, set()
         if seen:
-            self.store.touch(sorted(seen), now=self.clock())
+            serials, now = sorted(seen), self.clock()
+            self.background.submit(lambda store: store.touch(serials, now=now), "last seen")
 
 
 def _file_response(body: bytes, content_type: str) -> Response:

@@ -126,7 +126,8 @@ class SQLiteStore(OperatorTables):
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = NORMAL")
+        self._db.execute("PRAGMA synchronous = FULL")
+        self._synchronous = "FULL"
         self._db.execute("PRAGMA foreign_keys = ON")
         self._migrate()
 
@@ -172,6 +173,11 @@ class SQLiteStore(OperatorTables):
 
     def close(self) -> None:
         self._db.close()
+
+    def reopen(self, *, busy_timeout_ms: int = 60_000) -> SQLiteStore:
+        """A second connection to the same file, for the broker's storage thread
+        (:mod:`broker.background`); it may wait longer for a lock, since nobody waits for it."""
+        return SQLiteStore(self.path, busy_timeout_ms=busy_timeout_ms)
 
     # -- inventory --------------------------------------------------------------------------------
 
@@ -270,21 +276,36 @@ class SQLiteStore(OperatorTables):
             )
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction; rolled back on any exception.
 
         The lock keeps transactions whole when a worker thread writes too (operator logins run
         their argon2 work off the event loop): one connection, one transaction at a time.
+
+        ``durable``: the commit survives a power loss once it returns (``synchronous = FULL``: the
+        WAL is synced at each commit). Every write is durable except the presence records
+        (``durable=False``, ``NORMAL``: safe against a crash of the process, the last ones may be
+        lost with power; they are rebuilt when agents reconnect). docs/hardening.md has the table.
         """
+        level = "FULL" if durable else "NORMAL"
         with self._lock:
+            if self._synchronous != level:
+                self._db.execute(f"PRAGMA synchronous = {level}")
+                self._synchronous = level
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             else:
-                self._db.execute("COMMIT")
+                try:
+                    self._db.execute("COMMIT")
+                except BaseException:  # disk full, I/O error: never leave the transaction open
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
 
     # -- audit ------------------------------------------------------------------------------------
 
@@ -720,7 +741,7 @@ class SQLiteStore(OperatorTables):
     # -- presence ---------------------------------------------------------------------------------
 
     def set_online(self, serial: str, *, online: bool, now: float, peer: str, node: str) -> None:
-        with self._write() as db:
+        with self._write(durable=False) as db:
             db.execute(
                 "INSERT INTO presence(serial, online, last_seen, peer, node) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT(serial) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen,"
@@ -741,12 +762,12 @@ class SQLiteStore(OperatorTables):
     def touch(self, serials: list[str], *, now: float) -> None:
         if not serials:
             return
-        with self._write() as db:
+        with self._write(durable=False) as db:
             db.executemany("UPDATE presence SET last_seen = ? WHERE serial = ?", [(now, s) for s in serials])
 
     def mark_node_offline(self, node: str, *, now: float) -> int:
         """After a crash, this node's agents are not connected any more."""
-        with self._write() as db:
+        with self._write(durable=False) as db:
             return db.execute(
                 "UPDATE presence SET online = 0 WHERE node = ? AND online = 1", (node,)
             ).rowcount
@@ -770,7 +791,7 @@ class SQLiteStore(OperatorTables):
         ]
 
     def update_machine_name(self, serial: str, machine_name: str) -> None:
-        with self._write() as db:
+        with self._write(durable=False) as db:
             db.execute("UPDATE certificates SET machine_name = ? WHERE serial = ?", (machine_name, serial))
 
 

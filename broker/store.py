@@ -13,8 +13,22 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from protocol.errors import ErrorCode
+
 from .audit import AuditEntry, ChainReport
+from .errors import BrokerError
 from .operators import OperatorStore
+
+
+class StorageUnavailable(BrokerError):
+    """The storage could not do the operation (disk full, read-only file system, I/O error): nothing
+    was stored, and the same request may succeed later. Code ``storage_unavailable``; the peer is
+    told so honestly instead of getting a bare ``internal`` (issue 12)."""
+
+    code = ErrorCode.STORAGE_UNAVAILABLE
+
+    def __init__(self, message: str = "the broker cannot store data right now", *, retry_after: float = 60.0):
+        super().__init__(message, retry_after=retry_after)
 
 
 class SubscriberStatus(StrEnum):

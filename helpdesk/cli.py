@@ -220,7 +220,9 @@ async def _command(client: HelpdeskClient, args: argparse.Namespace, state_path:
 
 
 async def _watch(client: HelpdeskClient, args: argparse.Namespace, out: TextIO) -> int:
+    from protocol.errors import ProtocolError
     from protocol.messages import SessionState
+    from protocol.text import safe_text
 
     from .canvas import Canvas
 
@@ -244,7 +246,10 @@ async def _watch(client: HelpdeskClient, args: argparse.Namespace, out: TextIO) 
         if screen in done:
             frame = screen.result()
             (args.out / f"{canvas.updates:06d}.bin").write_bytes(frame)
-            canvas.apply(frame)
+            try:
+                canvas.apply(frame)
+            except (ProtocolError, ValueError) as exc:  # a hostile or broken agent: report, go on
+                print(f"bad screen update skipped: {safe_text(str(exc))}", file=out, flush=True)
         if event in done:
             message = event.result()
             if isinstance(message, SessionState) and message.session_id == args.session_id:

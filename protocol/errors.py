@@ -65,6 +65,8 @@ class ErrorCode(StrEnum):
     IDLE_TIMEOUT = "idle_timeout"
     TOO_MANY_ERRORS = "too_many_errors"
     INTERNAL = "internal"
+    # the broker's storage failed (disk full, read-only, I/O error): nothing was stored, retry later
+    STORAGE_UNAVAILABLE = "storage_unavailable"
 
 
 class ProtocolError(Exception):

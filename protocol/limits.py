@@ -21,7 +21,9 @@ class Limits:
 
     max_text_bytes:
         Largest JSON control message accepted (64 KiB). A CSR is about 0.5 KiB and a consent
-        receipt under 2 KiB; an inventory report stays well below this.
+        receipt under 2 KiB; an inventory report stays well below this. The broker's listener also
+        refuses any larger WebSocket message (1009, from the frame header) until the peer is
+        authenticated (docs/hardening.md).
     max_binary_bytes:
         Largest binary frame (screen update), 8 MiB: a full 4K frame as PNG fits.
     max_bad_messages:

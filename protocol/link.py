@@ -204,6 +204,16 @@ class Link:
             )
         return [BinaryReceived(data)]
 
+    def reject(self, error: RemoteProtocolError, now: float) -> list[Event]:
+        """A bad message the adapter found (e.g. a binary frame on a path that takes only text):
+        answered with an ``error`` and counted like the core's own findings."""
+        if self.state is LinkState.CLOSED:
+            return []
+        self.last_received = now
+        if self.state is LinkState.AWAIT_HELLO:
+            return self._fatal(error)
+        return self._reject(error)
+
     def _receive_hello(self, message: Message) -> list[Event]:
         if isinstance(message, Error):
             # The server refused us (version, certificate, contract): surface it and close.

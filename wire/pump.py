@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from protocol import Closing, Event, Link, LinkState
-from protocol.errors import ErrorCode
+from protocol.errors import ErrorCode, UnexpectedMessage
 from protocol.messages import Message
 
 from .server import WireConnection
@@ -22,6 +22,7 @@ from .server import WireConnection
 log = logging.getLogger("wire.pump")
 
 Clock = Callable[[], float]
+BINARY_REFUSED = UnexpectedMessage("binary frames are not accepted on this path")
 SyncEventHandler = Callable[[Event], None]
 
 
@@ -32,11 +33,14 @@ class LinkPump:
     passes its per-connection :class:`broker.relay.Sender`); ``close`` closes after what is queued
     (default: the connection's close). ``on_lost`` runs once when the connection is gone.
     ``closed_by`` is the ``Closing`` the core asked for, or None when the peer or network ended it.
+    ``binary``: whether binary frames are part of this path's protocol; when not (operators), each
+    one is answered with ``unexpected_message`` and counted as a bad message.
     """
 
     __slots__ = (
         "_close",
         "_timer",
+        "binary",
         "clock",
         "closed_by",
         "conn",
@@ -57,8 +61,10 @@ class LinkPump:
         write: Callable[[str], object] | None = None,
         close: Callable[[int, str], None] | None = None,
         on_lost: Callable[[], None] | None = None,
+        binary: bool = True,
     ) -> None:
         self.conn = conn
+        self.binary = binary
         self.link = link
         self.clock = clock
         self.on_event: SyncEventHandler | None = on_event
@@ -91,6 +97,9 @@ class LinkPump:
         self._handle(self.link.receive(text, self.clock()))
 
     def binary_received(self, data: bytes) -> None:
+        if not self.binary:
+            self._handle(self.link.reject(BINARY_REFUSED, self.clock()))
+            return
         self._handle(self.link.receive_binary(data, self.clock()))
 
     def resume_writing(self) -> None:

@@ -10,6 +10,7 @@ from typing import Protocol
 from websockets.exceptions import ConnectionClosed
 
 from protocol import Closing, Event, Link, LinkState
+from protocol.errors import UnexpectedMessage
 from protocol.messages import Message
 
 Clock = Callable[[], float]
@@ -31,7 +32,8 @@ class LinkRunner:
     """Pumps frames in and out; the application reacts to events and calls :meth:`send`.
 
     ``closed_by`` tells after :meth:`run` returns who ended the connection: the ``Closing`` the
-    core asked for, or None when the peer or the network did.
+    core asked for, or None when the peer or the network did. ``binary``: whether binary frames
+    belong to this path; when not (enrollment), each is answered and counted as a bad message.
     """
 
     def __init__(
@@ -40,10 +42,12 @@ class LinkRunner:
         link: Link,
         *,
         clock: Clock = time.time,
+        binary: bool = True,
     ) -> None:
         self.ws = ws
         self.link = link
         self.clock = clock
+        self.binary = binary
         self.closed_by: Closing | None = None
 
     async def send(self, message: Message) -> None:
@@ -86,7 +90,11 @@ class LinkRunner:
             except TimeoutError:
                 events = self.link.handle_timer(self.clock())
             else:
-                if isinstance(frame, bytes):
+                if isinstance(frame, bytes) and not self.binary:
+                    events = self.link.reject(
+                        UnexpectedMessage("binary frames are not accepted on this path"), self.clock()
+                    )
+                elif isinstance(frame, bytes):
                     events = self.link.receive_binary(frame, self.clock())
                 else:
                     events = self.link.receive(frame, self.clock())

@@ -11,6 +11,14 @@ one small object; the application reacts in callbacks (:class:`Handler`). Code t
 
 Timeouts that the stock server had and this one keeps: the opening handshake must finish within
 ``open_timeout``; a closing handshake that the peer does not finish within ``close_timeout`` is cut.
+
+What the stock server's receive side did and this one does itself (issue 12, docs/hardening.md):
+fragmented messages are reassembled (the sans-I/O layer yields each frame), text is decoded as
+UTF-8 and invalid UTF-8 fails the connection with 1007 (RFC 6455 §8.1), the largest accepted frame
+is small until the application says the peer is authenticated (:meth:`WireConnection.allow_size`),
+and reading stops while the transport is not writable, so a peer that never reads cannot make us
+buffer its PONGs without bound. Before TLS, :class:`WireServer` caps the unauthenticated
+connections of one source address (:mod:`wire.gate`).
 """
 
 from __future__ import annotations
@@ -19,20 +27,32 @@ import asyncio
 import http
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from websockets.frames import Frame, Opcode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import CONNECTING, OPEN
 from websockets.protocol import Protocol as WsProtocol
 from websockets.server import ServerProtocol
 
-from . import tls
+from . import gate, tls
 
 log = logging.getLogger("wire.server")
 
 CLOSE_GOING_AWAY = 1001
+
+DEFAULT_MAX_FRAME = 64 * 1024
+"""Largest WebSocket message (bytes) a connection may send until the application raises it with
+:meth:`WireConnection.allow_size` (the broker does for an admitted agent's screen updates): the
+protocol's largest control message (``protocol.Limits.max_text_bytes``). Larger ones are refused
+from the frame header, before any payload is buffered, with close 1009."""
+
+# WireConnection._flags: small ints, so no allocation per connection.
+_PAUSED_WRITE = 1  # reading paused because the transport is not writable
+_PAUSED_APP = 2  # reading paused by the application (AsyncConnection's queue)
+_COUNTED = 4  # counted among its address's unauthenticated connections (wire.gate)
+_FRAG_TEXT = 8  # the fragmented message being reassembled is text
 
 
 class Handler(Protocol):
@@ -59,15 +79,17 @@ class WireConnection(asyncio.Protocol):
     """One client connection. Public: ``transport``, ``ws`` (the sans-I/O protocol), ``peer``,
     ``writable``; :meth:`send_text`, :meth:`send_binary`, :meth:`close`, :meth:`abort`."""
 
-    __slots__ = ("_timer", "handler", "peer", "server", "transport", "writable", "ws")
+    __slots__ = ("_flags", "_frag", "_timer", "handler", "peer", "server", "transport", "writable", "ws")
 
-    def __init__(self, server: WireServer) -> None:
+    def __init__(self, server: WireServer, peer: str = "?", *, counted: bool = False) -> None:
         self.server = server
         self.ws = ServerProtocol(max_size=server.max_size, logger=server.ws_logger)
         self.handler: Handler | None = None
-        self.peer = "?"
+        self.peer = peer
         self.writable = True
         self._timer: asyncio.TimerHandle | None = None
+        self._flags = _COUNTED if counted else 0
+        self._frag: bytearray | None = None  # the fragments of a message, only while one arrives
 
     # -- application API --------------------------------------------------------------------------
 
@@ -102,13 +124,38 @@ class WireConnection(asyncio.Protocol):
     def abort(self) -> None:
         self.transport.abort()
 
+    def allow_size(self, max_size: int) -> None:
+        """Accept messages up to ``max_size`` bytes from now on (e.g. an admitted agent's screen
+        updates). Takes effect from the next frame when called from the server's ``open_handler``
+        (the frame parser restarts after the handshake); later calls reach frames whose header has
+        not begun to be read."""
+        self.ws.max_message_size = max_size
+
+    def authenticated(self) -> None:
+        """The peer proved who it is (client certificate admitted, operator logged in): it no longer
+        counts against its address's cap of unauthenticated connections (:mod:`wire.gate`)."""
+        self.release_gate()
+
+    def release_gate(self) -> None:
+        if self._flags & _COUNTED:
+            self._flags &= ~_COUNTED
+            self.server.gate.release(self.peer)
+
+    def pause_reading(self) -> None:
+        """The application's back-pressure (its queue is full): stop reading until :meth:`resume_reading`."""
+        self._pause(_PAUSED_APP)
+
+    def resume_reading(self) -> None:
+        self._resume(_PAUSED_APP)
+
     # -- asyncio callbacks ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        address = transport.get_extra_info("peername")
-        self.peer = str(address[0]) if address else "?"
+        if self.peer == "?":
+            address = transport.get_extra_info("peername")
+            self.peer = str(address[0]) if address else "?"
         self.server.connections.add(self)
         self._timer = self.server.loop.call_later(self.server.open_timeout, self._handshake_timeout)
 
@@ -119,15 +166,12 @@ class WireConnection(asyncio.Protocol):
         self._send_data()
         for event in events:
             if isinstance(event, Frame):
-                handler = self.handler
-                if handler is None:
-                    continue
-                if event.opcode is Opcode.TEXT:
-                    handler.text_received(str(event.data, "utf-8"))  # validated by websockets
-                elif event.opcode is Opcode.BINARY:
-                    handler.binary_received(bytes(event.data))
+                if ws.state is not OPEN:
+                    break  # failed (1007) or closing: RFC 6455 §1.4, the rest is discarded
+                self._frame(event)
             elif isinstance(event, Request):
                 self._handshake(event)
+        self._send_data()
         if ws.close_expected():
             self._expect_close()
 
@@ -143,6 +187,8 @@ class WireConnection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self.server.connections.discard(self)
+        self.release_gate()
+        self._frag = None
         handler, self.handler = self.handler, None
         if handler is not None:
             try:
@@ -151,14 +197,66 @@ class WireConnection(asyncio.Protocol):
                 log.exception("connection clean-up failed")
 
     def pause_writing(self) -> None:
+        # Stop reading too: a peer that sends (PINGs, requests) but never reads would otherwise make
+        # us queue our answers without bound. What one peer can make us hold is then the transport's
+        # high-water mark plus one read's worth of answers (docs/hardening.md).
         self.writable = False
+        self._pause(_PAUSED_WRITE)
 
     def resume_writing(self) -> None:
         self.writable = True
+        self._resume(_PAUSED_WRITE)
         if self.handler is not None:
             self.handler.resume_writing()
 
     # -- internals --------------------------------------------------------------------------------
+
+    def _pause(self, why: int) -> None:
+        if not self._flags & (_PAUSED_WRITE | _PAUSED_APP) and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self._flags |= why
+
+    def _resume(self, why: int) -> None:
+        if not self._flags & why:
+            return
+        self._flags &= ~why
+        if not self._flags & (_PAUSED_WRITE | _PAUSED_APP) and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _frame(self, frame: Frame) -> None:
+        """One data frame: whole messages to the handler, fragments reassembled (RFC 6455 §5.4).
+        websockets' parser has checked the order of fragments and the total size."""
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if not frame.fin:
+                self._frag = bytearray(frame.data)
+                if opcode is Opcode.TEXT:
+                    self._flags |= _FRAG_TEXT
+                return
+            self._deliver(opcode is Opcode.TEXT, frame.data)
+        elif opcode is Opcode.CONT and self._frag is not None:
+            self._frag += frame.data
+            if frame.fin:
+                data, self._frag = self._frag, None
+                text = bool(self._flags & _FRAG_TEXT)
+                self._flags &= ~_FRAG_TEXT
+                self._deliver(text, data)
+
+    def _deliver(self, text: bool, data: bytes | bytearray | memoryview) -> None:
+        handler = self.handler
+        if handler is None:
+            return
+        if text:
+            try:
+                decoded = str(data, "utf-8")
+            except UnicodeDecodeError as exc:  # RFC 6455 §8.1: fail the connection with 1007
+                self.ws.fail(CloseCode.INVALID_DATA, f"invalid UTF-8 at position {exc.start}")
+                self._send_data()
+                self._expect_close()
+                return
+            handler.text_received(decoded)
+        else:
+            handler.binary_received(bytes(data))
 
     def _handshake(self, request: Request) -> None:
         server = self.server
@@ -175,6 +273,9 @@ class WireConnection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        for name, value in server.response_headers.items():
+            if name not in response.headers:
+                response.headers[name] = value
         ws.send_response(response)
         if ws.state is not OPEN:
             self._send_data()
@@ -193,9 +294,18 @@ class WireConnection(asyncio.Protocol):
         self._send_data()
 
     def _send_data(self) -> None:
-        for data in self.ws.data_to_send():
+        ws = self.ws
+        for data in ws.data_to_send():
             if data:
                 self.transport.write(data)
+            elif ws.close_sent is not None and ws.close_rcvd is None and self.server.serving:
+                # We failed the connection (1002, 1007, 1009) while the peer may still be sending:
+                # closing now would answer its next bytes with a TCP reset, which can destroy our
+                # close frame in its receive buffer before it is read. Read and discard for a
+                # moment first, as HTTP servers' lingering close does.
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = self.server.loop.call_later(self.server.fail_linger, self._linger_done)
             elif self.server.serving or self.transport.get_write_buffer_size():
                 # End of stream: TLS cannot half-close, so close (after the buffer is flushed).
                 self.transport.close()
@@ -203,6 +313,10 @@ class WireConnection(asyncio.Protocol):
                 # Shutting down and the WebSocket closing handshake is complete: the TLS close_notify
                 # exchange would only make thousands of peers wait on each other (reconnect storm).
                 self.transport.abort()
+
+    def _linger_done(self) -> None:
+        self._timer = None
+        self.transport.close()
 
     def _expect_close(self) -> None:
         if self._timer is None and not self.transport.is_closing():
@@ -218,7 +332,22 @@ class WireServer:
     """The listener and its live connections.
 
     max_size:
-        Largest WebSocket message accepted (bytes); larger ones close the connection with 1009.
+        Largest WebSocket message (bytes) a connection accepts until the application raises it
+        (:meth:`WireConnection.allow_size`); larger ones close the connection with 1009 as soon as
+        the frame header is read. Default :data:`DEFAULT_MAX_FRAME` (64 KiB).
+    max_unauthenticated_per_address:
+        Connections from one source address that may be open and not yet authenticated at once
+        (TLS handshake, HTTP, enrollment, an operator before login); one more is closed before
+        the TLS handshake (:mod:`wire.gate`). ``None``: no cap.
+    on_refused:
+        Called at most once per ``refusal_report_interval`` seconds with the connections refused
+        by the cap since the last call (address → count), so a flood costs one audit entry a minute.
+    fail_linger:
+        Seconds a connection we failed (1002, 1007, 1009) is still read and discarded before it is
+        closed, so the peer can read our close frame instead of a TCP reset (1 s).
+    response_headers:
+        Headers added to every HTTP response (plain answers, refusals and the 101), e.g.
+        ``Strict-Transport-Security``.
     tls_handshake_timeout:
         Seconds for the TLS handshake (asyncio's default, 60 s). Generous on purpose: after a broker
         restart thousands of agents handshake at once and each waits its turn for the CPU.
@@ -235,15 +364,25 @@ class WireServer:
         process_request: ProcessRequest,
         open_handler: OpenHandler,
         *,
-        max_size: int = 1 << 20,
+        max_size: int = DEFAULT_MAX_FRAME,
         tls_handshake_timeout: float = 60.0,
         open_timeout: float = 10.0,
         close_timeout: float = 10.0,
+        max_unauthenticated_per_address: int | None = gate.DEFAULT_MAX_UNAUTHENTICATED,
+        on_refused: gate.RefusalReport | None = None,
+        refusal_report_interval: float = 60.0,
+        response_headers: Mapping[str, str] | None = None,
+        fail_linger: float = 1.0,
         ws_logger: logging.Logger | None = None,
     ) -> None:
+        self.response_headers: Mapping[str, str] = dict(response_headers or {})
+        self.fail_linger = fail_linger
         self.process_request = process_request
         self.open_handler = open_handler
         self.max_size = max_size
+        self.gate = gate.Gate(
+            max_unauthenticated_per_address, on_refused=on_refused, report_interval=refusal_report_interval
+        )
         self.tls_handshake_timeout = tls_handshake_timeout
         self.open_timeout = open_timeout
         self.close_timeout = close_timeout
@@ -255,22 +394,27 @@ class WireServer:
         self._server: asyncio.Server | None = None
         self.loop = asyncio.get_running_loop()
 
+    def new_connection(self, peer: str, *, counted: bool = False) -> WireConnection:
+        """The protocol of one accepted connection (``counted``: the gate counted it for ``peer``)."""
+        return WireConnection(self, peer, counted=counted)
+
     async def listen(self, host: str, port: int, *, ssl_context: ssl.SSLContext, backlog: int = 100) -> None:
+        self.serving = True
+        # Plain TCP first: the gate counts the source address before any TLS work, then wraps the
+        # connection in TLS itself (wire.gate), as create_server(ssl=...) would.
         self._server = await self.loop.create_server(
-            lambda: WireConnection(self),
+            lambda: gate.Admission(self, ssl_context),
             host,
             port,
-            ssl=ssl_context,
             backlog=backlog,
-            ssl_handshake_timeout=self.tls_handshake_timeout,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
-        self.serving = True
 
     async def close(self, grace: float, *, code: int = CLOSE_GOING_AWAY, reason: str = "") -> None:
         """Stop listening, send every peer a close frame, wait up to ``grace`` seconds for the closing
         handshakes, then cut what is left (peers reconnect anyway)."""
         self.serving = False
+        self.gate.close()
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):

@@ -74,7 +74,7 @@ class AsyncConnection:
         message = self._messages.popleft()
         if self._reading_paused and len(self._messages) <= self.max_queue // 4:
             self._reading_paused = False
-            self.conn.transport.resume_reading()
+            self.conn.resume_reading()
         return message
 
     async def send(self, message: str | bytes) -> None:
@@ -100,7 +100,7 @@ class AsyncConnection:
         _wake(self._waiter)
         if not self._reading_paused and len(self._messages) >= self.max_queue:
             self._reading_paused = True
-            self.conn.transport.pause_reading()
+            self.conn.pause_reading()
 
     def _closed(self) -> ConnectionClosed:
         ws = self.conn.ws

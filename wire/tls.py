@@ -1,4 +1,5 @@
-"""What the lean server reads from asyncio's TLS transport, and what it lets go of.
+"""The broker's TLS profile, what the lean server reads from asyncio's TLS transport, and what it
+lets go of.
 
 asyncio keeps the peer certificate as a dict (``get_extra_info("peercert")``, about 1.2 KiB with
 our client certificates) for the life of the connection, though the broker needs only its serial
@@ -10,6 +11,30 @@ does nothing.
 from __future__ import annotations
 
 import asyncio
+import ssl
+
+MOZILLA_INTERMEDIATE_TLS12_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
+"""TLS 1.2 suites of Mozilla's "intermediate" server profile (version 5.7), without the DHE ones (we
+load no DH parameters): forward secret and AEAD only; no CBC suite (LUCKY13), no SHA-1 MAC. TLS 1.3
+suites are all AEAD and stay OpenSSL's default."""
+
+
+def harden_server_context(ctx: ssl.SSLContext) -> ssl.SSLContext:
+    """Apply the broker's TLS profile (Mozilla "intermediate", docs/hardening.md) to ``ctx``:
+    TLS 1.2 and 1.3 only, AEAD suites only, no compression or renegotiation; returns ``ctx``."""
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(MOZILLA_INTERMEDIATE_TLS12_CIPHERS)
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    return ctx
 
 
 def peer_serial(transport: asyncio.BaseTransport) -> str | None:

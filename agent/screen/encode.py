@@ -18,6 +18,8 @@ encodings; the alpha byte of the capture is dropped (screens are opaque).
 from __future__ import annotations
 
 import io
+import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -50,7 +52,26 @@ RAW_MAX_PIXELS = 16 * 16
 _SAMPLE_PIXELS = 4096
 _PNG_LEVEL = 1  # zlib level 1: 3-5x faster than the default 6 and only ~10 % larger on screens
 _ZLIB_LEVEL = 6
-_DECODE_MAX_PIXELS = 0xFFFF * 0xFFFF
+DECODE_MAX_PIXELS = 8192 * 8192
+"""Largest rect :func:`decode_payload` decodes (64 Mpixel, 192 MiB of RGB): above any real screen
+(8K is 33 Mpixel), and a bound on what a hostile agent's 8 MiB payload can make a viewer allocate
+(deflate inflates up to ~1000:1)."""
+
+_DECODE_ERRORS = (
+    OSError,  # PIL.UnidentifiedImageError, "image file is truncated", decoder errors
+    SyntaxError,  # PIL's parsers report malformed headers as SyntaxError
+    EOFError,
+    ValueError,
+    IndexError,
+    KeyError,
+    TypeError,
+    struct.error,
+    zlib.error,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+"""What PIL and zlib raise on hostile input (found by tests/agent/screen/test_decode_fuzz.py);
+:func:`decode_payload` turns each into its one documented ``ValueError``."""
 
 
 def bgra_to_rgb(pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
@@ -113,10 +134,25 @@ def decode_payload(encoding: Encoding, payload: bytes, width: int, height: int) 
     """Reference decoder: payload → ``(height, width, 3)`` RGB array.
 
     What a viewer does with each rect; the tests use it for round trips and third-party consoles
-    can check their decoder against it. The size must match the rect's, or ``ValueError``.
+    can check their decoder against it. Any payload that is not a valid image of exactly this size
+    and encoding raises ``ValueError`` and nothing else (the payload comes from another machine:
+    a hostile agent must not crash an operator's client); rects above :data:`DECODE_MAX_PIXELS`
+    are refused before any decoding.
     """
-    if width * height > _DECODE_MAX_PIXELS:
-        raise ValueError("rect too large")
+    if width <= 0 or height <= 0 or width * height > DECODE_MAX_PIXELS:
+        raise ValueError(f"rect of {width}x{height} pixels is empty or too large to decode")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return _decode(encoding, payload, width, height)
+    except _DECODE_ERRORS as exc:
+        if isinstance(exc, ValueError):
+            raise
+        name = getattr(encoding, "name", encoding)
+        raise ValueError(f"undecodable payload ({type(exc).__name__}), expected {name}") from exc
+
+
+def _decode(encoding: Encoding, payload: bytes, width: int, height: int) -> npt.NDArray[np.uint8]:
     if encoding is Encoding.RAW_RGB_ZLIB:
         expected = width * height * 3
         inflater = zlib.decompressobj()
@@ -124,10 +160,15 @@ def decode_payload(encoding: Encoding, payload: bytes, width: int, height: int) 
         if len(data) != expected or inflater.unconsumed_tail or not inflater.eof:
             raise ValueError("raw payload does not inflate to exactly width*height*3 bytes")
         return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
-    with Image.open(io.BytesIO(payload)) as img:
-        expected_format = "JPEG" if encoding is Encoding.JPEG else "PNG"
+    if encoding not in (Encoding.JPEG, Encoding.PNG):
+        raise ValueError(f"unknown encoding {encoding!r}")
+    expected_format = "JPEG" if encoding is Encoding.JPEG else "PNG"
+    with Image.open(io.BytesIO(payload), formats=(expected_format,)) as img:
         if img.format != expected_format or img.size != (width, height):
             raise ValueError(
                 f"payload is {img.format} {img.size}, expected {expected_format} {(width, height)}"
             )
-        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+        pixels = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    if pixels.shape != (height, width, 3):
+        raise ValueError(f"payload decoded to {pixels.shape}, expected {(height, width, 3)}")
+    return pixels

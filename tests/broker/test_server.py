@@ -86,6 +86,11 @@ async def _enroll_raw(broker: InProcessBroker, **fields: Any) -> dict[str, Any]:
         return await _recv_json(ws)
 
 
+async def _records_written(broker: InProcessBroker) -> None:
+    """Refusal audits are written by the broker's storage thread: wait until it has caught up."""
+    assert await asyncio.to_thread(broker.broker.background.wait_idle, 10)
+
+
 def _csr(contract: str) -> str:
     return build_csr(generate_private_key(), common_name=contract).decode()
 
@@ -120,6 +125,7 @@ async def test_enrollment_token_refusals(broker: InProcessBroker) -> None:
     reused = await _enroll_raw(broker, contract_id="C-1", token=token, csr_pem=_csr("C-1"))
     assert reused["code"] == "token_used"
     assert [c.serial for c in broker.store.list_certificates("C-1")] == [ok["serial"]]
+    await _records_written(broker)
     refusals = [e.details["code"] for e in broker.store.audit_entries() if e.action == "enroll.refused"]
     # The second bad CSR from the same address within a minute is counted, not written again.
     assert refusals == ["token_unknown", "token_expired", "csr_subject_mismatch", "bad_csr", "token_used"]
@@ -292,6 +298,7 @@ async def test_a_flood_of_enrollment_attempts_is_cut_off_and_audited_sparingly(
     ]
     assert answers[:20] == ["token_unknown"] * 20
     assert answers[20:] == ["rate_limited"] * 5
+    await _records_written(broker)
     audited = [e.details for e in broker.store.audit_entries() if e.action == "enroll.refused"]
     assert [d["code"] for d in audited] == ["token_unknown", "rate_limited"]
     # Another address (127.0.0.2 is loopback too) is served as usual.
