@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="where to send the UPnP search for the router model (default: the SSDP multicast group)",
     )
+    from .service.cli import add_parser as add_service_parser
+
+    add_service_parser(sub)
     return parser
 
 
@@ -157,6 +160,10 @@ def main(
             stored = load_identity(data_dir)  # the preview works before enrollment too
             extra = {"router_target": args.router_target} if args.router_target else {}
             return run_preview(lang=lang, cert_serial=stored.serial if stored else None, out=stdout, **extra)
+        if args.command == "service":
+            from .service.cli import run as run_service
+
+            return run_service(args, args.data_dir, lang, stdout)
     except NotEnrolled:
         print(t("run.not_enrolled", lang), file=stdout)
         return EXIT_ERROR
