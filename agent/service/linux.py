@@ -81,6 +81,7 @@ Name=ISP Remote Support
 Name[ja]=リモートサポート
 Comment=Ask the helpdesk for help; shows the support code in large digits
 Comment[ja]=ヘルプデスクにサポートを依頼します（サポート番号を大きく表示します）
+TryExec={layout.desktop[0]}
 Exec={quote_exec(layout.desktop)}
 Terminal=false
 Categories=Network;RemoteAccess;
