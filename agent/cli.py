@@ -105,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .service.cli import add_parser as add_service_parser
 
     add_service_parser(sub)
+    desktop = sub.add_parser("desktop", help="the subscriber's window (isp-agent-desktop)")
+    desktop.add_argument("--autostart", action="store_true", help="at login: nothing when not enrolled")
+    desktop.add_argument("--test-pattern", action="store_true", help="share a test pattern, not the screen")
+    desktop.add_argument("--scale", type=float, default=1.0, help="text size factor (Ctrl +/- in the window)")
+    desktop.add_argument("--trace", action="store_true", help="print each screen shown (never chat text)")
     return parser
 
 
@@ -160,6 +165,17 @@ def main(
             stored = load_identity(data_dir)  # the preview works before enrollment too
             extra = {"router_target": args.router_target} if args.router_target else {}
             return run_preview(lang=lang, cert_serial=stored.serial if stored else None, out=stdout, **extra)
+        if args.command == "desktop":
+            from .desktop.app import run as run_desktop
+
+            return run_desktop(
+                data_dir=data_dir,
+                lang=lang,
+                autostart=args.autostart,
+                test_pattern=args.test_pattern,
+                trace=args.trace,
+                scale=max(0.5, min(3.0, args.scale)),
+            )
         if args.command == "service":
             from .service.cli import run as run_service
 

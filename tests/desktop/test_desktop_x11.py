@@ -1,0 +1,140 @@
+"""The subscriber's window driven like a subscriber would, keyboard only, on a real X server:
+request support → the support code in large digits → the operator claims it (their name shows,
+their chat arrives) → "終了" ends the session at the broker. Screenshots for the README.
+
+Real broker process, real agent enrollment, real Xvfb, real Tk; keys typed with xdotool (XTest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpdesk import HelpdeskClient
+from tests.browser import SCREENSHOTS
+from tests.helpers import (
+    PYTHON,
+    ROOT,
+    BrokerProcess,
+    OutputTail,
+    add_operator,
+    child_env,
+    login,
+    run_agent,
+    wait_until,
+)
+from tests.x11 import xdotool, xvfb
+
+pytestmark = [pytest.mark.x11, pytest.mark.e2e]
+
+CODE_RE = re.compile(r"screen=code code=(\d{6})")
+
+
+@pytest.fixture
+def display() -> Iterator[str]:
+    with xvfb(1024, 768) as name:
+        yield name
+
+
+def screenshot(display: str, name: str) -> None:
+    from PIL import ImageGrab
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    ImageGrab.grab(xdisplay=display).save(SCREENSHOTS / name)
+
+
+def start_desktop(data: Path, display: str) -> tuple[subprocess.Popen[str], OutputTail]:
+    proc = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "agent",
+            "--data-dir",
+            str(data),
+            "--lang",
+            "ja",
+            "desktop",
+            "--test-pattern",
+            "--trace",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=child_env(DISPLAY=display, LANG="ja_JP.UTF-8"),
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    return proc, OutputTail(proc.stdout)
+
+
+async def shows(out: OutputTail, pattern: str) -> re.Match[str]:
+    """Wait until the window's trace matches ``pattern``; fail with everything it printed."""
+    try:
+        match: re.Match[str] = await asyncio.to_thread(
+            wait_until, lambda: re.search(pattern, out.text()), what=pattern
+        )
+    except AssertionError:
+        raise AssertionError(f"waited for {pattern!r}; the window printed:\n{out.text()}") from None
+    return match
+
+
+def other_window(display: str, main: str) -> str | None:
+    """A mapped top-level window other than ``main``: the session's consent window."""
+    found = xdotool(display, "search", "--onlyvisible", "--name", ".").split()
+    return next((w for w in found if w != main), None)
+
+
+def focus_window(display: str) -> str:
+    window = xdotool(display, "search", "--sync", "--name", "Remote Support").split()[0]
+    xdotool(display, "windowfocus", "--sync", window)
+    return window
+
+
+async def test_request_code_claim_chat_end_with_the_keyboard(
+    broker: BrokerProcess, display: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "agent"
+    enrolled = run_agent(data, *broker.add_subscriber("C-3001"), stdin="y\n")
+    assert enrolled.returncode == 0, enrolled.stdout + enrolled.stderr
+    account = add_operator(broker, "sato")
+    proc, out = start_desktop(data, display)
+    try:
+        await shows(out, "screen=idle")
+        focus_window(display)
+        screenshot(display, "desktop-idle.png")
+        xdotool(display, "key", "Return")  # the focused big button: サポートを依頼する
+        match = await shows(out, CODE_RE.pattern)
+        code = match.group(1)
+        await asyncio.sleep(0.3)  # let Tk draw the digits before the picture
+        screenshot(display, "desktop-code.png")
+
+        async with HelpdeskClient(broker.url, cafile=broker.data_dir / "ca.pem") as op:
+            await login(op, account)
+            claimed = await op.claim(code=code, scopes=())  # the code the subscriber read out
+            await shows(out, "screen=claimed")
+            assert "operator=Sato_(helpdesk)" in out.text()
+            # The session's own consent window asks (agent/prompt.py); Escape there is "deny all".
+            main = focus_window(display)
+            dialog = await asyncio.to_thread(wait_until, lambda: other_window(display, main), what="consent")
+            xdotool(display, "windowfocus", "--sync", dialog)
+            xdotool(display, "key", "Escape")
+            await op.chat(claimed.session_id, "こんにちは、佐藤です")
+            await asyncio.sleep(1.0)
+            screenshot(display, "desktop-session.png")
+            focus_window(display)
+            xdotool(display, "key", "Return")  # the focused 終了 button
+            await shows(out, "screen=ended")
+        assert "screen=ended exit=0 error=-" in out.text()
+        assert "こんにちは" not in out.text(), "the trace never carries chat text"
+        audit = broker.cli("audit", "log", "--subject", claimed.session_id).stdout
+        assert "ended" in audit, audit
+        screenshot(display, "desktop-ended.png")
+    finally:
+        proc.terminate()
+        proc.wait(15)
