@@ -81,6 +81,7 @@ class DesktopApp:
         root.geometry(GEOMETRY)
         root.minsize(640, 480)
         root.protocol("WM_DELETE_WINDOW", self.quit)
+        root.report_callback_exception = self._on_callback_error
         for seq, step in (
             ("<Control-plus>", 1),
             ("<Control-equal>", 1),
@@ -95,6 +96,12 @@ class DesktopApp:
         identity = load_identity(data_dir)
         self.show_idle() if identity is not None else self.show_enroll()
         root.after(POLL_MS, self.poll)
+
+    def _on_callback_error(self, kind: type[BaseException], exc: BaseException, _tb: object) -> None:
+        """A bug in a button's handler: a line on stderr and a plain message, never a traceback."""
+        print(f"[desktop_error] {kind.__name__}", file=sys.stderr)
+        with contextlib.suppress(tk.TclError):
+            self.label(tr("error", self.lang, code=kind.__name__), fg=DANGER)
 
     # -- look and feel ------------------------------------------------------------------------------
 
@@ -128,9 +135,8 @@ class DesktopApp:
         self.chat = None
 
     def label(self, text: str, font: str = "base", **kw: Any) -> tk.Label:
-        widget = tk.Label(
-            self.body, text=text, font=self.fonts[font], bg=BG, fg=FG, wraplength=WRAP, justify="left", **kw
-        )
+        options: dict[str, Any] = {"bg": BG, "fg": FG, "wraplength": WRAP, "justify": "left", **kw}
+        widget = tk.Label(self.body, text=text, font=self.fonts[font], **options)
         widget.pack(anchor="w", pady=(0, 12))
         return widget
 

@@ -106,7 +106,10 @@ def parse_link(link: str) -> EnrollInfo:
     link = link.strip()
     if not link.startswith(LINK_PREFIX) or len(link) > MAX_FILE_BYTES:
         raise EnrollFileError("not an enrollment link")
-    query = urllib.parse.parse_qs(link[len(LINK_PREFIX) :], strict_parsing=True, max_num_fields=8)
+    try:
+        query = urllib.parse.parse_qs(link[len(LINK_PREFIX) :], strict_parsing=True, max_num_fields=8)
+    except ValueError:
+        raise EnrollFileError("not an enrollment link") from None
     values: dict[str, object] = {}
     for key, items in query.items():
         if len(items) != 1:

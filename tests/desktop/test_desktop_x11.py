@@ -138,3 +138,44 @@ async def test_request_code_claim_chat_end_with_the_keyboard(
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+async def test_enroll_from_the_helpdesk_file_with_the_keyboard(
+    broker: BrokerProcess, display: str, tmp_path: Path
+) -> None:
+    enroll_file = tmp_path / "C-3002.isp-enroll"
+    broker.cli("subscriber", "add", "C-3002", "--enroll-file", str(enroll_file))
+    data = tmp_path / "agent"
+    proc, out = start_desktop(data, display)
+    try:
+        await shows(out, "screen=enroll")
+        focus_window(display)
+        xdotool(display, "type", "--delay", "5", str(enroll_file))  # the focused field
+        xdotool(display, "key", "Return")
+        await shows(out, "screen=confirm")  # 第31条1項④: the subscriber accepts the certificate
+        await asyncio.sleep(0.3)
+        screenshot(display, "desktop-enroll-confirm.png")
+        assert not (data / "agent.json").exists(), "nothing is stored before the subscriber says yes"
+        xdotool(display, "key", "Return")  # the focused はい button
+        await shows(out, "screen=idle")
+        status = run_agent(data, "status")
+        assert "contract: C-3002" in status.stdout, status.stdout + status.stderr
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+async def test_a_bad_enrollment_file_is_refused_in_plain_words(display: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.isp-enroll"
+    bad.write_text('{"format": "isp-remote-support-enroll/1", "broker": "http://evil.example"}')
+    proc, out = start_desktop(tmp_path / "agent", display)
+    try:
+        await shows(out, "screen=enroll")
+        focus_window(display)
+        xdotool(display, "type", "--delay", "5", str(bad))
+        xdotool(display, "key", "Return")
+        await shows(out, "screen=enroll error=.*bad_enroll_file")
+        assert not (tmp_path / "agent" / "agent.json").exists()
+    finally:
+        proc.terminate()
+        proc.wait(15)
