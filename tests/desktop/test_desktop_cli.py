@@ -30,3 +30,16 @@ def test_autostart_without_enrollment_shows_nothing(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert result.stdout == ""
     assert result.stderr == ""
+
+
+def test_desktop_script_accepts_global_options_anywhere() -> None:
+    from agent.desktop import agent_argv
+
+    assert agent_argv(["--autostart", "--data-dir", r"C:\ProgramData\x", "--lang=en"]) == [
+        "--data-dir",
+        r"C:\ProgramData\x",
+        "--lang=en",
+        "desktop",
+        "--autostart",
+    ]
+    assert agent_argv([]) == ["desktop"]
