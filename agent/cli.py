@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     desktop.add_argument("--test-pattern", action="store_true", help="share a test pattern, not the screen")
     desktop.add_argument("--scale", type=float, default=1.0, help="text size factor (Ctrl +/- in the window)")
     desktop.add_argument("--trace", action="store_true", help="print each screen shown (never chat text)")
+    desktop.add_argument(
+        "--resume-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to confirm continuing an interrupted session",
+    )
     return parser
 
 
@@ -175,6 +181,7 @@ def main(
                 test_pattern=args.test_pattern,
                 trace=args.trace,
                 scale=max(0.5, min(3.0, args.scale)),
+                resume_timeout=max(1.0, min(600.0, args.resume_timeout)),
             )
         if args.command == "service":
             from .service.cli import run as run_service

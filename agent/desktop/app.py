@@ -29,8 +29,20 @@ from tkinter import filedialog
 from tkinter import font as tkfont
 from typing import Any, Final, Literal, TextIO
 
+from protocol.text import safe_text
+
 from ..identity import Identity, load_identity
-from .bridge import END_WAIT, CodeShown, Event, Finished, Line, OperatorShown, SessionBridge
+from .bridge import (
+    END_WAIT,
+    CodeShown,
+    Event,
+    Finished,
+    Line,
+    OperatorShown,
+    Resumable,
+    SessionBridge,
+    load_resumable,
+)
 from .enrollfile import EnrollFileError, EnrollInfo, load
 from .texts import tr
 
@@ -48,6 +60,8 @@ WRAP: Final = 820
 """Pixels a line of text may take before it wraps (the window's width less its margins)."""
 CONFIRM_WAIT: Final = 300.0
 """Seconds the enrollment waits for the subscriber to accept the certificate (then: declined)."""
+RESUME_TIMEOUT: Final = 60.0
+"""Seconds the subscriber has to confirm continuing an interrupted session; then it ends."""
 CHAT_LINES: Final = 500
 """Lines kept in the message area."""
 
@@ -62,8 +76,10 @@ class DesktopApp:
         test_pattern: bool = False,
         trace: TextIO | None = None,
         scale: float = 1.0,
+        resume_timeout: float = RESUME_TIMEOUT,
     ) -> None:
         self.root = root
+        self.resume_timeout = resume_timeout
         self.data_dir = data_dir
         self.lang = lang
         self.test_pattern = test_pattern
@@ -94,7 +110,13 @@ class DesktopApp:
         self.operator: tk.Label | None = None
         self.chat: tk.Text | None = None
         identity = load_identity(data_dir)
-        self.show_idle() if identity is not None else self.show_enroll()
+        left_over = load_resumable(data_dir) if identity is not None else None
+        if left_over is not None:
+            self.show_resume(left_over)
+        elif identity is not None:
+            self.show_idle()
+        else:
+            self.show_enroll()
         root.after(POLL_MS, self.poll)
 
     def _on_callback_error(self, kind: type[BaseException], exc: BaseException, _tb: object) -> None:
@@ -262,14 +284,47 @@ class DesktopApp:
         ask.focus_set()
         self.trace("idle")
 
-    def request_support(self) -> None:
+    def show_resume(self, left_over: Resumable) -> None:
+        """After the window was restarted mid-session: continue with the same operator, no new
+        code, only if the subscriber says so in time (issue 16); otherwise end it at the broker."""
+        self.clear()
+        name = safe_text(left_over.operator, max_chars=64)
+        seconds = round(self.resume_timeout)
+        self.label(tr("title", self.lang), "big")
+        self.label(tr("resume.ask", self.lang, name=name, seconds=seconds))
+        answered = False
+
+        def answer(resume: bool) -> None:
+            nonlocal answered
+            if answered:
+                return
+            answered = True
+            self.trace("resume", answer="yes" if resume else "no")
+            self.start_bridge(left_over, end_on_resume=not resume)
+
+        yes = self.button(tr("resume.yes", self.lang), lambda: answer(True))
+        self.button(tr("resume.no", self.lang), lambda: answer(False), color=DANGER)
+        self.root.after(int(self.resume_timeout * 1000), lambda: answer(False))
+        yes.focus_set()
+        self.trace("resume_ask", operator=name.replace(" ", "_"))
+
+    def start_bridge(self, resume: Resumable | None = None, *, end_on_resume: bool = False) -> None:
         identity = load_identity(self.data_dir)
         if identity is None:
             self.show_enroll()
             return
-        self.bridge = SessionBridge(identity, lang=self.lang, test_pattern=self.test_pattern)
+        self.bridge = SessionBridge(
+            identity,
+            lang=self.lang,
+            test_pattern=self.test_pattern,
+            resume=resume,
+            end_on_resume=end_on_resume,
+        )
         self.bridge.start()
         self.show_session(identity)
+
+    def request_support(self) -> None:
+        self.start_bridge()
 
     def show_session(self, identity: Identity) -> None:
         self.clear()
@@ -399,7 +454,16 @@ class DesktopApp:
             self.root.after(POLL_MS, self.poll)
 
 
-def run(*, data_dir: Path, lang: str, autostart: bool, test_pattern: bool, trace: bool, scale: float) -> int:
+def run(
+    *,
+    data_dir: Path,
+    lang: str,
+    autostart: bool,
+    test_pattern: bool,
+    trace: bool,
+    scale: float,
+    resume_timeout: float = RESUME_TIMEOUT,
+) -> int:
     """``isp-agent-desktop``: 0 when closed; 2 with ``[no_display]`` when no window can open."""
     if autostart and load_identity(data_dir) is None:
         return 0  # at login on a PC (or for a user) that is not registered: stay quiet
@@ -415,6 +479,7 @@ def run(*, data_dir: Path, lang: str, autostart: bool, test_pattern: bool, trace
         test_pattern=test_pattern,
         trace=sys.stdout if trace else None,
         scale=scale,
+        resume_timeout=resume_timeout,
     )
     root.mainloop()
     return 0

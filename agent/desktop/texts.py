@@ -45,6 +45,14 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "again": ("もう一度依頼する", "Ask again"),
     "close": ("閉じる", "Close"),
     "error": ("エラー（{code}）", "Error ({code})"),
+    "resume.ask": (
+        "前回のサポート（担当: {name}）が途中で終わりました。\n"
+        "続けますか？ {seconds}秒以内に選ばないと終了します。",
+        "The last support session (operator: {name}) was interrupted.\n"
+        "Continue it? Without an answer within {seconds} s it ends.",
+    ),
+    "resume.yes": ("続ける", "Continue"),
+    "resume.no": ("終了する", "End it"),
     "keys": (
         "Tab で移動、Enter で決定。Ctrl + / Ctrl − で文字の大きさを変えられます。",
         "Tab to move, Enter to choose. Ctrl + / Ctrl − change the text size.",

@@ -1,5 +1,5 @@
-"""The broker most end-to-end tests use: open around the clock (the service-hours rule of 別記1
-has its own test) and a 20 s consent timeout."""
+"""The desktop tests' broker (as the end-to-end tests': open around the clock, a 20 s consent timeout)
+and a private Xvfb screen."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import BrokerProcess
+from tests.x11 import xvfb
 
 ALWAYS_OPEN = ("--hours", "00:00-00:00")
 
@@ -20,3 +21,9 @@ def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture
+def display() -> Iterator[str]:
+    with xvfb(1024, 768) as name:
+        yield name

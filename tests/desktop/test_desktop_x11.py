@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,17 +27,11 @@ from tests.helpers import (
     run_agent,
     wait_until,
 )
-from tests.x11 import xdotool, xvfb
+from tests.x11 import xdotool
 
 pytestmark = [pytest.mark.x11, pytest.mark.e2e]
 
 CODE_RE = re.compile(r"screen=code code=(\d{6})")
-
-
-@pytest.fixture
-def display() -> Iterator[str]:
-    with xvfb(1024, 768) as name:
-        yield name
 
 
 def screenshot(display: str, name: str) -> None:
@@ -48,7 +41,7 @@ def screenshot(display: str, name: str) -> None:
     ImageGrab.grab(xdisplay=display).save(SCREENSHOTS / name)
 
 
-def start_desktop(data: Path, display: str) -> tuple[subprocess.Popen[str], OutputTail]:
+def start_desktop(data: Path, display: str, *extra: str) -> tuple[subprocess.Popen[str], OutputTail]:
     proc = subprocess.Popen(
         [
             PYTHON,
@@ -61,6 +54,7 @@ def start_desktop(data: Path, display: str) -> tuple[subprocess.Popen[str], Outp
             "desktop",
             "--test-pattern",
             "--trace",
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
