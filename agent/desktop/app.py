@@ -353,7 +353,7 @@ class DesktopApp:
         )
         self.chat = tk.Text(
             self.body, height=4, font=self.fonts["base"], bg=BG, fg=FG, wrap="word", state="disabled",
-            highlightthickness=4, highlightcolor=FOCUS, takefocus=True,
+            highlightthickness=0, takefocus=False,  # read-only and scrolled to the end: no Tab trap in it
         )  # fmt: skip
         self.chat.pack(fill="both", expand=True, pady=4)
         end.focus_set()

@@ -41,6 +41,7 @@ RESUME_FILE: str = "desktop-session.json"
 """In the data dir while a claimed session runs (0600): what a restarted window may resume."""
 RESUME_MAX_AGE: float = 600.0
 """Seconds after which a left-over session is not offered again (the broker has ended it long ago)."""
+YOU: dict[str, str] = {"ja": "あなた", "en": "you"}
 END_WAIT: float = 15.0
 """Seconds the window waits for the session to finish after "終了" before closing anyway."""
 
@@ -270,11 +271,14 @@ class SessionBridge:
         text = text.strip()[:MAX_CHAT]
         if not text:
             return
+        session = self._session
+        answering = session is not None and getattr(session, "_answer", None) is not None
+        if not answering:  # the subscriber sees their own message; an answer (a password) is not shown
+            self.events.put(Line(safe_text(f"[{YOU.get(self.lang, YOU['en'])}] {text}")))
         if isinstance(parse_session_command(text), ChatLine) and self._keyboard is not None:
             with contextlib.suppress(OSError, ValueError):
                 self._keyboard.write(text + "\n")
             return
-        session = self._session
         if session is not None and session.session_id is not None:
             sid = session.session_id
             self._call(lambda: session.client.send(Chat(session_id=sid, text=text)))

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpdesk import HelpdeskClient
+from protocol.messages import Chat
 from tests.browser import SCREENSHOTS
 from tests.helpers import (
     PYTHON,
@@ -101,6 +102,10 @@ async def test_request_code_claim_chat_end_with_the_keyboard(
     try:
         await shows(out, "screen=idle")
         focus_window(display)
+        xdotool(display, "key", "ctrl+plus")  # larger text, from the keyboard
+        await shows(out, "screen=zoom scale=1.25")
+        xdotool(display, "key", "ctrl+0")
+        await shows(out, "screen=zoom scale=1.0")
         screenshot(display, "desktop-idle.png")
         xdotool(display, "key", "Return")  # the focused big button: サポートを依頼する
         match = await shows(out, CODE_RE.pattern)
@@ -119,10 +124,19 @@ async def test_request_code_claim_chat_end_with_the_keyboard(
             xdotool(display, "windowfocus", "--sync", dialog)
             xdotool(display, "key", "Escape")
             await op.chat(claimed.session_id, "こんにちは、佐藤です")
+            focus_window(display)
+            xdotool(display, "key", "Tab")  # 終了 → the message field
+            xdotool(display, "type", "--delay", "5", "thanks")
+            xdotool(display, "key", "Return")
+            said = await asyncio.wait_for(op.events.get(), 15)
+            while not (isinstance(said, Chat) and said.sender == "subscriber"):
+                said = await asyncio.wait_for(op.events.get(), 15)
+            assert said.text == "thanks"
             await asyncio.sleep(1.0)
             screenshot(display, "desktop-session.png")
-            focus_window(display)
-            xdotool(display, "key", "Return")  # the focused 終了 button
+            for _ in range(2):  # the message field → 送信 → 終了
+                xdotool(display, "key", "Tab")
+            xdotool(display, "key", "Return")
             await shows(out, "screen=ended")
         assert "screen=ended exit=0 error=-" in out.text()
         assert "こんにちは" not in out.text(), "the trace never carries chat text"
