@@ -472,7 +472,7 @@ def run(
     except tk.TclError as exc:
         print(f"[no_display] {exc}", file=sys.stderr)
         return 2
-    DesktopApp(
+    app = DesktopApp(
         root,
         data_dir=data_dir,
         lang=lang,
@@ -481,5 +481,8 @@ def run(
         scale=scale,
         resume_timeout=resume_timeout,
     )
+    if autostart and load_resumable(data_dir) is None:
+        root.iconify()  # at every login: ready in the taskbar, not in the way
+        app.trace("minimized")
     root.mainloop()
     return 0

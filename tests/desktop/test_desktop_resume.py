@@ -61,9 +61,10 @@ async def test_confirmed_restart_continues_with_the_same_operator(
     async with HelpdeskClient(broker.url, cafile=broker.data_dir / "ca.pem") as op:
         await login(op, account)
         session_id, _ = await claimed_then_killed(broker, display, data, op)
-        again, out = start_desktop(data, display)
+        again, out = start_desktop(data, display, "--autostart")  # as at the next login
         try:
             await shows(out, r"screen=resume_ask operator=Sato_\(helpdesk\)")
+            assert "screen=minimized" not in out.text(), "a session to confirm is never hidden"
             focus_window(display)
             await asyncio.sleep(0.3)
             screenshot(display, "desktop-resume.png")

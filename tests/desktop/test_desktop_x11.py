@@ -171,6 +171,14 @@ async def test_enroll_from_the_helpdesk_file_with_the_keyboard(
     finally:
         proc.terminate()
         proc.wait(15)
+    # At the next login (XDG autostart, Run key, LaunchAgent): ready, minimized.
+    login_proc, login_out = start_desktop(data, display, "--autostart")
+    try:
+        await shows(login_out, "screen=idle")
+        await shows(login_out, "screen=minimized")
+    finally:
+        login_proc.terminate()
+        login_proc.wait(15)
 
 
 async def test_a_bad_enrollment_file_is_refused_in_plain_words(display: str, tmp_path: Path) -> None:
