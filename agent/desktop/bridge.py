@@ -33,6 +33,7 @@ from protocol.messages import Chat, ConsentRequest, Error, Message, SessionState
 from protocol.text import safe_text
 
 from ..identity import Identity
+from ..optional import missing_dependency
 from ..prompt import ChatLine, parse_session_command
 
 MAX_CHAT: int = 2000
@@ -224,7 +225,8 @@ class SessionBridge:
             exit_code = asyncio.run(self._run(stdin))
             (self.identity.data_dir / RESUME_FILE).unlink(missing_ok=True)  # ended: nothing to resume
         except Exception as exc:  # shown to the subscriber as a code, never a traceback
-            error = getattr(exc, "code", type(exc).__name__)
+            missing = missing_dependency(exc) if isinstance(exc, ModuleNotFoundError) else None
+            error = missing.code if missing is not None else getattr(exc, "code", type(exc).__name__)
         finally:
             self._ready.set()
             with contextlib.suppress(OSError):
