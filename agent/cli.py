@@ -102,6 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="where to send the UPnP search for the router model (default: the SSDP multicast group)",
     )
+    from .service.cli import add_parser as add_service_parser
+
+    add_service_parser(sub)
+    desktop = sub.add_parser("desktop", help="the subscriber's window (isp-agent-desktop)")
+    desktop.add_argument("--autostart", action="store_true", help="at login: nothing when not enrolled")
+    desktop.add_argument("--test-pattern", action="store_true", help="share a test pattern, not the screen")
+    desktop.add_argument("--scale", type=float, default=1.0, help="text size factor (Ctrl +/- in the window)")
+    desktop.add_argument("--trace", action="store_true", help="print each screen shown (never chat text)")
+    desktop.add_argument(
+        "--resume-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to confirm continuing an interrupted session",
+    )
     return parser
 
 
@@ -157,6 +171,22 @@ def main(
             stored = load_identity(data_dir)  # the preview works before enrollment too
             extra = {"router_target": args.router_target} if args.router_target else {}
             return run_preview(lang=lang, cert_serial=stored.serial if stored else None, out=stdout, **extra)
+        if args.command == "desktop":
+            from .desktop.app import run as run_desktop
+
+            return run_desktop(
+                data_dir=data_dir,
+                lang=lang,
+                autostart=args.autostart,
+                test_pattern=args.test_pattern,
+                trace=args.trace,
+                scale=max(0.5, min(3.0, args.scale)),
+                resume_timeout=max(1.0, min(600.0, args.resume_timeout)),
+            )
+        if args.command == "service":
+            from .service.cli import run as run_service
+
+            return run_service(args, args.data_dir, lang, stdout)
     except NotEnrolled:
         print(t("run.not_enrolled", lang), file=stdout)
         return EXIT_ERROR

@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     token = subscriber.add_parser("token", help="issue a new enrollment token (e.g. for a new PC)")
     token.add_argument("contract_id")
     token.add_argument("--token-days", type=float, default=7.0)
+    for p in (add, token):  # the desktop app enrolls from it (docs/install.md); 0600: it holds the token
+        p.add_argument("--enroll-file", type=Path, default=None, help="also write an enrollment file here")
     subscriber.add_parser("list", help="list subscribers")
     suspend = subscriber.add_parser("suspend", help="suspend the service (第18条, at most 6 months)")
     suspend.add_argument("contract_id")
@@ -244,6 +246,15 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
     return 0
 
 
+def _write_enroll_file(path: Path, url: str, contract_id: str, token: str, fingerprint: str) -> None:
+    """The file format agent/desktop/enrollfile.py reads (isp-remote-support-enroll/1)."""
+    from certs import write_secret_file
+
+    values = {"format": "isp-remote-support-enroll/1", "broker": url, "contract_id": contract_id}
+    values |= {"token": token, "ca_fingerprint": f"sha256:{fingerprint}"}
+    write_secret_file(path, json.dumps(values, indent=2).encode() + b"\n")
+
+
 def _admin(args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: TextIO) -> int:
     now = time.time()
     actor = _actor()
@@ -265,6 +276,9 @@ def _admin(args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: Te
                 f" --token={token} --ca-fingerprint sha256:{fingerprint}",
                 file=out,
             )
+            if args.enroll_file is not None:
+                _write_enroll_file(args.enroll_file, url, args.contract_id, token, fingerprint)
+                print(f"enrollment file for the desktop app: {args.enroll_file}", file=out)
             return 0
         if args.action == "list":
             print(f"{'contract':<24} {'status':<11} {'since':<21} until", file=out)
