@@ -226,6 +226,7 @@ def _request_support(
     args: argparse.Namespace, data_dir: Path, lang: str, stdin: TextIO, stdout: TextIO
 ) -> int:
     from .support import SupportSession, choose_consent_ui, default_devices
+    from .support_devices import indicator_wanted
 
     _setup_logging(args.log_level)
     identity = _require_identity(data_dir)
@@ -245,6 +246,7 @@ def _request_support(
         source=source,
         sink=sink,
         consent_ui=choose_consent_ui(args.consent_ui, stdin),
+        indicator=indicator_wanted(),
         **({"router_target": args.router_target} if args.router_target else {}),
     )
     return asyncio.run(session.run())
