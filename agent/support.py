@@ -238,6 +238,8 @@ class SupportSession(QuestionsMixin):
 
     async def _on_message(self, client: AgentClient, msg: Message) -> None:
         if isinstance(msg, SupportCodeIssued):
+            if self.session_id in (None, msg.session_id):
+                self._confirmed = True  # our session is known on this connection
             if self.session_id is None:
                 self.session_id = msg.session_id
                 self.record = ConsentRecord(session_id=msg.session_id, serial=self.identity.serial)
