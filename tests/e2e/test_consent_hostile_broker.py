@@ -56,7 +56,7 @@ def _state(**scopes: str) -> SessionState:
         phase="active",
         contract_id="C-HOSTILE",
         operator=EVIL_NAME,
-        scopes={k.replace("_", ":", 1): v for k, v in scopes.items()},
+        scopes={k.replace("_", ":", 1): v for k, v in scopes.items()},  # type: ignore[misc]
     )
 
 
@@ -140,7 +140,7 @@ def test_forged_grants_apply_no_input_and_collect_no_inventory(enrolled: Path) -
         hostile.wait_for(Error, count=2)
         _sync(hostile, support, 1)
         assert hostile.messages(InventoryReport) == []
-        assert all(e.code == "consent_required" for e in hostile.messages(Error))  # type: ignore[attr-defined]
+        assert all(isinstance(e, Error) and e.code == "consent_required" for e in hostile.messages(Error))
     assert "input applied" not in support.output.text()
 
 
