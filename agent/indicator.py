@@ -92,10 +92,10 @@ class _Indicator:
             root.attributes("-topmost", True)
         root.configure(background="#fff3c4", padx=14, pady=10)
         self.headline = tk.Label(root, font=BIG_FONT, background="#fff3c4", foreground="#8a1c00")
-        self.who = tk.Label(root, font=TEXT_FONT, background="#fff3c4", justify="left", wraplength=520)
-        self.what = tk.Label(root, font=TEXT_FONT, background="#fff3c4", justify="left", wraplength=520)
+        self.who = tk.Label(root, font=TEXT_FONT, background="#fff3c4", justify="left", wraplength=620)
+        self.what = tk.Label(root, font=TEXT_FONT, background="#fff3c4", justify="left", wraplength=620)
         self.notice = tk.Label(
-            root, font=TEXT_FONT, background="#fff3c4", foreground="#003d99", justify="left", wraplength=520
+            root, font=TEXT_FONT, background="#fff3c4", foreground="#003d99", justify="left", wraplength=620
         )
         for label in (self.headline, self.who, self.what, self.notice):
             label.pack(anchor="w")
@@ -110,7 +110,8 @@ class _Indicator:
         root.bind("<FocusOut>", lambda _e: self._focus(False))
         root.bind("<Configure>", self._moved)
         self._last_rect: tuple[int, ...] | None = None
-        self._render()
+        self._target: tuple[int, int, int, int] | None = None
+        root.withdraw()  # shown with the first state the agent sends, never empty
 
     @staticmethod
     def emit(message: dict[str, Any]) -> None:
@@ -140,16 +141,18 @@ class _Indicator:
         )
         self.end.configure(text="終了" if ja else "End")
         self.root.update_idletasks()
-        width = self.root.winfo_reqwidth()
-        self.root.geometry(f"+{max(0, self.root.winfo_screenwidth() - width - MARGIN)}+{MARGIN}")
+        width, height = self.root.winfo_reqwidth(), self.root.winfo_reqheight()
+        x = max(0, self.root.winfo_screenwidth() - width - MARGIN)
+        self._target = (x, MARGIN, width, height)
+        self.root.geometry(f"{width}x{height}+{x}+{MARGIN}")
 
     def _moved(self, _event: object = None) -> None:
         root = self.root
         if not root.winfo_viewable():
             return
         rect = (root.winfo_rootx(), root.winfo_rooty(), root.winfo_width(), root.winfo_height())
-        if rect == self._last_rect:
-            return
+        if rect == self._last_rect or rect != self._target:
+            return  # not settled where it was put yet: report only the final place
         self._last_rect = rect
         buttons = {
             name: [w.winfo_rootx(), w.winfo_rooty(), w.winfo_width(), w.winfo_height()]
@@ -171,6 +174,8 @@ class _Indicator:
             )
             self._render()
             self._last_rect = None
+            if self.root.state() == "withdrawn":
+                self.root.deiconify()
         self._moved()
         self.root.after(_POLL_MS, self._poll)
 

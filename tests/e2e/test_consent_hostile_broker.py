@@ -31,6 +31,7 @@ from protocol.messages import (
     SessionState,
     SupportCodeIssued,
     SupportRequest,
+    Viewer,
 )
 from protocol.receipts import ConsentReceipt
 from tests.e2e.hostile import HostileBroker, hostile_broker, point_agent_at
@@ -50,12 +51,13 @@ def _receipt(agent_dir: Path, decision: ConsentDecision) -> ConsentReceipt:
     return verify_receipt(decision.receipt, decision.signature, identity.cert_path.read_text())
 
 
-def _state(**scopes: str) -> SessionState:
+def _state(viewers: tuple[Viewer, ...] = (), **scopes: str) -> SessionState:
     return SessionState(
         session_id=SESSION,
         phase="active",
         contract_id="C-HOSTILE",
         operator=EVIL_NAME,
+        viewers=viewers,
         scopes={k.replace("_", ":", 1): v for k, v in scopes.items()},  # type: ignore[misc]
     )
 
@@ -182,3 +184,18 @@ def test_names_and_chat_from_the_broker_never_reach_the_terminal_raw(enrolled: P
     assert "    │   1. View your screen" in lines
     assert "    │ next line" in lines
     assert sum(line.startswith("  1. View your screen") for line in lines) == 1  # only the real question
+
+
+def test_a_second_viewer_is_announced_to_the_subscriber(enrolled: Path) -> None:
+    supervisor = Viewer(name="Sato\x1b[8m", role="supervisor", read_only=True)
+    operator = Viewer(name="Alice", role="operator")
+    with _viewed_session(enrolled) as (hostile, support):
+        hostile.send(_state(screen_view="granted", viewers=(operator,)))
+        support.wait_for("Alice (operator) can now see your screen.")
+        hostile.send(_state(screen_view="granted", viewers=(operator, supervisor)))
+        support.wait_for("can now see your screen.", count=2)
+        hostile.send(_state(screen_view="granted", viewers=(operator,)))
+        support.wait_for("stopped watching your screen.")
+    out = support.output.text()
+    assert "Sato\\x1b[8m (supervisor, view only) can now see your screen." in out
+    assert "Sato\\x1b[8m (supervisor, view only) stopped watching your screen." in out

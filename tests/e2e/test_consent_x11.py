@@ -176,3 +176,49 @@ async def test_the_operator_cannot_answer_the_consent_window_but_the_subscriber_
 
     grants = [e for e in _audit(broker) if e["action"] == "consent.receipt"]
     assert len(grants) == 2
+
+
+def _indicator(support: SupportProcess, count: int = 1) -> tuple[list[int], dict[str, list[int]]]:
+    support.wait_for("indicator shown at ", count=count)
+    rect, buttons = INDICATOR_RE.findall(support.output.text())[count - 1]
+    return ast.literal_eval(rect), ast.literal_eval(buttons)
+
+
+async def test_the_indicator_shows_while_watched_and_only_the_subscriber_can_press_it(
+    broker: BrokerProcess, display: str, tmp_path: Path
+) -> None:
+    async with _controlled(broker, display, tmp_path, indicator=True) as live:
+        op, session, support = live.op, live.session, live.support
+        rect, buttons = _indicator(support)
+        assert _windows(display, "Remote support in progress"), "no indicator on the screen"
+        x, y, w, _ = rect
+        assert WIDTH - 32 <= x + w <= WIDTH  # on screen, at the top right
+        assert 0 <= y < HEIGHT // 4
+
+        # The operator aims at "End" and "Stop remote control": dropped, the session goes on.
+        await op.send_input(session, "move", x=100, y=100)
+        wait_until(lambda: _pointer(display) == (100, 100), timeout=10, what="the operator's move")
+        for name in ("end", "withdraw"):
+            await _click(live, *_center(buttons[name]))
+        await asyncio.sleep(1.0)  # let any injected click land, were it applied
+        assert _pointer(display) == (100, 100), "the operator's pointer reached the indicator"
+        await op.chat(session, "still here?")
+        support.wait_for("still here?")  # the session goes on
+        assert support.proc.poll() is None
+        assert len(_receipts(broker, session)) == 1  # control was not withdrawn either
+
+        # The subscriber presses "Stop remote control": control is withdrawn, view stays.
+        xdotool(display, "mousemove", *map(str, _center(buttons["withdraw"])), "click", "1")
+        state = await op.wait_state(session, lambda s: s.scopes.get("input:control") == "withdrawn")
+        assert state.scopes["screen:view"] == "granted"
+        assert _windows(display, "Remote support in progress")  # still watched: still shown
+
+        # The subscriber presses "End": the session ends, by the subscriber.
+        _, buttons = _indicator(support, count=support.output.text().count("indicator shown at "))
+        xdotool(display, "mousemove", *map(str, _center(buttons["end"])), "click", "1")
+        ended = await op.wait_state(session, lambda s: s.phase == "ended")
+        assert ended.ended_by == "subscriber"
+        assert support.proc.wait(30) == 0
+    wait_until(lambda: not _windows(display, "Remote support in progress"), timeout=10, what="indicator gone")
+    end = next(e for e in _audit(broker) if e["action"] == "session.end")
+    assert end["ended_by"] == "subscriber"
