@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from certs import CertError
+from protocol.text import safe_text
 
 from .errors import AgentError, EnrollDeclined, FingerprintMismatchError, UnreachableError
 from .i18n import detect_lang, error_text, t
@@ -167,13 +168,14 @@ def main(
         print(t("enroll.fingerprint_mismatch", lang, expected=exc.expected, actual=exc.actual), file=stderr)
         return EXIT_ERROR
     except UnreachableError as exc:
-        print(t("enroll.unreachable", lang, detail=str(exc)), file=stderr)
+        print(t("enroll.unreachable", lang, detail=safe_text(str(exc), max_chars=300)), file=stderr)
         return EXIT_ERROR
     except AgentError as exc:
-        print(f"[{exc.code}] {error_text(exc.code, lang, str(exc))}", file=stderr)
+        # The text may come from the broker: shown through the one rule for outside text.
+        print(f"[{exc.code}] {safe_text(error_text(exc.code, lang, str(exc)), max_chars=300)}", file=stderr)
         return EXIT_REFUSED
     except CertError as exc:
-        print(f"[{exc.code}] {exc}", file=stderr)
+        print(f"[{exc.code}] {safe_text(str(exc), max_chars=300)}", file=stderr)
         return EXIT_ERROR
     return EXIT_ERROR
 
