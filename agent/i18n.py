@@ -119,8 +119,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         'Allow "{scope}"? Type "yes" and press Enter to allow it (anything else does not):',
     ),
     "support.typed_ahead": (
-        "質問が表示される前に入力された行は、回答として扱いませんでした。",
-        "A line typed before the question was shown was not taken as an answer.",
+        "質問が表示される前、または遠隔操作の入力の直後に入力された行は、回答として扱いませんでした。"
+        "もう一度お答えください。",
+        "A line typed before the question was shown, or right after remote typing, was not taken "
+        "as an answer. Please answer again.",
     ),
     "support.input_paused": (
         "許可の確認中、またはサポート表示の操作中のため、オペレータの操作を止めています。",

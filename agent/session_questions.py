@@ -133,7 +133,7 @@ class QuestionsMixin:
                     self._answer.set_result("")
                 return
             if self._answer is not None and not self._answer.done():
-                if stamp < self._answer_since:
+                if stamp < self._answer_since or self.guard.may_be_remote_typing(stamp):
                     self.typed_ahead += 1
                     self.say(t("support.typed_ahead", self.lang))
                     continue
@@ -144,30 +144,43 @@ class QuestionsMixin:
             task = asyncio.create_task(self._command(parse_command(line)))
             self._command_tasks.add(task)
             task.add_done_callback(self._command_tasks.discard)
+            await asyncio.sleep(0)  # let it open its question (if any) before the next line is read
 
-    async def _next_answer(self, timeout: float | None = None) -> str | None:
-        """The next line typed after now (call right after showing the question); None on timeout."""
+    def _expect_answer(self) -> asyncio.Future[str | None]:
+        """Open the answer window *before* the question is printed: a line read from now on is
+        its answer (none is taken as a command or chat), a line read earlier is not."""
         _discard_terminal_input(self.stdin)
         self._answer_since = time.monotonic()
         self._answer = asyncio.get_running_loop().create_future()
+        return self._answer
+
+    async def _await_answer(
+        self, future: asyncio.Future[str | None], timeout: float | None = None
+    ) -> str | None:
+        """The answer line for ``future`` (from :meth:`_expect_answer`); None on timeout or EOF."""
         try:
-            return await asyncio.wait_for(asyncio.shield(self._answer), timeout)
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             return None
         finally:
-            self._answer = None
+            if self._answer is future:
+                self._answer = None
+
+    async def _ask(self, prompt: str, timeout: float | None = None) -> str | None:
+        future = self._expect_answer()
+        self.say(prompt)
+        return await self._await_answer(future, timeout)
 
     async def _ask_line(self, prompt: str, timeout: float, *, secret: bool = False) -> str | None:
         """One line typed by the subscriber (or None after ``timeout``); a ``secret`` one is not
         echoed by the terminal."""
-        with self.question("line"):
-            self.say(prompt)
-            with hidden_input(self.stdin) if secret else contextlib.nullcontext(False) as hidden:
-                try:
-                    return await self._next_answer(timeout)
-                finally:
-                    if hidden:
-                        self.say("")  # the Enter was not echoed either
+        hiding = hidden_input(self.stdin) if secret else contextlib.nullcontext(False)
+        with self.question("line"), hiding as hidden:
+            try:
+                return await self._ask(prompt, timeout)
+            finally:
+                if hidden:
+                    self.say("")  # the Enter was not echoed either
 
     # -- consent ----------------------------------------------------------------------------------
 
@@ -175,8 +188,9 @@ class QuestionsMixin:
         """Ask in the terminal, in a window, or both (first answer wins); None = no answer in time."""
         waits: list[asyncio.Task[set[str] | None]] = []
         if "terminal" in self.consent_ui:
+            future = self._expect_answer()
             self.say(prompt)
-            waits.append(asyncio.create_task(self._terminal_answer(request)))
+            waits.append(asyncio.create_task(self._terminal_answer(request, future)))
         if "dialog" in self.consent_ui:
             waits.append(
                 asyncio.create_task(ask_consent_dialog(request, lang=self.lang, on_shown=self._dialog_shown))
@@ -199,14 +213,15 @@ class QuestionsMixin:
             self.guard.protect(DIALOG_GUARD_NAME, Rect(*window))
         log.info("consent window shown: %s", dict(rects))
 
-    async def _terminal_answer(self, request: ConsentRequest) -> set[str] | None:
-        line = await self._next_answer()
+    async def _terminal_answer(
+        self, request: ConsentRequest, future: asyncio.Future[str | None]
+    ) -> set[str] | None:
+        line = await self._await_answer(future)
         if line is None:
             return None
         chosen = parse_consent_answer(line, request.scopes)
         if INPUT_CONTROL in chosen:
-            self.say(format_control_confirmation(request, self.lang))
-            confirm = await self._next_answer()
+            confirm = await self._ask(format_control_confirmation(request, self.lang))
             if confirm is None or not is_confirmation(confirm):
                 chosen.discard(INPUT_CONTROL)
         return chosen
@@ -216,8 +231,8 @@ class QuestionsMixin:
         confirmed: set[str] = set()
         with self.question("grant"):
             for scope in sorted(scopes):
-                self.say(t("support.grant_confirm", self.lang, scope=scope_label(scope, self.lang)))
-                line = await self._next_answer(GRANT_TIMEOUT)
+                prompt = t("support.grant_confirm", self.lang, scope=scope_label(scope, self.lang))
+                line = await self._ask(prompt, GRANT_TIMEOUT)
                 if line is not None and is_confirmation(line):
                     confirmed.add(scope)
         return frozenset(confirmed)

@@ -440,6 +440,8 @@ class SupportSession(QuestionsMixin):
         if reason is not None:
             await self._report_guarded(reason)
             return
+        if event.kind in ("key", "text"):
+            self.guard.remote_keys_applied(time.monotonic())
         try:
             self.sink.apply(event)
         except Exception as exc:  # an X error must not end the session; never log the event itself

@@ -15,6 +15,10 @@ with a reason:
   protected window (the indicator, the consent window) on the desktop;
 - ``protected_focus``: a key or text event while a protected window has the keyboard focus.
 
+And a line typed into the agent's own terminal is not an answer when it arrives within
+:data:`DEFAULT_KEY_SETTLE` of a remote key or text event (:meth:`ConsentGuard.may_be_remote_typing`):
+the operator cannot type an answer just before a question opens either.
+
 Where this holds: on X11 the agent is the one injecting, so a dropped event never reaches the X
 server; this check is the guarantee there. Events from other programs (xdotool, the subscriber's
 own hands) are not ours and are not filtered: the subscriber's real click is what counts.
@@ -31,10 +35,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
-__all__ = ["DEFAULT_GRACE", "ConsentGuard", "Rect", "Refusal", "desktop_point"]
+__all__ = ["DEFAULT_GRACE", "DEFAULT_KEY_SETTLE", "ConsentGuard", "Rect", "Refusal", "desktop_point"]
 
 DEFAULT_GRACE: Final = 1.5
 """Seconds after a consent question closes during which remote input stays refused."""
+
+DEFAULT_KEY_SETTLE: Final = 1.0
+"""Seconds after the last remote key or text event during which a line typed into the agent's
+own terminal is not taken as an answer: it may be the operator's typing, still on its way from
+the X server through the terminal emulator."""
 
 Refusal = Literal["question_open", "grace", "protected_window", "protected_focus"]
 
@@ -96,8 +105,10 @@ class ConsentGuard:
         is still refused.
     """
 
-    def __init__(self, grace: float = DEFAULT_GRACE) -> None:
+    def __init__(self, grace: float = DEFAULT_GRACE, *, key_settle: float = DEFAULT_KEY_SETTLE) -> None:
         self.grace = grace
+        self.key_settle = key_settle
+        self._last_remote_keys: float | None = None
         self._lock = threading.Lock()
         self._open: dict[str, int] = {}
         self._closed_at: float | None = None
@@ -142,6 +153,20 @@ class ConsentGuard:
                 self._focus.add(name)
             else:
                 self._focus.discard(name)
+
+    # -- remote typing -----------------------------------------------------------------------------
+
+    def remote_keys_applied(self, now: float) -> None:
+        """A remote key or text event was applied at ``now``."""
+        with self._lock:
+            self._last_remote_keys = now
+
+    def may_be_remote_typing(self, now: float) -> bool:
+        """Whether a line typed in the terminal at ``now`` may come from remote typing (then it is
+        not an answer to a question: :data:`DEFAULT_KEY_SETTLE`)."""
+        with self._lock:
+            last = self._last_remote_keys
+        return last is not None and now - last < self.key_settle
 
     # -- the check ---------------------------------------------------------------------------------
 

@@ -68,6 +68,14 @@ def _windows(display: str, name: str) -> list[str]:
         return []
 
 
+def _window_box(display: str, name: str) -> tuple[int, int, int, int]:
+    """Where the named window is now, as the X server says."""
+    window = _windows(display, name)[0]
+    out = xdotool(display, "getwindowgeometry", "--shell", window)
+    values = dict(line.split("=", 1) for line in out.split())
+    return int(values["X"]), int(values["Y"]), int(values["WIDTH"]), int(values["HEIGHT"])
+
+
 def _center(rect: Any) -> tuple[int, int]:
     x, y, w, h = rect
     return x + min(w // 2, 10), y + h // 2
@@ -213,9 +221,12 @@ async def test_the_indicator_shows_while_watched_and_only_the_subscriber_can_pre
         assert state.scopes["screen:view"] == "granted"
         assert _windows(display, "Remote support in progress")  # still watched: still shown
 
-        # The subscriber presses "End": the session ends, by the subscriber.
-        _, buttons = _indicator(support, count=support.output.text().count("indicator shown at "))
-        xdotool(display, "mousemove", *map(str, _center(buttons["end"])), "click", "1")
+        # The subscriber presses "End": the session ends, by the subscriber. The window may have
+        # changed its width with its text; "End" keeps its place from the bottom-right corner.
+        ex, ey = _center(buttons["end"])
+        right, bottom = x + w - ex, y + rect[3] - ey
+        wx, wy, ww, wh = _window_box(display, "Remote support in progress")
+        xdotool(display, "mousemove", str(wx + ww - right), str(wy + wh - bottom), "click", "1")
         ended = await op.wait_state(session, lambda s: s.phase == "ended")
         assert ended.ended_by == "subscriber"
         assert support.proc.wait(30) == 0

@@ -65,3 +65,12 @@ def test_desktop_point_shifts_by_the_shared_monitor_and_asks_the_pointer_otherwi
     assert desktop_point(Ev("move", 5, 6), None) == (5, 6)
     assert desktop_point(Ev("button"), Mon(0, 0), lambda: (7, 8)) == (7, 8)
     assert desktop_point(Ev("key"), Mon(0, 0), lambda: (7, 8)) is None
+
+
+def test_a_terminal_line_right_after_remote_typing_is_not_an_answer() -> None:
+    guard = ConsentGuard(key_settle=1.0)
+    assert not guard.may_be_remote_typing(5.0)
+    guard.remote_keys_applied(10.0)
+    assert guard.may_be_remote_typing(10.0)
+    assert guard.may_be_remote_typing(10.99)
+    assert not guard.may_be_remote_typing(11.0)
