@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_MAX_HELD",
     "SessionView",
     "format_chat",
+    "viewer_label",
 ]
 
 CHAT_MARKER: Final = "💬 "
@@ -46,6 +47,17 @@ def format_chat(sender: str, text: str, lang: str) -> list[str]:
     lines = safe_lines(text)
     head = f"{CHAT_MARKER}{name}({role})> {lines[0] if lines else ''}"
     return [head, *(CHAT_CONTINUATION + line for line in lines[1:])]
+
+
+def viewer_label(name: str, role: str, read_only: bool, lang: str) -> str:
+    """``山田（オペレータ）`` / ``Sato (supervisor, view only)``: a viewer as the subscriber reads it."""
+    ja = lang.lower().startswith("ja")
+    labels = {"operator": ("オペレータ", "operator"), "supervisor": ("スーパーバイザー", "supervisor")}
+    role_text = labels.get(role, (role, role))[0 if ja else 1]
+    if read_only:
+        role_text += "・閲覧のみ" if ja else ", view only"
+    shown = safe_text(name, max_chars=MAX_NAME)
+    return f"{shown}（{role_text}）" if ja else f"{shown} ({role_text})"
 
 
 class SessionView:

@@ -54,7 +54,7 @@ from .consent_record import ConsentRecord
 from .i18n import error_text, t
 from .identity import Identity
 from .indicator_client import IndicatorProcess
-from .input.consent_guard import DEFAULT_GRACE, ConsentGuard, desktop_point
+from .input.consent_guard import DEFAULT_GRACE, ConsentGuard
 from .inventory.router import SSDP_MULTICAST
 from .prompt import (
     Command,
@@ -68,8 +68,9 @@ from .prompt import (
 )
 from .receipts import sign_receipt
 from .screen.pipeline import FramePipeline
+from .session_input import InputMixin
 from .session_questions import QuestionsMixin
-from .session_view import SessionView
+from .session_view import SessionView, viewer_label
 from .sharing import CountingInputSink, FrameSource, InputSink, ScreenSharer, TestPatternSource
 from .support_devices import PID_FILE, choose_consent_ui, default_devices, request_end
 
@@ -87,13 +88,11 @@ EXIT_SESSION_GONE = 6
 """``request-support`` exit code when the broker no longer knows the session (e.g. after a broker
 restart): sharing stopped at once and the subscriber was told (issue 12 item 8)."""
 SERVICE_TZ = ZoneInfo("Asia/Tokyo")  # 別記1: hours are Japan time
-REFUSAL_REPORT_INTERVAL = 1.0
-"""Seconds between two reports to the broker of remote input dropped by the consent guard."""
 
 log = logging.getLogger("agent.support")
 
 
-class SupportSession(QuestionsMixin):
+class SupportSession(QuestionsMixin, InputMixin):
     def __init__(
         self,
         identity: Identity,
@@ -331,7 +330,7 @@ class SupportSession(QuestionsMixin):
         after = {(v.name, v.role, v.read_only) for v in viewers}
         self.viewers = viewers
         lines = [
-            t(key, self.lang, who=self._who(name, role, read_only))
+            t(key, self.lang, who=viewer_label(name, role, read_only, self.lang))
             for key, changed in (
                 ("support.viewer_joined", after - before),
                 ("support.viewer_left", before - after),
@@ -341,15 +340,6 @@ class SupportSession(QuestionsMixin):
         for line in lines:
             self.say(line)
         return " ".join(lines)
-
-    def _who(self, name: str, role: str, read_only: bool) -> str:
-        ja = self.lang.startswith("ja")
-        label = {"operator": ("オペレータ", "operator"), "supervisor": ("スーパーバイザー", "supervisor")}
-        role_text = label.get(role, (role, role))[0 if ja else 1]
-        if read_only:
-            role_text += "・閲覧のみ" if ja else ", view only"
-        shown = safe_text(name, max_chars=60)
-        return f"{shown}（{role_text}）" if ja else f"{shown} ({role_text})"
 
     def _watchers(self) -> tuple[Viewer, ...]:
         """Who can see the screen: the broker's list, else the operator who claimed the session."""
@@ -424,58 +414,6 @@ class SupportSession(QuestionsMixin):
             return  # a frame captured just before a withdrawal is never sent
         if self.client.runner is not None:
             await self.client.runner.send_binary(data)
-
-    async def _on_input(self, event: InputEvent) -> None:
-        # The broker forwards input only with control granted; our own record decides.
-        record = self.record
-        if record is None or not record.permits("input") or event.session_id != self.session_id:
-            self._ignored("input without input:control", INPUT_CONTROL)
-            self.say(t("support.input_refused", self.lang))
-            await self.client.send(
-                Error(code=ErrorCode.CONSENT_REQUIRED.value, message="input:control is not granted")
-            )
-            return
-        at = desktop_point(event, getattr(self.source, "current", None), self._pointer)
-        reason = self.guard.refusal(event.kind, at, time.monotonic())
-        if reason is not None:
-            await self._report_guarded(reason)
-            return
-        if event.kind in ("key", "text"):
-            self.guard.remote_keys_applied(time.monotonic())
-        try:
-            self.sink.apply(event)
-        except Exception as exc:  # an X error must not end the session; never log the event itself
-            log.warning("could not apply %s input: %s", event.kind, type(exc).__name__)
-
-    def _pointer(self) -> tuple[int, int] | None:
-        """Where the real pointer is (a click without a position lands there); None without one."""
-        if getattr(self.source, "current", None) is None:
-            return None
-        try:
-            if self._mouse is None:
-                from pynput import mouse
-
-                self._mouse = mouse.Controller()
-            x, y = self._mouse.position  # type: ignore[union-attr]
-        except Exception:  # no pointer to ask: the guard then refuses position-less clicks
-            return None
-        return int(x), int(y)
-
-    async def _report_guarded(self, reason: str) -> None:
-        """Dropped by the consent guard: counted, reported to the broker at most once a second."""
-        self._unreported_refusals += 1
-        now = time.monotonic()
-        if now - self._last_refusal_report < REFUSAL_REPORT_INTERVAL:
-            return
-        if self._last_refusal_report == float("-inf"):
-            self.say(t("support.input_paused", self.lang))
-        self._last_refusal_report = now
-        count, self._unreported_refusals = self._unreported_refusals, 0
-        log.info("remote input refused by the consent guard: %s (%d events)", reason, count)
-        with contextlib.suppress(Exception):
-            await self.client.send(
-                Error(code=ErrorCode.NOT_ALLOWED.value, message=f"input refused: {reason} ({count} events)")
-            )
 
     # -- consent ----------------------------------------------------------------------------------
 
