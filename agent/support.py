@@ -410,8 +410,8 @@ class SupportSession(QuestionsMixin, InputMixin):
 
     async def _send_binary(self, data: bytes) -> None:
         record = self.record
-        if record is None or not record.permits("screen_update"):
-            return  # a frame captured just before a withdrawal is never sent
+        if record is None or not record.permits("screen_update") or not self._confirmed:
+            return  # a frame captured just before a withdrawal (or a reconnect) is never sent
         if self.client.runner is not None:
             await self.client.runner.send_binary(data)
 
