@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from certs import CertError
+from protocol.text import safe_text
 
 from .errors import AgentError, EnrollDeclined, FingerprintMismatchError, UnreachableError
 from .i18n import detect_lang, error_text, t
@@ -197,13 +198,14 @@ def main(
         print(t("enroll.fingerprint_mismatch", lang, expected=exc.expected, actual=exc.actual), file=stderr)
         return EXIT_ERROR
     except UnreachableError as exc:
-        print(t("enroll.unreachable", lang, detail=str(exc)), file=stderr)
+        print(t("enroll.unreachable", lang, detail=safe_text(str(exc), max_chars=300)), file=stderr)
         return EXIT_ERROR
     except AgentError as exc:
-        print(f"[{exc.code}] {error_text(exc.code, lang, str(exc))}", file=stderr)
+        # The text may come from the broker: shown through the one rule for outside text.
+        print(f"[{exc.code}] {safe_text(error_text(exc.code, lang, str(exc)), max_chars=300)}", file=stderr)
         return EXIT_REFUSED
     except CertError as exc:
-        print(f"[{exc.code}] {exc}", file=stderr)
+        print(f"[{exc.code}] {safe_text(str(exc), max_chars=300)}", file=stderr)
         return EXIT_ERROR
     return EXIT_ERROR
 
@@ -256,6 +258,7 @@ def _request_support(
     args: argparse.Namespace, data_dir: Path, lang: str, stdin: TextIO, stdout: TextIO
 ) -> int:
     from .support import SupportSession, choose_consent_ui, default_devices
+    from .support_devices import indicator_wanted
 
     _setup_logging(args.log_level)
     identity = _require_identity(data_dir)
@@ -275,6 +278,7 @@ def _request_support(
         source=source,
         sink=sink,
         consent_ui=choose_consent_ui(args.consent_ui, stdin),
+        indicator=indicator_wanted(),
         **({"router_target": args.router_target} if args.router_target else {}),
     )
     return asyncio.run(session.run())

@@ -101,6 +101,37 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "support.router_password": ("ルータのログインパスワード: ", "Router login password: "),
     "support.inventory_sent": ("次の情報をお送りしました: {items}", "Sent to the operator: {items}"),
+    "support.gone": (
+        "サーバーがこのサポートを把握していないため、サポートは終了しました。画面の共有と操作はすでに止めています。"
+        "必要な場合は、もう一度サポートを依頼してください。",
+        "The support session has ended: the broker no longer knows it. Screen sharing and remote control "
+        "have stopped. Ask for support again if you still need help.",
+    ),
+    "support.viewer_joined": (
+        "{who} があなたの画面を見られるようになりました。",
+        "{who} can now see your screen.",
+    ),
+    "support.viewer_left": ("{who} は画面を見るのをやめました。", "{who} stopped watching your screen."),
+    "support.watching": ("画面を見ている人: {who}", "Watching your screen: {who}"),
+    "support.grant_confirm": (
+        "「{scope}」を許可しますか？ 許可する場合は「はい」と入力して Enter を押してください"
+        "（それ以外は許可しません）:",
+        'Allow "{scope}"? Type "yes" and press Enter to allow it (anything else does not):',
+    ),
+    "support.typed_ahead": (
+        "質問が表示される前、または遠隔操作の入力の直後に入力された行は、回答として扱いませんでした。"
+        "もう一度お答えください。",
+        "A line typed before the question was shown, or right after remote typing, was not taken "
+        "as an answer. Please answer again.",
+    ),
+    "support.input_paused": (
+        "許可の確認中、またはサポート表示の操作中のため、オペレータの操作を止めています。",
+        "Remote control is paused while a permission question or the support window is in use.",
+    ),
+    "support.indicator_unavailable": (
+        "「サポート中」の表示ウィンドウを出せません。見ている人はこの画面の表示でご確認ください。",
+        'The "remote support" window cannot be shown; who is watching is shown here instead.',
+    ),
     "support.no_session": ("実行中のサポートはありません。", "No support session is running."),
     "error.service_closed": ("受付時間外です。", "The helpdesk is closed now."),
     "error.rate_limited": (

@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import math
 import os
 import re
-import sys
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, TextIO
 
 from protocol.messages import ConsentRequest
+from protocol.text import safe_text
 
 from .consent import (
     ALL_SCOPES,
@@ -43,7 +41,6 @@ from .consent import (
     SCREEN_VIEW,
     scope_label,
 )
-from .errors import AgentError
 
 __all__ = [
     "DEFAULT_MAX_LINE",
@@ -88,19 +85,41 @@ def _seconds(value: float) -> str:
 # -- the consent prompt ----------------------------------------------------------------------------
 
 
+SEPARATOR: Final = "━" * 40
+"""Opens and closes every consent question in the terminal. Text from anyone else is printed only
+behind the chat marker or indented under it (:mod:`agent.session_view`), never at the left margin,
+so it can neither start nor end a question (DESIGN §2)."""
+
+_CONFIRM_WORDS: Final = frozenset({"はい", "yes", "y"})
+
+
+def _operator(request: ConsentRequest) -> str:
+    return safe_text(request.operator, max_chars=80)
+
+
+def _labels(scopes: Iterable[str], lang: str) -> str:
+    listed = [scope_label(s, lang) for s in scopes]
+    if not listed:
+        return "なし" if _ja(lang) else "nothing"
+    return "、".join(listed) if _ja(lang) else ", ".join(listed)
+
+
 def format_consent_prompt(request: ConsentRequest, lang: str) -> str:
     """The question for ``request``, numbered the way :func:`parse_consent_answer` reads the answer.
 
-    No trailing newline; the caller prints it as one block.
+    Framed so that nobody else's text can imitate it: it starts with :data:`SEPARATOR` and ends
+    with a closing line (after :data:`SEPARATOR` again) that restates in full what each answer
+    grants. The operator's name goes through :func:`protocol.text.safe_text`. No trailing newline.
     """
     scopes = _unique(request.scopes)
     ja = _ja(lang)
     timeout = _seconds(request.timeout)
-    lines: list[str] = []
+    operator = _operator(request)
+    lines: list[str] = ["", SEPARATOR]
     if ja:
-        lines.append(f"オペレータ「{request.operator}」が次の許可を求めています（第31条1項④）:")
+        lines.append(f"【許可の確認】オペレータ「{operator}」が次の許可を求めています（第31条1項④）:")
     else:
-        lines.append(f'Operator "{request.operator}" asks for your permission (Art. 31(1)(iv)):')
+        lines.append(f'[Permission] Operator "{operator}" asks for your permission (Art. 31(1)(iv)):')
     for n, scope in enumerate(scopes, start=1):
         lines.append(f"  {n}. {scope_label(scope, lang)}")
     if ja:
@@ -137,11 +156,61 @@ def format_consent_prompt(request: ConsentRequest, lang: str) -> str:
                 "The router's login account and password are never read automatically: only what you type "
                 "in yourself is stored, encrypted."
             )
+    if INPUT_CONTROL in scopes:
+        lines.append(
+            "操作を許可する場合は、続けて「はい」と入力する確認があります。"
+            if ja
+            else 'Allowing control asks you to confirm by typing "yes" next.'
+        )
     if ja:
         lines.append("許可はいつでも /withdraw で取り消せます。/end でサポートを終了します。")
     else:
         lines.append("You can take a permission back at any time with /withdraw, and finish with /end.")
+    lines.append(SEPARATOR)
+    meanings = [f"「{n}」= {scope_label(scope, lang)}" for n, scope in enumerate(scopes, start=1)]
+    if ja:
+        lines.append(
+            f"回答の意味（オペレータ「{operator}」への許可）: "
+            + "、".join(meanings)
+            + "、「a」= すべて、Enter だけ = 何も許可しない"
+        )
+    else:
+        meanings = [f'"{n}" = {scope_label(scope, lang)}' for n, scope in enumerate(scopes, start=1)]
+        lines.append(
+            f'What your answer allows operator "{operator}": '
+            + "; ".join(meanings)
+            + '; "a" = all of them; just Enter = nothing'
+        )
     return "\n".join(lines)
+
+
+def format_control_confirmation(request: ConsentRequest, lang: str) -> str:
+    """The confirmation step before ``input:control`` is granted in the terminal."""
+    operator = _operator(request)
+    if _ja(lang):
+        return (
+            "確認: マウスとキーボードの操作を許可すると、"
+            f"オペレータ「{operator}」がこのパソコンを操作できます。"
+            "よろしければ「はい」と入力して Enter を押してください（それ以外は操作を許可しません）:"
+        )
+    return (
+        f'Confirm: allowing control lets operator "{operator}" use your mouse and keyboard. '
+        'Type "yes" and press Enter to allow it (anything else does not allow control):'
+    )
+
+
+def is_confirmation(text: str) -> bool:
+    """Only an explicit はい / yes / y confirms (default deny)."""
+    return unicodedata.normalize("NFKC", text).strip().lower() in _CONFIRM_WORDS
+
+
+def format_answer_summary(granted: Iterable[str], asked: Sequence[str], lang: str) -> str:
+    """What the answer did, in full: printed right after the question closes."""
+    chosen = [s for s in _unique(asked) if s in set(granted)]
+    refused = [s for s in _unique(asked) if s not in set(granted)]
+    if _ja(lang):
+        return f"回答を受け付けました。許可: {_labels(chosen, lang)} ／ 許可しない: {_labels(refused, lang)}"
+    return f"Answer recorded. Allowed: {_labels(chosen, lang)} / Not allowed: {_labels(refused, lang)}"
 
 
 _ALL_WORDS: Final = frozenset({"a", "all", "すべて", "全て", "全部"})
@@ -230,7 +299,7 @@ class LineReader:
         self._stream = stream
         self._max_line = max_line
         self._max_pending = max_pending
-        self._queue: asyncio.Queue[str | None] | None = None
+        self._queue: asyncio.Queue[tuple[float, str | None]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._eof = False
@@ -252,7 +321,7 @@ class LineReader:
         """Lines dropped because more than ``max_pending`` were waiting."""
         return self._dropped
 
-    def _start(self) -> asyncio.Queue[str | None]:
+    def _start(self) -> asyncio.Queue[tuple[float, str | None]]:
         loop = asyncio.get_running_loop()
         if self._queue is None:
             self._loop = loop
@@ -277,28 +346,37 @@ class LineReader:
 
     def _deliver(self, item: str | None) -> None:
         assert self._loop is not None
+        stamp = time.monotonic()  # when the line was read, not when the loop got to it
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening any more
-            self._loop.call_soon_threadsafe(self._put, item)
+            self._loop.call_soon_threadsafe(self._put, stamp, item)
 
-    def _put(self, item: str | None) -> None:
+    def _put(self, stamp: float, item: str | None) -> None:
         assert self._queue is not None
         if item is not None and self._queue.qsize() >= self._max_pending:
             self._dropped += 1
             return
-        self._queue.put_nowait(item)
+        self._queue.put_nowait((stamp, item))
 
     async def readline(self, timeout: float | None) -> str | None:
         """The next line without its line ending; None at EOF or after ``timeout`` seconds."""
+        return (await self.readline_stamped(timeout))[1]
+
+    async def readline_stamped(self, timeout: float | None) -> tuple[float, str | None]:
+        """Like :meth:`readline`, with the ``time.monotonic()`` at which the line was read.
+
+        The session uses the time to ignore lines typed before a question was shown (typed
+        ahead, or injected together with the line that opened the question).
+        """
         queue = self._start()
         if self._eof:
-            return None
+            return time.monotonic(), None
         try:
-            item = await asyncio.wait_for(queue.get(), timeout)
+            stamp, item = await asyncio.wait_for(queue.get(), timeout)
         except TimeoutError:
-            return None
+            return time.monotonic(), None
         if item is None:
             self._eof = True
-        return item
+        return stamp, item
 
 
 async def ask_consent(
@@ -421,203 +499,12 @@ def parse_session_command(line: str) -> Command:
     return ChatLine(line.strip())
 
 
-# -- the dialog ------------------------------------------------------------------------------------
+# -- the dialog (agent/consent_window.py; re-exported here for callers of the older place) --------
 
-
-class DialogUnavailable(AgentError):
-    """No window can be shown here (no tkinter, no display); use the terminal prompt instead."""
-
-    code = "dialog_unavailable"
-
-
-def gui_available(env: Mapping[str, str] | None = None) -> bool:
-    """Whether a consent window can probably be shown: Windows and macOS always, elsewhere with a display."""
-    env = os.environ if env is None else env
-    try:
-        import tkinter  # noqa: F401
-    except ImportError:
-        return False
-    if sys.platform in ("win32", "darwin"):
-        return True
-    return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
-
-
-_DIALOG_TITLE: Final = ("リモートサポートの許可", "Remote support permission")
-_POLL_MS: Final = 50
-_WRAP: Final = 520
-
-WidgetRects = Mapping[str, tuple[int, int, int, int]]
-"""Widget name ("allow", "deny", or a scope) → ``(x, y, width, height)`` in root-window pixels."""
-
-
-def tk_consent_dialog(
-    request: ConsentRequest,
-    lang: str,
-    timeout: float,
-    *,
-    display: str | None = None,
-    cancel: threading.Event | None = None,
-    on_shown: Callable[[WidgetRects], None] | None = None,
-) -> set[str] | None:
-    """Ask ``request`` in a window: one checkbox per scope, all unchecked; blocks until answered.
-
-    Returns the checked scopes on "Allow selected", an empty set on "Deny all", Escape or closing
-    the window, and None when ``timeout`` seconds pass or ``cancel`` is set (= deny, DESIGN §5).
-    Run it in a worker thread (:func:`ask_consent_dialog` does): Tk lives in the calling thread,
-    and every Tk object is released in that thread before returning (Tcl aborts the process if an
-    interpreter is freed by another thread). ``display`` names the X display (default ``$DISPLAY``).
-    ``on_shown`` receives, once the window is on screen, each widget's rectangle
-    (:data:`WidgetRects`), for accessibility tools and tests.
-    Raises :class:`DialogUnavailable` when no window can be opened.
-    """
-    try:
-        import tkinter  # noqa: F401
-    except ImportError:
-        raise DialogUnavailable("tkinter is not available") from None
-    try:
-        dialog = _ConsentDialog(request, lang, timeout, display=display, cancel=cancel, on_shown=on_shown)
-        try:
-            return dialog.run()
-        finally:
-            dialog.close()
-            del dialog
-    finally:
-        gc.collect()  # free any Tk object caught in a reference cycle here, in this thread
-
-
-class _ConsentDialog:
-    """The window of :func:`tk_consent_dialog`; methods, not closures, so nothing keeps Tk alive."""
-
-    def __init__(
-        self,
-        request: ConsentRequest,
-        lang: str,
-        timeout: float,
-        *,
-        display: str | None,
-        cancel: threading.Event | None,
-        on_shown: Callable[[WidgetRects], None] | None,
-    ) -> None:
-        import tkinter as tk
-
-        try:
-            self.root = tk.Tk(screenName=display)
-        except tk.TclError as exc:
-            raise DialogUnavailable(f"cannot open a window: {exc}") from None
-        self.ja = _ja(lang)
-        self.deadline = time.monotonic() + timeout
-        self.cancel = cancel
-        self.on_shown = on_shown
-        self.result: set[str] | None = None
-        ja = self.ja
-        scopes = _unique(request.scopes)
-        root = self.root
-        root.title(_DIALOG_TITLE[0] if ja else _DIALOG_TITLE[1])
-        root.resizable(False, False)
-        with contextlib.suppress(tk.TclError):
-            root.attributes("-topmost", True)
-        frame = tk.Frame(root, padx=16, pady=12)
-        frame.pack(fill="both", expand=True)
-        header = (
-            f"オペレータ「{request.operator}」が次の許可を求めています（第31条1項④）。"
-            "許可する項目にチェックを入れてください。"
-            if ja
-            else f'Operator "{request.operator}" asks for your permission (Art. 31(1)(iv)). '
-            "Tick what you allow."
-        )
-        tk.Label(frame, text=header, justify="left", wraplength=_WRAP).pack(anchor="w", pady=(0, 8))
-        self.variables: dict[str, tk.BooleanVar] = {}
-        self.boxes: dict[str, tk.Checkbutton] = {}
-        for scope in scopes:
-            var = tk.BooleanVar(master=root, value=False)
-            box = tk.Checkbutton(frame, text=scope_label(scope, lang), variable=var, anchor="w")
-            box.pack(anchor="w")
-            self.variables[scope] = var
-            self.boxes[scope] = box
-        seconds = _seconds(timeout)
-        notes = [
-            f"チェックしない項目は許可されません。{seconds}秒以内に回答がない場合は、すべて拒否します。"
-            if ja
-            else f"Nothing unticked is allowed. No answer within {seconds} seconds means no to everything."
-        ]
-        if any(s.startswith(INVENTORY_PREFIX) for s in scopes):
-            notes.append(
-                "情報の取得を承諾しない場合であっても、本サービスの利用には何ら制限はありません（別紙5）。"
-                if ja
-                else "If you do not allow the information to be collected, "
-                "the service is not limited in any way."
-            )
-        tk.Label(frame, text="\n".join(notes), justify="left", wraplength=_WRAP).pack(anchor="w", pady=(8, 4))
-        self.countdown = tk.Label(frame, text="", justify="left")
-        self.countdown.pack(anchor="w")
-        buttons = tk.Frame(frame)
-        buttons.pack(anchor="e", pady=(8, 0))
-        self.allow = tk.Button(buttons, text="許可" if ja else "Allow selected", command=self._allow)
-        self.deny = tk.Button(buttons, text="すべて拒否" if ja else "Deny all", command=self._deny)
-        self.deny.pack(side="right", padx=(8, 0))
-        self.allow.pack(side="right")
-        root.protocol("WM_DELETE_WINDOW", self._deny)
-        root.bind("<Escape>", self._escape)
-
-    def run(self) -> set[str] | None:
-        self._tick()
-        self.root.after(_POLL_MS, self._report_shown)
-        self.root.mainloop()
-        return self.result
-
-    def close(self) -> None:
-        import tkinter as tk
-
-        with contextlib.suppress(tk.TclError):
-            self.root.destroy()
-        self.variables.clear()
-        self.boxes.clear()
-
-    def _finish(self, value: set[str] | None) -> None:
-        self.result = value
-        self.root.quit()
-
-    def _allow(self) -> None:
-        self._finish({scope for scope, var in self.variables.items() if var.get()})
-
-    def _deny(self) -> None:
-        self._finish(set())
-
-    def _escape(self, _event: object) -> None:
-        self._deny()
-
-    def _tick(self) -> None:
-        left = self.deadline - time.monotonic()
-        if left <= 0 or (self.cancel is not None and self.cancel.is_set()):
-            self._finish(None)
-            return
-        shown = math.ceil(left)
-        self.countdown.configure(text=f"残り {shown} 秒" if self.ja else f"{shown} s left")
-        self.root.after(_POLL_MS, self._tick)
-
-    def _report_shown(self) -> None:
-        if self.on_shown is None:
-            return
-        if not self.root.winfo_viewable():
-            self.root.after(_POLL_MS, self._report_shown)
-            return
-        self.root.update_idletasks()
-        widgets = {"allow": self.allow, "deny": self.deny, **self.boxes}
-        rects = {
-            name: (w.winfo_rootx(), w.winfo_rooty(), w.winfo_width(), w.winfo_height())
-            for name, w in widgets.items()
-        }
-        self.on_shown(rects)
-
-
-async def ask_consent_dialog(
-    request: ConsentRequest, *, lang: str, display: str | None = None
-) -> set[str] | None:
-    """:func:`tk_consent_dialog` in a worker thread with ``request.timeout``; cancelling closes the window."""
-    cancel = threading.Event()
-    try:
-        return await asyncio.to_thread(
-            tk_consent_dialog, request, lang, request.timeout, display=display, cancel=cancel
-        )
-    finally:
-        cancel.set()
+from .consent_window import (  # noqa: E402
+    DialogUnavailable,
+    WidgetRects,
+    ask_consent_dialog,
+    gui_available,
+    tk_consent_dialog,
+)

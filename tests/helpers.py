@@ -338,6 +338,24 @@ class SupportProcess:
         return self.proc.wait(5)
 
 
+CONFIRM_PROMPT = 'Type "yes"'
+"""The agent's confirmation question for control (after choosing it, or after ``/grant``)."""
+
+
+def confirm_control(support: SupportProcess) -> None:
+    """Confirm control once the agent asks (issue 11: control needs a second, typed yes)."""
+    support.wait_for(CONFIRM_PROMPT)
+    support.type("yes")
+
+
+def grant_control(support: SupportProcess) -> None:
+    """``/grant control`` and its confirmation."""
+    seen = support.output.text().count(CONFIRM_PROMPT)
+    support.type("/grant control")
+    support.wait_for(CONFIRM_PROMPT, count=seen + 1)
+    support.type("yes")
+
+
 def start_support(
     data_dir: Path, *args: str, lang: str = "en", env: dict[str, str] | None = None
 ) -> SupportProcess:

@@ -482,3 +482,44 @@ async def test_a_secret_typed_into_a_terminal_is_not_echoed_and_echo_comes_back(
 def test_a_pipe_has_no_echo_to_hide(pipe: Pipe) -> None:
     with hidden_input(pipe.reader_file) as hidden:
         assert not hidden
+
+
+# -- framing that nobody else's text can imitate (issue 11) ----------------------------------------
+
+
+def test_question_is_framed_by_separators_and_ends_restating_every_answer() -> None:
+    from agent.prompt import SEPARATOR
+
+    lines = format_consent_prompt(request("screen:view", "input:control"), "en").splitlines()
+    assert lines[1] == SEPARATOR
+    assert lines[-2] == SEPARATOR
+    assert lines[-1] == (
+        'What your answer allows operator "山田 花子": "1" = View your screen; '
+        '"2" = Control your mouse and keyboard; "a" = all of them; just Enter = nothing'
+    )
+
+
+def test_operator_name_is_escaped_in_the_question_and_the_confirmation() -> None:
+    from agent.prompt import format_control_confirmation
+
+    evil = request("input:control", operator="\x1b[2J\x1b[1A\u202eEve")
+    for text in (format_consent_prompt(evil, "ja"), format_control_confirmation(evil, "ja")):
+        assert "\x1b" not in text
+        assert "\u202e" not in text
+        assert "\\x1b[2J\\x1b[1A\\u202eEve" in text
+
+
+@pytest.mark.parametrize(
+    ("line", "ok"), [("はい", True), ("yes", True), (" Y ", True), ("", False), ("1", False)]
+)
+def test_only_an_explicit_yes_confirms(line: str, ok: bool) -> None:
+    from agent.prompt import is_confirmation
+
+    assert is_confirmation(line) is ok
+
+
+def test_the_answer_summary_says_what_was_and_was_not_allowed() -> None:
+    from agent.prompt import format_answer_summary
+
+    text = format_answer_summary({"screen:view"}, ("screen:view", "input:control"), "ja")
+    assert text == "回答を受け付けました。許可: 画面を見る ／ 許可しない: マウスとキーボードを操作する"

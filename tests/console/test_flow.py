@@ -17,6 +17,7 @@ from tests.helpers import (
     BrokerProcess,
     SupportProcess,
     add_operator,
+    confirm_control,
     enrolled_agent,
     start_support,
     wait_until,
@@ -179,6 +180,7 @@ def test_operator_session_and_supervisor_in_the_browser(
         _status(page, "input-control").to_have_attribute("data-status", "requested")
         support.wait_for("Control your mouse and keyboard")
         support.type("a")
+        confirm_control(support)  # control needs a typed yes (issue 11)
         _status(page, "input-control").to_have_attribute("data-status", "granted")
         expect(notice).to_have_attribute("data-state", "granted")
         _click_screen(page, 100, 200)

@@ -18,6 +18,7 @@ from tests.helpers import (
     BrokerProcess,
     add_operator,
     child_env,
+    confirm_control,
     enrolled_agent,
     start_support,
 )
@@ -78,6 +79,7 @@ def test_scripted_operator_session(broker: BrokerProcess, tmp_path: Path) -> Non
         session = claimed.stdout.strip()
         support.wait_for("Control your mouse and keyboard")
         support.type("a")
+        confirm_control(support)  # control needs a typed yes (issue 11)
 
         out = tmp_path / "screens"
         watcher: list[subprocess.CompletedProcess[str]] = []

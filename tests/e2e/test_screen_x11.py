@@ -34,7 +34,9 @@ from tests.helpers import (
     SupportProcess,
     add_operator,
     child_env,
+    confirm_control,
     enrolled_agent,
+    grant_control,
     login,
     start_agent,
     start_support,
@@ -102,6 +104,8 @@ async def _session(
             session = (await op.claim(code=code, scopes=scopes)).session_id
             support.wait_for("View your screen")
             support.type(answer)
+            if answer == "a" and "input:control" in scopes:
+                confirm_control(support)
             await op.watch(session)
             await op.wait_state(session, granted)
             yield Live(op, support, session)
@@ -110,7 +114,8 @@ async def _session(
 
 
 def _x_env(display: str) -> dict[str, str]:
-    env = child_env(DISPLAY=display)
+    # These tests compare every captured pixel: no "being watched" window on top (test_consent_*).
+    env = child_env(DISPLAY=display, AGENT_INDICATOR="off")
     env.pop("WAYLAND_DISPLAY", None)
     return env
 
@@ -296,7 +301,7 @@ async def test_click_moves_the_real_pointer_only_after_control_is_granted_and_ke
         assert not [line for line in probe.lines() if line.startswith("click")]
 
         # The subscriber grants control: the click lands on the real X server.
-        live.support.type("/grant control")
+        grant_control(live.support)
         await op.wait_state(session, lambda s: s.scopes.get("input:control") == "granted")
         await op.send_input(session, "button", x=TARGET[0], y=TARGET[1], button="left", action="click")
         assert probe.wait_for("click", timeout=10) == f"click 1 {TARGET[0]} {TARGET[1]}"
@@ -351,7 +356,7 @@ async def test_nothing_is_applied_after_consent_is_withdrawn(
         assert op.screen.empty(), "a screen update arrived after view was withdrawn"
 
         # Granting control again works again: withdrawal was not a broken connection.
-        live.support.type("/grant control")
+        grant_control(live.support)
         await op.wait_state(session, lambda s: s.scopes.get("input:control") == "granted")
         await op.send_input(session, "move", x=TARGET[0] + 10, y=TARGET[1] + 10)
         wait_until(lambda: _pointer(display) == (TARGET[0] + 10, TARGET[1] + 10), timeout=10)

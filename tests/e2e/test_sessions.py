@@ -84,6 +84,8 @@ async def test_full_session(broker: BrokerProcess, tmp_path: Path) -> None:
 
             # The subscriber grants control mid-session; now input reaches the agent.
             support.type("/grant control")
+            support.wait_for('Type "yes"')  # control is confirmed once more (issue 11)
+            support.type("yes")
             await op.wait_state(session, lambda s: s.scopes.get("input:control") == "granted")
             await op.send_input(session, "move", x=10, y=20)
             support.wait_for("input applied: move 10,20")

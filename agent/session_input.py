@@ -1,0 +1,106 @@
+"""Remote input in a support session (part of :class:`agent.support.SupportSession`, split off to
+keep modules small): applied only when the agent's own consent record grants ``input:control``
+(第31条1項④, DESIGN §2) and the consent guard lets it through (no question open, not aimed at
+the indicator or the consent window: :mod:`agent.input.consent_guard`). Nothing here logs keys,
+text or positions (第33条).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from protocol.errors import ErrorCode
+from protocol.messages import Error, InputEvent
+
+from .consent import INPUT_CONTROL
+from .i18n import t
+from .input.consent_guard import desktop_point
+
+if TYPE_CHECKING:
+    from .connection import AgentClient
+    from .consent_record import ConsentRecord
+    from .input.consent_guard import ConsentGuard
+    from .sharing import FrameSource, InputSink
+
+__all__ = ["REFUSAL_REPORT_INTERVAL", "InputMixin"]
+
+REFUSAL_REPORT_INTERVAL = 1.0
+"""Seconds between two reports to the broker of remote input dropped by the consent guard."""
+
+log = logging.getLogger("agent.support")
+
+
+class InputMixin:
+    """Remote input for :class:`agent.support.SupportSession` (which sets these)."""
+
+    record: ConsentRecord | None
+    session_id: str | None
+    source: FrameSource | None
+    sink: InputSink
+    guard: ConsentGuard
+    client: AgentClient
+    lang: str
+    _mouse: object | None
+    _last_refusal_report: float
+    _unreported_refusals: int
+
+    def say(self, line: str) -> None:
+        raise NotImplementedError
+
+    def _ignored(self, what: str, *scopes: str) -> None:
+        raise NotImplementedError
+
+    async def _on_input(self, event: InputEvent) -> None:
+        # The broker forwards input only with control granted; our own record decides.
+        record = self.record
+        if record is None or not record.permits("input") or event.session_id != self.session_id:
+            self._ignored("input without input:control", INPUT_CONTROL)
+            self.say(t("support.input_refused", self.lang))
+            await self.client.send(
+                Error(code=ErrorCode.CONSENT_REQUIRED.value, message="input:control is not granted")
+            )
+            return
+        at = desktop_point(event, getattr(self.source, "current", None), self._pointer)
+        reason = self.guard.refusal(event.kind, at, time.monotonic())
+        if reason is not None:
+            await self._report_guarded(reason)
+            return
+        if event.kind in ("key", "text"):
+            self.guard.remote_keys_applied(time.monotonic())
+        try:
+            self.sink.apply(event)
+        except Exception as exc:  # an X error must not end the session; never log the event itself
+            log.warning("could not apply %s input: %s", event.kind, type(exc).__name__)
+
+    def _pointer(self) -> tuple[int, int] | None:
+        """Where the real pointer is (a click without a position lands there); None without one."""
+        if getattr(self.source, "current", None) is None:
+            return None
+        try:
+            if self._mouse is None:
+                from pynput import mouse
+
+                self._mouse = mouse.Controller()
+            x, y = self._mouse.position  # type: ignore[attr-defined]
+        except Exception:  # no pointer to ask: the guard then refuses position-less clicks
+            return None
+        return int(x), int(y)
+
+    async def _report_guarded(self, reason: str) -> None:
+        """Dropped by the consent guard: counted, reported to the broker at most once a second."""
+        self._unreported_refusals += 1
+        now = time.monotonic()
+        if now - self._last_refusal_report < REFUSAL_REPORT_INTERVAL:
+            return
+        if self._last_refusal_report == float("-inf"):
+            self.say(t("support.input_paused", self.lang))
+        self._last_refusal_report = now
+        count, self._unreported_refusals = self._unreported_refusals, 0
+        log.info("remote input refused by the consent guard: %s (%d events)", reason, count)
+        with contextlib.suppress(Exception):
+            await self.client.send(
+                Error(code=ErrorCode.NOT_ALLOWED.value, message=f"input refused: {reason} ({count} events)")
+            )

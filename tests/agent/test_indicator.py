@@ -1,0 +1,131 @@
+"""The "being watched" indicator: its texts (pure), and the real window under Xvfb (with the
+screenshot in docs/screenshots/indicator.png)."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.indicator import describe
+from tests.helpers import ROOT, child_env
+from tests.x11 import xdotool, xvfb
+
+SCREENSHOT = ROOT / "docs" / "screenshots" / "indicator.png"
+
+
+def test_texts_name_who_watches_and_what_is_granted_in_japanese() -> None:
+    texts = describe(
+        {
+            "lang": "ja",
+            "granted": ["screen:view", "input:control", "inventory:os"],
+            "viewers": [
+                {"name": "山田 花子", "role": "operator"},
+                {"name": "佐藤", "role": "supervisor", "read_only": True},
+            ],
+            "notice": "佐藤（スーパーバイザー・閲覧のみ）があなたの画面を見られるようになりました。",
+        }
+    )
+    assert texts["headline"] == "パソコンを操作されています"
+    assert texts["who"] == "見ている人: 山田 花子（オペレータ）、佐藤（スーパーバイザー・閲覧のみ）"
+    assert texts["what"] == "許可していること: 画面を見る、マウスとキーボードを操作する、情報の取得 1 項目"
+    assert "佐藤" in texts["notice"]
+
+
+def test_texts_in_english_and_names_are_escaped() -> None:
+    texts = describe(
+        {
+            "lang": "en",
+            "granted": ["screen:view"],
+            "viewers": [{"name": "\x1b[2JEve\u202e", "role": "operator"}],
+        }
+    )
+    assert texts["headline"] == "Your screen is being watched"
+    assert texts["who"] == "Watching: \\x1b[2JEve\\u202e (operator)"
+    assert texts["what"] == "Allowed: View your screen"
+
+
+class _Indicator:
+    def __init__(self, display: str) -> None:
+        env = child_env(DISPLAY=display)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent.indicator"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.events.put(json.loads(line))
+
+    def send(self, value: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(value, ensure_ascii=False) + "\n")
+        self.proc.stdin.flush()
+
+    def next(self, kind: str, timeout: float = 15.0) -> dict[str, Any]:
+        while True:
+            event = self.events.get(timeout=timeout)
+            if event.get("event") == kind:
+                return event
+
+
+@pytest.mark.x11
+def test_the_window_is_on_top_at_the_right_and_its_buttons_report(tmp_path: Path) -> None:
+    with xvfb(1024, 640) as display:
+        indicator = _Indicator(display)
+        try:
+            indicator.send(
+                {
+                    "lang": "ja",
+                    "granted": ["screen:view", "input:control"],
+                    "viewers": [
+                        {"name": "山田 花子 (helpdesk)", "role": "operator"},
+                        {"name": "佐藤 (helpdesk)", "role": "supervisor", "read_only": True},
+                    ],
+                    "notice": "佐藤 (helpdesk)（スーパーバイザー・閲覧のみ）が"
+                    "あなたの画面を見られるようになりました。",
+                }
+            )
+            shown = indicator.next("shown")
+            x, y, w, h = shown["rect"]
+            assert 1024 - 32 <= x + w <= 1024
+            assert xdotool(display, "search", "--name", "Remote support in progress").split()
+            _screenshot(display, (x - 16, max(0, y - 16), w + 32, h + 32))
+
+            bx, by, bw, bh = shown["buttons"]["end"]
+            xdotool(display, "mousemove", str(bx + bw // 2), str(by + bh // 2), "click", "1")
+            assert indicator.next("end") == {"event": "end"}
+            bx, by, bw, bh = shown["buttons"]["withdraw"]
+            xdotool(display, "mousemove", str(bx + bw // 2), str(by + bh // 2), "click", "1")
+            assert indicator.next("withdraw_control") == {"event": "withdraw_control"}
+            indicator.send({"quit": True})
+            assert indicator.proc.wait(10) == 0
+        finally:
+            if indicator.proc.poll() is None:
+                indicator.proc.kill()
+            indicator.proc.wait(5)
+
+
+def _screenshot(display: str, box: tuple[int, int, int, int]) -> None:
+    """docs/screenshots/indicator.png: the indicator as Xvfb shows it (mss grabs the X server)."""
+    import mss
+    from PIL import Image
+
+    x, y, w, h = box
+    with mss.MSS(display=display) as grabber:
+        shot = grabber.grab({"left": x, "top": y, "width": w, "height": h})
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX").save(SCREENSHOT)
