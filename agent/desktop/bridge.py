@@ -153,10 +153,10 @@ def desktop_session_class() -> type[Any]:
                     await self.end("the subscriber did not confirm after the restart")
                     return
                 granted = [scope for scope, status in msg.scopes.items() if status == "granted"]
-                if granted and self.consent is not None:
+                if granted and self.record is not None:
                     # What was allowed before the restart is not carried over: a signed withdrawal
                     # makes the broker agree, and the operator asks again.
-                    await self._send_receipt(self.consent.withdraw(granted, time.time()))
+                    await self._send_receipt(self.record.withdraw(granted, time.time()))
             if isinstance(msg, SupportCodeIssued) and self.session_id is None:
                 self.emit(CodeShown(code=msg.code, expires_at=msg.expires_at))
             elif (
@@ -248,12 +248,12 @@ class SessionBridge:
         )
         session.emit = self.events.put
         if self.resume is not None:
-            from ..consent import ConsentState
+            from ..consent_record import ConsentRecord
 
             # Nothing is granted after a restart: the operator asks again and the subscriber answers
             # again on screen (第31条1項④); the broker resumes the session for the same operator.
             session.session_id = self.resume.session_id
-            session.consent = ConsentState(session_id=self.resume.session_id, serial=self.identity.serial)
+            session.record = ConsentRecord(session_id=self.resume.session_id, serial=self.identity.serial)
             session.resuming = True
             session.end_on_resume = self.end_on_resume
         self._session = session
