@@ -15,16 +15,16 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+\Z")]
 """Request/response id chosen by the sender, echoed in the answer."""
 
-Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_.:-]+$")]
+Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_.:-]+\Z")]
 Text = Annotated[str, msgspec.Meta(max_length=1024)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
-ContractId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")]
+ContractId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+\Z")]
 Pem = Annotated[str, msgspec.Meta(min_length=1, max_length=16 * 1024)]
-Token = Annotated[str, msgspec.Meta(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
-Serial = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[0-9a-f]+$")]
+Token = Annotated[str, msgspec.Meta(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+\Z")]
+Serial = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[0-9a-f]+\Z")]
 Time = Annotated[float, msgspec.Meta(ge=0, le=1e11)]
 Version = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 
@@ -114,13 +114,13 @@ class AgentStatus(_Base, frozen=True, kw_only=True, tag="agent_status"):
 # -- support sessions (第31条①, DESIGN §5) ------------------------------------------------------
 
 Scope = Annotated[
-    str, msgspec.Meta(max_length=48, pattern=r"^(screen:view|input:control|inventory:[a-z_]{1,32})$")
+    str, msgspec.Meta(max_length=48, pattern=r"^(screen:view|input:control|inventory:[a-z_]{1,32})\Z")
 ]
 """A consent scope: ``screen:view``, ``input:control`` or ``inventory:<item>`` (別紙5)."""
 
 Scopes = Annotated[tuple[Scope, ...], msgspec.Meta(max_length=16)]
-SessionId = Annotated[str, msgspec.Meta(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-SupportCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")]
+SessionId = Annotated[str, msgspec.Meta(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+\Z")]
+SupportCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}\Z")]
 ScopeStatus = Literal["requested", "granted", "denied", "timeout", "withdrawn"]
 SessionPhase = Literal["waiting", "consent", "active", "ended"]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -171,7 +171,7 @@ class ConsentDecision(_Base, frozen=True, kw_only=True, tag="consent_decision"):
     id: Id
     session_id: SessionId
     receipt: Annotated[str, msgspec.Meta(min_length=2, max_length=4096)]
-    signature: Annotated[str, msgspec.Meta(min_length=8, max_length=256, pattern=r"^[A-Za-z0-9+/=]+$")]
+    signature: Annotated[str, msgspec.Meta(min_length=8, max_length=256, pattern=r"^[A-Za-z0-9+/=]+\Z")]
 
 
 class ScopeRequest(_Base, frozen=True, kw_only=True, tag="scope_request"):
@@ -269,7 +269,7 @@ class Login(_Base, frozen=True, kw_only=True, tag="login"):
     id: Id
     name: Name
     password: Password
-    totp: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6,8}$")]
+    totp: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6,8}\Z")]
 
 
 class Auth(_Base, frozen=True, kw_only=True, tag="auth"):
@@ -360,7 +360,7 @@ class Sessions(_Base, frozen=True, kw_only=True, tag="sessions"):
 
 
 class InventoryItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    item: Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$")]
+    item: Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}\Z")]
     available: bool
     value: Any = None
     reason: Annotated[str, msgspec.Meta(max_length=512)] | None = None

@@ -379,3 +379,35 @@ def test_msgspec_errors_never_escape() -> None:
             pytest.fail(f"msgspec error escaped for {data!r}")
         except RemoteProtocolError:
             pass
+
+
+def _pattern_of(t: mi.Type) -> str | None:
+    if isinstance(t, mi.StrType):
+        return t.pattern
+    if isinstance(t, mi.UnionType):
+        return next((p for x in t.types if (p := _pattern_of(x)) is not None), None)
+    return None
+
+
+@pytest.mark.parametrize("type_name", sorted(MESSAGE_TYPES))
+def test_a_trailing_newline_never_passes_a_pattern(type_name: str) -> None:
+    """``$`` in a Python pattern also matches before a final newline: "123456\\n" was a support code.
+
+    Every patterned field of every message refuses its valid sample with a newline added."""
+    cls = MESSAGE_TYPES[type_name]
+    info = mi.type_info(cls)
+    assert isinstance(info, mi.StructType)
+    sample = json.loads(encode(_sample(info)))
+    for f in info.fields:
+        if _pattern_of(f.type) is None or not isinstance(sample.get(f.encode_name), str):
+            continue
+        bad = dict(sample, **{f.encode_name: sample[f.encode_name] + "\n"})
+        with pytest.raises(InvalidField):
+            decode(json.dumps(bad).encode())
+
+
+def test_no_pattern_in_the_protocol_ends_with_a_dollar() -> None:
+    from pathlib import Path
+
+    for path in (Path(__file__).resolve().parents[2] / "protocol").glob("*.py"):
+        assert not re.search(r'pattern=r?"[^"]*\$"', path.read_text()), path.name
