@@ -60,7 +60,7 @@ INVENTORY_PREFIX: Final = "inventory:"
 NO_OPERATOR: Final = "-"
 """Operator name in a receipt written before any operator asked anything (the field may not be empty)."""
 
-_SCOPE_RE: Final = re.compile(r"^(screen:view|input:control|inventory:[a-z_]{1,32})$")
+_SCOPE_RE: Final = re.compile(r"^(screen:view|input:control|inventory:[a-z_]{1,32})\Z")
 """The wire pattern of ``protocol.messages.Scope``: a scope we could not send is refused here too."""
 
 # 別紙5 (1)-(11), in the order of the terms. Used only when agent.inventory.items cannot be imported

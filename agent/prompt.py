@@ -216,7 +216,7 @@ def format_answer_summary(granted: Iterable[str], asked: Sequence[str], lang: st
 _ALL_WORDS: Final = frozenset({"a", "all", "すべて", "全て", "全部"})
 _NONE_WORDS: Final = frozenset({"", "n", "no", "none", "なし", "いいえ"})
 _SEPARATORS: Final = re.compile(r"[\s,、]+")
-_RANGE: Final = re.compile(r"^(\d{1,3})-(\d{1,3})$")
+_RANGE: Final = re.compile(r"^(\d{1,3})-(\d{1,3})\Z")
 
 
 def parse_consent_answer(text: str, scopes: Sequence[str]) -> set[str]:

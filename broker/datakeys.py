@@ -43,7 +43,7 @@ NONCE_BYTES: Final = 12
 _CURRENT: Final = "current"
 _SUFFIX: Final = ".key"
 #: Key ids become file names: a strict alphabet keeps an attacker-supplied blob from naming another path.
-_KEY_ID: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_KEY_ID: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 
 class DataKeyError(Exception):

@@ -61,7 +61,7 @@ _ROLE_BY_NAME: Final[dict[str, Role]] = {"operator": "operator", "supervisor": "
 LOGIN_FAILED_MESSAGE: Final = "login failed: wrong name, password or code"
 
 #: Operator names appear in audit subjects and on the console; a strict alphabet keeps them unambiguous.
-NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.@-]{1,64}\Z")
 
 TOTP_ISSUER: Final = "ISP Remote Support"
 SHIFT: Final = 8 * 3600.0

@@ -21,7 +21,7 @@ from agent.inventory.model import MAX_REASON_CHARS, ItemResult, ItemUnavailable,
 
 __all__ = ["PlatformCollector", "collect", "default_collector", "normalize_cert_serial"]
 
-_HEX: Final = re.compile(r"^[0-9A-F]{1,64}$")
+_HEX: Final = re.compile(r"^[0-9A-F]{1,64}\Z")
 
 #: Items read from the local machine, mapped to the collector method that reads them.
 _LOCAL: Final[dict[Item, Callable[[PlatformCollector], JsonValue]]] = {

@@ -31,8 +31,8 @@ _SYSTEM_DEFAULTS: Final = {
     "mailto": "com.apple.mail",
 }
 
-_BUNDLE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,254}$")
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_BUNDLE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,254}\Z")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 
 
 def parse_sw_vers(text: str) -> dict[str, str]:

@@ -89,7 +89,7 @@ def test_create_gives_a_usable_one_time_password_and_uri(
 def test_duplicate_and_bad_names(accounts: OperatorAccounts, alice: NewOperator) -> None:
     with pytest.raises(AlreadyExists):
         accounts.create("alice", role="admin", now=T0, actor="admin")
-    for name in ("", "a b", "x" * 65, "ｱ"):
+    for name in ("", "a b", "x" * 65, "ｱ", "bob\n"):
         assert refused(lambda n=name: accounts.create(n, role="operator", now=T0, actor="a")).code is (
             ErrorCode.INVALID_FIELD
         )
