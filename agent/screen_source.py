@@ -108,7 +108,12 @@ class InjectorSink:
 
     def apply(self, event: WireInput) -> None:
         if self.guard.paused(time.monotonic()):
-            self.paused_drops += 1  # the subscriber is using the PC right now
+            # The subscriber is using the PC right now: their input wins. Whatever the operator
+            # held down is let go at once (and a release still goes through), so no button or key
+            # stays pressed under the subscriber's hand.
+            self.paused_drops += 1
+            if self._injector is not None and self._injector.holding:
+                self._injector.release_all()
             return
         monitor = self.source.current
         if self._injector is None or self._monitor != monitor:

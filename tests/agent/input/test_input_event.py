@@ -85,3 +85,24 @@ def test_guard_trusts_os_injected_flag_and_motion_setting() -> None:
     assert not guard.paused(0.0)
     guard.note_local("scroll")
     assert guard.paused(0.0)
+
+
+def test_guard_knows_its_own_moves_by_position_even_to_where_the_pointer_already_is() -> None:
+    """Issue 13: a move to the pointer's own position was announced to nobody, its XTest echo
+    counted as the subscriber's movement, and remote input paused for 2 s."""
+    guard = LocalInputGuard(pause_seconds=2.0, expect_window=0.5, clock=lambda: 10.0)
+    guard.expect("move", at=(100, 200))
+    guard.expect("move", at=(100, 200))  # the same place again
+    guard.note_local("move", at=(100, 200))
+    guard.note_local("move", at=(100, 200))
+    assert not guard.paused(10.0)
+    guard.expect("move", at=(300, 300))
+    guard.note_local("move", at=(301, 300))  # the subscriber's hand, one pixel off ours
+    assert guard.paused(10.0)
+
+
+def test_guard_motion_without_position_is_local() -> None:
+    guard = LocalInputGuard(clock=lambda: 0.0)
+    guard.expect("move", at=(1, 1))
+    guard.note_local("move")
+    assert guard.paused(0.0)
