@@ -21,6 +21,10 @@ Where pynput falls short (and what we do about it):
   presses and wheel steps are matched by kind and count: a local key pressed during remote typing
   may be mistaken for ours once, but the subscriber's next key press pauses remote input. On
   Windows and macOS pynput reports ``injected`` from the OS and the guard uses it as well.
+  pynput's controllers also hand every event they send directly to the listeners of the same
+  process, flagged injected; those reports are ignored without using up an expectation, which
+  the X server's echo arriving just after them still needs (using it up made the echo count as
+  the subscriber's, at random, depending on which of the two came first).
 * Wayland: pynput can neither inject nor listen outside XWayland windows; remote control of a
   native Wayland session needs the desktop portal (RemoteDesktop) instead. Not done.
 * macOS: injection and listening need the Accessibility and Input Monitoring permissions; without
@@ -309,22 +313,23 @@ class LocalInputGuard:
         ``at`` is where a motion event put the pointer (desktop pixels); a motion at a position we
         announced with :meth:`expect` is our own echo. A motion without a position is local.
         """
-        if kind == "move" and not self.pause_on_motion:
+        if injected or (kind == "move" and not self.pause_on_motion):
+            # Injected by someone (the OS says so) - and pynput's own controllers also report
+            # each event they send straight to listeners in this process, flagged injected,
+            # before the X server's echo arrives. Such a report must not use up the expectation
+            # the echo will need, or the echo would count as the subscriber's (issue 13).
             return
         t = self._clock() if now is None else now
         with self._lock:
             if kind == "move":
-                if self._ours_moved_to(at, t) or injected:
-                    return
-                self._last_local = t
+                if not self._ours_moved_to(at, t):
+                    self._last_local = t
                 return
             pending = self._expected[kind]
             while pending and pending[0] < t:
                 pending.popleft()
             if pending:
                 pending.popleft()
-                return
-            if injected:
                 return
             self._last_local = t
 

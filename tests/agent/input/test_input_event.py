@@ -106,3 +106,16 @@ def test_guard_motion_without_position_is_local() -> None:
     guard.expect("move", at=(1, 1))
     guard.note_local("move")
     assert guard.paused(0.0)
+
+
+def test_pynputs_own_report_of_an_injected_event_does_not_use_up_the_echos_expectation() -> None:
+    """pynput's controller reports each event it sends to this process's listeners (injected),
+    and the X server's echo follows (not flagged): both are ours, neither pauses."""
+    guard = LocalInputGuard(clock=lambda: 5.0)
+    guard.expect("key")
+    guard.expect("move", at=(10, 10))
+    guard.expect("button")
+    for kind in ("key", "move", "button"):
+        guard.note_local(kind, injected=True, at=(10, 10))  # type: ignore[arg-type]
+        guard.note_local(kind, at=(10, 10))  # type: ignore[arg-type]
+    assert not guard.paused(5.0)
