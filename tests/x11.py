@@ -36,12 +36,12 @@ __all__ = [
     "MISSING_TOOLS",
     "TkProbe",
     "draw_pattern",
+    "held_input",
     "missing_x11_tools",
     "require_xvfb",
     "two_kind_picture",
     "xdotool",
     "xvfb",
-    "held_input",
 ]
 
 _START_TIMEOUT = 10.0

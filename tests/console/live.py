@@ -28,7 +28,9 @@ def real_agent(data_dir: Path, display: str, *args: str) -> SupportProcess:
     return start_support(data_dir, "--lossless", "--consent-ui", "terminal", *args, env=x_env(display))
 
 
-def operator_page(browser: BrowserContext, broker: BrokerProcess, account: OperatorAccount) -> tuple[Page, PageLog]:
+def operator_page(
+    browser: BrowserContext, broker: BrokerProcess, account: OperatorAccount
+) -> tuple[Page, PageLog]:
     page = browser.new_page()
     log = record(page)
     origin = f"https://127.0.0.1:{broker.port}"

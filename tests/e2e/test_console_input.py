@@ -36,7 +36,9 @@ def display() -> Iterator[str]:
 
 @pytest.fixture
 def small_browser(broker: BrokerProcess) -> Iterator[BrowserContext]:
-    with chromium(server_cert=Path(broker.data_dir) / "server.pem", viewport={"width": 1366, "height": 768}) as ctx:
+    with chromium(
+        server_cert=Path(broker.data_dir) / "server.pem", viewport={"width": 1366, "height": 768}
+    ) as ctx:
         yield ctx
 
 
@@ -89,7 +91,9 @@ def test_every_pointer_and_key_event_arrives_at_the_exact_pixel_and_nothing_stay
             page.get_by_test_id("claim-submit").click()
             session_id = page.get_by_test_id("page-session").get_attribute("data-session-id") or ""
             grant_view(page, support)
-            wait_keyframe(page, page.get_by_test_id("page-session").get_attribute("data-session-id") or session_id)
+            wait_keyframe(
+                page, page.get_by_test_id("page-session").get_attribute("data-session-id") or session_id
+            )
             grant_control(page, support)
             probe.lines()  # forget anything before control
 
@@ -133,7 +137,11 @@ def test_every_pointer_and_key_event_arrives_at_the_exact_pixel_and_nothing_stay
             probe.lines()
             page.keyboard.type("Hello ")
             page.keyboard.insert_text("日本語 é ü")  # as an IME or a paste delivers text
-            wait_until(lambda: probe.text() == "Hello 日本語 é ü", timeout=10, what=f"typed text, got {probe.text()!r}")
+            wait_until(
+                lambda: probe.text() == "Hello 日本語 é ü",
+                timeout=10,
+                what=f"typed text, got {probe.text()!r}",
+            )
             page.keyboard.press("Control+b")
             line = probe.wait_for("key b", timeout=10)
             assert int(line.split()[2]) & 0x4, line  # ControlMask

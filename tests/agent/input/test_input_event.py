@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.input.inject import DOM_KEY_NAMES, InputEvent, InputRejected, LocalInputGuard
+from agent.input.inject import DOM_KEY_NAMES, GuardKind, InputEvent, InputRejected, LocalInputGuard
 
 
 @pytest.mark.parametrize(
@@ -115,7 +115,8 @@ def test_pynputs_own_report_of_an_injected_event_does_not_use_up_the_echos_expec
     guard.expect("key")
     guard.expect("move", at=(10, 10))
     guard.expect("button")
-    for kind in ("key", "move", "button"):
-        guard.note_local(kind, injected=True, at=(10, 10))  # type: ignore[arg-type]
-        guard.note_local(kind, at=(10, 10))  # type: ignore[arg-type]
+    kinds: tuple[GuardKind, ...] = ("key", "move", "button")
+    for kind in kinds:
+        guard.note_local(kind, injected=True, at=(10, 10))
+        guard.note_local(kind, at=(10, 10))
     assert not guard.paused(5.0)
