@@ -81,7 +81,9 @@ export function render() {
   const controlStatus = scopeStatus(st, SCOPE_CONTROL);
   $("request-control").disabled = ended || controlStatus === "granted" || controlStatus === "requested";
   const viewStatus = scopeStatus(st, SCOPE_VIEW);
-  $("request-view").disabled = ended || viewStatus === "granted" || viewStatus === "requested";
+  $("request-view").disabled = ended || viewStatus === "requested";
+  if (viewStatus === "granted" || ended) show($("request-view"), false);
+  if (controlStatus === "granted" || ended) show($("request-control"), false);
   $("request-inventory").disabled = ended;
   for (const b of document.querySelectorAll("#special-keys button")) b.disabled = inputBlockReason() !== null;
   $("chat-input").disabled = ended || view.readOnly;
