@@ -134,6 +134,8 @@ def test_every_pointer_and_key_event_arrives_at_the_exact_pixel_and_nothing_stay
             # Text, including Japanese and accented letters, into the X text field; then a key
             # combination (Ctrl+b) arrives as the key with the Control modifier.
             page.mouse.click(*at(400, 400))  # the probe focuses its entry on a click
+            probe.wait_for("release", timeout=10)
+            probe.focus()  # (it reports the click before it focuses: wait for the focus)
             probe.lines()
             page.keyboard.type("Hello ")
             page.keyboard.insert_text("日本語 é ü")  # as an IME or a paste delivers text
@@ -159,6 +161,8 @@ def test_every_pointer_and_key_event_arrives_at_the_exact_pixel_and_nothing_stay
 
             # The special-key buttons press and release their combination.
             page.mouse.click(*at(400, 400))
+            probe.wait_for("release", timeout=10)
+            probe.focus()
             probe.lines()
             page.get_by_test_id("key-alt-tab").click()
             line = probe.wait_for("key Tab", timeout=10)
