@@ -49,7 +49,7 @@ export function renderScopeTable(view) {
 const present = (v) => v !== null && v !== undefined && v !== "";
 
 function lines(...parts) {
-  return parts.filter(present).join("\n");
+  return parts.filter((p) => p !== false && present(p)).join("\n");
 }
 
 function software(v) {
