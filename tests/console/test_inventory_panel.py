@@ -184,7 +184,7 @@ def test_inventory_panel_consent_values_and_audited_reveal(
         assert "operator:ines" in shown
 
         page.get_by_test_id("topbar").scroll_into_view_if_needed()
-        page.screenshot(path=str(SCREENSHOTS / "session.png"), full_page=True)
+        page.screenshot(path=str(SCREENSHOTS / "inventory.png"), full_page=True)
 
         # The login leaves the page again: on "hide" at once, else by itself after a minute.
         expect(page.get_by_test_id("reveal-note")).to_contain_text("1分後に自動で消えます")
