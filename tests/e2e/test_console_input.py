@@ -17,7 +17,15 @@ import pytest
 from playwright.sync_api import BrowserContext, Page
 
 from tests.browser import chromium
-from tests.console.live import grant_control, grant_view, operator_page, page_point, real_agent, wait_keyframe
+from tests.console.live import (
+    claim,
+    grant_control,
+    grant_view,
+    operator_page,
+    page_point,
+    real_agent,
+    wait_keyframe,
+)
 from tests.helpers import BrokerProcess, add_operator, enrolled_agent, wait_until
 from tests.x11 import TkProbe, held_input, xvfb
 
@@ -87,9 +95,7 @@ def test_every_pointer_and_key_event_arrives_at_the_exact_pixel_and_nothing_stay
         support = real_agent(tmp_path / "agent", display, "--log-level", "INFO")
         try:
             code = support.support_code()
-            page.get_by_test_id("claim-code").fill(code)
-            page.get_by_test_id("claim-submit").click()
-            session_id = page.get_by_test_id("page-session").get_attribute("data-session-id") or ""
+            session_id = claim(page, code)
             grant_view(page, support)
             wait_keyframe(
                 page, page.get_by_test_id("page-session").get_attribute("data-session-id") or session_id
