@@ -4,8 +4,9 @@ A pixel change on the subscriber's X screen (a Tk window flips a square's colour
 → the real agent (``request-support``, default lossy pipeline) → the real broker → Debian's
 Chromium showing the operator console → the same change on the console's visible canvas. Both
 timestamps come from the same host clock: the Tk process reads ``time.time()`` right after the X
-server confirmed the drawing (a round trip), and the page records ``performance.timeOrigin +
-performance.now()`` when the canvas it shows first holds the new colour (a MutationObserver on the
+server confirmed the drawing (a round trip), and the page records ``Date.now()`` (the same wall
+clock, 1 ms steps; ``performance.timeOrigin + now()`` drifts from it by several ms) when the canvas
+it shows first holds the new colour (a MutationObserver on the
 canvas's ``data-updates``, set by every draw).
 
 Beside it, measured in the same run: the **capture-only floor** (one ``mss`` grab of the whole
@@ -70,7 +71,7 @@ _DETECTOR = """([x, y, sw, sh]) => {
     const d = c.getContext("2d").getImageData(px, py, 1, 1).data;
     const w = window.__want;
     if (Math.abs(d[0] - w[0]) < 40 && Math.abs(d[1] - w[1]) < 40 && Math.abs(d[2] - w[2]) < 40) {
-      window.__seen = performance.timeOrigin + performance.now();
+      window.__seen = Date.now();
     }
   }).observe(c, { attributes: true, attributeFilter: ["data-updates"] });
 }"""
