@@ -104,3 +104,29 @@ def test_audit_table_filters_and_shortcuts(
     page.keyboard.press("Alt+Shift+KeyQ")
     expect(page.get_by_test_id("page-queue")).to_be_visible()
     assert log.page_errors == []
+
+
+def test_the_dispatcher_drops_a_message_of_another_session(
+    console_broker: BrokerProcess, browser: BrowserContext, origin: str
+) -> None:
+    """The one dispatcher (js/dispatch.js): a view only ever takes its own session's messages;
+    the main connection (no view) takes none that belong to a session (第33条)."""
+    page = browser.new_page()
+    page.goto(origin + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    result = page.evaluate(
+        """async () => {
+          const { dispatch } = await import("/js/dispatch.js");
+          const { SessionView } = await import("/js/session.js");
+          const view = new SessionView("s-AAAA1111", { readOnly: false });
+          const chat = (id) => ({ type: "chat", session_id: id, sender: "subscriber", text: "x", time: 0 });
+          dispatch(chat("s-BBBB2222"), view);
+          dispatch({ type: "inventory", session_id: "s-BBBB2222", items: [] }, view);
+          dispatch({ type: "session_state", session_id: "s-BBBB2222", phase: "ended", scopes: {} }, view);
+          const foreignAfterOthers = view.foreign;
+          dispatch(chat("s-AAAA1111"), view);
+          dispatch(chat("s-AAAA1111"), null);  // on the main connection: nobody's
+          return [foreignAfterOthers, view.foreign, view.chat.length, view.phase, view.inventory];
+        }"""
+    )
+    assert result == [3, 3, 1, "waiting", None]
