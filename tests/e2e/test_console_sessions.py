@@ -115,7 +115,15 @@ def test_two_sessions_each_canvas_shows_only_its_own_subscriber(
         wait_keyframe(page, session_a)
         _expect_shows(page, session_a, RED)
 
-        # A new request while the operator is busy in C-1001: badge, title, alert.
+        # A new request while the operator is busy in C-1001: badge, title, alert, and a browser
+        # notification (allowed for this origin; the constructor is watched).
+        laptop.grant_permissions(["notifications"], origin=f"https://127.0.0.1:{broker.port}")
+        page.evaluate(
+            """() => { window.__notes = []; const N = window.Notification;
+              window.Notification = class extends N {
+                constructor(title, options) { window.__notes.push(title); super(title, options); }
+              }; }"""
+        )
         assert not page.get_by_test_id("new-request-alert").is_visible()
         agent_b = real_agent(tmp_path / "b", display_b)
         agents.append(agent_b)
@@ -125,6 +133,7 @@ def test_two_sessions_each_canvas_shows_only_its_own_subscriber(
         expect(alert).to_contain_text("C-1002")
         expect(alert).to_have_attribute("data-count", "1")
         assert page.title().startswith("(1) ")
+        assert page.evaluate("window.__notes") == ["新しいサポート依頼"]
         expect(page.get_by_test_id("nav-queue-count")).to_have_text("1")
         expect(page.get_by_test_id("page-session")).to_have_attribute("data-session-id", session_a)
         _expect_shows(page, session_a, RED)  # still busy in C-1001, undisturbed

@@ -3,6 +3,7 @@ one-time password change), queue, claim by code, watch saving the screen, send-i
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import threading
 import time
@@ -14,6 +15,7 @@ import pytest
 from PIL import Image
 
 from agent.sharing import pattern_pixels
+from helpdesk import HelpdeskClient
 from tests.helpers import (
     PYTHON,
     ROOT,
@@ -155,6 +157,21 @@ class Interactive:
         self.proc.wait(10)
 
 
+async def _raw_scope_request(broker: BrokerProcess, state: Path, session: str, scope: str) -> str:
+    """Send a scope_request for ``scope`` without any local check; the code of the broker's answer."""
+    import json
+
+    from protocol.messages import Error, ScopeRequest
+
+    token = json.loads(state.read_text())["token"]
+    async with HelpdeskClient(broker.url, cafile=broker.data_dir / "ca.pem") as client:
+        await client.auth(token)
+        await client.send(ScopeRequest(id="raw-1", session_id=session, scopes=(scope,)))
+        answer = await client.next_event(Error, timeout=10)
+        assert isinstance(answer, Error)
+        return answer.code
+
+
 @pytest.fixture
 def short_grace(tmp_path: Path) -> Iterator[BrokerProcess]:
     """A broker that ends a session 2 s after its operator left (the default is 30 s)."""
@@ -233,6 +250,8 @@ def test_cli_tells_the_truth_and_holds_a_session(short_grace: BrokerProcess, tmp
         request = helpdesk(state, "request", session, "inventory:network")
         assert request.returncode == 2
         assert "error [invalid_field]" in request.stderr
+        # And the protocol refuses it too, whoever sends it (here a client that does not check).
+        assert asyncio.run(_raw_scope_request(broker, state, session, "inventory:network")) == "invalid_field"
         assert "network" not in support.output.text()
         # Input without control is refused by the broker: exit 2 and its code.
         refused = helpdesk(state, "send-input", session, "--key", "Enter")
