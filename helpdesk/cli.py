@@ -242,7 +242,7 @@ async def _command(client: HelpdeskClient, args: argparse.Namespace, state_path:
                 break
         print("sent", file=out)
     elif args.command == "end":
-        await client.watch(args.session_id)
+        await _watched(client, args.session_id)
         await client.end(args.session_id, args.note[:255])
         state = await client.wait_state(args.session_id, lambda s: s.phase == "ended", timeout=10)
         assert isinstance(state, SessionState)
@@ -294,7 +294,7 @@ async def _no_error_within(client: HelpdeskClient, seconds: float) -> None:
 
 
 async def _watch(client: HelpdeskClient, args: argparse.Namespace, out: TextIO) -> int:
-    from protocol.messages import Chat, SessionState
+    from protocol.messages import Chat, Error, SessionState
 
     from .canvas import Canvas
 
@@ -304,6 +304,7 @@ async def _watch(client: HelpdeskClient, args: argparse.Namespace, out: TextIO) 
     canvas = Canvas()
     deadline = time.monotonic() + args.seconds if args.seconds else None
     ended = False
+    seen_state = False
     while not ended and (not args.updates or canvas.updates < args.updates):
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         if timeout == 0.0:
@@ -322,8 +323,11 @@ async def _watch(client: HelpdeskClient, args: argparse.Namespace, out: TextIO) 
         if event in done:
             message = event.result()
             if isinstance(message, SessionState) and message.session_id == args.session_id:
+                seen_state = True
                 print(f"state: {message.phase} {dict(message.scopes)}", file=out, flush=True)
                 ended = message.phase == "ended"
+            elif isinstance(message, Error) and canvas.updates == 0 and not seen_state:
+                raise HelpdeskError(message.code, message.message)  # no such session, or ended
             elif isinstance(message, Chat) and message.session_id == args.session_id:
                 sender = safe_text(message.sender or "-")
                 print(f"chat {sender}: {safe_text(message.text)}", file=out, flush=True)

@@ -273,6 +273,12 @@ def test_cli_tells_the_truth_and_holds_a_session(short_grace: BrokerProcess, tmp
         assert interactive.proc.wait(10) == 0
         assert "再起動で解決" in broker.cli("audit", "log", "--subject", session).stdout
 
+        # An ended (or unknown) session is a refusal with the broker's code, exit 2.
+        for command in (("end", session), ("watch", session, "--out", str(tmp_path / "x"), "--seconds", "5")):
+            gone = helpdesk(state, *command)
+            assert gone.returncode == 2, (command, gone.stdout, gone.stderr)
+            assert gone.stderr.startswith("error ["), gone.stderr
+
         # A broker that cannot be reached is exit 3, not a refusal.
         broker.stop()
         down = helpdesk(state, "queue")
