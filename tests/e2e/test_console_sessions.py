@@ -18,7 +18,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 from tests.browser import SCREENSHOTS, chromium
 from tests.console.live import claim, grant_view, operator_page, real_agent, visible_pixel, wait_keyframe
 from tests.helpers import BrokerProcess, SupportProcess, add_operator, enrolled_agent, wait_until
-from tests.x11 import draw_pattern, xvfb
+from tests.x11 import draw_pattern, two_kind_picture, xvfb
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.x11]
 
@@ -106,6 +106,10 @@ def test_two_sessions_each_canvas_shows_only_its_own_subscriber(
     with ExitStack() as stack:
         stack.enter_context(draw_pattern(display_a, Image.new("RGB", SCREEN, RED)))
         stack.enter_context(draw_pattern(display_b, Image.new("RGB", SCREEN, GREEN)))
+        # A "window" on each desktop (away from the compared pixels), for the screenshots.
+        for display, seed in ((display_a, 1), (display_b, 2)):
+            window = Image.fromarray(two_kind_picture(260, 140, seed=seed))
+            stack.enter_context(draw_pattern(display, window, x=340, y=40))
         agents: list[SupportProcess] = []
         stack.callback(lambda: [a.stop() for a in agents])
         agent_a = real_agent(tmp_path / "a", display_a)
@@ -151,8 +155,21 @@ def test_two_sessions_each_canvas_shows_only_its_own_subscriber(
 
         # The layout at 1366x768, and the README's screenshots (Japanese).
         _layout_fits(page)
+        page.get_by_test_id("chat-input").fill("こんにちは、サポートのアリスです。")
+        page.get_by_test_id("chat-send").click()
+        agent_b.wait_for("サポートのアリスです")
         page.screenshot(path=str(SCREENSHOTS / "session.png"))
-        page.get_by_test_id("topbar").screenshot(path=str(SCREENSHOTS / "switcher.png"))
+        # Back in C-1001, C-1002's subscriber writes: a count on its button, nothing on this page.
+        _switch(page, session_a)
+        _expect_shows(page, session_a, RED)
+        agent_b.type("まだつながりませんか？")
+        unread = page.locator(f"[data-testid=my-session][data-session-id='{session_b}']")
+        expect(unread.get_by_test_id("my-session-unread")).to_have_text("1")
+        expect(page.get_by_test_id("chat-log")).not_to_contain_text("まだつながりませんか")
+        page.screenshot(path=str(SCREENSHOTS / "switcher.png"))
+        _switch(page, session_b)
+        expect(page.get_by_test_id("chat-log")).to_contain_text("まだつながりませんか")
+        expect(unread.get_by_test_id("my-session-unread")).to_have_count(0)
 
         # C-1001's screen changes while C-1002 is shown: never drawn here.
         with draw_pattern(display_a, Image.new("RGB", SCREEN, YELLOW)):
