@@ -15,7 +15,7 @@ import pytest
 
 from agent.input.inject import InputEvent, InputInjector, InputRejected, LocalInputGuard
 from agent.screen.capture import Monitor
-from tests.x11 import TkProbe, xdotool, xvfb
+from tests.x11 import TkProbe, held_input, xdotool, xvfb
 
 WIDTH, HEIGHT = 800, 600
 SCREEN = Monitor(index=1, left=0, top=0, width=WIDTH, height=HEIGHT)
@@ -135,21 +135,6 @@ def test_guard_pauses_on_local_click_and_motion(x_env: str) -> None:
         assert _eventually(lambda: guard.paused(time.monotonic()))
 
 
-def _held_buttons_and_keys(display: str) -> tuple[int, list[int]]:
-    """The pointer's button/modifier mask and the keycodes held down, as the X server reports
-    them (what ``xinput query-state`` shows)."""
-    import Xlib.display  # type: ignore[import-untyped]
-
-    d = Xlib.display.Display(display)
-    try:
-        mask = int(d.screen().root.query_pointer().mask)
-        keymap = d.query_keymap()
-        held = [byte * 8 + bit for byte, bits in enumerate(keymap) for bit in range(8) if bits & (1 << bit)]
-        return mask, held
-    finally:
-        d.close()
-
-
 @pytest.mark.x11
 def test_a_browser_like_stream_with_the_guard_running_lands_and_leaves_nothing_held(x_env: str) -> None:
     """Issue 13, defect 1: the console sends a move before each press, often to where the pointer
@@ -168,7 +153,7 @@ def test_a_browser_like_stream_with_the_guard_running_lands_and_leaves_nothing_h
             assert probe.wait_for("click") == f"click 1 {x} {y}"
         time.sleep(0.3)
         assert not guard.paused(time.monotonic())
-        mask, held = _held_buttons_and_keys(x_env)
+        mask, held = held_input(x_env)
         assert mask & 0x1F00 == 0, hex(mask)
         assert held == []
         xdotool(x_env, "mousemove", "7", "9")  # and the subscriber's own hand still wins
@@ -186,5 +171,5 @@ def test_characters_missing_from_the_keymap_are_typed_with_a_borrowed_keycode(x_
         injector.apply(InputEvent(kind="key", action="click", key="ß"))
         assert _eventually(lambda: probe.text() == "é ü 日本語 okß"), probe.text()
         injector.close()
-        _, held = _held_buttons_and_keys(x_env)
+        _, held = held_input(x_env)
         assert held == []
