@@ -104,12 +104,22 @@ class InjectorSink:
         self._monitor: Monitor | None = None
         self.applied = 0
         self.paused_drops = 0
+        self._was_paused = False
         self.rejected = 0
 
     def apply(self, event: WireInput) -> None:
         if self.guard.paused(time.monotonic()):
-            self.paused_drops += 1  # the subscriber is using the PC right now
+            # The subscriber is using the PC right now: their input wins. Whatever the operator
+            # held down is let go at once (and a release still goes through), so no button or key
+            # stays pressed under the subscriber's hand.
+            if self.paused_drops == 0 or not self._was_paused:
+                log.info("remote input paused: the subscriber is using the keyboard or mouse")
+            self._was_paused = True
+            self.paused_drops += 1
+            if self._injector is not None and self._injector.holding:
+                self._injector.release_all()
             return
+        self._was_paused = False
         monitor = self.source.current
         if self._injector is None or self._monitor != monitor:
             if self._injector is not None:

@@ -2,7 +2,13 @@
 
 ``login`` stores the session token (0600) in a state file; every other command opens a
 connection, authenticates with it, does one thing and leaves. A claimed session waits for its
-operator to come back (``watch``) within the broker's grace period (30 s by default).
+operator to come back (``watch`` or ``session``) within the broker's grace period (30 s by
+default), then the broker ends it (``operator_lost``): ``session SESSION`` holds it
+interactively (view, chat, input, end) from one terminal.
+
+Exit codes: 0 done; 1 a check failed (``audit --verify``); 2 the broker or this program refused
+(``error [code]: …`` on stderr, e.g. ``invalid_field`` for an unknown key or scope); 3 the broker
+could not be reached or did not answer in time (``error [unreachable]`` / ``error [timeout]``).
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ from typing import Any, TextIO
 import platformdirs
 
 from certs import write_secret_file
+from protocol.text import safe_text
 
 from .client import HelpdeskClient, HelpdeskError
+from .keys import valid_key
 
 APP_NAME = "isp-remote-support-helpdesk"
 
@@ -79,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("text")
     end = sub.add_parser("end", help="end a session")
     end.add_argument("session_id")
+    end.add_argument("--note", default="", help="wrap-up note, kept with the session's audit summary")
+    session = sub.add_parser(
+        "session", help="hold a session interactively: its state and chat, chat, /click, /key, /end …"
+    )
+    session.add_argument("session_id")
+    session.add_argument("--out", type=Path, default=None, help="save the screen as DIR/screen.png")
     sub.add_parser("sessions", help="live sessions (supervisors)")
     audit = sub.add_parser("audit", help="audit log (supervisors)")
     audit.add_argument("--limit", type=int, default=50)
@@ -102,19 +116,45 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO = sys.stdin, out: T
     except HelpdeskError as exc:
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
         return 2
-    except (OSError, TimeoutError) as exc:
+    except TimeoutError:
+        print("error [timeout]: the broker did not answer in time", file=sys.stderr)
+        return 3
+    except OSError as exc:
         print(f"error [unreachable]: {exc}", file=sys.stderr)
-        return 2
+        return 3
 
 
 async def _main(args: argparse.Namespace, state_path: Path, stdin: TextIO, out: TextIO) -> int:
     if args.command == "login":
         return await _login(args, state_path, stdin, out)
+    _check_args(args)
     state = _load_state(state_path)
     client = HelpdeskClient(state["broker"], cafile=Path(state["ca"]))
     async with client:
         await client.auth(state["token"])
+        if args.command == "session":
+            from .interactive import run_session
+
+            return await run_session(client, args.session_id, out_dir=args.out, stdin=stdin, out=out)
         return await _command(client, args, state_path, out)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse what the agent or the broker would drop, before connecting (exit 2)."""
+    from protocol.scopes import ALL_SCOPES
+
+    if args.command == "send-input" and args.key is not None and not valid_key(args.key):
+        raise HelpdeskError(
+            "invalid_field", f"unknown key {args.key!r} (names like Enter, Tab, F5, ctrl, or one character)"
+        )
+    scopes = (
+        args.scopes if args.command == "request" else (args.scope or []) if args.command == "claim" else []
+    )
+    unknown = [s for s in scopes if s not in ALL_SCOPES]
+    if unknown:
+        raise HelpdeskError(
+            "invalid_field", f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(ALL_SCOPES)}"
+        )
 
 
 async def _login(args: argparse.Namespace, state_path: Path, stdin: TextIO, out: TextIO) -> int:
@@ -155,9 +195,16 @@ async def _command(client: HelpdeskClient, args: argparse.Namespace, state_path:
         print("logged out", file=out)
     elif args.command == "queue":
         queue = await client.queue()
+        if queue.requests:
+            print(f"{'SESSION':<24} {'CONTRACT':<12} {'MACHINE':<20} {'WAITING':>8}  CODE EXPIRES", file=out)
         for entry in queue.requests:
             waiting = int(time.time() - entry.created_at)
-            print(f"{entry.session_id} {entry.contract_id} {entry.machine_name} waiting {waiting}s", file=out)
+            expires = time.strftime("%H:%M:%S", time.localtime(entry.expires_at))
+            print(
+                f"{entry.session_id:<24} {safe_text(entry.contract_id):<12} "
+                f"{safe_text(entry.machine_name):<20} {waiting:>7}s  {expires}",
+                file=out,
+            )
         if not queue.requests:
             print("no waiting requests", file=out)
     elif args.command == "claim":
@@ -176,25 +223,27 @@ async def _command(client: HelpdeskClient, args: argparse.Namespace, state_path:
         else:
             await client.send_input(args.session_id, "text", text=args.text)
         # Input has no answer when it is applied; a refusal comes back as an error.
-        try:
-            event = await client.next_event(Error, timeout=1.0)
-        except TimeoutError:
-            print("sent", file=out)
-        else:
-            assert isinstance(event, Error)
-            raise HelpdeskError(event.code, event.message)
+        await _no_error_within(client, 1.0)
+        print("sent", file=out)
     elif args.command == "request":
         await client.request_scopes(args.session_id, args.scopes)
+        await _no_error_within(client, 1.0)
         print("asked the subscriber", file=out)
     elif args.command == "chat":
+        # Watching makes this connection a viewer, so the broker's relay of the line to every
+        # viewer (us included) confirms it went out to the subscriber's session.
+        await _watched(client, args.session_id)
         await client.chat(args.session_id, args.text)
-        echoed = await client.next_event(Chat, Error, timeout=5.0)
-        if isinstance(echoed, Error):
-            raise HelpdeskError(echoed.code, echoed.message)
+        while True:
+            echoed = await client.next_event(Chat, Error, timeout=10.0)
+            if isinstance(echoed, Error):
+                raise HelpdeskError(echoed.code, echoed.message)
+            if isinstance(echoed, Chat) and echoed.session_id == args.session_id and echoed.text == args.text:
+                break
         print("sent", file=out)
     elif args.command == "end":
-        await client.watch(args.session_id)
-        await client.end(args.session_id)
+        await _watched(client, args.session_id)
+        await client.end(args.session_id, args.note[:255])
         state = await client.wait_state(args.session_id, lambda s: s.phase == "ended", timeout=10)
         assert isinstance(state, SessionState)
         print(f"ended ({state.reason})", file=out)
@@ -219,9 +268,34 @@ async def _command(client: HelpdeskClient, args: argparse.Namespace, state_path:
     return 0
 
 
+async def _watched(client: HelpdeskClient, session_id: str) -> None:
+    """Attach as a viewer; raises the broker's refusal (an ended or unknown session)."""
+    from protocol.messages import Error, SessionState
+
+    await client.watch(session_id)
+    while True:
+        event = await client.next_event(SessionState, Error, timeout=10.0)
+        if isinstance(event, Error):
+            raise HelpdeskError(event.code, event.message)
+        if isinstance(event, SessionState) and event.session_id == session_id:
+            return
+
+
+async def _no_error_within(client: HelpdeskClient, seconds: float) -> None:
+    """Fire-and-forget messages have no answer; a refusal comes back as an error (raised here)."""
+    from protocol.messages import Error
+
+    try:
+        event = await client.next_event(Error, timeout=seconds)
+    except TimeoutError:
+        return
+    assert isinstance(event, Error)
+    raise HelpdeskError(event.code, event.message)
+
+
 async def _watch(client: HelpdeskClient, args: argparse.Namespace, out: TextIO) -> int:
     from protocol.errors import ProtocolError
-    from protocol.messages import SessionState
+    from protocol.messages import Chat, Error, SessionState
     from protocol.text import safe_text
 
     from .canvas import Canvas
@@ -232,6 +306,7 @@ async def _watch(client: HelpdeskClient, args: argparse.Namespace, out: TextIO) 
     canvas = Canvas()
     deadline = time.monotonic() + args.seconds if args.seconds else None
     ended = False
+    seen_state = False
     while not ended and (not args.updates or canvas.updates < args.updates):
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         if timeout == 0.0:
@@ -253,8 +328,14 @@ async def _watch(client: HelpdeskClient, args: argparse.Namespace, out: TextIO) 
         if event in done:
             message = event.result()
             if isinstance(message, SessionState) and message.session_id == args.session_id:
+                seen_state = True
                 print(f"state: {message.phase} {dict(message.scopes)}", file=out, flush=True)
                 ended = message.phase == "ended"
+            elif isinstance(message, Error) and canvas.updates == 0 and not seen_state:
+                raise HelpdeskError(message.code, message.message)  # no such session, or ended
+            elif isinstance(message, Chat) and message.session_id == args.session_id:
+                sender = safe_text(message.sender or "-")
+                print(f"chat {sender}: {safe_text(message.text)}", file=out, flush=True)
     if canvas.pixels is not None:
         canvas.save_png(args.out / "screen.png")
     print(f"{canvas.updates} updates ({canvas.keyframes} keyframes) saved in {args.out}", file=out)

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from .scopes import SCOPE_PATTERN
+
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+\Z")]
 """Request/response id chosen by the sender, echoed in the answer."""
 
@@ -113,10 +115,9 @@ class AgentStatus(_Base, frozen=True, kw_only=True, tag="agent_status"):
 
 # -- support sessions (第31条①, DESIGN §5) ------------------------------------------------------
 
-Scope = Annotated[
-    str, msgspec.Meta(max_length=48, pattern=r"^(screen:view|input:control|inventory:[a-z_]{1,32})\Z")
-]
-"""A consent scope: ``screen:view``, ``input:control`` or ``inventory:<item>`` (別紙5)."""
+Scope = Annotated[str, msgspec.Meta(max_length=48, pattern=SCOPE_PATTERN)]
+"""A consent scope: ``screen:view``, ``input:control`` or ``inventory:<item>`` for one of the
+eleven items of 別紙5 (``protocol/scopes.py``); any other is refused as ``invalid_field``."""
 
 Scopes = Annotated[tuple[Scope, ...], msgspec.Meta(max_length=16)]
 SessionId = Annotated[str, msgspec.Meta(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+\Z")]

@@ -36,6 +36,7 @@ __all__ = [
     "MISSING_TOOLS",
     "TkProbe",
     "draw_pattern",
+    "held_input",
     "missing_x11_tools",
     "require_xvfb",
     "two_kind_picture",
@@ -181,6 +182,12 @@ else:
         entry.focus_force()
     canvas.bind("<ButtonPress>", on_click)
     entry.bind("<KeyPress>", lambda ev: say(f"key {ev.keysym}"))
+    if mode == "recorder":
+        # Every pointer event with root coordinates and the button/modifier state, in order.
+        canvas.bind("<ButtonRelease>", lambda ev: say(f"release {ev.num} {ev.x_root} {ev.y_root}"))
+        canvas.bind("<Double-Button-1>", lambda ev: say(f"double 1 {ev.x_root} {ev.y_root}"))
+        canvas.bind("<B1-Motion>", lambda ev: say(f"drag {ev.x_root} {ev.y_root}"))
+        entry.bind("<KeyPress>", lambda ev: say(f"key {ev.keysym} {ev.state}"))
 commands = queue.Queue()
 def read_stdin():
     for line in sys.stdin:
@@ -192,14 +199,14 @@ def poll():
         cmd = commands.get()
         if cmd == "quit":
             root.destroy(); return
-        if cmd == "get" and mode == "probe":
+        if cmd == "get" and mode in ("probe", "recorder"):
             say("text " + repr(entry.get()))
-        if cmd == "focus" and mode == "probe":
+        if cmd == "focus" and mode in ("probe", "recorder"):
             entry.focus_force(); root.update(); root.winfo_pointerxy(); say("focused")
     root.after(20, poll)
 def ready():
     root.update()
-    if mode == "probe":
+    if mode in ("probe", "recorder"):
         entry.focus_force(); root.update()
     root.winfo_pointerxy()  # a round trip: the server has drawn everything we sent
     say("ready")
@@ -324,11 +331,15 @@ class TkProbe(_TkWindow):
     """A window with a text entry (focused) above a canvas that reports clicks.
 
     ``text()`` returns what was typed into the entry, as the X server delivered the key events;
-    ``wait_for("click")`` returns ``"click BUTTON X Y"`` with root coordinates.
+    ``wait_for("click")`` returns ``"click BUTTON X Y"`` with root coordinates. With
+    ``record=True`` it also reports ``"release BUTTON X Y"``, ``"double 1 X Y"``, ``"drag X Y"``
+    (pointer motion with button 1 held) and ``"key KEYSYM STATE"`` (the X modifier mask).
     """
 
-    def __init__(self, display: str, *, x: int = 0, y: int = 0, w: int = 400, h: int = 300) -> None:
-        super().__init__(display, "probe", x, y, w, h)
+    def __init__(
+        self, display: str, *, x: int = 0, y: int = 0, w: int = 400, h: int = 300, record: bool = False
+    ) -> None:
+        super().__init__(display, "recorder" if record else "probe", x, y, w, h)
 
     def focus(self) -> None:
         self.send("focus")
@@ -342,3 +353,19 @@ class TkProbe(_TkWindow):
         result = ast.literal_eval(value)
         assert isinstance(result, str)
         return result
+
+
+def held_input(display: str) -> tuple[int, list[int]]:
+    """What the X server holds down right now: the pointer's button and modifier mask (0x100 =
+    button 1 ... 0x1000 = button 5; 0x4 = Control) and the keycodes pressed, as ``xinput
+    query-state`` would show them."""
+    import Xlib.display  # type: ignore[import-untyped]
+
+    d = Xlib.display.Display(display)
+    try:
+        mask = int(d.screen().root.query_pointer().mask)
+        keymap = d.query_keymap()
+        keys = [byte * 8 + bit for byte, bits in enumerate(keymap) for bit in range(8) if bits & (1 << bit)]
+        return mask, keys
+    finally:
+        d.close()

@@ -13,10 +13,18 @@ Where pynput falls short (and what we do about it):
 * X11: pynput's listener marks an event ``injected`` only when the X server's ``send_event`` bit is
   set, which XTest-generated events (ours, and xdotool's) never have; on X11 "injected" is always
   False. So the guard counts what we inject (:meth:`LocalInputGuard.expect`) and treats a matching
-  event seen within ``expect_window`` seconds as ours. It matches by kind (key press, button
-  press, wheel, motion), not by key: a local key pressed during remote typing may be mistaken for
-  ours once, but the subscriber's next key press pauses remote input. On Windows and macOS pynput
-  reports ``injected`` from the OS and the guard uses it as well.
+  event seen within ``expect_window`` seconds as ours. Pointer motion is matched by *position*:
+  every move we inject is announced with its target pixel, even a move to where the pointer
+  already is (XTest still reports a motion event for it; counting that echo as the subscriber's
+  movement paused remote input for 2 s and dropped the button release behind it, leaving button 1
+  held: issue 13), and a motion event at any other pixel is the subscriber's. Key presses, button
+  presses and wheel steps are matched by kind and count: a local key pressed during remote typing
+  may be mistaken for ours once, but the subscriber's next key press pauses remote input. On
+  Windows and macOS pynput reports ``injected`` from the OS and the guard uses it as well.
+  pynput's controllers also hand every event they send directly to the listeners of the same
+  process, flagged injected; those reports are ignored without using up an expectation, which
+  the X server's echo arriving just after them still needs (using it up made the echo count as
+  the subscriber's, at random, depending on which of the two came first).
 * Wayland: pynput can neither inject nor listen outside XWayland windows; remote control of a
   native Wayland session needs the desktop portal (RemoteDesktop) instead. Not done.
 * macOS: injection and listening need the Accessibility and Input Monitoring permissions; without
@@ -29,9 +37,10 @@ Where pynput falls short (and what we do about it):
   the focused window, and many programs ignore those (xterm by default; a Tk entry under Xvfb
   in our tests received nothing). So on X11 this module types with XTest key events instead
   (what xdotool does): each character is looked up in the server's keymap and pressed with
-  Shift if it sits on the shifted level. Characters the keymap lacks (kana, kanji, most accents
-  on a US layout) still go through pynput's ``XSendEvent`` path and may be ignored; xdotool's
-  "borrow a spare keycode with XChangeKeyboardMapping" trick would close that gap.
+  Shift if it sits on the shifted level. A character the keymap lacks (kana, kanji, accents on a
+  US layout) is typed as xdotool does it: a spare keycode (one with no keysym) is mapped to the
+  character's keysym with XChangeKeyboardMapping, pressed and released with XTest, and unmapped
+  again when the text is done.
 * Keyboard layouts: dead keys and IME composition (Japanese input) are not driven: text arrives as
   committed characters. Typing while the operator holds Shift down types shifted characters.
 """
@@ -239,8 +248,8 @@ class LocalInputGuard:
             "key": deque(),
             "button": deque(),
             "scroll": deque(),
-            "move": deque(),
         }
+        self._expected_moves: deque[tuple[float, int, int]] = deque()
         self._last_local: float | None = None
         self._listeners: list[Any] = []
 
@@ -276,27 +285,69 @@ class LocalInputGuard:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def expect(self, kind: GuardKind, count: int = 1) -> None:
-        """Announce ``count`` events of ``kind`` that we are about to inject (not the subscriber's)."""
+    def expect(self, kind: GuardKind, count: int = 1, *, at: tuple[int, int] | None = None) -> None:
+        """Announce ``count`` events of ``kind`` that we are about to inject (not the subscriber's).
+
+        A move is announced with ``at``, its target in desktop pixels: its echo is recognised by
+        position, so the subscriber's own movement elsewhere still counts as theirs.
+        """
         deadline = self._clock() + self.expect_window
         with self._lock:
-            self._expected[kind].extend([deadline] * count)
+            if kind == "move":
+                if at is None:
+                    raise ValueError("an expected move needs its target position")
+                self._expected_moves.extend([(deadline, at[0], at[1])] * count)
+            else:
+                self._expected[kind].extend([deadline] * count)
 
-    def note_local(self, kind: GuardKind, *, injected: bool = False, now: float | None = None) -> None:
-        """Record an input event seen on the machine; a local one pauses remote input."""
-        if kind == "move" and not self.pause_on_motion:
+    def note_local(
+        self,
+        kind: GuardKind,
+        *,
+        injected: bool = False,
+        now: float | None = None,
+        at: tuple[int, int] | None = None,
+    ) -> None:
+        """Record an input event seen on the machine; a local one pauses remote input.
+
+        ``at`` is where a motion event put the pointer (desktop pixels); a motion at a position we
+        announced with :meth:`expect` is our own echo. A motion without a position is local.
+        """
+        if injected or (kind == "move" and not self.pause_on_motion):
+            # Injected by someone (the OS says so) - and pynput's own controllers also report
+            # each event they send straight to listeners in this process, flagged injected,
+            # before the X server's echo arrives. Such a report must not use up the expectation
+            # the echo will need, or the echo would count as the subscriber's (issue 13).
             return
         t = self._clock() if now is None else now
         with self._lock:
+            if kind == "move":
+                if not self._ours_moved_to(at, t):
+                    self._last_local = t
+                return
             pending = self._expected[kind]
             while pending and pending[0] < t:
                 pending.popleft()
             if pending:
                 pending.popleft()
                 return
-            if injected:
-                return
             self._last_local = t
+
+    def _ours_moved_to(self, at: tuple[int, int] | None, t: float) -> bool:
+        """Whether a motion to ``at`` is the echo of a move we announced (lock held). The matched
+        announcement and every earlier one go: echoes come in order, and a move to where the
+        pointer already was may produce none."""
+        moves = self._expected_moves
+        while moves and moves[0][0] < t:
+            moves.popleft()
+        if at is None:
+            return False
+        for i, (_, x, y) in enumerate(moves):
+            if (x, y) == at:
+                for _ in range(i + 1):
+                    moves.popleft()
+                return True
+        return False
 
     def paused(self, now: float) -> bool:
         """True while remote input must not be applied (the subscriber is using the machine)."""
@@ -308,8 +359,8 @@ class LocalInputGuard:
     def _on_key_press(self, _key: object, injected: bool = False) -> None:
         self.note_local("key", injected=injected)
 
-    def _on_move(self, _x: int, _y: int, injected: bool = False) -> None:
-        self.note_local("move", injected=injected)
+    def _on_move(self, x: int, y: int, injected: bool = False) -> None:
+        self.note_local("move", injected=injected, at=(int(x), int(y)))
 
     def _on_click(self, _x: int, _y: int, _button: object, pressed: bool, injected: bool = False) -> None:
         if pressed:
@@ -331,14 +382,25 @@ def _char_to_keysym(char: str) -> int:
 
 
 class _XTestTypist:
-    """Types characters on X11 with XTest, through its own connection to the display."""
+    """Types characters on X11 with XTest, through its own connection to the display.
 
-    def __init__(self) -> None:
+    Characters missing from the keymap get a *borrowed* keycode: one of the server's spare
+    keycodes (no keysym on any level) is mapped to the character's keysym, as xdotool does.
+    Borrowed keycodes stay mapped while the injector lives, up to ``max_borrowed``, then the least
+    recently used one is remapped; :meth:`close` gives them all back (unmapped again). Keeping
+    them avoids a race in which a program reads the keymap again only when the key event
+    arrives, after it had already been changed back.
+    """
+
+    def __init__(self, max_borrowed: int = 32) -> None:
         xlib = _xlib()
         self._X: Any = xlib.X
         self._xtest: Any = xlib.ext.xtest
         self._display: Any = xlib.display.Display()
         self._shift = int(self._display.keysym_to_keycode(xlib.XK.XK_Shift_L))
+        self.max_borrowed = max_borrowed
+        self._spare: list[int] | None = None
+        self._borrowed: dict[int, int] = {}  # keysym -> keycode, oldest first
 
     def lookup(self, char: str) -> tuple[int, bool] | None:
         """(keycode, needs shift) of ``char`` on the unshifted or shifted level, or None."""
@@ -354,6 +416,40 @@ class _XTestTypist:
         """The keysym of ``char`` if some key produces it (so pynput can press it with XTest)."""
         return _char_to_keysym(char) if self.lookup(char) is not None else None
 
+    def _spare_keycodes(self) -> list[int]:
+        if self._spare is None:
+            info = self._display.display.info
+            first, last = int(info.min_keycode), int(info.max_keycode)
+            mapping = self._display.get_keyboard_mapping(first, last - first + 1)
+            self._spare = [first + i for i, syms in enumerate(mapping) if not any(syms)][-self.max_borrowed :]
+        return self._spare
+
+    def borrow(self, char: str) -> int | None:
+        """A keycode that types ``char`` (unshifted), borrowed from the spare ones; None if the
+        server has no spare keycode."""
+        keysym = _char_to_keysym(char)
+        if keysym in self._borrowed:
+            self._borrowed[keysym] = self._borrowed.pop(keysym)  # most recently used last
+            return self._borrowed[keysym]
+        spare = self._spare_keycodes()
+        if not spare:
+            return None
+        used = set(self._borrowed.values())
+        free = [k for k in spare if k not in used]
+        if free:
+            keycode = free[0]
+        else:
+            oldest = next(iter(self._borrowed))
+            keycode = self._borrowed.pop(oldest)
+        self._display.change_keyboard_mapping(keycode, [(keysym, keysym)])
+        self._display.sync()
+        self._borrowed[keysym] = keycode
+        return keycode
+
+    def key(self, keycode: int, *, down: bool) -> None:
+        self._xtest.fake_input(self._display, self._X.KeyPress if down else self._X.KeyRelease, keycode)
+        self._display.sync()
+
     def type_char(self, keycode: int, shift: bool) -> None:
         X, xtest = self._X, self._xtest
         if shift:
@@ -365,6 +461,13 @@ class _XTestTypist:
         self._display.sync()
 
     def close(self) -> None:
+        try:
+            for keycode in self._borrowed.values():
+                self._display.change_keyboard_mapping(keycode, [(0, 0)])
+            self._display.sync()
+        except Exception:  # noqa: S110 - the X server may be gone already
+            pass
+        self._borrowed.clear()
         self._display.close()
 
 
@@ -397,6 +500,7 @@ class InputInjector:
         self._keyboard = keyboard_controller if keyboard_controller is not None else keyboard.Controller()
         self._held_keys: set[Any] = set()
         self._held_buttons: set[Any] = set()
+        self._held_borrowed: set[int] = set()
         self._typist: _XTestTypist | None = None
         if (
             keyboard_controller is None
@@ -405,9 +509,9 @@ class InputInjector:
         ):
             self._typist = _XTestTypist()
 
-    def _expect(self, kind: GuardKind, count: int = 1) -> None:
+    def _expect(self, kind: GuardKind, count: int = 1, *, at: tuple[int, int] | None = None) -> None:
         if self._guard is not None and count > 0:
-            self._guard.expect(kind, count)
+            self._guard.expect(kind, count, at=at)
 
     def to_desktop(self, x: int, y: int) -> tuple[int, int]:
         """Shared-screen pixel → desktop pixel; :class:`InputRejected` outside the monitor."""
@@ -418,8 +522,8 @@ class InputInjector:
 
     def _move(self, x: int, y: int) -> None:
         target = self.to_desktop(x, y)
-        if tuple(self._mouse.position) != target:
-            self._expect("move")
+        # Announced even when the pointer is already there: XTest reports that motion too.
+        self._expect("move", at=target)
         self._mouse.position = target
 
     def _move_to(self, event: InputEvent) -> None:
@@ -465,8 +569,10 @@ class InputInjector:
         for char in text:
             found = self._typist.lookup(char)
             if found is None:
-                self._keyboard.type(char)  # XSendEvent: never seen by the listener, nothing to expect
-                continue
+                borrowed = self._typist.borrow(char)
+                if borrowed is None:
+                    raise InputRejected("this character cannot be typed on this keyboard")
+                found = (borrowed, False)
             keycode, shift = found
             self._expect("key", 1 + shift)
             self._typist.type_char(keycode, shift)
@@ -493,6 +599,21 @@ class InputInjector:
             self._mouse.click(button, event.count)
 
     def _key(self, event: InputEvent) -> None:
+        name = DOM_KEY_NAMES.get(event.key or "", event.key or "")
+        typist = self._typist
+        if typist is not None and event.code is None and len(name) == 1 and typist.lookup(name) is None:
+            # A character the keymap lacks: a borrowed keycode, pressed with XTest (never XSendEvent).
+            keycode = typist.borrow(name)
+            if keycode is None:
+                raise InputRejected("this character cannot be typed on this keyboard")
+            if event.action in ("down", "click"):
+                self._expect("key")
+                typist.key(keycode, down=True)
+                self._held_borrowed.add(keycode)
+            if event.action in ("up", "click"):
+                typist.key(keycode, down=False)
+                self._held_borrowed.discard(keycode)
+            return
         key = self.key_for(event)
         if event.action in ("down", "click"):
             self._expect("key")
@@ -508,5 +629,14 @@ class InputInjector:
             self._keyboard.release(key)
         for button in list(self._held_buttons):
             self._mouse.release(button)
+        if self._typist is not None:
+            for keycode in list(self._held_borrowed):
+                self._typist.key(keycode, down=False)
         self._held_keys.clear()
         self._held_buttons.clear()
+        self._held_borrowed.clear()
+
+    @property
+    def holding(self) -> bool:
+        """Whether a key or button pressed by the operator is still down."""
+        return bool(self._held_keys or self._held_buttons or self._held_borrowed)

@@ -156,7 +156,9 @@ def test_inventory_panel_consent_values_and_audited_reveal(
         expect(page.get_by_test_id("inventory-machine_name")).to_have_text(expected["machine_name"])
         expect(page.get_by_test_id("inventory-cert_id")).to_have_text(expected["cert_id"])
         router = page.get_by_test_id("inventory-router")
-        expect(router).to_contain_text(f"model.model_name: {ROUTER_MODEL}")  # words, not raw JSON
+        expect(router).to_contain_text(f"機種: {ROUTER_MODEL}")  # words, not raw JSON or dotted keys
+        expect(panel).not_to_contain_text("null")
+        expect(panel).not_to_contain_text("model.")
         expect(router).not_to_contain_text(PASSWORD)
         expect(router).not_to_contain_text(ACCOUNT)
         _agent_says(support, "Sent to the operator: ")
@@ -182,7 +184,7 @@ def test_inventory_panel_consent_values_and_audited_reveal(
         assert "operator:ines" in shown
 
         page.get_by_test_id("topbar").scroll_into_view_if_needed()
-        page.screenshot(path=str(SCREENSHOTS / "session.png"), full_page=True)
+        page.screenshot(path=str(SCREENSHOTS / "inventory.png"), full_page=True)
 
         # The login leaves the page again: on "hide" at once, else by itself after a minute.
         expect(page.get_by_test_id("reveal-note")).to_contain_text("1分後に自動で消えます")

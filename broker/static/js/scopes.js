@@ -1,9 +1,10 @@
-// Consent scopes (protocol/messages.py Scope) and the 別紙5 inventory items in their order
-// (agent/inventory/items.py wire ids; docs/inventory.md).
+// Consent scopes (protocol/scopes.py) and the 別紙5 inventory items in their order; the list is
+// generated from protocol/scopes.py (tests/protocol/test_scopes.py checks it is current).
 
 export const SCOPE_VIEW = "screen:view";
 export const SCOPE_CONTROL = "input:control";
 
+// generated:begin (python -m protocol.scopes)
 export const INVENTORY_ITEMS = [
   "os",
   "cert_id",
@@ -17,6 +18,7 @@ export const INVENTORY_ITEMS = [
   "memory",
   "router",
 ];
+// generated:end
 
 export function inventoryScope(item) {
   return `inventory:${item}`;

@@ -15,7 +15,7 @@ import pytest
 
 from agent.input.inject import InputEvent, InputInjector, InputRejected, LocalInputGuard
 from agent.screen.capture import Monitor
-from tests.x11 import TkProbe, xdotool, xvfb
+from tests.x11 import TkProbe, held_input, xdotool, xvfb
 
 WIDTH, HEIGHT = 800, 600
 SCREEN = Monitor(index=1, left=0, top=0, width=WIDTH, height=HEIGHT)
@@ -133,3 +133,43 @@ def test_guard_pauses_on_local_click_and_motion(x_env: str) -> None:
         assert not guard.paused(time.monotonic())
         xdotool(x_env, "mousemove", "5", "5")
         assert _eventually(lambda: guard.paused(time.monotonic()))
+
+
+@pytest.mark.x11
+def test_a_browser_like_stream_with_the_guard_running_lands_and_leaves_nothing_held(x_env: str) -> None:
+    """Issue 13, defect 1: the console sends a move before each press, often to where the pointer
+    already is; the guard took that echo for the subscriber's hand, paused input and dropped the
+    release, leaving button 1 held (mask 0x100) and every later click dead."""
+    with LocalInputGuard(pause_seconds=2.0) as guard, TkProbe(x_env, x=0, y=0, w=400, h=300) as probe:
+        injector = InputInjector(SCREEN, guard=guard)
+        for i in range(3):
+            x, y = 100 + 40 * i, 120
+            injector.apply(InputEvent(kind="move", x=x, y=y))
+            injector.apply(InputEvent(kind="move", x=x, y=y))  # the same place again
+            injector.apply(InputEvent(kind="button", button="left", action="down", x=x, y=y))
+            time.sleep(0.05)  # let the listener see the echoes before the release is decided
+            assert not guard.paused(time.monotonic())
+            injector.apply(InputEvent(kind="button", button="left", action="up", x=x, y=y))
+            assert probe.wait_for("click") == f"click 1 {x} {y}"
+        time.sleep(0.3)
+        assert not guard.paused(time.monotonic())
+        mask, held = held_input(x_env)
+        assert mask & 0x1F00 == 0, hex(mask)
+        assert held == []
+        xdotool(x_env, "mousemove", "7", "9")  # and the subscriber's own hand still wins
+        assert _eventually(lambda: guard.paused(time.monotonic()))
+
+
+@pytest.mark.x11
+def test_characters_missing_from_the_keymap_are_typed_with_a_borrowed_keycode(x_env: str) -> None:
+    """Issue 13, defect 6: ``--text "é ü 日本"`` typed only the spaces."""
+    xdotool(x_env, "mousemove", "100", "100")  # over the window: without a window manager,
+    with TkProbe(x_env, x=50, y=50) as probe:  # Tk's focus follows the pointer's window
+        probe.focus()
+        injector = InputInjector(SCREEN)
+        injector.apply(InputEvent(kind="text", text="é ü 日本語 ok"))
+        injector.apply(InputEvent(kind="key", action="click", key="ß"))
+        assert _eventually(lambda: probe.text() == "é ü 日本語 okß"), probe.text()
+        injector.close()
+        _, held = held_input(x_env)
+        assert held == []
