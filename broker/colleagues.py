@@ -77,11 +77,18 @@ def _notice(
     )
 
 
-def _tell(manager: SessionManager, session: Session, person: PersonRequest, status: InvitationStatus) -> None:
+def _tell(
+    manager: SessionManager,
+    session: Session,
+    person: PersonRequest,
+    status: InvitationStatus,
+    skip: OperatorPeer | None = None,
+) -> None:
     """Every connection of the inviter and of the colleague learns where it stands."""
     for name in dict.fromkeys((person.by, person.colleague)):
         for op in _connections(manager, name):
-            op.peer.send(_notice(session, person, status))
+            if op is not skip:
+                op.peer.send(_notice(session, person, status))
 
 
 def ask(manager: SessionManager, op: OperatorPeer, msg: Invite | Transfer, now: float) -> None:
@@ -113,8 +120,7 @@ def ask(manager: SessionManager, op: OperatorPeer, msg: Invite | Transfer, now: 
     if kind == "invite" and colleague in session.allowed_viewers:
         # Already allowed by the subscriber: tell both again, ask nothing new.
         op.peer.send(_notice(session, person, "allowed", id=msg.id))
-        for other in online:
-            other.peer.send(_notice(session, person, "allowed"))
+        _tell(manager, session, person, "allowed", skip=op)
         return
     from .sessions import PendingConsent  # a cycle at import time otherwise
 
@@ -136,8 +142,7 @@ def ask(manager: SessionManager, op: OperatorPeer, msg: Invite | Transfer, now: 
     )
     resend(manager, session)
     op.peer.send(_notice(session, person, "asked", id=msg.id))
-    for other in online:
-        other.peer.send(_notice(session, person, "asked"))
+    _tell(manager, session, person, "asked", skip=op)
 
 
 def resend(manager: SessionManager, session: Session) -> None:
