@@ -10,7 +10,7 @@ import { t } from "./i18n.js";
 import { $, el, errorMessage, show } from "./dom.js";
 import { on } from "./dispatch.js";
 import { login } from "./login-state.js";
-import { activeView, closeView, onView, openSession, views } from "./session.js";
+import { activate, activeView, closeView, onView, openSession, views } from "./session.js";
 import { showPage } from "./pages.js";
 
 const NAME_RE = /^[A-Za-z0-9_.@-]{1,64}$/;
@@ -101,6 +101,14 @@ on("invitation", (msg) => {
     if (view !== undefined) closeView(view);
     $("banner").textContent = t("colleague.transferred_away", { who: who(msg.colleague, msg.colleague_display) });
     show($("banner"), true);
+  }
+  if (msg.kind === "transfer" && msg.status === "allowed" && msg.colleague === login.me?.name) {
+    // Already watching read-only: the same view becomes this operator's own session.
+    const view = views.get(msg.session_id);
+    if (view !== undefined) {
+      view.readOnly = false;
+      if (activeView() === view) activate(view);
+    }
   }
   renderNotices();
   renderColleagueStatus();
