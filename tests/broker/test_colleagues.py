@@ -283,3 +283,14 @@ def test_a_receipt_about_someone_not_asked_changes_nothing(world: World) -> None
     _answer(world, session, forged, "viewer_allowed", ("screen:view", "input:control"), T0 + 3)
     assert _errors(world.agent_out)[-1] == "invalid_state"
     assert world.manager.sessions[session].allowed_viewers == set()
+
+
+def test_frames_are_filtered_per_viewer_even_if_someone_is_attached(world: World) -> None:
+    """Second line inside the broker: whoever ends up in the session's viewers without being its
+    operator, a supervisor or a colleague the subscriber allowed gets no frame."""
+    session = _active(world)
+    bob, bob_out = _colleague(world)
+    world.manager.sessions[session].viewers.add(bob)  # as if a bug attached him
+    world.manager.agent_binary(world.agent, _frame(), T0 + 3)
+    assert bob_out.screens == []
+    assert len(world.op_out.screens) == 1
