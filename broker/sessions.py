@@ -812,7 +812,7 @@ class SessionManager:
             session.operator_away_since = None
         else:
             self._audit(
-                "session.supervise",
+                "session.supervise" if op.name not in session.allowed_viewers else "session.colleague_join",
                 session.id,
                 now,
                 actor=f"operator:{op.name}",

@@ -183,3 +183,52 @@ async def test_invite_no_keeps_the_colleague_out(broker: BrokerProcess, tmp_path
     finally:
         support.stop()
     assert "viewer_denied" in broker.cli("audit", "receipts", session).stdout
+
+
+async def test_the_command_line_invites_and_transfers(broker: BrokerProcess, tmp_path: Path) -> None:
+    """``helpdesk session SESSION``: ``/invite NAME`` and ``/transfer NAME`` print where each
+    stands; after the hand-over the command says so and exits 0."""
+    from tests.e2e.test_helpdesk_cli import Interactive, helpdesk, helpdesk_login
+
+    state = tmp_path / "op" / "session.json"
+    enrolled_agent(broker, tmp_path / "agent", "C-302")
+    hana, bob = add_operator(broker, "hana"), add_operator(broker, "bob")
+    login_result = helpdesk_login(
+        broker, state, "hana", hana.totp(), f"{hana.password}\nhana-new-password-1\n"
+    )
+    assert login_result.returncode == 0, login_result.stderr
+    support = start_support(tmp_path / "agent", "--test-pattern")
+    interactive: Interactive | None = None
+    try:
+        code = support.support_code()
+        claimed = helpdesk(state, "claim", code)
+        assert claimed.returncode == 0, claimed.stderr
+        session = claimed.stdout.strip()
+        support.wait_for("View your screen")
+        support.type("1")
+        interactive = Interactive(state, session)
+        interactive.wait_for("state: active")
+        async with _client(broker) as b:
+            await login(b, bob)
+            interactive.type("/invite nobody")
+            interactive.wait_for("error [colleague_unknown]")
+            interactive.type("/invite bob")
+            interactive.wait_for("invite bob: asked")
+            support.wait_for("would like to see your screen")
+            support.type("1")
+            interactive.wait_for("invite bob: allowed")
+            interactive.type("/transfer bob")
+            interactive.wait_for("transfer bob: asked")
+            support.wait_for("takes over from operator")
+            support.type("1")
+            interactive.wait_for("the session was handed over")
+            assert interactive.proc.wait(30) == 0
+            await b.watch(session)
+            await b.wait_state(session, lambda s: s.operator == "Bob (helpdesk)")
+            await b.end(session)
+            await b.wait_state(session, lambda s: s.phase == "ended")
+        assert support.proc.wait(30) == 0
+    finally:
+        if interactive is not None:
+            interactive.stop()
+        support.stop()
