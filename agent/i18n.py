@@ -133,6 +133,44 @@ MESSAGES: dict[str, tuple[str, str]] = {
         'The "remote support" window cannot be shown; who is watching is shown here instead.',
     ),
     "support.no_session": ("実行中のサポートはありません。", "No support session is running."),
+    "support.person_ask": (
+        "【許可の確認】{who}（オペレータ）があなたの画面を見ることを希望しています。許可しますか？",
+        "[Permission] {who} (operator) would like to see your screen. Allow?",
+    ),
+    "support.person_invite": (
+        "オペレータ「{by}」が同僚として招待しました。見るだけで、操作はできません。",
+        'Invited as a colleague by operator "{by}": view only, no control.',
+    ),
+    "support.person_transfer": (
+        "許可すると、オペレータ「{by}」に代わって {who} が対応します（「{by}」は退出します）。"
+        "マウスとキーボードの操作の許可は引き継がれず、必要なときに改めてお尋ねします。",
+        'If you allow it, {who} takes over from operator "{by}" (who leaves). Permission to '
+        "control your mouse and keyboard is not passed on: you will be asked again if needed.",
+    ),
+    "support.person_answer": (
+        "  1. {who} があなたの画面を見る\n"
+        "許可する場合は 1 を入力して Enter、許可しない場合は何も入力せずに Enter。"
+        "{timeout}秒以内に回答がない場合は許可しません。いまのオペレータの表示はそのままです。",
+        "  1. {who} sees your screen\n"
+        "Type 1 and press Enter to allow; just Enter does not allow. "
+        "No answer within {timeout} seconds means no. The current operator's view stays as it is.",
+    ),
+    "support.person_allowed": (
+        "{who} に画面を見ることを許可しました。",
+        "You allowed {who} to see your screen.",
+    ),
+    "support.person_denied": (
+        "{who} には画面を見せません。いまのオペレータの表示はそのままです。",
+        "{who} will not see your screen. The current operator's view stays as it is.",
+    ),
+    "support.transferred": (
+        "これからは {who}（オペレータ）が対応します。操作の許可は引き継がれていません。",
+        "From now on {who} (operator) is helping you. Permission to control was not passed on.",
+    ),
+    "support.person_unexpected": (
+        "許可していない人（{who}）が画面を見られる状態になったため、画面の共有を止めています。",
+        "Someone you did not allow ({who}) could see your screen: screen sharing is stopped.",
+    ),
     "error.service_closed": ("受付時間外です。", "The helpdesk is closed now."),
     "error.rate_limited": (
         "短時間に多くの依頼がありました。しばらくしてからお試しください（第18条⑤）。",

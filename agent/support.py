@@ -68,6 +68,7 @@ from .prompt import (
 )
 from .receipts import sign_receipt
 from .screen.pipeline import FramePipeline
+from .session_colleagues import ColleaguesMixin
 from .session_input import InputMixin
 from .session_questions import QuestionsMixin
 from .session_view import SessionView, viewer_label
@@ -92,7 +93,7 @@ SERVICE_TZ = ZoneInfo("Asia/Tokyo")  # 別記1: hours are Japan time
 log = logging.getLogger("agent.support")
 
 
-class SupportSession(QuestionsMixin, InputMixin):
+class SupportSession(QuestionsMixin, InputMixin, ColleaguesMixin):
     def __init__(
         self,
         identity: Identity,
@@ -253,7 +254,8 @@ class SupportSession(QuestionsMixin, InputMixin):
             if msg.session_id != self.session_id:
                 self._ignored("consent_request for another session")
                 return
-            task = asyncio.create_task(self._consent(msg))
+            # A question about a new person (invited colleague, transfer) or about scopes.
+            task = asyncio.create_task(self._consent_person(msg) if msg.viewer else self._consent(msg))
             self._consent_tasks.add(task)
             task.add_done_callback(self._consent_tasks.discard)
         elif isinstance(msg, SessionState):
@@ -321,6 +323,7 @@ class SupportSession(QuestionsMixin, InputMixin):
             disagreement = self.record.disagreements(state)
             if disagreement:
                 self._ignored("session_state contradicting the subscriber's consent", *disagreement)
+        self._check_persons(state)
         notice = self._viewers_changed(state.viewers)
         await self._sync_sharing(notice=notice)
 

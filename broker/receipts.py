@@ -126,7 +126,9 @@ def audit_session_receipts(store: Store, session_id: str) -> ReceiptAudit:
             f"{label} {_fmt_time(receipt.time)} session={session_id} {receipt.decision:<9}"
             f" operator={receipt.operator}"
             f" granted=[{', '.join(receipt.granted)}] denied=[{', '.join(receipt.denied)}]"
-            f" cert={receipt.serial} signature OK" + ("" if not problems else " — REFUSED")
+            + (f" viewer={receipt.viewer}" if receipt.viewer is not None else "")
+            + f" cert={receipt.serial} signature OK"
+            + ("" if not problems else " — REFUSED")
         )
         audit.findings.extend(f"{label}: {p}" for p in problems)
     return audit

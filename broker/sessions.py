@@ -37,6 +37,7 @@ from protocol.messages import (
     InputEvent,
     InventoryReport,
     InventoryView,
+    Invite,
     Message,
     MonitorLayout,
     Queue,
@@ -51,6 +52,7 @@ from protocol.messages import (
     SessionState,
     SupportCodeIssued,
     SupportRequest,
+    Transfer,
     Viewer,
     Watch,
 )
@@ -68,6 +70,7 @@ from protocol.session import (
     transition,
 )
 
+from . import colleagues
 from .audit import ChainReport
 from .errors import BrokerError, RefusedError
 from .inventory import InventoryVault
@@ -144,6 +147,8 @@ class PendingConsent:
     request_id: str
     scopes: tuple[str, ...]
     deadline: float
+    person: colleagues.PersonRequest | None = None
+    """Set when the question is about a new person (an invite or a transfer)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -181,6 +186,8 @@ class Session:
     unaudited_refusals: int = 0
     ended_by: str | None = None
     end_reason: str = ""
+    allowed_viewers: set[str] = field(default_factory=set)
+    """Colleagues (operator accounts) the subscriber allowed by name to see the screen."""
 
     def viewer_list(self) -> tuple[Viewer, ...]:
         """Everyone who can see the screen now: the session's operator first, then every read-only
@@ -191,10 +198,12 @@ class Session:
             if key in seen:
                 continue
             owner = op.name == self.operator
+            colleague = op.name in self.allowed_viewers
             seen[key] = Viewer(
                 name=(op.display_name or op.name or "?")[:255],
-                role="operator" if owner else "supervisor",
+                role="operator" if owner or colleague else "supervisor",
                 read_only=not owner,
+                account=(op.name or "")[:64] if colleague and not owner else "",
             )
         return tuple(seen.values())[:16]
 
@@ -351,7 +360,9 @@ class SessionManager:
                 )
             )
         self._broadcast_state(session)
-        if session.pending is not None:
+        if session.pending is not None and session.pending.person is not None:
+            colleagues.resend(self, session)
+        elif session.pending is not None:
             self._ask_consent(session, session.pending.scopes, now, request_id=session.pending.request_id)
 
     def _agent_session(self, agent: AgentPeer, session_id: str) -> Session:
@@ -438,6 +449,8 @@ class SessionManager:
             session.refresh_requested = False
         session.updates += 1
         for viewer in list(session.viewers):
+            if not colleagues.may_see(session, viewer):
+                continue  # per-viewer delivery: nobody the subscriber did not allow
             result = viewer.peer.send_screen(data, keyframe=keyframe)
             if result is not ScreenPush.DROPPED:
                 session.bytes_to_operator += len(data)
@@ -449,6 +462,23 @@ class SessionManager:
         session = self._agent_session(agent, msg.session_id)
         check_sender(Role.AGENT, "consent_decision", session.phase, session.granted)
         receipt = self._verified_receipt(agent, session, msg)
+        if receipt.viewer is not None:
+            self._audit(
+                "consent.receipt",
+                session.id,
+                now,
+                actor=f"agent:{agent.serial}",
+                contract=session.contract_id,
+                serial=agent.serial,
+                decision=receipt.decision,
+                viewer=receipt.viewer,
+                granted=list(receipt.granted),
+                denied=list(receipt.denied),
+                receipt=msg.receipt,
+                signature=msg.signature,
+            )
+            colleagues.decided(self, session, receipt, now)
+            return
         pending = session.pending
         denied_status = "timeout" if receipt.decision == "timeout" else "denied"
         for scope in receipt.asked:
@@ -588,6 +618,8 @@ class SessionManager:
                 self._end(session, by="operator", reason=msg.reason or f"ended by {op.name}", now=now)
             elif isinstance(msg, RevealCredentials):
                 self._reveal(op, msg, now)
+            elif isinstance(msg, Invite | Transfer):
+                colleagues.ask(self, op, msg, now)
             elif isinstance(msg, AuditQuery):
                 self._require_supervisor(op)
                 entries = self.store.audit_page(
@@ -674,6 +706,8 @@ class SessionManager:
     def _viewed(self, op: OperatorPeer, session_id: str) -> Session:
         session = self._find(session_id)
         if session.operator != op.name and not op.supervisor:
+            if op.name in session.allowed_viewers:
+                return session  # a colleague the subscriber allowed by name: read-only
             raise RefusedError("this session belongs to another operator", code=ErrorCode.NOT_ALLOWED)
         return session
 
@@ -778,7 +812,7 @@ class SessionManager:
             session.operator_away_since = None
         else:
             self._audit(
-                "session.supervise",
+                "session.supervise" if op.name not in session.allowed_viewers else "session.colleague_join",
                 session.id,
                 now,
                 actor=f"operator:{op.name}",
@@ -792,8 +826,8 @@ class SessionManager:
             op.peer.send(session.state())
         if session.layout is not None:
             op.peer.send(session.layout)
-        if session.inventory is not None:
-            op.peer.send(session.inventory)
+        if session.inventory is not None and (op.name == session.operator or op.supervisor):
+            op.peer.send(session.inventory)  # 別紙5 data: not for an invited colleague
         if session.agent is not None and "screen:view" in session.granted:
             session.agent.peer.send(ScreenRefresh(session_id=session.id))
 
@@ -896,6 +930,9 @@ class SessionManager:
                 self._end(session, by="broker", reason="operator_lost", now=now)
                 continue
             pending = session.pending
+            if pending is not None and pending.person is not None and now >= pending.deadline:
+                colleagues.timed_out(self, session, now)
+                continue
             if pending is not None and now >= pending.deadline:
                 # No signed answer came: the broker applies the default, deny (第31条1項④).
                 for scope in pending.scopes:

@@ -32,6 +32,8 @@ from protocol.messages import (
     Credentials,
     Error,
     InputEvent,
+    Invitation,
+    Invite,
     Login,
     LoginOk,
     Logout,
@@ -46,6 +48,7 @@ from protocol.messages import (
     SessionList,
     Sessions,
     SessionState,
+    Transfer,
     Watch,
 )
 from wire import LinkRunner
@@ -244,6 +247,19 @@ class HelpdeskClient:
 
     async def end(self, session_id: str, reason: str = "") -> None:
         await self.send(SessionEnd(id=self._next_id(), session_id=session_id, reason=reason))
+
+    async def invite(self, session_id: str, colleague: str) -> Invitation:
+        """Ask the subscriber to let colleague ``colleague`` watch (read-only); returns the
+        ``asked`` invitation; the answer comes later as an ``invitation`` event."""
+        return await self._request(
+            Invite(id=self._next_id(), session_id=session_id, colleague=colleague), Invitation
+        )
+
+    async def transfer(self, session_id: str, colleague: str) -> Invitation:
+        """Ask the subscriber to let colleague ``colleague`` take the session over."""
+        return await self._request(
+            Transfer(id=self._next_id(), session_id=session_id, colleague=colleague), Invitation
+        )
 
     async def reveal_credentials(self, session_id: str) -> Credentials:
         """The router login the subscriber typed in (別紙5 (11)); the broker audits every call."""

@@ -9,6 +9,8 @@ state and the subscriber's chat as they come, saves the screen (``--out``), and 
     /click X Y [right]  click at a shared-screen pixel     /move X Y
     /key NAME           press and release a key             /text TEXT   type text
     /request SCOPE…     ask for more consent                /end [NOTE]  end (the note is audited)
+    /invite NAME        let colleague NAME watch (the subscriber is asked for that person)
+    /transfer NAME      hand the session to colleague NAME (after the subscriber's yes; no control)
     /quit               leave (the session ends after the grace period unless someone watches)
 
 Text from elsewhere is shown through ``protocol.text.safe_text`` (no terminal escapes).
@@ -22,7 +24,7 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-from protocol.messages import Chat, Error, SessionState
+from protocol.messages import Chat, Error, Invitation, SessionState
 from protocol.scopes import ALL_SCOPES
 from protocol.text import safe_text
 
@@ -96,6 +98,16 @@ async def run_session(
                     file=out,
                     flush=True,
                 )
+            elif isinstance(message, Invitation) and message.session_id == session_id:
+                print(f"{message.kind} {message.colleague}: {message.status}", file=out, flush=True)
+                if (
+                    message.kind == "transfer"
+                    and message.status == "allowed"
+                    and client.login_info is not None
+                    and message.by == client.login_info.name
+                ):
+                    print("the session was handed over; you are no longer attached", file=out, flush=True)
+                    break
             elif isinstance(message, Error):
                 print(f"error [{message.code}]: {safe_text(message.message)}", file=out, flush=True)
         if line_task in done:
@@ -156,6 +168,12 @@ async def _command(client: HelpdeskClient, session_id: str, line: str, out: Text
                 f"unknown scope(s): {', '.join(unknown) or '-'}; known: {', '.join(ALL_SCOPES)}",
             )
         await client.request_scopes(session_id, args)
+    elif word in ("invite", "transfer"):
+        if len(args) != 1:
+            raise HelpdeskError("invalid_field", f"usage: /{word} NAME")
+        ask = client.invite if word == "invite" else client.transfer
+        answer = await ask(session_id, args[0])
+        print(f"{answer.kind} {answer.colleague}: {answer.status}", file=out, flush=True)
     elif word == "end":
         await client.end(session_id, rest.strip()[:255])
     else:

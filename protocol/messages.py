@@ -32,6 +32,9 @@ Version = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 
 Role = Literal["agent", "broker", "operator", "enroll"]
 
+OperatorName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+\Z")]
+"""An operator's account name (the broker's ``NAME_PATTERN``), e.g. a colleague to invite."""
+
 
 class _Base(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"):
     """Common base; not a message itself."""
@@ -160,6 +163,14 @@ class ConsentRequest(_Base, frozen=True, kw_only=True, tag="consent_request"):
     operator: Name
     scopes: Scopes
     timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 60.0
+    viewer: Name | None = None
+    """Set when the question is about a new *person* (an invited colleague, or the colleague the
+    session is transferred to): their display name, shown as "<viewer> would like to see your
+    screen"; ``scopes`` is then ``("screen:view",)``. The answer is a receipt naming them."""
+    viewer_account: OperatorName | None = None
+    """That person's operator account name (unique), written into the signed receipt."""
+    transfer: bool = False
+    """The new person would take the session over (the current operator leaves)."""
 
 
 class ConsentDecision(_Base, frozen=True, kw_only=True, tag="consent_decision"):
@@ -244,6 +255,9 @@ class Viewer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     role: Literal["operator", "supervisor"]
     read_only: bool = False
     """A supervisor's or invited colleague's read-only join: may see, never change the PC."""
+    account: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    """An invited colleague's operator account name (empty for everyone else): the agent matches
+    it with the persons the subscriber allowed by name."""
 
 
 class SessionState(_Base, frozen=True, kw_only=True, tag="session_state"):
@@ -355,6 +369,47 @@ class SessionList(_Base, frozen=True, kw_only=True, tag="session_list"):
 class Sessions(_Base, frozen=True, kw_only=True, tag="sessions"):
     id: Id
     sessions: Annotated[tuple[SessionState, ...], msgspec.Meta(max_length=10_000)]
+
+
+class Invite(_Base, frozen=True, kw_only=True, tag="invite"):
+    """The session's operator → broker: let colleague ``colleague`` (an operator account) watch
+    the session read-only. The subscriber is asked first, for that person by name (第31条1項④:
+    consent was given to one operator, so a new person who would see the screen is asked)."""
+
+    id: Id
+    session_id: SessionId
+    colleague: OperatorName
+
+
+class Transfer(_Base, frozen=True, kw_only=True, tag="transfer"):
+    """The session's operator → broker: hand the session to colleague ``colleague``, who becomes
+    its operator once the subscriber allowed that person; the old operator leaves, and control
+    (``input:control``) is not carried over: the new operator asks for it again."""
+
+    id: Id
+    session_id: SessionId
+    colleague: OperatorName
+
+
+InvitationStatus = Literal["asked", "allowed", "refused", "timeout", "failed"]
+
+
+class Invitation(_Base, frozen=True, kw_only=True, tag="invitation"):
+    """Broker → the inviting operator and every connection of the colleague: where an invitation
+    or a transfer stands. ``allowed`` means the subscriber said yes for ``colleague``: the
+    colleague may now ``watch`` the session (for a transfer: as its new operator)."""
+
+    session_id: SessionId
+    kind: Literal["invite", "transfer"]
+    status: InvitationStatus
+    by: OperatorName
+    by_display: Annotated[str, msgspec.Meta(max_length=255)] = ""
+    colleague: OperatorName
+    colleague_display: Annotated[str, msgspec.Meta(max_length=255)] = ""
+    contract_id: ContractId
+    machine_name: Annotated[str, msgspec.Meta(max_length=255)] = ""
+    id: Id | None = None
+    """The ``invite``/``transfer`` request this answers (only in the inviter's copy)."""
 
 
 # -- inventory (別紙5), monitors, audit ------------------------------------------------------------
@@ -497,6 +552,9 @@ Message = (
     | AuditEntries
     | AuditVerify
     | AuditVerified
+    | Invite
+    | Transfer
+    | Invitation
 )
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
@@ -541,5 +599,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         AuditEntries,
         AuditVerify,
         AuditVerified,
+        Invite,
+        Transfer,
+        Invitation,
     )
 }

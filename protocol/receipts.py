@@ -14,12 +14,38 @@ from typing import Annotated, Literal
 import msgspec
 
 from .errors import InvalidField, MalformedMessage
-from .messages import Name, Scopes, Serial, SessionId, Time
+from .messages import Name, OperatorName, Scopes, Serial, SessionId, Time
 
 RECEIPT_VERSION = 1
 MAX_RECEIPT_BYTES = 4096
 
-Decision = Literal["answered", "timeout", "withdrawn", "granted", "ended"]
+Decision = Literal[
+    "answered",
+    "timeout",
+    "withdrawn",
+    "granted",
+    "ended",
+    # The subscriber's answer about one new *person* (``viewer``) who would see the screen: an
+    # invited colleague, or the colleague the session is transferred to (docs/consent.md).
+    "viewer_allowed",
+    "viewer_denied",
+    "viewer_timeout",
+    "transfer_allowed",
+    "transfer_denied",
+    "transfer_timeout",
+]
+
+PERSON_DECISIONS: frozenset[str] = frozenset(
+    {
+        "viewer_allowed",
+        "viewer_denied",
+        "viewer_timeout",
+        "transfer_allowed",
+        "transfer_denied",
+        "transfer_timeout",
+    }
+)
+"""Decisions about a person: exactly these carry ``viewer``."""
 
 
 class ConsentReceipt(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -38,13 +64,21 @@ class ConsentReceipt(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     denied: Scopes
     """Scopes asked and refused (or not answered in time)."""
     time: Time
+    viewer: OperatorName | None = None
+    """The operator account the decision is about (person decisions only). Left out of the signed
+    bytes when None, so every receipt written before this field existed stays canonical."""
 
 
 _encoder = msgspec.json.Encoder()
 
 
 def receipt_bytes(receipt: ConsentReceipt) -> bytes:
-    """The exact bytes to sign: fields in declaration order, no whitespace."""
+    """The exact bytes to sign: fields in declaration order, no whitespace (``viewer`` only
+    when set)."""
+    if receipt.viewer is None:
+        fields = msgspec.structs.asdict(receipt)
+        del fields["viewer"]
+        return _encoder.encode(fields)
     return _encoder.encode(receipt)
 
 
@@ -63,4 +97,6 @@ def parse_receipt(data: bytes | str) -> ConsentReceipt:
         raise InvalidField("consent receipt is not in canonical form")
     if set(receipt.granted) & set(receipt.denied):
         raise InvalidField("a scope cannot be both granted and denied")
+    if (receipt.viewer is not None) != (receipt.decision in PERSON_DECISIONS):
+        raise InvalidField("a decision about a person names that person, and only such a decision does")
     return receipt

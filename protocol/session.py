@@ -83,6 +83,8 @@ REQUIREMENTS: Mapping[str, tuple[frozenset[Phase], str | None]] = {
     "session_end": (frozenset({Phase.WAITING, Phase.CONSENT, Phase.ACTIVE}), None),
     "reveal_credentials": (frozenset({Phase.ACTIVE}), None),
     "monitor_switch": (frozenset({Phase.ACTIVE}), SCREEN),  # screen_refresh with a monitor
+    "invite": (frozenset({Phase.ACTIVE}), SCREEN),  # a colleague would see the screen
+    "transfer": (frozenset({Phase.ACTIVE}), None),
 }
 
 
@@ -126,6 +128,10 @@ SENDERS: Mapping[str, frozenset[Role]] = {
     "session_end": frozenset({Role.AGENT, Role.OPERATOR, Role.VIEWER}),
     "reveal_credentials": frozenset({Role.OPERATOR}),
     "monitor_switch": frozenset({Role.OPERATOR}),
+    # Only the operator the subscriber consented to may bring in a colleague or hand over; the
+    # subscriber is asked for the new person by name either way (docs/console.md).
+    "invite": frozenset({Role.OPERATOR}),
+    "transfer": frozenset({Role.OPERATOR}),
 }
 
 

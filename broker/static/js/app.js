@@ -20,6 +20,7 @@ import { installInput, noteBlocked, sendCombo } from "./input.js";
 import { renderSwitcher } from "./switcher.js";
 import { enterSupervisor, loadAudit, loadSessions, renderAudit, resetSupervisor, verifyAudit } from "./supervisor.js";
 import { SCOPE_CONTROL, SCOPE_VIEW } from "./scopes.js";
+import { renderColleagueStatus, resetColleagues, wireColleagues } from "./colleagues.js";
 
 const COMBOS = {
   "key-ctrl-alt-del": ["Control", "Alt", "Delete"],
@@ -145,6 +146,7 @@ function wire() {
   $("audit-filter-text").addEventListener("input", renderAudit);
   document.addEventListener("keydown", shortcut, true);
   installInput();
+  wireColleagues();
   new ResizeObserver(scheduleDraw).observe($("screen-box"));
   document.addEventListener("fullscreenchange", scheduleDraw);
   onLangChange(() => {
@@ -157,6 +159,7 @@ function wire() {
     closeAll();
     resetQueue();
     resetSupervisor();
+    resetColleagues();
   });
   onResume(() => {
     if (currentPage === "queue") loadQueue();

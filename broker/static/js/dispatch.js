@@ -16,7 +16,16 @@ export function on(type, fn) {
   handlers.set(type, fn);
 }
 
+/** Messages that name a session but are for the operator, not for that session's page: an
+ * invitation reaches every connection of the inviter and the colleague (colleagues.js). */
+const PERSONAL = new Set(["invitation"]);
+
 export function dispatch(msg, view) {
+  if (PERSONAL.has(msg.type)) {
+    const fn = handlers.get(msg.type);
+    if (fn !== undefined) fn(msg, view);
+    return;
+  }
   const bound = SESSION_BOUND.has(msg.type) || typeof msg.session_id === "string";
   if (view === null && bound) return;
   if (view !== null && bound && msg.session_id !== view.id) {

@@ -149,7 +149,7 @@ export class SessionView {
  * Open a session on a connection of its own: `claim` {code | session_id} for an operator, or
  * `watch` {session_id} read-only for a supervisor. Resolves with the view, now active.
  */
-export async function openSession({ claim = null, watch = null, info = {} }) {
+export async function openSession({ claim = null, watch = null, info = {}, owner = false }) {
   let view = null;
   const pending = [];
   const conn = await authedConnection({
@@ -173,7 +173,8 @@ export async function openSession({ claim = null, watch = null, info = {} }) {
   }
   const existing = views.get(sessionId);
   if (existing !== undefined) existing.close();
-  view = new SessionView(sessionId, { readOnly: claim === null, ...details });
+  // `owner`: a session transferred to this operator (colleagues.js) is theirs, not read-only.
+  view = new SessionView(sessionId, { readOnly: claim === null && !owner, ...details });
   view.conn = conn;
   views.set(sessionId, view);
   emit("open", view);
