@@ -67,6 +67,7 @@ def transition(phase: Phase, trigger: Trigger) -> Phase:
 
 SCREEN = "screen:view"
 CONTROL = "input:control"
+RESTART = "system:restart"
 INVENTORY_PREFIX = "inventory:"
 
 REQUIREMENTS: Mapping[str, tuple[frozenset[Phase], str | None]] = {
@@ -83,6 +84,9 @@ REQUIREMENTS: Mapping[str, tuple[frozenset[Phase], str | None]] = {
     "session_end": (frozenset({Phase.WAITING, Phase.CONSENT, Phase.ACTIVE}), None),
     "reveal_credentials": (frozenset({Phase.ACTIVE}), None),
     "monitor_switch": (frozenset({Phase.ACTIVE}), SCREEN),  # screen_refresh with a monitor
+    # Issue 16: the operator asks the PC to restart; the agent announces it before it goes.
+    "restart_request": (frozenset({Phase.ACTIVE}), RESTART),
+    "restart_notice": (frozenset({Phase.ACTIVE}), RESTART),
 }
 
 
@@ -126,6 +130,8 @@ SENDERS: Mapping[str, frozenset[Role]] = {
     "session_end": frozenset({Role.AGENT, Role.OPERATOR, Role.VIEWER}),
     "reveal_credentials": frozenset({Role.OPERATOR}),
     "monitor_switch": frozenset({Role.OPERATOR}),
+    "restart_request": frozenset({Role.OPERATOR}),
+    "restart_notice": frozenset({Role.AGENT}),
 }
 
 
