@@ -37,6 +37,7 @@ from protocol.messages import (
     InputEvent,
     Message,
     MonitorLayout,
+    RestartRequest,
     ScreenRefresh,
     SessionEnd,
     SessionState,
@@ -70,6 +71,7 @@ from .receipts import sign_receipt
 from .screen.pipeline import FramePipeline
 from .session_input import InputMixin
 from .session_questions import QuestionsMixin
+from .session_restart import RestartMixin
 from .session_view import SessionView, viewer_label
 from .sharing import CountingInputSink, FrameSource, InputSink, ScreenSharer, TestPatternSource
 from .support_devices import PID_FILE, choose_consent_ui, default_devices, request_end
@@ -92,7 +94,7 @@ SERVICE_TZ = ZoneInfo("Asia/Tokyo")  # 別記1: hours are Japan time
 log = logging.getLogger("agent.support")
 
 
-class SupportSession(QuestionsMixin, InputMixin):
+class SupportSession(QuestionsMixin, InputMixin, RestartMixin):
     def __init__(
         self,
         identity: Identity,
@@ -214,6 +216,9 @@ class SupportSession(QuestionsMixin, InputMixin):
         await self.client.send(SupportRequest(id=self._next_id(session=resume is not None), resume=resume))
 
     def _signal_end(self) -> None:
+        if self.restarting:  # the OS is shutting down for the granted restart: resumed afterwards
+            self.done.set()
+            return
         asyncio.get_running_loop().create_task(self.end("subscriber closed the session"))
 
     async def end(self, reason: str) -> None:
@@ -236,6 +241,8 @@ class SupportSession(QuestionsMixin, InputMixin):
         log.warning("ignored from the broker: %s %s", what, " ".join(scopes))
 
     async def _on_message(self, client: AgentClient, msg: Message) -> None:
+        if await self._resume_filter(msg):
+            return
         if isinstance(msg, SupportCodeIssued):
             if self.session_id in (None, msg.session_id):
                 self._confirmed = True  # our session is known on this connection
@@ -264,6 +271,8 @@ class SupportSession(QuestionsMixin, InputMixin):
             self._on_refresh(msg)
         elif isinstance(msg, Chat) and msg.session_id == self.session_id:
             self.view.chat(msg.sender or self.operator, msg.text)
+        elif isinstance(msg, RestartRequest):
+            await self._on_restart_request(msg)
 
     def _on_refresh(self, msg: ScreenRefresh) -> None:
         record = self.record
