@@ -9,6 +9,7 @@ state and the subscriber's chat as they come, saves the screen (``--out``), and 
     /click X Y [right]  click at a shared-screen pixel     /move X Y
     /key NAME           press and release a key             /text TEXT   type text
     /request SCOPE…     ask for more consent                /end [NOTE]  end (the note is audited)
+    /restart            restart the PC (after the subscriber allowed system:restart)
     /quit               leave (the session ends after the grace period unless someone watches)
 
 Text from elsewhere is shown through ``protocol.text.safe_text`` (no terminal escapes).
@@ -51,6 +52,8 @@ async def _lines(stdin: TextIO) -> asyncio.Queue[str | None]:
 def describe(state: SessionState) -> str:
     scopes = ", ".join(f"{scope}={status}" for scope, status in sorted(state.scopes.items())) or "-"
     line = f"state: {state.phase} [{scopes}]"
+    if state.restart_until is not None and state.phase != "ended":
+        line += " (restarting: the PC is restarting, the session waits for it)"
     if state.phase == "ended":
         line += f" ended by {safe_text(state.ended_by or '-')}: {safe_text(state.reason or '-')}"
     return line
@@ -156,6 +159,8 @@ async def _command(client: HelpdeskClient, session_id: str, line: str, out: Text
                 f"unknown scope(s): {', '.join(unknown) or '-'}; known: {', '.join(ALL_SCOPES)}",
             )
         await client.request_scopes(session_id, args)
+    elif word == "restart":
+        await client.restart(session_id)
     elif word == "end":
         await client.end(session_id, rest.strip()[:255])
     else:
