@@ -351,8 +351,17 @@ class SessionManager:
         session.agent = agent
         agent.session = session
         session.agent_away_since = None
+        after_restart = session.restart_until is not None
+        if after_restart:
+            # Second line behind the agent (which withdraws before it restarts): nothing granted
+            # before a restart of the PC carries over; the operator asks again (issue 16).
+            for scope in session.granted:
+                session.scopes[scope] = "withdrawn"
+            session.granted = frozenset()
         session.restart_until = None  # back: the normal grace applies again
-        self._audit("session.agent_back", session.id, now, contract=session.contract_id)
+        self._audit(
+            "session.agent_back", session.id, now, contract=session.contract_id, after_restart=after_restart
+        )
         if session.phase is Phase.WAITING and session.code is not None:
             agent.peer.send(
                 SupportCodeIssued(

@@ -64,6 +64,7 @@ def test_an_announced_restart_keeps_the_session_for_the_restart_grace(world: Wor
     world.manager.support_request(back, SupportRequest(id="again", resume=session), T0 + 300)
     state = world.state()
     assert (state.phase, state.restart_until, state.operator) == ("active", None, "Op")
+    assert state.scopes == {"system:restart": "withdrawn"}  # nothing carries over, even unsigned
 
 
 def test_a_pc_that_does_not_come_back_ends_the_session_after_the_restart_grace(world: World) -> None:
