@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="where to send the UPnP search for the router model (default: the SSDP multicast group)",
     )
+    support.add_argument(
+        "--resume-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to confirm continuing a session interrupted by a restart (issue 16); then it ends",
+    )
 
     sub.add_parser("end", help="end the running support session")
 
@@ -281,7 +287,20 @@ def _request_support(
         indicator=indicator_wanted(),
         **({"router_target": args.router_target} if args.router_target else {}),
     )
-    return asyncio.run(session.run())
+    from .resume import clear_resumable, load_resumable
+
+    left_over = load_resumable(data_dir)  # a session interrupted by a restart (issue 16)
+
+    async def main() -> int:
+        if left_over is not None:
+            timeout = max(1.0, min(600.0, args.resume_timeout))
+            session.start_resume(left_over, confirmed=await session.ask_resume(left_over, timeout))
+        return await session.run()
+
+    exit_code = asyncio.run(main())
+    if not session.restarting:
+        clear_resumable(data_dir)
+    return exit_code
 
 
 def _run(args: argparse.Namespace, data_dir: Path, lang: str, stdout: TextIO) -> int:

@@ -43,6 +43,7 @@ __all__ = [
     "ITEM_LABELS",
     "NO_OPERATOR",
     "SCREEN_VIEW",
+    "SYSTEM_RESTART",
     "ConsentEnded",
     "ConsentError",
     "ConsentState",
@@ -55,12 +56,14 @@ __all__ = [
 
 SCREEN_VIEW: Final = "screen:view"
 INPUT_CONTROL: Final = "input:control"
+SYSTEM_RESTART: Final = "system:restart"
+"""Restart the PC at the operator's request (issue 16); asked like control, default no."""
 INVENTORY_PREFIX: Final = "inventory:"
 
 NO_OPERATOR: Final = "-"
 """Operator name in a receipt written before any operator asked anything (the field may not be empty)."""
 
-_SCOPE_RE: Final = re.compile(r"^(screen:view|input:control|inventory:[a-z_]{1,32})\Z")
+_SCOPE_RE: Final = re.compile(r"^(screen:view|input:control|system:restart|inventory:[a-z_]{1,32})\Z")
 """The wire pattern of ``protocol.messages.Scope``: a scope we could not send is refused here too."""
 
 # 別紙5 (1)-(11), in the order of the terms. Used only when agent.inventory.items cannot be imported
@@ -98,12 +101,13 @@ ITEM_LABELS: Final[dict[str, tuple[str, str]]] = _item_labels()
 INVENTORY_SCOPES: Final[tuple[str, ...]] = tuple(f"{INVENTORY_PREFIX}{item}" for item in ITEM_LABELS)
 """One scope per 別紙5 item, in the order of the terms."""
 
-ALL_SCOPES: Final[tuple[str, ...]] = (SCREEN_VIEW, INPUT_CONTROL, *INVENTORY_SCOPES)
+ALL_SCOPES: Final[tuple[str, ...]] = (SCREEN_VIEW, INPUT_CONTROL, SYSTEM_RESTART, *INVENTORY_SCOPES)
 """Every scope this agent knows, in display order."""
 
 _FIXED_LABELS: Final[dict[str, tuple[str, str]]] = {
     SCREEN_VIEW: ("画面を見る", "View your screen"),
     INPUT_CONTROL: ("マウスとキーボードを操作する", "Control your mouse and keyboard"),
+    SYSTEM_RESTART: ("パソコンの再起動", "Restart your computer"),
 }
 
 _ORDER: Final[dict[str, int]] = {scope: n for n, scope in enumerate(ALL_SCOPES)}

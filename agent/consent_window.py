@@ -26,7 +26,7 @@ from typing import Final
 from protocol.messages import ConsentRequest
 from protocol.text import safe_text
 
-from .consent import INVENTORY_PREFIX, scope_label
+from .consent import INVENTORY_PREFIX, SYSTEM_RESTART, scope_label
 from .errors import AgentError
 
 __all__ = [
@@ -173,6 +173,12 @@ class _ConsentDialog:
                 if ja
                 else "If you do not allow the information to be collected, "
                 "the service is not limited in any way."
+            )
+        if SYSTEM_RESTART in scopes:
+            notes.append(
+                "再起動を許可すると、パソコンが一度止まり、保存していない作業は消えます。"
+                if ja
+                else "Allowing a restart turns your computer off and on: unsaved work is lost."
             )
         tk.Label(frame, text="\n".join(notes), justify="left", wraplength=_WRAP).pack(anchor="w", pady=(8, 4))
         self.countdown = tk.Label(frame, text="", justify="left")

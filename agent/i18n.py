@@ -107,6 +107,27 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The support session has ended: the broker no longer knows it. Screen sharing and remote control "
         "have stopped. Ask for support again if you still need help.",
     ),
+    "support.restarting": (
+        "オペレータの依頼で、このパソコンを再起動します。画面の共有と操作の許可はここで取り消しました。"
+        "再起動のあと「続けますか？」と表示されたら、続ける場合は「はい」を選んでください。",
+        "Your computer restarts now, as the operator asked. Screen sharing and control have been taken back. "
+        'After the restart you are asked whether to continue: answer "yes" to continue.',
+    ),
+    "support.restart_failed": (
+        "パソコンを再起動できませんでした。サポートはこのまま続きます。",
+        "The computer could not be restarted. The support session goes on.",
+    ),
+    "support.resume_question": (
+        "前回のサポート（担当: {operator}）が再起動などで途中になっています。続けますか？"
+        "続ける場合は「はい」と入力して Enter を押してください（{seconds}秒以内。それ以外は終了します）:",
+        "The last support session (operator: {operator}) was interrupted, e.g. by a restart. Continue? "
+        'Type "yes" and press Enter to continue (within {seconds} s; anything else ends it):',
+    ),
+    "support.resume_yes": (
+        "サポートを続けます。前に許可したことは取り消されています。必要ならオペレータがもう一度お聞きします。",
+        "Continuing. Nothing you allowed before is still allowed: the operator asks again if needed.",
+    ),
+    "support.resume_no": ("前回のサポートを終了します。", "Ending the last support session."),
     "support.viewer_joined": (
         "{who} があなたの画面を見られるようになりました。",
         "{who} can now see your screen.",

@@ -39,6 +39,7 @@ from .consent import (
     INVENTORY_SCOPES,
     ITEM_LABELS,
     SCREEN_VIEW,
+    SYSTEM_RESTART,
     scope_label,
 )
 
@@ -156,6 +157,14 @@ def format_consent_prompt(request: ConsentRequest, lang: str) -> str:
                 "The router's login account and password are never read automatically: only what you type "
                 "in yourself is stored, encrypted."
             )
+    if SYSTEM_RESTART in scopes:
+        lines.append(
+            "再起動を許可すると、パソコンが一度止まり、保存していない作業は消えます。"
+            "再起動のあと「続けますか？」とお聞きします。"
+            if ja
+            else "Allowing a restart turns your computer off and on: unsaved work is lost. "
+            "Afterwards you are asked whether to continue."
+        )
     if INPUT_CONTROL in scopes:
         lines.append(
             "操作を許可する場合は、続けて「はい」と入力する確認があります。"

@@ -37,6 +37,7 @@ from protocol.messages import (
     InputEvent,
     Message,
     MonitorLayout,
+    RestartRequest,
     ScreenRefresh,
     SessionEnd,
     SessionState,
@@ -71,6 +72,7 @@ from .screen.pipeline import FramePipeline
 from .session_colleagues import ColleaguesMixin
 from .session_input import InputMixin
 from .session_questions import QuestionsMixin
+from .session_restart import RestartMixin
 from .session_view import SessionView, viewer_label
 from .sharing import CountingInputSink, FrameSource, InputSink, ScreenSharer, TestPatternSource
 from .support_devices import PID_FILE, choose_consent_ui, default_devices, request_end
@@ -93,7 +95,7 @@ SERVICE_TZ = ZoneInfo("Asia/Tokyo")  # 別記1: hours are Japan time
 log = logging.getLogger("agent.support")
 
 
-class SupportSession(QuestionsMixin, InputMixin, ColleaguesMixin):
+class SupportSession(QuestionsMixin, InputMixin, ColleaguesMixin, RestartMixin):
     def __init__(
         self,
         identity: Identity,
@@ -215,6 +217,9 @@ class SupportSession(QuestionsMixin, InputMixin, ColleaguesMixin):
         await self.client.send(SupportRequest(id=self._next_id(session=resume is not None), resume=resume))
 
     def _signal_end(self) -> None:
+        if self.restarting:  # the OS is shutting down for the granted restart: resumed afterwards
+            self.done.set()
+            return
         asyncio.get_running_loop().create_task(self.end("subscriber closed the session"))
 
     async def end(self, reason: str) -> None:
@@ -237,6 +242,8 @@ class SupportSession(QuestionsMixin, InputMixin, ColleaguesMixin):
         log.warning("ignored from the broker: %s %s", what, " ".join(scopes))
 
     async def _on_message(self, client: AgentClient, msg: Message) -> None:
+        if await self._resume_filter(msg):
+            return
         if isinstance(msg, SupportCodeIssued):
             if self.session_id in (None, msg.session_id):
                 self._confirmed = True  # our session is known on this connection
@@ -266,6 +273,8 @@ class SupportSession(QuestionsMixin, InputMixin, ColleaguesMixin):
             self._on_refresh(msg)
         elif isinstance(msg, Chat) and msg.session_id == self.session_id:
             self.view.chat(msg.sender or self.operator, msg.text)
+        elif isinstance(msg, RestartRequest):
+            await self._on_restart_request(msg)
 
     def _on_refresh(self, msg: ScreenRefresh) -> None:
         record = self.record

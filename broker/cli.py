@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--consent-timeout", type=float, default=60.0, help="seconds; no answer = deny")
     serve.add_argument("--grace", type=float, default=30.0, help="seconds a lost side may take to come back")
+    serve.add_argument(
+        "--restart-grace",
+        type=float,
+        default=600.0,
+        help="seconds a PC that announced a restart (system:restart) may take to come back",
+    )
     serve.add_argument("--max-requests-per-hour", type=int, default=5, help="per subscriber (第18条⑤)")
     serve.add_argument("--code-ttl", type=float, default=600.0, help="support code lifetime in seconds")
     serve.add_argument(
@@ -217,6 +223,7 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
             code_ttl=args.code_ttl,
             consent_timeout=args.consent_timeout,
             grace=args.grace,
+            restart_grace=args.restart_grace,
             max_requests_per_hour=args.max_requests_per_hour,
         ),
     )

@@ -43,6 +43,8 @@ from protocol.messages import (
     Queue,
     QueueEntry,
     QueueList,
+    RestartNotice,
+    RestartRequest,
     RevealCredentials,
     ScopeRequest,
     ScreenRefresh,
@@ -98,6 +100,9 @@ class SessionRules:
     """Extra wait before the broker itself treats a silent agent as a deny."""
     grace: float = 30.0
     """A disconnected side may come back within this long before the session ends."""
+    restart_grace: float = 600.0
+    """How long the agent of a session may stay away after it announced a restart of the PC
+    (``restart_notice``, issue 16): a reboot, the login and the subscriber's "続けますか？"."""
     max_requests_per_hour: int = 5
     """第18条⑤: more support requests than this per subscriber per hour are refused."""
     refusal_audit_interval: float = 5.0
@@ -171,6 +176,8 @@ class Session:
     pending: PendingConsent | None = None
     claimed_at: float | None = None
     agent_away_since: float | None = None
+    restart_until: float | None = None
+    """Set by the agent's ``restart_notice``: the agent may stay away until then (issue 16)."""
     operator_away_since: float | None = None
     layout: MonitorLayout | None = None
     inventory: InventoryView | None = None
@@ -218,6 +225,7 @@ class Session:
             ended_by=self.ended_by,
             reason=self.end_reason,
             viewers=self.viewer_list(),
+            restart_until=self.restart_until,
         )
 
 
@@ -352,7 +360,17 @@ class SessionManager:
         session.agent = agent
         agent.session = session
         session.agent_away_since = None
-        self._audit("session.agent_back", session.id, now, contract=session.contract_id)
+        after_restart = session.restart_until is not None
+        if after_restart:
+            # Second line behind the agent (which withdraws before it restarts): nothing granted
+            # before a restart of the PC carries over; the operator asks again (issue 16).
+            for scope in session.granted:
+                session.scopes[scope] = "withdrawn"
+            session.granted = frozenset()
+        session.restart_until = None  # back: the normal grace applies again
+        self._audit(
+            "session.agent_back", session.id, now, contract=session.contract_id, after_restart=after_restart
+        )
         if session.phase is Phase.WAITING and session.code is not None:
             agent.peer.send(
                 SupportCodeIssued(
@@ -386,6 +404,12 @@ class SessionManager:
                 self._end(session, by="subscriber", reason=msg.reason or "ended by the subscriber", now=now)
             elif isinstance(msg, InventoryReport):
                 self._inventory_report(agent, msg, now)
+            elif isinstance(msg, RestartNotice):
+                session = self._agent_session(agent, msg.session_id)
+                check_sender(Role.AGENT, "restart_notice", session.phase, session.granted)
+                session.restart_until = now + self.rules.restart_grace
+                self._audit("session.restart", session.id, now, contract=session.contract_id)
+                self._broadcast_state(session)
             elif isinstance(msg, MonitorLayout):
                 session = self._agent_session(agent, msg.session_id)
                 check_sender(Role.AGENT, "monitor_layout", session.phase, session.granted)
@@ -620,6 +644,15 @@ class SessionManager:
                 self._reveal(op, msg, now)
             elif isinstance(msg, Invite | Transfer):
                 colleagues.ask(self, op, msg, now)
+            elif isinstance(msg, RestartRequest):
+                # Only with system:restart granted (the one table); the agent checks again.
+                session = self._sent(op, "restart_request", msg.session_id, now)
+                if session.agent is None:
+                    raise RefusedError(
+                        "the subscriber's PC is not connected right now", code=ErrorCode.NOT_FOUND
+                    )
+                self._audit("restart.request", session.id, now, actor=f"operator:{op.name}")
+                session.agent.peer.send(RestartRequest(id=msg.id, session_id=session.id))
             elif isinstance(msg, AuditQuery):
                 self._require_supervisor(op)
                 entries = self.store.audit_page(
@@ -919,7 +952,9 @@ class SessionManager:
             if session.phase is Phase.WAITING and now >= session.code_expires_at:
                 self._end(session, by="broker", reason="code_expired", now=now)
                 continue
-            if session.agent_away_since is not None and now - session.agent_away_since >= self.rules.grace:
+            away = session.agent_away_since
+            if away is not None and now >= max(away + self.rules.grace, session.restart_until or 0.0):
+                # (an announced restart keeps the session until restart_until, issue 16)
                 self._end(session, by="broker", reason="agent_lost", now=now)
                 continue
             if (

@@ -41,6 +41,7 @@ from protocol.messages import (
     Ok,
     Queue,
     QueueList,
+    RestartRequest,
     RevealCredentials,
     ScopeRequest,
     ScreenRefresh,
@@ -241,6 +242,10 @@ class HelpdeskClient:
 
     async def refresh(self, session_id: str, monitor: int | None = None) -> None:
         await self.send(ScreenRefresh(session_id=session_id, monitor=monitor))
+
+    async def restart(self, session_id: str) -> None:
+        """Ask the subscriber's PC to restart (needs ``system:restart`` granted; issue 16)."""
+        await self.send(RestartRequest(id=self._next_id(), session_id=session_id))
 
     async def chat(self, session_id: str, text: str) -> None:
         await self.send(Chat(session_id=session_id, text=text))

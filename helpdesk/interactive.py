@@ -11,6 +11,7 @@ state and the subscriber's chat as they come, saves the screen (``--out``), and 
     /request SCOPE…     ask for more consent                /end [NOTE]  end (the note is audited)
     /invite NAME        let colleague NAME watch (the subscriber is asked for that person)
     /transfer NAME      hand the session to colleague NAME (after the subscriber's yes; no control)
+    /restart            restart the PC (after the subscriber allowed system:restart)
     /quit               leave (the session ends after the grace period unless someone watches)
 
 Text from elsewhere is shown through ``protocol.text.safe_text`` (no terminal escapes).
@@ -53,6 +54,8 @@ async def _lines(stdin: TextIO) -> asyncio.Queue[str | None]:
 def describe(state: SessionState) -> str:
     scopes = ", ".join(f"{scope}={status}" for scope, status in sorted(state.scopes.items())) or "-"
     line = f"state: {state.phase} [{scopes}]"
+    if state.restart_until is not None and state.phase != "ended":
+        line += " (restarting: the PC is restarting, the session waits for it)"
     if state.phase == "ended":
         line += f" ended by {safe_text(state.ended_by or '-')}: {safe_text(state.reason or '-')}"
     return line
@@ -174,6 +177,8 @@ async def _command(client: HelpdeskClient, session_id: str, line: str, out: Text
         ask = client.invite if word == "invite" else client.transfer
         answer = await ask(session_id, args[0])
         print(f"{answer.kind} {answer.colleague}: {answer.status}", file=out, flush=True)
+    elif word == "restart":
+        await client.restart(session_id)
     elif word == "end":
         await client.end(session_id, rest.strip()[:255])
     else:

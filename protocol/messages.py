@@ -246,6 +246,22 @@ class SessionEnd(_Base, frozen=True, kw_only=True, tag="session_end"):
     reason: Annotated[str, msgspec.Meta(max_length=255)] = ""
 
 
+class RestartRequest(_Base, frozen=True, kw_only=True, tag="restart_request"):
+    """Operator → broker → agent: restart the PC (issue 16). Needs ``system:restart`` granted;
+    the broker refuses it otherwise and the agent checks its own consent record again."""
+
+    id: Id
+    session_id: SessionId
+
+
+class RestartNotice(_Base, frozen=True, kw_only=True, tag="restart_notice"):
+    """Agent → broker: the PC restarts now. The broker keeps the session for its restart grace
+    (``serve --restart-grace``) instead of the normal grace, and tells the viewers."""
+
+    id: Id
+    session_id: SessionId
+
+
 class Viewer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One person who can see the subscriber's screen in a session (DESIGN §2: every person who can
     see the screen is known to the subscriber at every moment)."""
@@ -273,6 +289,8 @@ class SessionState(_Base, frozen=True, kw_only=True, tag="session_state"):
     reason: Annotated[str, msgspec.Meta(max_length=255)] = ""
     viewers: Annotated[tuple[Viewer, ...], msgspec.Meta(max_length=16)] = ()
     """Everyone attached who can see the screen, the session's operator first."""
+    restart_until: Time | None = None
+    """Set while the PC restarts (issue 16): the session is kept until then for the agent."""
 
 
 # -- operators ------------------------------------------------------------------------------------
@@ -555,6 +573,8 @@ Message = (
     | Invite
     | Transfer
     | Invitation
+    | RestartRequest
+    | RestartNotice
 )
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
@@ -602,5 +622,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         Invite,
         Transfer,
         Invitation,
+        RestartRequest,
+        RestartNotice,
     )
 }

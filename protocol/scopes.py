@@ -12,10 +12,21 @@ equal) and the console's list in ``broker/static/js/scopes.js`` is generated fro
 
 from __future__ import annotations
 
-__all__ = ["ALL_SCOPES", "INVENTORY_ITEMS", "SCOPE_CONTROL", "SCOPE_PATTERN", "SCOPE_VIEW", "render_js"]
+__all__ = [
+    "ALL_SCOPES",
+    "INVENTORY_ITEMS",
+    "SCOPE_CONTROL",
+    "SCOPE_PATTERN",
+    "SCOPE_RESTART",
+    "SCOPE_VIEW",
+    "render_js",
+]
 
 SCOPE_VIEW = "screen:view"
 SCOPE_CONTROL = "input:control"
+SCOPE_RESTART = "system:restart"
+"""Restarting the PC at the operator's request (issue 16): asked like control, default no; it
+lets the operator send one ``restart_request``, and the session waits for the PC to come back."""
 
 INVENTORY_ITEMS: tuple[str, ...] = (
     "os",  # (1) オペレーティングシステムの種類、バージョン
@@ -32,7 +43,12 @@ INVENTORY_ITEMS: tuple[str, ...] = (
 )
 """The eleven items of 別紙5, in its order."""
 
-ALL_SCOPES: tuple[str, ...] = (SCOPE_VIEW, SCOPE_CONTROL, *(f"inventory:{item}" for item in INVENTORY_ITEMS))
+ALL_SCOPES: tuple[str, ...] = (
+    SCOPE_VIEW,
+    SCOPE_CONTROL,
+    SCOPE_RESTART,
+    *(f"inventory:{item}" for item in INVENTORY_ITEMS),
+)
 
 SCOPE_PATTERN = "^(" + "|".join(ALL_SCOPES) + r")\Z"
 """A regular expression matching exactly the known scopes (for ``msgspec.Meta(pattern=…)``)."""
@@ -41,7 +57,7 @@ SCOPE_PATTERN = "^(" + "|".join(ALL_SCOPES) + r")\Z"
 def render_js() -> str:
     """The generated part of ``broker/static/js/scopes.js``."""
     items = "".join(f'  "{item}",\n' for item in INVENTORY_ITEMS)
-    return f"export const INVENTORY_ITEMS = [\n{items}];\n"
+    return f'export const SCOPE_RESTART = "{SCOPE_RESTART}";\nexport const INVENTORY_ITEMS = [\n{items}];\n'
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ def transition(phase: Phase, trigger: Trigger) -> Phase:
 
 SCREEN = "screen:view"
 CONTROL = "input:control"
+RESTART = "system:restart"
 INVENTORY_PREFIX = "inventory:"
 
 REQUIREMENTS: Mapping[str, tuple[frozenset[Phase], str | None]] = {
@@ -85,6 +86,9 @@ REQUIREMENTS: Mapping[str, tuple[frozenset[Phase], str | None]] = {
     "monitor_switch": (frozenset({Phase.ACTIVE}), SCREEN),  # screen_refresh with a monitor
     "invite": (frozenset({Phase.ACTIVE}), SCREEN),  # a colleague would see the screen
     "transfer": (frozenset({Phase.ACTIVE}), None),
+    # Issue 16: the operator asks the PC to restart; the agent announces it before it goes.
+    "restart_request": (frozenset({Phase.ACTIVE}), RESTART),
+    "restart_notice": (frozenset({Phase.ACTIVE}), RESTART),
 }
 
 
@@ -132,6 +136,8 @@ SENDERS: Mapping[str, frozenset[Role]] = {
     # subscriber is asked for the new person by name either way (docs/console.md).
     "invite": frozenset({Role.OPERATOR}),
     "transfer": frozenset({Role.OPERATOR}),
+    "restart_request": frozenset({Role.OPERATOR}),
+    "restart_notice": frozenset({Role.AGENT}),
 }
 
 

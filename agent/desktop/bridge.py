@@ -17,17 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TextIO
 
-from certs import write_secret_file
 from protocol.errors import ErrorCode
 from protocol.messages import Chat, ConsentRequest, Error, Message, SessionState, SupportCodeIssued
 from protocol.text import safe_text
@@ -35,13 +31,24 @@ from protocol.text import safe_text
 from ..identity import Identity
 from ..optional import missing_dependency
 from ..prompt import ChatLine, parse_session_command
+from ..resume import RESUME_FILE, RESUME_MAX_AGE, Resumable, load_resumable, save_resumable
+
+__all__ = [
+    "RESUME_FILE",
+    "RESUME_MAX_AGE",
+    "CodeShown",
+    "Event",
+    "Finished",
+    "Line",
+    "OperatorShown",
+    "Resumable",
+    "SessionBridge",
+    "load_resumable",
+    "save_resumable",
+]
 
 MAX_CHAT: int = 2000
 """Characters of one chat message (the terminal's limit, DESIGN §2)."""
-RESUME_FILE: str = "desktop-session.json"
-"""In the data dir while a claimed session runs (0600): what a restarted window may resume."""
-RESUME_MAX_AGE: float = 600.0
-"""Seconds after which a left-over session is not offered again (the broker has ended it long ago)."""
 YOU: dict[str, str] = {"ja": "あなた", "en": "you"}
 END_WAIT: float = 15.0
 """Seconds the window waits for the session to finish after "終了" before closing anyway."""
@@ -70,39 +77,6 @@ class Finished:
 
 
 Event = Line | CodeShown | OperatorShown | Finished
-
-
-@dataclass(frozen=True, slots=True)
-class Resumable:
-    """A session this PC was in when the window went away (crash, kill, restart)."""
-
-    session_id: str
-    operator: str
-    saved_at: float
-
-
-def save_resumable(data_dir: Path, session_id: str, operator: str) -> None:
-    record = {"session_id": session_id, "operator": operator, "saved_at": time.time()}
-    write_secret_file(data_dir / RESUME_FILE, json.dumps(record).encode())
-
-
-def load_resumable(data_dir: Path, now: float | None = None) -> Resumable | None:
-    """The left-over session, if it is recent and well-formed; anything else is ignored (and removed)."""
-    path = data_dir / RESUME_FILE
-    try:
-        record = json.loads(path.read_bytes()[:4096])
-        found = Resumable(
-            str(record["session_id"])[:64], str(record["operator"])[:64], float(record["saved_at"])
-        )
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError):
-        path.unlink(missing_ok=True)
-        return None
-    if not 0 <= (time.time() if now is None else now) - found.saved_at <= RESUME_MAX_AGE:
-        path.unlink(missing_ok=True)
-        return None
-    return found
 
 
 class _Lines:
@@ -135,8 +109,6 @@ def desktop_session_class() -> type[Any]:
     class DesktopSession(SupportSession):
         emit: Callable[[Event], None]
         shown_operator = ""
-        resuming = False
-        end_on_resume = False
         saved = False
 
         async def _on_message(self, client: Any, msg: Message) -> None:
@@ -145,18 +117,8 @@ def desktop_session_class() -> type[Any]:
                 self.emit(Line(safe_text(msg.message)))
                 self.done.set()
                 return
-            if self.end_on_resume and isinstance(msg, ConsentRequest):
-                return  # being ended: a question re-sent on resume is not put to the subscriber
-            if self.resuming and isinstance(msg, SessionState):
-                self.resuming = False
-                if self.end_on_resume:  # nobody confirmed on screen: end it (issue 16)
-                    await self.end("the subscriber did not confirm after the restart")
-                    return
-                granted = [scope for scope, status in msg.scopes.items() if status == "granted"]
-                if granted and self.record is not None:
-                    # What was allowed before the restart is not carried over: a signed withdrawal
-                    # makes the broker agree, and the operator asks again.
-                    await self._send_receipt(self.record.withdraw(granted, time.time()))
+            # The rest of resuming (withdraw what is left, or end when unconfirmed) is the
+            # session's own: agent.session_restart.RestartMixin.
             if isinstance(msg, SupportCodeIssued) and self.session_id is None:
                 self.emit(CodeShown(code=msg.code, expires_at=msg.expires_at))
             elif (
@@ -223,7 +185,8 @@ class SessionBridge:
         exit_code, error = 1, ""
         try:
             exit_code = asyncio.run(self._run(stdin))
-            (self.identity.data_dir / RESUME_FILE).unlink(missing_ok=True)  # ended: nothing to resume
+            if not getattr(self._session, "restarting", False):  # a granted restart resumes it
+                (self.identity.data_dir / RESUME_FILE).unlink(missing_ok=True)  # ended: nothing to resume
         except Exception as exc:  # shown to the subscriber as a code, never a traceback
             missing = missing_dependency(exc) if isinstance(exc, ModuleNotFoundError) else None
             error = missing.code if missing is not None else getattr(exc, "code", type(exc).__name__)
@@ -248,14 +211,9 @@ class SessionBridge:
         )
         session.emit = self.events.put
         if self.resume is not None:
-            from ..consent_record import ConsentRecord
-
             # Nothing is granted after a restart: the operator asks again and the subscriber answers
             # again on screen (第31条1項④); the broker resumes the session for the same operator.
-            session.session_id = self.resume.session_id
-            session.record = ConsentRecord(session_id=self.resume.session_id, serial=self.identity.serial)
-            session.resuming = True
-            session.end_on_resume = self.end_on_resume
+            session.start_resume(self.resume, confirmed=not self.end_on_resume)
         self._session = session
         self._loop = asyncio.get_running_loop()
         self._ready.set()

@@ -19,7 +19,7 @@ import { hideCredentials, revealCredentials } from "./inventory.js";
 import { installInput, noteBlocked, sendCombo } from "./input.js";
 import { renderSwitcher } from "./switcher.js";
 import { enterSupervisor, loadAudit, loadSessions, renderAudit, resetSupervisor, verifyAudit } from "./supervisor.js";
-import { SCOPE_CONTROL, SCOPE_VIEW } from "./scopes.js";
+import { SCOPE_CONTROL, SCOPE_RESTART, SCOPE_VIEW, scopeStatus } from "./scopes.js";
 import { renderColleagueStatus, resetColleagues, wireColleagues } from "./colleagues.js";
 
 const COMBOS = {
@@ -42,6 +42,14 @@ function requestScopes(scopes) {
   if (view === null || view.readOnly) return;
   if (!scopes.length) return showScopeMessage("scopes.none_selected");
   if (view.send({ type: "scope_request", id: null, session_id: view.id, scopes })) showScopeMessage("scopes.requested_sent");
+}
+
+/** Issue 16: first ask the subscriber for system:restart; once granted, the same button restarts. */
+function requestRestart() {
+  const view = activeView();
+  if (view === null || view.readOnly) return;
+  if (scopeStatus(view.state, SCOPE_RESTART) !== "granted") return requestScopes([SCOPE_RESTART]);
+  if (view.send({ type: "restart_request", id: null, session_id: view.id })) showScopeMessage("scopes.restart_sent");
 }
 
 function showScopeMessage(key) {
@@ -112,6 +120,7 @@ function wire() {
   $("end-session").addEventListener("click", endClicked);
   $("request-view").addEventListener("click", () => requestScopes([SCOPE_VIEW]));
   $("request-control").addEventListener("click", () => requestScopes([SCOPE_CONTROL]));
+  $("request-restart").addEventListener("click", requestRestart);
   $("request-inventory").addEventListener("click", () => {
     const scopes = [...document.querySelectorAll("#scope-body input[type=checkbox]:checked")].map((c) => c.value);
     requestScopes(scopes);

@@ -5,6 +5,7 @@ export const SCOPE_VIEW = "screen:view";
 export const SCOPE_CONTROL = "input:control";
 
 // generated:begin (python -m protocol.scopes)
+export const SCOPE_RESTART = "system:restart";
 export const INVENTORY_ITEMS = [
   "os",
   "cert_id",
@@ -25,7 +26,7 @@ export function inventoryScope(item) {
 }
 
 /** Every scope the console shows a row for, in display order. */
-export const ALL_SCOPES = [SCOPE_VIEW, SCOPE_CONTROL, ...INVENTORY_ITEMS.map(inventoryScope)];
+export const ALL_SCOPES = [SCOPE_VIEW, SCOPE_CONTROL, SCOPE_RESTART, ...INVENTORY_ITEMS.map(inventoryScope)];
 
 /** Statuses of protocol ScopeStatus, plus "none" for a scope never asked. */
 export const STATUSES = ["none", "requested", "granted", "denied", "timeout", "withdrawn"];

@@ -6,7 +6,7 @@ import { $, el, errorMessage, formatTime, setText, show, showError } from "./dom
 import { on } from "./dispatch.js";
 import { currentPage, showPage } from "./pages.js";
 import { handleAuthError } from "./auth.js";
-import { SCOPE_CONTROL, SCOPE_VIEW, scopeStatus } from "./scopes.js";
+import { SCOPE_CONTROL, SCOPE_RESTART, SCOPE_VIEW, scopeStatus } from "./scopes.js";
 import { activeView, activate, closeView, onView } from "./session.js";
 import { renderInventory, renderScopeTable, hideCredentials } from "./inventory.js";
 import { inputBlockReason, releaseAll } from "./input.js";
@@ -49,8 +49,10 @@ export function render() {
   page.dataset.readonly = String(view.readOnly);
   setText("session-contract", st.contract_id);
   setText("session-machine", st.machine_name);
-  const phase = setText("session-phase", t(`phase.${view.phase}`));
-  phase.dataset.phase = view.phase;
+  // Issue 16: an announced restart keeps the session; the operator sees that it waits for the PC.
+  const shownPhase = view.phase !== "ended" && st.restart_until ? "restarting" : view.phase;
+  const phase = setText("session-phase", t(`phase.${shownPhase}`));
+  phase.dataset.phase = shownPhase;
   setText("session-operator", st.operator);
   show($("session-readonly"), view.readOnly);
   const ended = view.phase === "ended";
@@ -75,7 +77,7 @@ export function render() {
   renderMonitors();
   renderInventory(view);
   renderPlaceholder();
-  for (const id of ["request-view", "request-control", "request-inventory", "special-keys"]) {
+  for (const id of ["request-view", "request-control", "request-restart", "request-inventory", "special-keys"]) {
     show($(id), !view.readOnly);
   }
   const controlStatus = scopeStatus(st, SCOPE_CONTROL);
@@ -84,6 +86,9 @@ export function render() {
   $("request-view").disabled = ended || viewStatus === "requested";
   if (viewStatus === "granted" || ended) show($("request-view"), false);
   if (controlStatus === "granted" || ended) show($("request-control"), false);
+  const restartStatus = scopeStatus(st, SCOPE_RESTART);
+  $("request-restart").textContent = t(restartStatus === "granted" ? "scopes.restart_now" : "scopes.request_restart");
+  $("request-restart").disabled = ended || restartStatus === "requested" || Boolean(st.restart_until);
   $("request-inventory").disabled = ended;
   for (const b of document.querySelectorAll("#special-keys button")) b.disabled = inputBlockReason() !== null;
   $("chat-input").disabled = ended || view.readOnly;

@@ -1,0 +1,211 @@
+"""Restart of the PC at the operator's request, and continuing the session afterwards (issue 16).
+
+Split from :mod:`agent.support` (a mixin, like :mod:`agent.session_input`). The operator asks
+with ``restart_request``; the broker forwards it only while ``system:restart`` is granted, and
+this agent checks its own consent record again (DESIGN §2: the agent is the authority). On a
+granted request the agent:
+
+1. records the session to resume (:mod:`agent.resume`: session id, operator; 0600),
+2. tells the subscriber, announces the restart to the broker (``restart_notice``: the broker then
+   keeps the session for ``serve --restart-grace`` instead of the normal grace),
+3. withdraws everything granted, with a signed receipt (nothing carries over a restart),
+4. asks the OS to restart (:func:`reboot_commands`; ``ISP_AGENT_REBOOT_COMMAND`` replaces it, which
+   is how the tests "restart" by killing and starting the agent's processes).
+
+After the restart the desktop window (started at login) or ``agent request-support`` finds the
+record and asks 「続けますか？」; only a yes resumes the same session with the same operator and
+no new support code; no answer within the resume timeout ends it (:meth:`RestartMixin.start_resume`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from protocol.errors import ErrorCode
+from protocol.messages import (
+    Chat,
+    ConsentRequest,
+    Error,
+    Message,
+    RestartNotice,
+    RestartRequest,
+    SessionState,
+)
+from protocol.text import safe_text
+
+from .consent import SYSTEM_RESTART
+from .consent_record import ConsentRecord
+from .i18n import t
+from .prompt import is_confirmation
+from .resume import Resumable, clear_resumable, save_resumable
+
+if TYPE_CHECKING:
+    from protocol.receipts import ConsentReceipt
+
+    from .connection import AgentClient
+    from .identity import Identity
+    from .prompt import LineReader
+
+log = logging.getLogger("agent.restart")
+
+REBOOT_ENV = "ISP_AGENT_REBOOT_COMMAND"
+"""Environment variable naming a command line that replaces the OS restart (tests, kiosks)."""
+REBOOT_COMMAND_WAIT: float = 60.0
+"""Seconds the agent waits for the restart command to return before calling it failed."""
+RESUME_TIMEOUT: float = 60.0
+"""Seconds the subscriber has to confirm continuing an interrupted session; then it ends."""
+
+WINDOWS_REBOOT: tuple[str, ...] = (
+    "shutdown",
+    "/r",
+    "/t",
+    "30",
+    "/c",
+    "リモートサポート: オペレータの依頼により30秒後に再起動します",
+)
+"""30 s: the subscriber sees Windows' own notice; ``shutdown /a`` cancels it."""
+MACOS_REBOOT: tuple[str, ...] = ("osascript", "-e", 'tell application "System Events" to restart')
+"""The same as Apple menu > Restart: apps may ask to save, no root needed."""
+LINUX_REBOOTS: tuple[tuple[str, ...], ...] = (("systemctl", "reboot"), ("shutdown", "-r", "+0"))
+"""systemd-logind lets the user of the active local session restart (polkit); ``shutdown`` for
+systems without systemd. Tried in this order."""
+
+
+def reboot_commands(
+    platform: str = sys.platform, env: Mapping[str, str] = os.environ
+) -> tuple[tuple[str, ...], ...]:
+    """The command lines that restart this PC, first one that runs wins (pure: data, unit-tested)."""
+    override = env.get(REBOOT_ENV, "").strip()
+    if override:
+        return (tuple(shlex.split(override, posix=not platform.startswith("win"))),)
+    if platform.startswith("win"):
+        return (WINDOWS_REBOOT,)
+    if platform == "darwin":
+        return (MACOS_REBOOT,)
+    return LINUX_REBOOTS
+
+
+async def run_reboot(commands: Sequence[Sequence[str]], wait: float = REBOOT_COMMAND_WAIT) -> bool:
+    """Run the first command that exists; True when it was accepted (exit 0, or still running:
+    a restart that takes the agent down with it)."""
+    for command in commands:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError:
+            continue
+        try:
+            return await asyncio.wait_for(proc.wait(), wait) == 0
+        except TimeoutError:
+            return True
+    return False
+
+
+class RestartMixin:
+    """Restart handling of :class:`agent.support.SupportSession` (which sets these)."""
+
+    record: ConsentRecord | None
+    session_id: str | None
+    identity: Identity
+    operator: str
+    lang: str
+    client: AgentClient
+    reader: LineReader
+
+    resuming: bool = False
+    """A resumed session waits for its first ``session_state`` (then it withdraws what is left)."""
+    end_on_resume: bool = False
+    """Nobody confirmed on screen: the session is resumed only to be ended at the broker."""
+    restarting: bool = False
+    """A restart was granted and started: a SIGTERM from the shutting-down OS must not end the
+    session at the broker (the subscriber is asked to continue after the restart)."""
+
+    if TYPE_CHECKING:
+
+        def say(self, line: str) -> None: ...
+        def _ignored(self, what: str, *scopes: str) -> None: ...
+        def _next_id(self, *, session: bool = False) -> str: ...
+        async def _after_change(self, receipt: ConsentReceipt, *, newly_granted: bool = False) -> None: ...
+        async def _send_receipt(self, receipt: ConsentReceipt) -> None: ...
+        async def end(self, reason: str) -> None: ...
+
+    async def _on_restart_request(self, msg: RestartRequest) -> None:
+        record = self.record
+        if msg.session_id != self.session_id or record is None or not record.permits("restart_request"):
+            self._ignored("restart_request without system:restart", SYSTEM_RESTART)
+            with contextlib.suppress(Exception):
+                await self.client.send(
+                    Error(code=ErrorCode.CONSENT_REQUIRED.value, message="system:restart is not granted")
+                )
+            return
+        if self.restarting:
+            return
+        assert self.session_id is not None
+        self.restarting = True
+        save_resumable(self.identity.data_dir, self.session_id, self.operator)
+        self.say(t("support.restarting", self.lang))
+        await self.client.send(RestartNotice(id=self._next_id(session=True), session_id=self.session_id))
+        if record.granted:  # nothing granted carries over the restart (第31条1項④)
+            await self._after_change(record.withdraw(record.granted, time.time()))
+        if await run_reboot(reboot_commands()):
+            return  # the OS takes the agent down; the record above is what continues
+        self.restarting = False
+        clear_resumable(self.identity.data_dir)
+        self.say(t("support.restart_failed", self.lang))
+        await self.client.send(Chat(session_id=self.session_id, text=t("support.restart_failed", self.lang)))
+
+    async def ask_resume(self, found: Resumable, timeout: float = RESUME_TIMEOUT) -> bool:
+        """「続けますか？」in the terminal: only an explicit はい / yes continues; no answer is no."""
+        operator = safe_text(found.operator, max_chars=64)
+        self.say(t("support.resume_question", self.lang, operator=operator, seconds=round(timeout)))
+        since = time.monotonic()
+        deadline = since + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            stamp, line = await self.reader.readline_stamped(left)
+            if line is None:
+                break
+            if stamp >= since:
+                return is_confirmation(line)
+        return False
+
+    def start_resume(self, found: Resumable, *, confirmed: bool) -> None:
+        """Continue ``found`` (same operator, no new code) with an empty consent record; without
+        ``confirmed`` the session is resumed only to be ended."""
+        self.session_id = found.session_id
+        self.record = ConsentRecord(session_id=found.session_id, serial=self.identity.serial)
+        self.resuming = True
+        self.end_on_resume = not confirmed
+        if confirmed:
+            self.say(t("support.resume_yes", self.lang))
+        else:
+            self.say(t("support.resume_no", self.lang))
+
+    async def _resume_filter(self, msg: Message) -> bool:
+        """Before the normal handling of ``msg`` while a session is being resumed; True when
+        ``msg`` is consumed here."""
+        if self.end_on_resume and isinstance(msg, ConsentRequest):
+            return True  # being ended: a question re-sent on resume is not put to the subscriber
+        if self.resuming and isinstance(msg, SessionState) and msg.session_id == self.session_id:
+            self.resuming = False
+            if self.end_on_resume:  # nobody confirmed on screen: end it (issue 16)
+                await self.end("the subscriber did not confirm after the restart")
+                return True
+            granted = [scope for scope, status in msg.scopes.items() if status == "granted"]
+            if granted and self.record is not None:
+                # What was allowed before is not carried over: a signed withdrawal makes the broker
+                # agree, and the operator asks again.
+                await self._send_receipt(self.record.withdraw(granted, time.time()))
+        return False
