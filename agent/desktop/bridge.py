@@ -198,6 +198,7 @@ class SessionBridge:
 
     async def _run(self, stdin: TextIO) -> int:
         from ..support import default_devices
+        from ..support_devices import indicator_wanted
 
         source, sink = default_devices(test_pattern=self.test_pattern)
         session = desktop_session_class()(
@@ -208,6 +209,7 @@ class SessionBridge:
             source=source,
             sink=sink,
             consent_ui=self.consent_ui,
+            indicator=indicator_wanted(),  # the "being watched" window, as in the terminal (issue 11)
         )
         session.emit = self.events.put
         if self.resume is not None:

@@ -195,3 +195,59 @@ async def test_a_bad_enrollment_file_is_refused_in_plain_words(display: str, tmp
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def indicator_window(display: str) -> str | None:
+    found = subprocess.run(
+        ["xdotool", "search", "--onlyvisible", "--name", "Remote support in progress"],
+        env=child_env(DISPLAY=display),
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,  # exit 1: no such window
+    ).stdout.split()
+    return found[0] if found else None
+
+
+async def test_the_window_shows_the_indicator_while_watched_and_its_end_button_ends(
+    broker: BrokerProcess, display: str, tmp_path: Path
+) -> None:
+    """request support → code → consent (view, with the keyboard) → the "being watched" indicator
+    → its 終了 button, pressed by the subscriber, ends the session (issue 16 with issue 11's rules)."""
+    data = tmp_path / "agent"
+    assert run_agent(data, *broker.add_subscriber("C-3002"), stdin="y\n").returncode == 0
+    account = add_operator(broker, "sato")
+    proc, out = start_desktop(data, display)
+    try:
+        await shows(out, "screen=idle")
+        main = focus_window(display)
+        xdotool(display, "key", "Return")
+        code = (await shows(out, CODE_RE.pattern)).group(1)
+        async with HelpdeskClient(broker.url, cafile=broker.data_dir / "ca.pem") as op:
+            await login(op, account)
+            session = (await op.claim(code=code, scopes=("screen:view",))).session_id
+            await shows(out, "screen=claimed")
+            assert indicator_window(display) is None, "nobody sees the screen before the yes"
+            dialog = await asyncio.to_thread(wait_until, lambda: other_window(display, main), what="consent")
+            xdotool(display, "windowfocus", "--sync", dialog)
+            for key in ("Tab", "space", "Tab", "space"):  # tick 画面を見る, then 許可
+                xdotool(display, "key", key)
+            await op.watch(session)
+            await op.wait_state(session, lambda s: s.scopes.get("screen:view") == "granted")
+            window = await asyncio.to_thread(
+                wait_until, lambda: indicator_window(display), what="the being-watched indicator"
+            )
+            await asyncio.sleep(0.5)  # let Tk draw it before the picture
+            screenshot(display, "desktop-indicator.png")
+            xdotool(display, "windowfocus", "--sync", window)
+            for key in ("Tab", "Tab", "space"):  # 操作をやめてもらう → 終了, pressed
+                xdotool(display, "key", key)
+            ended = await op.wait_state(session, lambda s: s.phase == "ended")
+            assert ended.ended_by == "subscriber"
+            await shows(out, "screen=ended")
+        await asyncio.to_thread(
+            wait_until, lambda: indicator_window(display) is None, timeout=10, what="indicator gone"
+        )
+    finally:
+        proc.terminate()
+        proc.wait(15)
