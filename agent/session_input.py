@@ -74,6 +74,9 @@ class InputMixin:
             self.sink.apply(event)
         except Exception as exc:  # an X error must not end the session; never log the event itself
             log.warning("could not apply %s input: %s", event.kind, type(exc).__name__)
+        sharer = getattr(self, "sharer", None)
+        if sharer is not None and sharer.running:
+            sharer.boost()  # its effect shows soon: capture at the fast rate (issue 13)
 
     def _pointer(self) -> tuple[int, int] | None:
         """Where the real pointer is (a click without a position lands there); None without one."""
