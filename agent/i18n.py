@@ -205,6 +205,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "ブローカー（サーバー）側でエラーが起きました。しばらくしてからもう一度お試しください。",
         "The broker had an internal error. Please try again later.",
     ),
+    "error.input_paused": (
+        "確認の表示中のため、オペレータの操作を止めています。",
+        "Remote control is paused while a question is shown.",
+    ),
+    "error.subscriber_busy": (
+        "お客さまの操作中のため、オペレータの操作を止めています。",
+        "Remote control is paused while you use the keyboard or mouse.",
+    ),
     "error.storage_unavailable": (
         "ブローカー（サーバー）側の記録装置の障害で、保存できませんでした。何も保存されていません。"
         "しばらくしてからもう一度お試しください。",

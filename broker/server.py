@@ -52,6 +52,7 @@ from .config import BrokerConfig
 from .datakeys import DataKeyring
 from .enrollment import enroll
 from .errors import BrokerError, RefusedError
+from .input_refusals import AgentInputRefusals
 from .inventory import InventoryVault
 from .operator_links import OperatorLinks
 from .operators import OperatorAccounts
@@ -147,6 +148,7 @@ class Broker:
             )[0],
         )
         self.operator_links = OperatorLinks(self.sessions)
+        self.input_refusals = AgentInputRefusals(self.sessions)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -504,7 +506,8 @@ class Broker:
                 self.background.submit(lambda store: store.update_machine_name(serial, name), "machine name")
             conn.display = message.display
         elif isinstance(message, Error):
-            log.info("agent %s reported error %s", conn.serial, message.code)
+            if not self.input_refusals.handle(conn.session_peer, message, self.clock()):
+                log.info("agent %s reported error %s", conn.serial, message.code)
         elif isinstance(message, SupportRequest):
             self.sessions.support_request(conn.session_peer, message, self.clock())
         else:

@@ -217,6 +217,8 @@ export const en = {
   "error.subscriber_terminated": "This contract has been terminated (Art. 20, 21).",
   "error.too_many_errors": "The connection was closed after too many errors.",
   "error.storage_unavailable": "The broker's storage failed; nothing was saved. Please try again later.",
+  "error.input_paused": "The input did not arrive: the subscriber is being asked a question.",
+  "error.subscriber_busy": "The input did not arrive: the subscriber is using the PC.",
   "error.unknown": "An error occurred ({code}).",
   "error.retry_after": "You can retry in {seconds} s.",
 };

@@ -218,6 +218,8 @@ export const ja = {
   "error.subscriber_terminated": "このご契約は解約されています（第20条・第21条）。",
   "error.too_many_errors": "エラーが続いたため接続が切られました。",
   "error.storage_unavailable": "ブローカーの記録装置の障害で保存できませんでした。しばらくしてから再試行してください。",
+  "error.input_paused": "お客さまに確認画面を表示中のため、入力は届いていません。",
+  "error.subscriber_busy": "お客さまの操作中のため、入力は届いていません。",
   "error.unknown": "エラーが発生しました（{code}）。",
   "error.retry_after": "{seconds}秒後に再試行できます。",
 };
