@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import math
 import os
@@ -245,6 +246,11 @@ class _ConsentDialog:
         self.on_shown(rects)
 
 
+CLOSE_WAIT: Final = 2.0
+"""Seconds a cancelled :func:`ask_consent_dialog` waits for its window to close (it polls its
+``cancel`` flag every ``_POLL_MS``, 50 ms), so the window is gone when the question is void."""
+
+
 async def ask_consent_dialog(
     request: ConsentRequest,
     *,
@@ -255,11 +261,15 @@ async def ask_consent_dialog(
     """:func:`tk_consent_dialog` in a worker thread with ``request.timeout``; cancelling closes the window.
 
     ``on_shown`` is called from the worker thread with the widgets' rectangles (``"window"`` is
-    the whole window) once it is on screen.
+    the whole window) once it is on screen. When the question becomes void (the session ended,
+    the answer came from the terminal) the caller cancels this coroutine: the window is told to
+    close and, before the cancellation goes on, this waits up to :data:`CLOSE_WAIT` for it to be
+    gone, so no window outlives its question and nothing waits for it until its timeout.
     """
     cancel = threading.Event()
-    try:
-        return await asyncio.to_thread(
+    worker = asyncio.get_running_loop().run_in_executor(
+        None,
+        functools.partial(
             tk_consent_dialog,
             request,
             lang,
@@ -267,6 +277,14 @@ async def ask_consent_dialog(
             display=display,
             cancel=cancel,
             on_shown=on_shown,
-        )
+        ),
+    )
+    worker.add_done_callback(lambda done: done.cancelled() or done.exception())  # never "not retrieved"
+    try:
+        return await asyncio.shield(worker)
+    except asyncio.CancelledError:
+        cancel.set()
+        await asyncio.wait({worker}, timeout=CLOSE_WAIT)
+        raise
     finally:
         cancel.set()

@@ -32,26 +32,16 @@ from certs import (
     private_key_to_pem,
 )
 from protocol import Link, Opened, Received
+from protocol.errors import ErrorCode
 from protocol.messages import Enroll, Enrolled, Error
 from wire import LinkRunner
 
 from .errors import AgentError, EnrollDeclined, EnrollRefused, FingerprintMismatchError, UnreachableError
+from .i18n import t
 from .identity import Identity, save_identity
 
 MAX_CA_BYTES = 64 * 1024
 
-STORAGE_UNAVAILABLE_TEXT = (
-    "ブローカー（サーバー）側の記録装置の障害で、登録を保存できませんでした。何も保存されていません。"
-    "しばらくしてからもう一度お試しください。 / The broker could not save the enrollment because of a "
-    "storage failure on the server; nothing was saved. Please try again later."
-)
-"""What the subscriber reads when the broker answers ``storage_unavailable`` (issue 12): the broker
-was reached, and the fault is on its side, not their connection or their token."""
-
-SERVER_FAILED_TEXT = (
-    "ブローカー（サーバー）側でエラーが起きました。しばらくしてからもう一度お試しください。 / "
-    "The broker had an internal error. Please try again later."
-)
 SOFTWARE = "isp-remote-support-agent/0.1"
 
 
@@ -175,12 +165,14 @@ async def _exchange(broker_url: str, ca_pem: bytes, request: Enroll) -> Enrolled
     except (OSError, WebSocketException, TimeoutError) as exc:
         raise UnreachableError(str(exc) or type(exc).__name__) from None
     if not result and close_code == 1011:  # reached, but it failed: not a network problem
-        raise EnrollRefused("internal", SERVER_FAILED_TEXT)
+        raise EnrollRefused("internal", t("error.internal", "en"))
     if not result:
         raise UnreachableError("the broker closed the connection without an answer")
     answer = result[0]
     if isinstance(answer, Error):
-        if answer.code == "storage_unavailable":
-            raise EnrollRefused(answer.code, STORAGE_UNAVAILABLE_TEXT)
+        if answer.code == ErrorCode.STORAGE_UNAVAILABLE:
+            # The broker was reached and the fault is on its side, not the subscriber's connection
+            # or token (issue 12); the words are agent/i18n.py's, in the subscriber's language.
+            raise EnrollRefused(answer.code, t("error.storage_unavailable", "en"))
         raise EnrollRefused(answer.code, answer.message)
     return answer

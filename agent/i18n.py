@@ -222,6 +222,75 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "ご契約は利用停止中です（第18条）。",
         "The service is suspended (Art. 18).",
     ),
+    # Every other ErrorCode (tests/agent/test_i18n_error_codes.py checks none is missing).
+    "error.malformed": (
+        "通信の内容が読み取れませんでした。ソフトウェアを最新にしてください。",
+        "A message could not be read. Please update the software.",
+    ),
+    "error.too_large": ("送られたデータが大きすぎます。", "The data sent was too large."),
+    "error.unknown_type": (
+        "サーバーが知らない種類の通信です。ソフトウェアを最新にしてください。",
+        "The broker does not know this kind of message. Please update the software.",
+    ),
+    "error.invalid_field": ("送られた内容が正しくありません。", "Something in the request was not valid."),
+    "error.unsupported_version": (
+        "このソフトウェアは古いため使えません。最新版をインストールしてください。",
+        "This version of the software is too old. Please install the latest version.",
+    ),
+    "error.unexpected_message": (
+        "今の状態ではその操作はできません。",
+        "That is not possible at this moment.",
+    ),
+    "error.invalid_state": ("今の状態ではその操作はできません。", "That is not possible at this moment."),
+    "error.cert_required": (
+        "このパソコンの証明書がありません。もう一度登録してください。",
+        "This PC has no certificate. Please register it again.",
+    ),
+    "error.not_allowed": ("その操作は許可されていません。", "That is not allowed."),
+    "error.not_found": ("見つかりませんでした。", "It was not found."),
+    "error.login_failed": ("ログインできませんでした。", "The login failed."),
+    "error.account_locked": ("アカウントはロックされています。", "The account is locked."),
+    "error.auth_required": ("ログインが必要です。", "Please log in first."),
+    "error.code_invalid": ("サポートコードが正しくありません。", "The support code is not valid."),
+    "error.idle_timeout": (
+        "しばらく通信がなかったため接続が切れました。",
+        "The connection was closed after a long silence.",
+    ),
+    "error.too_many_errors": (
+        "エラーが続いたため接続を切りました。",
+        "The connection was closed after too many errors.",
+    ),
+    "error.internal": (
+        "ブローカー（サーバー）側でエラーが起きました。しばらくしてからもう一度お試しください。",
+        "The broker had an internal error. Please try again later.",
+    ),
+    "error.input_paused": (
+        "確認の表示中のため、オペレータの操作を止めています。",
+        "Remote control is paused while a question is shown.",
+    ),
+    "error.subscriber_busy": (
+        "お客さまの操作中のため、オペレータの操作を止めています。",
+        "Remote control is paused while you use the keyboard or mouse.",
+    ),
+    "error.storage_unavailable": (
+        "ブローカー（サーバー）側の記録装置の障害で、保存できませんでした。何も保存されていません。"
+        "しばらくしてからもう一度お試しください。",
+        "The broker could not save the enrollment because of a storage failure on the server; "
+        "nothing was saved. Please try again later.",
+    ),
+    # Codes an operator gets when inviting a colleague; the agent shows them only if a broker relays one.
+    "error.colleague_unknown": (
+        "そのオペレータ名は登録されていません。",
+        "No operator has that name.",
+    ),
+    "error.colleague_offline": (
+        "そのオペレータは現在ログインしていません。",
+        "That operator is not logged in now.",
+    ),
+    "error.self_invite": (
+        "自分自身は招待できません。",
+        "An operator cannot invite themselves.",
+    ),
 }
 
 

@@ -25,10 +25,15 @@ if TYPE_CHECKING:
     from .input.consent_guard import ConsentGuard
     from .sharing import FrameSource, InputSink
 
-__all__ = ["REFUSAL_REPORT_INTERVAL", "InputMixin"]
+__all__ = ["REFUSAL_REPORT_INTERVAL", "SUBSCRIBER_ACTIVE", "InputMixin"]
 
 REFUSAL_REPORT_INTERVAL = 1.0
-"""Seconds between two reports to the broker of remote input dropped by the consent guard."""
+"""Seconds between two reports to the broker of remote input dropped by the consent guard or
+because the subscriber was using the PC (each report carries the count since the last one)."""
+
+SUBSCRIBER_ACTIVE = "subscriber_active"
+"""The reason reported when :class:`agent.screen_source.InjectorSink` dropped input because the
+subscriber was using the keyboard or mouse (the consent guard's reasons are the others)."""
 
 log = logging.getLogger("agent.support")
 
@@ -70,10 +75,18 @@ class InputMixin:
             return
         if event.kind in ("key", "text"):
             self.guard.remote_keys_applied(time.monotonic())
+        busy_before = getattr(self.sink, "paused_drops", 0)
         try:
             self.sink.apply(event)
         except Exception as exc:  # an X error must not end the session; never log the event itself
             log.warning("could not apply %s input: %s", event.kind, type(exc).__name__)
+        if getattr(self.sink, "paused_drops", 0) > busy_before:
+            # The subscriber is using the keyboard or mouse: their input wins (InjectorSink).
+            await self._report_guarded(SUBSCRIBER_ACTIVE)
+            return
+        sharer = getattr(self, "sharer", None)
+        if sharer is not None and sharer.running:
+            sharer.boost()  # its effect shows soon: capture at the fast rate (issue 13)
 
     def _pointer(self) -> tuple[int, int] | None:
         """Where the real pointer is (a click without a position lands there); None without one."""
@@ -90,17 +103,20 @@ class InputMixin:
         return int(x), int(y)
 
     async def _report_guarded(self, reason: str) -> None:
-        """Dropped by the consent guard: counted, reported to the broker at most once a second."""
+        """Dropped by the consent guard or for the subscriber's own input: counted, reported to the
+        broker at most once a second as ``input_paused`` / ``subscriber_busy`` with the count in
+        the stable form ``input refused: REASON (N events)``; the broker audits it and tells the
+        operator (broker/input_refusals.py)."""
         self._unreported_refusals += 1
         now = time.monotonic()
         if now - self._last_refusal_report < REFUSAL_REPORT_INTERVAL:
             return
-        if self._last_refusal_report == float("-inf"):
+        if self._last_refusal_report == float("-inf") and reason != SUBSCRIBER_ACTIVE:
             self.say(t("support.input_paused", self.lang))
         self._last_refusal_report = now
         count, self._unreported_refusals = self._unreported_refusals, 0
-        log.info("remote input refused by the consent guard: %s (%d events)", reason, count)
+        log.info("remote input refused: %s (%d events)", reason, count)
+        code = ErrorCode.SUBSCRIBER_BUSY if reason == SUBSCRIBER_ACTIVE else ErrorCode.INPUT_PAUSED
         with contextlib.suppress(Exception):
-            await self.client.send(
-                Error(code=ErrorCode.NOT_ALLOWED.value, message=f"input refused: {reason} ({count} events)")
-            )
+            report = f"input refused: {reason} ({count} events)"
+            await self.client.send(Error(code=code.value, message=report))

@@ -57,6 +57,8 @@ CREDENTIALS_TIMEOUT = 120.0
 """Seconds the subscriber has to type each router login field (別紙5 (11))."""
 GRANT_TIMEOUT = 60.0
 """Seconds to confirm a ``/grant`` typed in the terminal; no answer is no."""
+VOID_WAIT = 3.0
+"""Seconds the end of a session waits for open consent questions to close their windows."""
 DIALOG_GUARD_NAME = "consent_window"
 
 log = logging.getLogger("agent.support")
@@ -88,6 +90,7 @@ class QuestionsMixin:
     router_target: tuple[str, int]
     identity: Identity
     client: AgentClient
+    _consent_tasks: set[asyncio.Task[None]]
 
     def say(self, line: str) -> None:
         raise NotImplementedError
@@ -183,6 +186,16 @@ class QuestionsMixin:
                     self.say("")  # the Enter was not echoed either
 
     # -- consent ----------------------------------------------------------------------------------
+
+    async def _void_questions(self) -> None:
+        """The session ended: an open consent question is void. Its tasks are cancelled and awaited
+        (bounded), so its window is closed before the end is reported and before the process
+        exits, instead of staying up until the question's own timeout."""
+        tasks = [task for task in self._consent_tasks if not task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=VOID_WAIT)
 
     async def _ask_consent(self, request: ConsentRequest, prompt: str) -> set[str] | None:
         """Ask in the terminal, in a window, or both (first answer wins); None = no answer in time."""

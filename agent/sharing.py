@@ -189,6 +189,8 @@ class ScreenSharer:
         self._monitor_tasks: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._full = asyncio.Event()
+        self._wake = asyncio.Event()
+        """Set with ``_full`` and by :meth:`boost`: the wait between captures is looked at again."""
         # One thread for capture and encoding: an X connection belongs to the thread that opened it.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="screen")
         self.updates_sent = 0
@@ -228,6 +230,13 @@ class ScreenSharer:
         if behind:
             self.pipeline.adapt(rtt=0.0, behind=True)
         self._full.set()
+        self._wake.set()
+
+    def boost(self) -> None:
+        """An operator's input was applied: its effect shows soon, so capture at the fast rate for
+        a while (:meth:`FramePipeline.note_activity`) starting with the capture already waiting."""
+        self.pipeline.note_activity(self.clock())
+        self._wake.set()
 
     def _capture(self, now: float, full: bool) -> ScreenUpdate | None:
         frame = self.source.grab()
@@ -277,6 +286,17 @@ class ScreenSharer:
                 self.updates_sent += 1
                 self.bytes_sent += len(data)
             self._adapt(started)
-            delay = self.pipeline.frame_interval - (self.clock() - started)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), max(0.0, delay))
+            await self._pause(started)
+
+    async def _pause(self, started: float) -> None:
+        """Wait until the next capture is due (the pipeline's adaptive interval from ``started``), or
+        a keyframe is asked for; a :meth:`boost` meanwhile shortens the wait to the fast rate."""
+        for _ in range(16):  # bounded: each round is a boost or a keyframe request
+            delay = self.pipeline.capture_interval(started) - (self.clock() - started)
+            if delay <= 0 or self._full.is_set():
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except TimeoutError:
+                return

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import time
 from datetime import datetime
@@ -56,6 +55,7 @@ from .i18n import error_text, t
 from .identity import Identity
 from .indicator_client import IndicatorProcess
 from .input.consent_guard import DEFAULT_GRACE, ConsentGuard
+from .instance import SessionPidFile
 from .inventory.router import SSDP_MULTICAST
 from .prompt import (
     Command,
@@ -173,15 +173,14 @@ class SupportSession(QuestionsMixin, InputMixin, ColleaguesMixin, RestartMixin):
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._signal_end)
-        pid_path = self.identity.data_dir / PID_FILE
-        pid_path.write_text(str(os.getpid()))
+        pid_file = SessionPidFile(self.identity.data_dir / PID_FILE).acquire()  # OS-locked: never stale
         try:
             done_task = asyncio.create_task(self.done.wait())
             await asyncio.wait({client_task, done_task}, return_when=asyncio.FIRST_COMPLETED)
             if client_task.done() and client_task.exception() is not None:
                 raise client_task.exception()  # type: ignore[misc]
         finally:
-            pid_path.unlink(missing_ok=True)
+            pid_file.release()
             await self._stop_everything()
             close = getattr(self.sink, "close", None)
             if callable(close):  # releases held keys and stops the local-input listener
@@ -193,7 +192,8 @@ class SupportSession(QuestionsMixin, InputMixin, ColleaguesMixin, RestartMixin):
         return self.exit_code
 
     async def _stop_everything(self) -> None:
-        """Stop sharing and input at once, and take the indicator down."""
+        """Stop sharing and input at once, close open questions, and take the indicator down."""
+        await self._void_questions()  # the question is void: its window closes now
         if self.sharer is not None:
             await self.sharer.stop()
         release = getattr(self.sink, "release", None)

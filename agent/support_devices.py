@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from .instance import pid_of_running_session
 from .prompt import gui_available
 from .sharing import FrameSource, InputSink, TestPatternSource
 
@@ -20,12 +21,14 @@ PID_FILE = "session.pid"
 
 
 def request_end(data_dir: Path) -> bool:
-    """``python -m agent end``: ask the running session (another process) to end."""
-    path = data_dir / PID_FILE
+    """``python -m agent end``: ask the running session (another process) to end; False when none
+    runs (a pid file left by a killed session is stale and removed: :mod:`agent.instance`)."""
+    pid = pid_of_running_session(data_dir / PID_FILE)
+    if pid is None:
+        return False
     try:
-        pid = int(path.read_text().strip())
         os.kill(pid, signal.SIGTERM)
-    except (OSError, ValueError):
+    except OSError:
         return False
     return True
 

@@ -11,9 +11,11 @@ canvas's ``data-updates``, set by every draw).
 
 Beside it, measured in the same run: the **capture-only floor** (one ``mss`` grab of the whole
 screen, as the agent does it) and the **decode-only floor** (the page's own ``ScreenCanvas.apply``
-on the very frames that carried the changes, recorded from the WebSocket). The agent captures at
-most ``max_fps`` (15) times a second, so on average a change waits half an interval before it is
-even seen: that, not the network, is most of the rest.
+on the very frames that carried the changes, recorded from the WebSocket). The agent's capture rate
+is adaptive (``FramePipeline``: ``idle_fps`` 15 on a still screen, ``max_fps`` 30 for
+``active_hold`` 1 s after a change or an operator's input), so on average a change waits half an
+interval before it is even seen: that, not the network, is most of the rest. ``--pause`` sets the
+stillness between two changes (0.15 s; above 1 s every change meets the idle rate).
 
 Writes JSON (``--json``) and the section between ``<!-- glass:begin -->`` and ``<!-- glass:end -->``
 of ``docs/PERFORMANCE.md`` (``--markdown``). Needs Xvfb and Debian's Chromium; uses the test
@@ -107,7 +109,7 @@ def _summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def measure(width: int, height: int, samples: int, workdir: Path) -> dict[str, Any]:
+def measure(width: int, height: int, samples: int, workdir: Path, pause: float = 0.15) -> dict[str, Any]:
     """One screen size: glass-to-glass samples and both floors, all in this run."""
     sys.path.insert(0, str(ROOT))
     from agent.screen.capture import Capturer
@@ -166,7 +168,7 @@ def measure(width: int, height: int, samples: int, workdir: Path) -> dict[str, A
                         if i >= 2:
                             glass.append(float(seen) - t0)
                             change_frames.extend(f for f in frames[before:] if len(f) > 14)
-                        time.sleep(0.15 + (i % 5) * 0.013)  # not in step with the capture interval
+                        time.sleep(pause + (i % 5) * 0.013)  # not in step with the capture interval
                     decode = page.evaluate(
                         _DECODE, [base64.b64encode(f).decode("ascii") for f in change_frames[:samples]]
                     )
@@ -199,11 +201,17 @@ def measure(width: int, height: int, samples: int, workdir: Path) -> dict[str, A
     }
 
 
-def markdown(results: list[dict[str, Any]], samples: int) -> str:
+def markdown(results: list[dict[str, Any]], samples: int, pause: float = 0.15) -> str:
+    sys.path.insert(0, str(ROOT))
+    from agent.screen.pipeline import FramePipeline
+
+    pipe = FramePipeline()
     lines = [
         f"Glass-to-glass: a {SQUARE}×{SQUARE} square flips colour on the subscriber's Xvfb; the time until",
         "the operator console's visible canvas in Chromium holds the new colour (both timestamps from this",
-        f"host's clock), {samples} samples per size, real agent (default JPEG/PNG pipeline, 15 fps cap),",
+        f"host's clock), {samples} samples per size, {pause:g} s or more apart, real agent (default JPEG/PNG",
+        f"pipeline, adaptive capture: {pipe.idle_fps:g} fps idle, {pipe.max_fps:g} fps for "
+        f"{pipe.active_hold:g} s after a change or an input),",
         "real broker, loopback. Floors measured in the same run.",
         "",
         "| screen | glass-to-glass median | p95 | capture-only median | decode-only median (change) "
@@ -236,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.glass", description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=40)
     parser.add_argument("--size", action="append", default=None, help="WxH (default 1280x800 and 1920x1080)")
+    parser.add_argument("--pause", type=float, default=0.15, help="seconds of stillness between changes")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None, help="e.g. docs/PERFORMANCE.md")
     args = parser.parse_args(argv)
@@ -243,13 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for width, height in sizes:
         with tempfile.TemporaryDirectory(prefix="glass-") as tmp:
-            result = measure(width, height, args.samples, Path(tmp))
+            result = measure(width, height, args.samples, Path(tmp), args.pause)
         results.append(result)
         print(json.dumps(result), flush=True)
     if args.json is not None:
-        args.json.write_text(json.dumps({"samples": args.samples, "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps({"samples": args.samples, "pause": args.pause, "results": results}, indent=2)
+        )
     if args.markdown is not None:
-        write_markdown(args.markdown, markdown(results, args.samples))
+        write_markdown(args.markdown, markdown(results, args.samples, args.pause))
     return 0
 
 

@@ -24,6 +24,7 @@ from typing import TextIO
 
 from certs import CertError
 from protocol.text import safe_text
+from wire.gate import DEFAULT_MAX_UNAUTHENTICATED
 
 from .config import DAY, BrokerConfig, default_data_dir
 from .enrollment import issue_token
@@ -56,6 +57,14 @@ def _actor() -> str:
         return f"admin:{getpass.getuser()}"
     except (KeyError, OSError):  # no passwd entry in some containers
         return "admin"
+
+
+def _cap(value: str) -> int:
+    """A connection cap: a whole number, 0 for none (argparse turns the ValueError into exit 2)."""
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError("must be 0 (no cap) or more")
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=4 * 1024,
         help="TLS read buffer per idle connection in bytes, 4096-1048576 (asyncio's own: 262144)",
+    )
+    serve.add_argument(
+        "--max-unauthenticated-per-address",
+        type=_cap,
+        default=DEFAULT_MAX_UNAUTHENTICATED,
+        metavar="N",
+        help="connections one address may hold before they authenticate (default "
+        f"{DEFAULT_MAX_UNAUTHENTICATED}, for subscribers behind one CGNAT address); one more is closed "
+        "before TLS and audited; 0 = no cap",
     )
 
     subscriber = sub.add_parser("subscriber", help="manage subscribers (contracts)").add_subparsers(
@@ -219,6 +237,7 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
         ca_passphrase_file=args.ca_passphrase_file,
         service_hours=args.hours,
         tls_read_buffer=args.tls_read_buffer,
+        max_unauthenticated_per_address=args.max_unauthenticated_per_address or None,
         session_rules=SessionRules(
             code_ttl=args.code_ttl,
             consent_timeout=args.consent_timeout,

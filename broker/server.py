@@ -8,36 +8,28 @@ Paths (DESIGN §3):
 ``GET /ca.pem``, ``GET /crl.pem``, ``GET /healthz``  plain HTTPS.
 
 Everything protocol-shaped lives in :mod:`protocol`; this module only moves bytes, reads the
-clock and the peer certificate, and calls the store.
+clock and the peer certificate, and calls the store. Split by what they hold: the HTTP answers in
+:mod:`broker.http_routes`, an operator link's commands in :mod:`broker.operator_commands`, the
+connection records in :mod:`broker.peers` (``Broker`` mixes the first two in).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import http
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from websockets.http11 import Request, Response
+from websockets.http11 import Request
 
-from protocol import CLOSE_POLICY, BinaryReceived, Event, Link, Opened, Received, Rejected, encode
+from protocol import CLOSE_POLICY, BinaryReceived, Event, Link, Opened, Received, Rejected
 from protocol.errors import ErrorCode
 from protocol.messages import (
     AgentStatus,
-    Auth,
-    ChangePassword,
     Enroll,
     Error,
-    Login,
-    LoginOk,
-    Logout,
-    Message,
-    Ok,
     SupportRequest,
 )
 from wire import AsyncConnection, LinkPump, LinkRunner, WireConnection, WireServer
@@ -52,15 +44,18 @@ from .config import BrokerConfig
 from .datakeys import DataKeyring
 from .enrollment import enroll
 from .errors import BrokerError, RefusedError
+from .http_routes import HttpRoutes
+from .input_refusals import AgentInputRefusals
 from .inventory import InventoryVault
+from .operator_commands import OperatorCommands
 from .operator_links import OperatorLinks
 from .operators import OperatorAccounts
-from .ordered import BacklogFull, OrderedDispatch
+from .peers import AgentConnection, SenderPeer
 from .pki import Pki
 from .policy import AuditThrottle, CodeAttemptGuard, RateLimit, parse_hours
-from .relay import ScreenPush, Sender
-from .sessions import AgentPeer, OperatorPeer, SessionManager
-from .static_files import StaticFiles, make_response
+from .relay import Sender
+from .sessions import AgentPeer, SessionManager
+from .static_files import StaticFiles
 from .store import CertificateRecord, Store, SubscriberStatus
 
 log = logging.getLogger("broker")
@@ -72,36 +67,7 @@ HSTS = "max-age=63072000"
 (docs/hardening.md); no includeSubDomains, since the broker may share its domain with other hosts."""
 
 
-class SenderPeer:
-    """A connection as the session manager sees it: typed messages in, queued frames out."""
-
-    __slots__ = ("sender",)
-
-    def __init__(self, sender: Sender) -> None:
-        self.sender = sender
-
-    def send(self, message: Message) -> None:
-        self.sender.send_control(encode(message).decode("utf-8"))
-
-    def send_screen(self, frame: bytes, *, keyframe: bool) -> ScreenPush:
-        return self.sender.send_screen(frame, keyframe=keyframe)
-
-
-@dataclass(slots=True, eq=False)
-class AgentConnection:
-    """One live agent link: what the broker keeps per idle agent, so kept small (DESIGN §7)."""
-
-    serial: str
-    contract_id: str
-    peer: str
-    pump: LinkPump
-    session_peer: AgentPeer
-    machine_name: str = ""
-    display: bool = False
-    streaming: bool = False
-
-
-class Broker:
+class Broker(HttpRoutes, OperatorCommands):
     """Owns the listener, the live agent connections and the periodic housekeeping tasks."""
 
     def __init__(
@@ -147,6 +113,7 @@ class Broker:
             )[0],
         )
         self.operator_links = OperatorLinks(self.sessions)
+        self.input_refusals = AgentInputRefusals(self.sessions)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -239,31 +206,6 @@ class Broker:
             closed - started,
             time.monotonic() - closed,
         )
-
-    # -- HTTP -------------------------------------------------------------------------------------
-
-    def _process_request(self, connection: WireConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
-        if path in ("/enroll", "/agent", "/operator"):
-            return None
-        if path == "/healthz":
-            return connection.ws.reject(http.HTTPStatus.OK, "ok\n")
-        if path == "/ca.pem":
-            return _file_response(self.pki.ca.cert_pem, "application/x-pem-file")
-        if path == "/crl.pem":
-            return _file_response(self._crl(), "application/x-pem-file")
-        return self.static.response(path) or connection.ws.reject(http.HTTPStatus.NOT_FOUND, "not found\n")
-
-    def _crl(self) -> bytes:
-        revoked = self.store.revoked_serials()
-        if self._crl_cache is None or self._crl_cache[0] != len(revoked):
-            pem = self.pki.ca.build_crl(
-                [(int(serial, 16), datetime.fromtimestamp(at, UTC)) for serial, at in revoked],
-                now=datetime.fromtimestamp(self.clock(), UTC),
-                crl_number=len(revoked) + 1,
-            )
-            self._crl_cache = (len(revoked), pem)
-        return self._crl_cache[1]
 
     # -- WebSocket --------------------------------------------------------------------------------
 
@@ -504,148 +446,12 @@ class Broker:
                 self.background.submit(lambda store: store.update_machine_name(serial, name), "machine name")
             conn.display = message.display
         elif isinstance(message, Error):
-            log.info("agent %s reported error %s", conn.serial, message.code)
+            if not self.input_refusals.handle(conn.session_peer, message, self.clock()):
+                log.info("agent %s reported error %s", conn.serial, message.code)
         elif isinstance(message, SupportRequest):
             self.sessions.support_request(conn.session_peer, message, self.clock())
         else:
             self.sessions.agent_message(conn.session_peer, message, self.clock())
-
-    # -- operators --------------------------------------------------------------------------------
-
-    def _operator(self, ws: WireConnection) -> LinkPump:
-        """An operator link, driven from callbacks like an agent's: input reaches the agent in the
-        same event-loop turn; logins and password changes wait for argon2 in a thread, in order."""
-        sender = Sender(ws)
-        op = OperatorPeer(peer=SenderPeer(sender), address=ws.peer)
-
-        def crashed() -> None:
-            pump.close(1011, ErrorCode.INTERNAL.value)
-
-        dispatch: OrderedDispatch[Message] = OrderedDispatch(
-            lambda message: self._operator_command(op, message),
-            lambda message: self._operator_slow(op, message, ws),
-            lambda message: isinstance(message, Login | Auth | ChangePassword),
-            on_crash=crashed,
-        )
-
-        def on_event(event: Event) -> None:
-            if isinstance(event, Received):
-                try:
-                    dispatch.push(event.message)
-                except BacklogFull:
-                    pump.send(Error(code=ErrorCode.RATE_LIMITED.value, message="too many messages at once"))
-                    pump.close(CLOSE_POLICY, ErrorCode.RATE_LIMITED.value)
-
-        def on_lost() -> None:
-            dispatch.close()
-            sender.close()
-            self.operator_links.unregister(op)
-            self.sessions.operator_detached(op, self.clock())
-
-        pump = self._pump(ws, "operator", sender, on_event, on_lost, binary=False)
-        self.operator_links.register(op, pump)
-        return pump
-
-    def _operator_refused(
-        self, op: OperatorPeer, request_id: str | None, exc: BrokerError, now: float
-    ) -> None:
-        op.peer.send(
-            Error(id=request_id, code=exc.code.value, message=exc.message, retry_after=exc.retry_after)
-        )
-        if exc.code is ErrorCode.AUTH_REQUIRED and op.name is not None:
-            self.sessions.operator_detached(op, now)
-            op.name = op.token = None
-
-    def _operator_authenticated(self, op: OperatorPeer, now: float) -> str:
-        """The operator's name, after checking the login still holds (expired, or logged out elsewhere)."""
-        if op.name is None or op.token is None:
-            raise RefusedError("log in first", code=ErrorCode.AUTH_REQUIRED)
-        self.accounts.authenticate(op.token, now=now)
-        return op.name
-
-    def _operator_command(self, op: OperatorPeer, message: Message) -> None:
-        """Everything but login and password change: handled at once, in the callback."""
-        now = self.clock()
-        try:
-            self._operator_authenticated(op, now)
-            if isinstance(message, Logout):
-                assert op.token is not None
-                self.accounts.logout(op.token, now=now)
-                op.peer.send(Ok(id=message.id))
-                # Every other connection with this token stops now, not at its next message.
-                self.operator_links.end_token(op.token, now, reason="logged out", keep=op)
-                self.sessions.operator_detached(op, now)
-                op.name = op.token = None
-            elif op.must_change_password:
-                raise RefusedError("change the initial password first", code=ErrorCode.NOT_ALLOWED)
-            else:
-                self.sessions.operator_message(op, message, now)
-        except BrokerError as exc:
-            self._operator_refused(op, getattr(message, "id", None), exc, now)
-
-    async def _operator_slow(self, op: OperatorPeer, message: Message, ws: WireConnection) -> None:
-        """Login, token auth and password change (argon2id in a worker thread)."""
-        now = self.clock()
-        try:
-            if isinstance(message, Login | Auth):
-                await self._operator_login(op, message, now)
-                ws.authenticated()  # logged in: no longer counted against its address
-            elif isinstance(message, ChangePassword):
-                name = self._operator_authenticated(op, now)
-                await asyncio.to_thread(
-                    self.accounts.change_password,
-                    name,
-                    message.old_password,
-                    message.new_password,
-                    now=now,
-                )
-                op.must_change_password = False
-                op.peer.send(Ok(id=message.id))
-                op.peer.send(self.sessions.queue())
-        except BrokerError as exc:
-            self._operator_refused(op, getattr(message, "id", None), exc, now)
-
-    async def _operator_login(self, op: OperatorPeer, message: Login | Auth, now: float) -> None:
-        if isinstance(message, Login):
-            if (retry := self._login_attempts.check(op.address, now)) is not None:
-                raise RefusedError(
-                    "too many login attempts from this address",
-                    code=ErrorCode.RATE_LIMITED,
-                    retry_after=retry,
-                )
-            self._login_attempts.record(op.address, now)
-            # argon2id is deliberately slow (tens of ms): verify in a worker thread so logins,
-            # good or hostile, never stall the relay of everyone else.
-            result = await asyncio.to_thread(
-                self.accounts.login, message.name, message.password, message.totp, now=now, peer=op.address
-            )
-            token, expires_at, must_change = result.token, result.expires_at, result.password_change_required
-            name, display_name, role = result.name, result.display_name, result.role
-        else:
-            identity = self.accounts.authenticate(message.token, now=now)
-            token, expires_at, must_change = (
-                message.token,
-                identity.expires_at,
-                identity.password_change_required,
-            )
-            name, display_name, role = identity.name, identity.display_name, identity.role
-        op.name, op.display_name, op.role, op.token = name, display_name, role, token
-        op.expires_at = expires_at
-        op.must_change_password = must_change
-        op.peer.send(
-            LoginOk(
-                id=message.id,
-                token=token,
-                expires_at=expires_at,
-                name=name,
-                display_name=display_name,
-                role=role,
-                password_change_required=must_change,
-            )
-        )
-        self.sessions.operator_attached(op)
-        if not must_change:
-            op.peer.send(self.sessions.queue())
 
     # -- housekeeping -----------------------------------------------------------------------------
 
@@ -703,7 +509,3 @@ class Broker:
         if seen:
             serials, now = sorted(seen), self.clock()
             self.background.submit(lambda store: store.touch(serials, now=now), "last seen")
-
-
-def _file_response(body: bytes, content_type: str) -> Response:
-    return make_response(http.HTTPStatus.OK, body, content_type)

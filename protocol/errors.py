@@ -70,6 +70,11 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal"
     # the broker's storage failed (disk full, read-only, I/O error): nothing was stored, retry later
     STORAGE_UNAVAILABLE = "storage_unavailable"
+    # remote input the subscriber's agent did not apply although control is granted (DESIGN §2):
+    # a consent question is open or just closed, or it was aimed at the consent window or the
+    # "being watched" indicator / the subscriber is using the keyboard or mouse themselves
+    INPUT_PAUSED = "input_paused"
+    SUBSCRIBER_BUSY = "subscriber_busy"
 
 
 class ProtocolError(Exception):

@@ -16,7 +16,7 @@ import { claim, clearAlert, loadQueue, renderQueue, resetQueue, tickQueue, queue
 import { activate, activeView, closeAll, views } from "./session.js";
 import { backFromSession, endClicked, render, scheduleDraw, setViewMode } from "./session-page.js";
 import { hideCredentials, revealCredentials } from "./inventory.js";
-import { installInput, noteBlocked, sendCombo } from "./input.js";
+import { installInput, noteBlocked, noteRefused, sendCombo } from "./input.js";
 import { renderSwitcher } from "./switcher.js";
 import { enterSupervisor, loadAudit, loadSessions, renderAudit, resetSupervisor, verifyAudit } from "./supervisor.js";
 import { SCOPE_CONTROL, SCOPE_RESTART, SCOPE_VIEW, scopeStatus } from "./scopes.js";
@@ -58,6 +58,10 @@ function showScopeMessage(key) {
 
 on("error", (msg, view) => {
   if (msg.code === "auth_required") return backToLogin("login.expired");
+  if (view !== null && (msg.code === "input_paused" || msg.code === "subscriber_busy")) {
+    if (view === activeView()) noteRefused(errorText(msg.code));  // the PC did not apply it
+    return;
+  }
   if (view !== null && msg.code === "consent_required") {
     if (view === activeView()) noteBlocked(errorText(msg.code));
     return;

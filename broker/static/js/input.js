@@ -42,6 +42,17 @@ export function noteBlocked(reasonText) {
   notice.textContent = t("input.blocked", { reason: reasonText });
 }
 
+/** The subscriber's PC received input but did not apply it (a consent question open, the
+ * subscriber using the PC): the broker's notice, in words, counted in data-refused. */
+export function noteRefused(text) {
+  const view = activeView();
+  if (view === null) return;
+  view.refusedInputs = (view.refusedInputs || 0) + 1;
+  const notice = $("input-notice");
+  notice.dataset.refused = String(view.refusedInputs);
+  notice.textContent = text;
+}
+
 /** input {session_id, seq, kind, ...} on the active view's own connection, only with control. */
 export function sendInput(event, view = activeView()) {
   const reason = inputBlockReason(view);
