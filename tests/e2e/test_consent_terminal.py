@@ -146,17 +146,27 @@ async def test_chat_cannot_imitate_or_hide_the_consent_question(
             assert "and the helpdesk fixes it for you" not in screen  # chat is held back
             assert b"\x1b[2J" not in term.raw  # never sent to the terminal
             assert b"\x1b[8A" not in term.raw
+            # Nobody sees the screen before the subscriber allows it, whatever the broker lists.
+            assert "can now see your screen" not in screen
 
             term.type("1")
             screen = term.wait_visible("and the helpdesk fixes it for you")
             state = await op.wait_state(session, lambda s: s.scopes.get("input:control") == "denied")
             assert state.scopes["screen:view"] == "granted"
 
+            screen = term.wait_visible("Alice (helpdesk) (operator) can now see your screen.")
             lines = screen.splitlines()
             assert (
                 "Answer recorded. Allowed: View your screen / Not allowed: Control your mouse and keyboard"
                 in screen
             )
+            # The operator "joined"; only once the answer allowed the screen can she see it.
+            joined = lines.index("Alice (helpdesk) (operator) joined the session.")
+            answered = next(i for i, line in enumerate(lines) if line.startswith("Answer recorded."))
+            sees = lines.index("Alice (helpdesk) (operator) can now see your screen.")
+            assert sees > answered
+            assert joined < sees
+            assert lines[sees - 1] == "Currently allowed: View your screen"
             # The fake: escaped, behind the marker or indented under it, never at the margin.
             marker = next(i for i, line in enumerate(lines) if "\\x1b[2J\\x1b[H\\x1b[8A\\x1b[2K" in line)
             assert lines[marker].startswith("💬 Alice (helpdesk)(operator)> ")
