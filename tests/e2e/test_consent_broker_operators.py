@@ -289,10 +289,10 @@ async def test_admin_lock_or_disable_ends_connections_within_a_second(
 
 async def test_the_agent_is_told_who_watches(broker: BrokerProcess, tmp_path: Path) -> None:
     """A bare agent connection (the real certificate and key) sees the supervisor join."""
-    import base64
-
-    from certs import load_private_key, sign
-    from protocol.receipts import ConsentReceipt, receipt_bytes
+    from agent.receipts import decision_message
+    from certs import load_private_key
+    from protocol.codec import encode
+    from protocol.receipts import ConsentReceipt
 
     agent_dir = tmp_path / "agent"
     serial = enrolled_agent(broker, agent_dir, "C-500")
@@ -332,17 +332,7 @@ async def test_the_agent_is_told_who_watches(broker: BrokerProcess, tmp_path: Pa
                 denied=(),
                 time=time.time(),
             )
-            await agent.send(
-                json.dumps(
-                    {
-                        "type": "consent_decision",
-                        "id": "d1",
-                        "session_id": session,
-                        "receipt": receipt_bytes(receipt).decode(),
-                        "signature": base64.b64encode(sign(key, receipt_bytes(receipt))).decode(),
-                    }
-                )
-            )
+            await agent.send(encode(decision_message(receipt, key, id="d1")).decode())
             state = await next_of("session_state")
             while state["phase"] != "active":
                 state = await next_of("session_state")
