@@ -133,6 +133,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "{who} can now see your screen.",
     ),
     "support.viewer_left": ("{who} は画面を見るのをやめました。", "{who} stopped watching your screen."),
+    # While the subscriber has not allowed the screen, nobody sees it: people are only in the session.
+    "support.viewer_present": ("{who} がサポートに参加しました。", "{who} joined the session."),
+    "support.viewer_gone": ("{who} がサポートから退出しました。", "{who} left the session."),
+    "support.viewer_unseen": (
+        "{who} はもうあなたの画面を見られません。",
+        "{who} can no longer see your screen.",
+    ),
     "support.watching": ("画面を見ている人: {who}", "Watching your screen: {who}"),
     "support.grant_confirm": (
         "「{scope}」を許可しますか？ 許可する場合は「はい」と入力して Enter を押してください"

@@ -68,7 +68,13 @@ def describe(state: dict[str, Any]) -> dict[str, str]:
         extra = ("・閲覧のみ" if ja else ", view only") if viewer.get("read_only") else ""
         people.append(f"{name}（{role}{extra}）" if ja else f"{name} ({role}{extra})")
     nobody = "（まだいません）" if ja else "(nobody yet)"
-    who = ("見ている人: " if ja else "Watching: ") + (("、" if ja else ", ").join(people) or nobody)
+    # Only while screen:view is granted can anyone see the screen (DESIGN §2): otherwise (control
+    # alone) the people are in the session, not watching.
+    if SCREEN_VIEW in granted:
+        label = "見ている人: " if ja else "Watching: "
+    else:
+        label = "参加している人: " if ja else "In the session: "
+    who = label + (("、" if ja else ", ").join(people) or nobody)
     labels = [scope_label(s, lang) for s in (SCREEN_VIEW, INPUT_CONTROL) if s in granted]
     others = [s for s in granted if s not in (SCREEN_VIEW, INPUT_CONTROL)]
     if others:

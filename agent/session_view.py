@@ -7,15 +7,26 @@ take: each message starts with :data:`CHAT_MARKER` and the sender's name, and ev
 of it is indented behind :data:`CHAT_CONTINUATION`. While a consent question is open, chat is
 held back (up to :data:`DEFAULT_MAX_HELD` lines; the oldest are dropped beyond that, and the
 subscriber is told how many) and printed after the question has closed, so nothing can appear
-between the question and its answer.
+between the question and its answer. Our own announcements of who is in the session
+(:meth:`SessionView.notice`, worded by :func:`viewer_notices`) are held the same way and come out
+in the order they arrived, interleaved with the chat.
+
+Who "can see your screen" follows the agent's own consent record, not the broker's list alone
+(DESIGN §2): while the subscriber has not allowed ``screen:view`` nobody sees the screen, so a
+person the broker lists has only "joined the session"; allowing the screen announces every
+present person as able to see it, and withdrawing it says they no longer can.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
+from collections.abc import Iterable
 from typing import Final, TextIO
 
 from protocol.text import safe_lines, safe_text
+
+from .i18n import t
 
 __all__ = [
     "CHAT_CONTINUATION",
@@ -24,7 +35,11 @@ __all__ = [
     "SessionView",
     "format_chat",
     "viewer_label",
+    "viewer_notices",
 ]
+
+Person = tuple[str, str, bool]
+"""A viewer as the broker lists it: ``(name, role, read_only)``."""
 
 CHAT_MARKER: Final = "💬 "
 """Starts every chat message; none of our own lines (questions, notices) ever does."""
@@ -60,6 +75,38 @@ def viewer_label(name: str, role: str, read_only: bool, lang: str) -> str:
     return f"{shown}（{role_text}）" if ja else f"{shown} ({role_text})"
 
 
+def viewer_notices(
+    before: Iterable[Person], after: Iterable[Person], *, saw: bool, sees: bool, lang: str
+) -> list[str]:
+    """What to tell the subscriber when the people in the session or the screen permission change.
+
+    ``saw``/``sees``: whether the agent's own record granted ``screen:view`` at the last notice and
+    now. Only while it does can anyone see the screen: then arrivals "can now see your screen" and
+    departures "stopped watching"; otherwise they "joined" or "left the session". When the
+    permission is given, everyone present "can now see your screen"; when it is taken back, each
+    of them "can no longer see your screen".
+    """
+    old, new = set(before), set(after)
+    joined, left, stayed = new - old, old - new, old & new
+    if saw and sees:
+        changes = [("support.viewer_joined", joined), ("support.viewer_left", left)]
+    elif not saw and not sees:
+        changes = [("support.viewer_present", joined), ("support.viewer_gone", left)]
+    elif sees:  # the screen was just allowed
+        changes = [("support.viewer_joined", stayed | joined), ("support.viewer_gone", left)]
+    else:  # the screen was just taken back
+        changes = [
+            ("support.viewer_present", joined),
+            ("support.viewer_unseen", stayed),
+            ("support.viewer_left", left),
+        ]
+    return [
+        t(key, lang, who=viewer_label(name, role, read_only, lang))
+        for key, people in changes
+        for name, role, read_only in sorted(people)
+    ]
+
+
 class SessionView:
     """The terminal: :meth:`say` for our own text, :meth:`chat` for messages from the operator."""
 
@@ -67,7 +114,11 @@ class SessionView:
         self.out = out
         self.lang = lang
         self._holds = 0
-        self._held: deque[str] = deque(maxlen=max_held)
+        self._held: deque[tuple[int, str]] = deque(maxlen=max_held)
+        """Chat lines held while a question is open, with their arrival number."""
+        self._held_notices: deque[tuple[int, str]] = deque(maxlen=max_held)
+        """Our own announcements held meanwhile (a bound of their own: chat never pushes them out)."""
+        self._arrivals = 0
         self._dropped = 0
 
     @property
@@ -84,10 +135,20 @@ class SessionView:
             for line in lines:
                 if len(self._held) == self._held.maxlen:
                     self._dropped += 1
-                self._held.append(line)
+                self._arrivals += 1
+                self._held.append((self._arrivals, line))
             return
         for line in lines:
             self.say(line)
+
+    def notice(self, line: str) -> None:
+        """Our own announcement (who is in the session): printed now, or after the open question
+        closed, in its place among the chat that arrived meanwhile."""
+        if self.holding:
+            self._arrivals += 1
+            self._held_notices.append((self._arrivals, line))
+            return
+        self.say(line)
 
     def hold(self) -> None:
         """A question opens: chat waits until every open question has closed."""
@@ -106,5 +167,8 @@ class SessionView:
                 else f"(older chat lines received during the question were left out: {self._dropped})"
             )
             self._dropped = 0
-        while self._held:
-            self.say(self._held.popleft())
+        held = list(heapq.merge(self._held, self._held_notices))
+        self._held.clear()
+        self._held_notices.clear()
+        for _, line in held:
+            self.say(line)

@@ -73,7 +73,7 @@ from .session_colleagues import ColleaguesMixin
 from .session_input import InputMixin
 from .session_questions import QuestionsMixin
 from .session_restart import RestartMixin
-from .session_view import SessionView, viewer_label
+from .session_view import SessionView, viewer_notices
 from .sharing import CountingInputSink, FrameSource, InputSink, ScreenSharer, TestPatternSource
 from .support_devices import PID_FILE, choose_consent_ui, default_devices, request_end
 
@@ -136,6 +136,8 @@ class SupportSession(QuestionsMixin, InputMixin, ColleaguesMixin, RestartMixin):
         self.session_id: str | None = None
         self.operator = ""
         self.viewers: tuple[Viewer, ...] = ()
+        self._saw = False
+        """Whether the record granted screen:view when the viewers were last announced."""
         self.record: ConsentRecord | None = None
         self.sharer: ScreenSharer | None = None
         self.done = asyncio.Event()
@@ -321,7 +323,8 @@ class SupportSession(QuestionsMixin, InputMixin, ColleaguesMixin, RestartMixin):
         self._confirmed = True
         if state.operator and state.operator != self.operator:
             self.operator = state.operator
-            self.say(t("support.claimed", self.lang, operator=safe_text(state.operator, max_chars=80)))
+            shown = safe_text(state.operator, max_chars=80)
+            self.view.notice(t("support.claimed", self.lang, operator=shown))
         if state.phase == "ended":
             await self._stop_everything()
             by = safe_text(state.ended_by or "-", max_chars=32)
@@ -333,24 +336,23 @@ class SupportSession(QuestionsMixin, InputMixin, ColleaguesMixin, RestartMixin):
             if disagreement:
                 self._ignored("session_state contradicting the subscriber's consent", *disagreement)
         self._check_persons(state)
-        notice = self._viewers_changed(state.viewers)
+        notice = self._announce(state.viewers)
         await self._sync_sharing(notice=notice)
 
-    def _viewers_changed(self, viewers: tuple[Viewer, ...]) -> str:
-        """Announce who started or stopped seeing the screen (DESIGN §2); returns the notice."""
-        before = {(v.name, v.role, v.read_only) for v in self.viewers}
-        after = {(v.name, v.role, v.read_only) for v in viewers}
-        self.viewers = viewers
-        lines = [
-            t(key, self.lang, who=viewer_label(name, role, read_only, self.lang))
-            for key, changed in (
-                ("support.viewer_joined", after - before),
-                ("support.viewer_left", before - after),
-            )
-            for name, role, read_only in sorted(changed)
-        ]
+    def _announce(self, viewers: tuple[Viewer, ...] | None = None) -> str:
+        """Tell the subscriber who joined or left, and who can see the screen: only while the
+        agent's own record grants screen:view (DESIGN §2); returns the notice for the indicator.
+        Held like chat while a question is open (:meth:`SessionView.notice`)."""
+        record = self.record
+        sees = record is not None and not record.ended and record.allows(SCREEN_VIEW)
+        before = [(v.name, v.role, v.read_only) for v in self.viewers]
+        if viewers is not None:
+            self.viewers = viewers
+        after = [(v.name, v.role, v.read_only) for v in self.viewers]
+        lines = viewer_notices(before, after, saw=self._saw, sees=sees, lang=self.lang)
+        self._saw = sees
         for line in lines:
-            self.say(line)
+            self.view.notice(line)
         return " ".join(lines)
 
     def _watchers(self) -> tuple[Viewer, ...]:
@@ -459,11 +461,11 @@ class SupportSession(QuestionsMixin, InputMixin, ColleaguesMixin, RestartMixin):
             if newly_granted:
                 await self._wait_grace()
             await self._send_receipt(receipt)
-        await self._sync_sharing()
         record = self.record
         if record is not None:
             labels = ", ".join(scope_label(s, self.lang) for s in record.granted_in_order())
             self.say(t("support.scopes", self.lang, scopes=labels or t("support.none", self.lang)))
+        await self._sync_sharing(notice=self._announce())
 
     async def _send_receipt(self, receipt: ConsentReceipt) -> None:
         assert self.session_id is not None

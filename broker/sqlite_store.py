@@ -494,11 +494,20 @@ class SQLiteStore(OperatorTables):
         )
 
     def verify_audit(self) -> ChainReport:
-        head_row = self._db.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
-        head = str(head_row[0]) if head_row else None
-        keyed_from = self._keyed_from()
-        rows = self._db.execute(f"SELECT {self._AUDIT_COLS} FROM audit ORDER BY seq")
-        return verify_chain(rows, head=head, key=self.audit_key.chain, keyed_from=keyed_from)
+        """The chain and its recorded head, read in one snapshot: another connection (the storage
+        thread of broker.background records refused connections) may append meanwhile, and a head
+        read before its entry and rows read after it looked like a broken chain."""
+        with self._lock:
+            self._db.execute("BEGIN")  # a read transaction: one WAL snapshot for every SELECT below
+            try:
+                head_row = self._db.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
+                head = str(head_row[0]) if head_row else None
+                keyed_from = self._keyed_from()
+                rows = self._db.execute(f"SELECT {self._AUDIT_COLS} FROM audit ORDER BY seq")
+                return verify_chain(rows, head=head, key=self.audit_key.chain, keyed_from=keyed_from)
+            finally:
+                if self._db.in_transaction:
+                    self._db.execute("COMMIT")
 
     # -- subscribers ------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from typing import Protocol
 
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import CONNECTING, OPEN
+from websockets.protocol import CLOSED, CLOSING, CONNECTING, OPEN
 from websockets.protocol import Protocol as WsProtocol
 from websockets.server import ServerProtocol
 
@@ -161,13 +161,21 @@ class WireConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         ws = self.ws
+        closing = ws.state is CLOSING or ws.state is CLOSED
         ws.receive_data(data)
         events = ws.events_received()
         self._send_data()
+        close_sent = ws.close_sent
         for event in events:
             if isinstance(event, Frame):
-                if ws.state is not OPEN:
-                    break  # failed (1007) or closing: RFC 6455 §1.4, the rest is discarded
+                # The parser stops at the peer's close frame (or a framing error), so every frame
+                # here came before it: deliver it, even though the state is CLOSING by now (a
+                # client's last message and its close often share one read; dropping them lost
+                # an operator's session_end). Discard the rest only when we had closed before
+                # this read, or we failed or closed the connection while handling it (1007, the
+                # application): RFC 6455 §1.4.
+                if closing or ws.close_sent is not close_sent:
+                    break
                 self._frame(event)
             elif isinstance(event, Request):
                 self._handshake(event)

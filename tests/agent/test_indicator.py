@@ -51,6 +51,15 @@ def test_texts_in_english_and_names_are_escaped() -> None:
     assert texts["what"] == "Allowed: View your screen"
 
 
+def test_without_the_screen_the_people_are_in_the_session_not_watching() -> None:
+    """Control alone (the subscriber never allowed the screen): nobody sees it (DESIGN §2)."""
+    viewers = [{"name": "山田", "role": "operator"}]
+    ja = describe({"lang": "ja", "granted": ["input:control"], "viewers": viewers})
+    assert ja["who"] == "参加している人: 山田（オペレータ）"
+    en = describe({"lang": "en", "granted": ["input:control"], "viewers": viewers})
+    assert en["who"] == "In the session: 山田 (operator)"
+
+
 class _Indicator:
     def __init__(self, display: str) -> None:
         env = child_env(DISPLAY=display)

@@ -181,6 +181,36 @@ def test_two_stores_on_one_file_keep_one_chain(db_path: Path) -> None:
         cli.close()
 
 
+def test_verify_reads_one_snapshot_while_another_connection_appends(db_path: Path) -> None:
+    """The broker's storage thread appends audit entries on a connection of its own (refused
+    connections): one appended between verify's read of the head and its read of the rows made an
+    intact chain look broken ("the recorded head of the chain does not match the last entry")."""
+    broker = SQLiteStore(db_path)
+    background = SQLiteStore(db_path)
+    try:
+        _fill(broker, 3)
+        appended: list[int] = []
+
+        def between(statement: str) -> None:  # runs inside verify, after the head was read
+            if "MIN(seq)" in statement and not appended:
+                appended.append(
+                    background.append_audit(
+                        actor="broker", action="agent.refused", subject="x", details={}, now=T0
+                    )
+                )
+
+        broker._db.set_trace_callback(between)
+        report = broker.verify_audit()
+        broker._db.set_trace_callback(None)
+        assert appended == [4]
+        assert report.ok, report.problems
+        assert report.checked == 3  # the snapshot verify started with
+        assert broker.verify_audit().checked == 4
+    finally:
+        broker.close()
+        background.close()
+
+
 def test_chain_survives_reopening(db_path: Path) -> None:
     first = SQLiteStore(db_path)
     _fill(first, 5)

@@ -10,7 +10,14 @@ from pathlib import Path
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.browser import PageLog, console_login, record
-from tests.helpers import BrokerProcess, OperatorAccount, SupportProcess, child_env, start_support
+from tests.helpers import (
+    BrokerProcess,
+    OperatorAccount,
+    SupportProcess,
+    child_env,
+    confirm_control,
+    start_support,
+)
 
 VIEW_PROMPT = "View your screen"
 CONTROL_PROMPT = "Control your mouse and keyboard"
@@ -24,8 +31,11 @@ def x_env(display: str) -> dict[str, str]:
 
 def real_agent(data_dir: Path, display: str, *args: str) -> SupportProcess:
     """``request-support`` capturing and injecting on ``display``, lossless (exact pixels), asking
-    on its terminal only (no consent window over what the test looks at)."""
-    return start_support(data_dir, "--lossless", "--consent-ui", "terminal", *args, env=x_env(display))
+    on its terminal only, without the "being watched" window (no window of the agent's over what
+    the test looks at or aims at: remote input over it is dropped, as it must be)."""
+    env = x_env(display)
+    env["AGENT_INDICATOR"] = "off"
+    return start_support(data_dir, "--lossless", "--consent-ui", "terminal", *args, env=env)
 
 
 def operator_page(
@@ -61,7 +71,10 @@ def grant_control(page: Page, support: SupportProcess) -> None:
     page.get_by_test_id("request-control").click()
     support.wait_for(CONTROL_PROMPT)
     support.type("a")
-    expect(page.get_by_test_id("scope-status-input-control")).to_have_attribute("data-status", "granted")
+    confirm_control(support)  # control needs a typed yes (issue 11); the grant then waits the guard's grace
+    expect(page.get_by_test_id("scope-status-input-control")).to_have_attribute(
+        "data-status", "granted", timeout=15_000
+    )
     expect(page.get_by_test_id("input-notice")).to_have_attribute("data-state", "granted")
 
 

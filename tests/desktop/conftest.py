@@ -4,23 +4,11 @@ and a private Xvfb screen."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import BrokerProcess
+from tests.e2e.conftest import broker  # noqa: F401  (the same broker fixture, not a copy)
 from tests.x11 import xvfb
-
-ALWAYS_OPEN = ("--hours", "00:00-00:00")
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
-    proc = BrokerProcess(tmp_path / "broker", extra_args=(*ALWAYS_OPEN, "--consent-timeout", "20")).start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import ssl
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from websockets.asyncio.client import connect
 from helpdesk import HelpdeskClient
 from protocol.limits import SUPPORTED_VERSIONS
 from tests.helpers import BrokerProcess, add_operator, enrolled_agent, login, start_support
+from tests.wire.serving import client_context
 
 pytestmark = pytest.mark.e2e
 
@@ -24,9 +24,7 @@ FLOOD = 10_000
 
 async def _flood(broker: BrokerProcess, agent_dir: Path) -> dict[str, int]:
     """A hostile agent with a genuine certificate: 10,000 support requests on one connection."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(cafile=str(broker.data_dir / "ca.pem"))
-    ctx.load_cert_chain(agent_dir / "agent.pem", agent_dir / "agent-key.pem")
+    ctx = client_context(broker, cert=agent_dir / "agent.pem", key=agent_dir / "agent-key.pem")
     answers: dict[str, int] = {}
     async with connect(
         broker.url + "/agent", ssl=ctx, ping_interval=None, compression=None, open_timeout=15

@@ -33,6 +33,7 @@ from tests.helpers import (
     enrolled_agent,
     start_support,
 )
+from tests.wire.serving import client_context
 
 pytestmark = pytest.mark.e2e
 
@@ -288,19 +289,16 @@ async def test_admin_lock_or_disable_ends_connections_within_a_second(
 
 async def test_the_agent_is_told_who_watches(broker: BrokerProcess, tmp_path: Path) -> None:
     """A bare agent connection (the real certificate and key) sees the supervisor join."""
-    import base64
-    import ssl
-
-    from certs import load_private_key, sign
-    from protocol.receipts import ConsentReceipt, receipt_bytes
+    from agent.receipts import decision_message
+    from certs import load_private_key
+    from protocol.codec import encode
+    from protocol.receipts import ConsentReceipt
 
     agent_dir = tmp_path / "agent"
     serial = enrolled_agent(broker, agent_dir, "C-500")
     erin = add_operator(broker, "erin")
     sam = add_operator(broker, "sam", role="supervisor")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(cafile=str(broker.data_dir / "ca.pem"))
-    ctx.load_cert_chain(agent_dir / "agent.pem", agent_dir / "agent-key.pem")
+    ctx = client_context(broker, cert=agent_dir / "agent.pem", key=agent_dir / "agent-key.pem")
     key = load_private_key((agent_dir / "agent-key.pem").read_bytes())
     async with connect(
         broker.url + "/agent", ssl=ctx, ping_interval=None, compression=None, open_timeout=15
@@ -334,17 +332,7 @@ async def test_the_agent_is_told_who_watches(broker: BrokerProcess, tmp_path: Pa
                 denied=(),
                 time=time.time(),
             )
-            await agent.send(
-                json.dumps(
-                    {
-                        "type": "consent_decision",
-                        "id": "d1",
-                        "session_id": session,
-                        "receipt": receipt_bytes(receipt).decode(),
-                        "signature": base64.b64encode(sign(key, receipt_bytes(receipt))).decode(),
-                    }
-                )
-            )
+            await agent.send(encode(decision_message(receipt, key, id="d1")).decode())
             state = await next_of("session_state")
             while state["phase"] != "active":
                 state = await next_of("session_state")

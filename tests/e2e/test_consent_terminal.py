@@ -11,6 +11,7 @@ question closed, escaped, behind the chat marker.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
@@ -146,17 +147,27 @@ async def test_chat_cannot_imitate_or_hide_the_consent_question(
             assert "and the helpdesk fixes it for you" not in screen  # chat is held back
             assert b"\x1b[2J" not in term.raw  # never sent to the terminal
             assert b"\x1b[8A" not in term.raw
+            # Nobody sees the screen before the subscriber allows it, whatever the broker lists.
+            assert "can now see your screen" not in screen
 
             term.type("1")
             screen = term.wait_visible("and the helpdesk fixes it for you")
             state = await op.wait_state(session, lambda s: s.scopes.get("input:control") == "denied")
             assert state.scopes["screen:view"] == "granted"
 
+            screen = term.wait_visible("Alice (helpdesk) (operator) can now see your screen.")
             lines = screen.splitlines()
             assert (
                 "Answer recorded. Allowed: View your screen / Not allowed: Control your mouse and keyboard"
                 in screen
             )
+            # The operator "joined"; only once the answer allowed the screen can she see it.
+            joined = lines.index("Alice (helpdesk) (operator) joined the session.")
+            answered = next(i for i, line in enumerate(lines) if line.startswith("Answer recorded."))
+            sees = lines.index("Alice (helpdesk) (operator) can now see your screen.")
+            assert sees > answered
+            assert joined < sees
+            assert lines[sees - 1] == "Currently allowed: View your screen"
             # The fake: escaped, behind the marker or indented under it, never at the margin.
             marker = next(i for i, line in enumerate(lines) if "\\x1b[2J\\x1b[H\\x1b[8A\\x1b[2K" in line)
             assert lines[marker].startswith("💬 Alice (helpdesk)(operator)> ")
@@ -166,6 +177,48 @@ async def test_chat_cannot_imitate_or_hide_the_consent_question(
             assert not [line for line in lines if line.startswith("  1. Control your mouse")]
             await op.end(session)
         assert term.proc.wait(30) == 0
+
+
+async def test_a_supervisor_who_watches_is_announced_by_name(broker: BrokerProcess, tmp_path: Path) -> None:
+    """Real broker, real agent on a terminal: a supervisor joins read-only with the operator
+    protocol's ``watch``; the subscriber reads his display name when he starts and stops seeing the
+    screen (DESIGN §2), and the operator's client gets the list of both viewers."""
+    enrolled_agent(broker, tmp_path / "agent", "C-SUPERVISED")
+    alice = add_operator(broker, "alice")
+    sato = add_operator(broker, "sato", role="supervisor")
+    cafile = broker.data_dir / "ca.pem"
+
+    async def visible(text: str) -> str:  # the clients keep reading meanwhile
+        return await asyncio.to_thread(term.wait_visible, text)
+
+    with _support_on_a_terminal(tmp_path / "agent") as term:
+        shown = await visible("Support code: ")
+        code = shown.split("Support code: ")[1].split()[0]
+        async with HelpdeskClient(broker.url, cafile=cafile) as op:
+            await login(op, alice)
+            session = (await op.claim(code=code, scopes=["screen:view"])).session_id
+            await visible("1. View your screen")
+            term.type("1")
+            await op.wait_state(session, lambda s: s.scopes.get("screen:view") == "granted")
+            await visible("Alice (helpdesk) (operator) can now see your screen.")
+
+            async with HelpdeskClient(broker.url, cafile=cafile) as supervisor:
+                await login(supervisor, sato)
+                await supervisor.watch(session)
+                state = await op.wait_state(session, lambda s: len(s.viewers) == 2)
+                assert [(v.name, v.role, v.read_only) for v in state.viewers] == [
+                    ("Alice (helpdesk)", "operator", False),
+                    ("Sato (helpdesk)", "supervisor", True),
+                ]
+                await visible("Sato (helpdesk) (supervisor, view only) can now see your screen.")
+            # The supervisor's console went away: he no longer sees the screen, and is announced.
+            state = await op.wait_state(session, lambda s: len(s.viewers) == 1)
+            assert state.viewers[0].name == "Alice (helpdesk)"
+            screen = await visible("Sato (helpdesk) (supervisor, view only) stopped watching your screen.")
+            assert "Alice (helpdesk) (operator) stopped watching" not in screen
+            await op.end(session)
+            await visible("The support session has ended")
+        assert await asyncio.to_thread(term.proc.wait, 30) == 0
 
 
 def _settled(term: Terminal) -> bool:

@@ -264,6 +264,7 @@ def test_cli_tells_the_truth_and_holds_a_session(short_grace: BrokerProcess, tmp
         interactive.type("/request input:control")
         support.wait_for("Control your mouse and keyboard")
         support.type("a")
+        confirm_control(support)  # control needs a typed yes (issue 11)
         interactive.wait_for("input:control=granted")
         interactive.type("/click 10 20")
         support.wait_for("input applied: button 10,20")
@@ -338,6 +339,7 @@ def test_send_input_text_types_every_character_on_a_real_screen(
             session = claimed.stdout.strip()
             support.wait_for("Control your mouse and keyboard")
             support.type("a")
+            confirm_control(support)  # control needs a typed yes (issue 11)
             holder = Interactive(state, session)  # keeps the session while the commands run
             try:
                 holder.wait_for("input:control=granted")

@@ -20,6 +20,7 @@ from broker.config import BrokerConfig
 from broker.pki import load_pki
 from protocol import Link, Received
 from protocol.messages import Chat
+from tests.wire.rawws import CLOSE, PING, TEXT, RawWebSocket, close_payload, frame
 from wire import AsyncConnection, LinkPump, WireConnection, WireServer
 from wire.server import Handler
 
@@ -267,5 +268,46 @@ async def test_upgrades_during_shutdown_get_503(tls: Tls) -> None:
             async with connect(f"wss://127.0.0.1:{server.port}/x", ssl=tls.client):
                 pass
         assert refused.value.response.status_code == 503
+    finally:
+        await server.close(1.0)
+
+
+class Recorder(Echo):
+    """Records the text messages it receives (and echoes them)."""
+
+    def __init__(self, conn: WireConnection) -> None:
+        super().__init__(conn)
+        self.texts: list[str] = []
+
+    def text_received(self, text: str) -> None:
+        self.texts.append(text)
+        super().text_received(text)
+
+
+async def test_messages_sent_with_the_close_in_one_read_are_delivered(tls: Tls) -> None:
+    """A client's last messages and its close frame often arrive in one TLS record (a helpdesk
+    ``end`` then closing): the messages came before the close and count (RFC 6455 §1.4). Dropped,
+    an operator's session_end was lost and the subscriber's agent stayed in the session."""
+    recorders: list[Recorder] = []
+
+    def opened(conn: WireConnection, request: Request) -> Handler:
+        recorders.append(Recorder(conn))
+        return recorders[-1]
+
+    server = await _server(tls, opened)
+    try:
+        ws = await RawWebSocket.open(server.port, "/x", tls.client)
+        await ws.send(
+            frame(TEXT, b"first") + frame(TEXT, "最後".encode()) + frame(CLOSE, close_payload(1000))
+        )
+        assert await ws.closed_with() == 1000
+        (recorder,) = recorders
+        assert recorder.texts == ["first", "最後"]
+        # After invalid UTF-8 (we fail the connection with 1007) nothing in the same read counts.
+        ws = await RawWebSocket.open(server.port, "/x", tls.client)
+        await ws.send(frame(TEXT, b"\xff") + frame(TEXT, b"late") + frame(PING, b"late"))
+        assert await ws.closed_with() == 1007
+        assert recorders[1].texts == []
+        ws.abort()
     finally:
         await server.close(1.0)
