@@ -192,8 +192,8 @@ async def test_supervisor_is_read_only_and_announced(broker: BrokerProcess, tmp_
             # The supervisor joins: the operator is told who watches now, operator first.
             await sup.send({"type": "watch", "id": sup.next_id(), "session_id": session})
             expected = [
-                {"name": "Erin (helpdesk)", "role": "operator", "read_only": False},
-                {"name": "Sam (helpdesk)", "role": "supervisor", "read_only": True},
+                {"name": "Erin (helpdesk)", "role": "operator", "read_only": False, "account": ""},
+                {"name": "Sam (helpdesk)", "role": "supervisor", "read_only": True, "account": ""},
             ]
             state = await op.wait(
                 lambda m: m.get("type") == "session_state" and len(m.get("viewers", [])) == 2
@@ -342,8 +342,8 @@ async def test_the_agent_is_told_who_watches(broker: BrokerProcess, tmp_path: Pa
             while len(state["viewers"]) < 2:
                 state = await next_of("session_state")
             assert state["viewers"] == [
-                {"name": "Erin (helpdesk)", "role": "operator", "read_only": False},
-                {"name": "Sam (helpdesk)", "role": "supervisor", "read_only": True},
+                {"name": "Erin (helpdesk)", "role": "operator", "read_only": False, "account": ""},
+                {"name": "Sam (helpdesk)", "role": "supervisor", "read_only": True, "account": ""},
             ]
             # The supervisor leaves: the agent is told at once.
             await sup.ws.close()  # type: ignore[union-attr]
