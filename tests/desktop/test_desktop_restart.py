@@ -10,19 +10,15 @@ the same operator, no new code and nothing granted.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from helpdesk import HelpdeskClient
-from tests.desktop.test_desktop_x11 import focus_window, other_window, shows
+from tests.desktop.test_desktop_x11 import focus_window, other_window, shows, start_desktop
 from tests.helpers import (
-    PYTHON,
-    ROOT,
     BrokerProcess,
-    OutputTail,
     add_operator,
     child_env,
     login,
@@ -36,34 +32,6 @@ pytestmark = [pytest.mark.x11, pytest.mark.e2e]
 REBOOT_SCRIPT = "import os, signal\nos.kill(os.getppid(), signal.SIGTERM)\n"
 
 
-def _window(
-    data: Path, display: str, *extra: str, env: dict[str, str]
-) -> tuple[subprocess.Popen[str], OutputTail]:
-    proc = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "agent",
-            "--data-dir",
-            str(data),
-            "--lang",
-            "ja",
-            "desktop",
-            "--test-pattern",
-            "--trace",
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    return proc, OutputTail(proc.stdout)
-
-
 async def test_the_window_restarts_the_pc_and_continues_after_the_subscriber_confirms(
     broker: BrokerProcess, display: str, tmp_path: Path
 ) -> None:
@@ -73,7 +41,9 @@ async def test_the_window_restarts_the_pc_and_continues_after_the_subscriber_con
     script = tmp_path / "reboot.py"
     script.write_text(REBOOT_SCRIPT)
     env = child_env(DISPLAY=display, LANG="ja_JP.UTF-8")
-    first, out = _window(data, display, env={**env, "ISP_AGENT_REBOOT_COMMAND": f"{sys.executable} {script}"})
+    first, out = start_desktop(
+        data, display, env={**env, "ISP_AGENT_REBOOT_COMMAND": f"{sys.executable} {script}"}
+    )
     again = None
     try:
         async with HelpdeskClient(broker.url, cafile=broker.data_dir / "ca.pem") as op:
@@ -94,7 +64,7 @@ async def test_the_window_restarts_the_pc_and_continues_after_the_subscriber_con
             await op.wait_state(session, lambda s: s.restart_until is not None)
             first.wait(30)
             assert (data / "desktop-session.json").exists()
-            again, out2 = _window(data, display, "--autostart", env=env)  # the next login
+            again, out2 = start_desktop(data, display, "--autostart", env=env)  # the next login
             await shows(out2, r"screen=resume_ask operator=Sato_\(helpdesk\)")
             focus_window(display)
             xdotool(display, "key", "Return")  # the focused 続ける

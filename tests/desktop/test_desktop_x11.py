@@ -42,7 +42,10 @@ def screenshot(display: str, name: str) -> None:
     ImageGrab.grab(xdisplay=display).save(SCREENSHOTS / name)
 
 
-def start_desktop(data: Path, display: str, *extra: str) -> tuple[subprocess.Popen[str], OutputTail]:
+def start_desktop(
+    data: Path, display: str, *extra: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], OutputTail]:
+    """The window as a subscriber starts it (Japanese), printing its ``--trace`` lines."""
     proc = subprocess.Popen(
         [
             PYTHON,
@@ -61,7 +64,7 @@ def start_desktop(data: Path, display: str, *extra: str) -> tuple[subprocess.Pop
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         text=True,
-        env=child_env(DISPLAY=display, LANG="ja_JP.UTF-8"),
+        env=env if env is not None else child_env(DISPLAY=display, LANG="ja_JP.UTF-8"),
         cwd=ROOT,
     )
     assert proc.stdout is not None
