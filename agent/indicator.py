@@ -157,14 +157,18 @@ class _Indicator:
         if not root.winfo_viewable():
             return
         rect = (root.winfo_rootx(), root.winfo_rooty(), root.winfo_width(), root.winfo_height())
-        if rect == self._last_rect or rect != self._target:
-            return  # not settled where it was put yet: report only the final place
+        if rect == self._last_rect:
+            return
         self._last_rect = rect
         buttons = {
             name: [w.winfo_rootx(), w.winfo_rooty(), w.winfo_width(), w.winfo_height()]
             for name, w in (("withdraw", self.withdraw), ("end", self.end))
         }
-        self.emit({"event": "shown", "rect": list(rect), "buttons": buttons})
+        # "shown" once it stands where it was put; "moved" for every other place it really has (on
+        # the way there, or where the subscriber dragged it by its title bar): the agent's input guard
+        # protects wherever the window is now, not where it was first put (issue 11).
+        kind = "shown" if rect == self._target else "moved"
+        self.emit({"event": kind, "rect": list(rect), "buttons": buttons})
 
     def _poll(self) -> None:
         while True:

@@ -132,13 +132,14 @@ class IndicatorProcess:
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
-        if kind == "shown":
+        if kind in ("shown", "moved"):
             rect = event.get("rect")
             if isinstance(rect, list) and len(rect) == 4 and all(isinstance(v, int) for v in rect):
-                self.guard.protect(GUARD_NAME, Rect(*rect))
-                # Places only (no screen content): lets a tester or an accessibility tool find it.
-                log.info("indicator shown at %s, buttons %s", rect, event.get("buttons"))
-                self.shown.set()
+                self.guard.protect(GUARD_NAME, Rect(*rect))  # wherever the window is now
+                if kind == "shown":
+                    # Places only (no screen content): lets a tester or an accessibility tool find it.
+                    log.info("indicator shown at %s, buttons %s", rect, event.get("buttons"))
+                    self.shown.set()
         elif kind == "focus":
             self.guard.focus(GUARD_NAME, bool(event.get("focused")))
         elif kind == "unavailable":

@@ -3,6 +3,7 @@ screenshot in docs/screenshots/indicator.png)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import subprocess
@@ -14,6 +15,9 @@ from typing import Any
 import pytest
 
 from agent.indicator import describe
+from agent.indicator_client import IndicatorProcess
+from agent.input.consent_guard import ConsentGuard
+from protocol.messages import Viewer
 from tests.helpers import ROOT, child_env
 from tests.x11 import xdotool, xvfb
 
@@ -138,3 +142,35 @@ def _screenshot(display: str, box: tuple[int, int, int, int]) -> None:
         shot = grabber.grab({"left": x, "top": y, "width": w, "height": h})
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX").save(SCREENSHOT)
+
+
+@pytest.mark.x11
+async def test_the_guard_follows_the_window_where_the_subscriber_moves_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a real desktop the subscriber can drag the indicator by its title bar: remote input must be
+    refused wherever it stands now, and no longer where it stood (issue 11: not operable remotely)."""
+
+    async def nothing() -> None:
+        return None
+
+    with xvfb(1024, 640) as display:
+        monkeypatch.setenv("DISPLAY", display)
+        monkeypatch.setenv("PYTHONPATH", str(ROOT))
+        guard = ConsentGuard()
+        client = IndicatorProcess(guard, lang="ja", on_withdraw_control=nothing, on_end=nothing)
+        try:
+            await client.show(viewers=[Viewer(name="山田", role="operator")], granted=["screen:view"])
+            await asyncio.wait_for(client.shown.wait(), 15)
+            assert guard.refusal("button", (1000, 20), 0.0) == "protected_window"  # top right
+            assert guard.refusal("button", (150, 450), 0.0) is None
+            window = xdotool(display, "search", "--name", "Remote support in progress").split()[0]
+            xdotool(display, "windowmove", "--sync", window, "100", "400")
+            for _ in range(100):  # a hang guard: the window reports its new place at once
+                if guard.refusal("button", (150, 450), 0.0) == "protected_window":
+                    break
+                await asyncio.sleep(0.1)
+            assert guard.refusal("button", (150, 450), 0.0) == "protected_window"
+            assert guard.refusal("button", (1000, 20), 0.0) is None  # the old place is free again
+        finally:
+            await client.close()
