@@ -487,20 +487,7 @@ class SessionManager:
         check_sender(Role.AGENT, "consent_decision", session.phase, session.granted)
         receipt = self._verified_receipt(agent, session, msg)
         if receipt.viewer is not None:
-            self._audit(
-                "consent.receipt",
-                session.id,
-                now,
-                actor=f"agent:{agent.serial}",
-                contract=session.contract_id,
-                serial=agent.serial,
-                decision=receipt.decision,
-                viewer=receipt.viewer,
-                granted=list(receipt.granted),
-                denied=list(receipt.denied),
-                receipt=msg.receipt,
-                signature=msg.signature,
-            )
+            self._audit_receipt(agent, session, receipt, msg, now)
             colleagues.decided(self, session, receipt, now)
             return
         pending = session.pending
@@ -517,19 +504,7 @@ class SessionManager:
             receipt.decision in ("answered", "timeout") or set(pending.scopes) <= set(receipt.asked)
         ):
             session.pending = None
-        self._audit(
-            "consent.receipt",
-            session.id,
-            now,
-            actor=f"agent:{agent.serial}",
-            contract=session.contract_id,
-            serial=agent.serial,
-            decision=receipt.decision,
-            granted=list(receipt.granted),
-            denied=list(receipt.denied),
-            receipt=msg.receipt,
-            signature=msg.signature,
-        )
+        self._audit_receipt(agent, session, receipt, msg, now)
         if session.phase is Phase.CONSENT:
             session.phase = transition(session.phase, Trigger.DECISION)
         if receipt.decision == "ended":
@@ -538,6 +513,26 @@ class SessionManager:
         self._broadcast_state(session)
         if "screen:view" in session.granted and session.viewers:
             agent.peer.send(ScreenRefresh(session_id=session.id))
+
+    def _audit_receipt(
+        self, agent: AgentPeer, session: Session, receipt: ConsentReceipt, msg: ConsentDecision, now: float
+    ) -> None:
+        """The signed receipt, kept whole in the audit log (a person decision also names its viewer)."""
+        person = {} if receipt.viewer is None else {"viewer": receipt.viewer}
+        self._audit(
+            "consent.receipt",
+            session.id,
+            now,
+            actor=f"agent:{agent.serial}",
+            contract=session.contract_id,
+            serial=agent.serial,
+            decision=receipt.decision,
+            **person,
+            granted=list(receipt.granted),
+            denied=list(receipt.denied),
+            receipt=msg.receipt,
+            signature=msg.signature,
+        )
 
     def _verified_receipt(self, agent: AgentPeer, session: Session, msg: ConsentDecision) -> ConsentReceipt:
         record = self.store.get_certificate(agent.serial)
