@@ -36,10 +36,9 @@ from wire.server import Handler
 from wire.tls import harden_server_context, peer_serial
 
 from . import tuning
-from .audit import ChainReport
 from .auditkey import load_or_create_audit_key
 from .background import BackgroundWriter
-from .checkpoints import CHECKPOINT_FILE, Checkpointer, verify_audit_and_checkpoints
+from .checkpoints import CHECKPOINT_FILE, Checkpointer
 from .config import BrokerConfig
 from .core import AgentPeer, SessionCore
 from .datakeys import DataKeyring
@@ -53,7 +52,8 @@ from .peers import AgentConnection, SenderPeer
 from .pki import Pki
 from .policy import AuditThrottle, CodeAttemptGuard, RateLimit, parse_hours
 from .relay import Sender
-from .session_host import SessionHost, StorageThread
+from .session_host import SessionHost
+from .session_records import StorageThread, verify_on_own_connection
 from .static_files import StaticFiles
 from .storage import Storage, keyed_chain, open_storage
 from .store import CertificateRecord, Store, SubscriberStatus
@@ -115,19 +115,6 @@ class Broker(HttpRoutes, OperatorCommands):
         self.sessions: SessionHost
         self.operator_links: OperatorLinks
 
-    def _verify_in_thread(self) -> ChainReport:
-        """The console's "verify" (chain and signed checkpoints) on a store connection of its own:
-        the session host runs it in a worker thread."""
-        reopen = getattr(self.store, "reopen", None)
-        store = reopen() if reopen is not None else self.store
-        try:
-            return verify_audit_and_checkpoints(
-                store, self._audit_key.public, self.config.data_dir / CHECKPOINT_FILE, required=False
-            )[0]
-        finally:
-            if store is not self.store:
-                store.close()
-
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> WireServer:
@@ -144,7 +131,9 @@ class Broker(HttpRoutes, OperatorCommands):
             self.storage,
             keyring=self.keyring,
             clock=self.clock,
-            verify_audit=self._verify_in_thread,
+            verify_audit=lambda: verify_on_own_connection(
+                self.store, self._audit_key.public, self.config.data_dir / CHECKPOINT_FILE
+            ),
             run=self._storage_thread.run,
         )
         self.sessions.start()

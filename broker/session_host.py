@@ -22,20 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol, TypeVar
-
-import msgspec
+from typing import Any, TypeVar
 
 from protocol.errors import ErrorCode
 from protocol.messages import (
-    AuditEntries,
-    AuditQuery,
-    AuditRow,
-    AuditVerified,
-    AuditVerify,
     ConsentDecision,
     Error,
     Invite,
@@ -56,7 +48,6 @@ from .core import (
     BrowseAudit,
     Command,
     ConsentDecided,
-    CredentialsRead,
     Event,
     ForwardFrame,
     FrameDelivered,
@@ -82,17 +73,14 @@ from .core import (
 )
 from .datakeys import DataKeyring
 from .errors import BrokerError
-from .inventory import Credentials, InventoryVault
 from .receipts import verify_receipt
 from .relay import ScreenPush
+from .session_records import Runner, SessionRecords, _direct
 from .storage import Storage
 
 log = logging.getLogger("broker.sessions")
 
-__all__ = ["MAX_BACKLOG", "MAX_SHOWN_PROBLEMS", "Observer", "SessionHost", "StorageThread"]
-
-MAX_SHOWN_PROBLEMS = 100
-"""Audit problems sent to the console in one ``audit_verified`` (the CLI prints them all)."""
+__all__ = ["MAX_BACKLOG", "Observer", "SessionHost"]
 
 MAX_BACKLOG = 256
 """Messages of one connection held while a read for an earlier one is under way; screen updates
@@ -106,40 +94,6 @@ _WRITES = (Audit, PersistSessionStart, PersistSessionEnd, PersistReceipt, SaveIn
 
 
 T = TypeVar("T")
-
-
-class Runner(Protocol):
-    """Runs a storage coroutine and returns its result (:func:`_direct`, :meth:`StorageThread.run`)."""
-
-    def __call__(self, coro: Coroutine[Any, Any, T], /) -> Awaitable[T]: ...
-
-
-async def _direct(coro: Coroutine[Any, Any, T]) -> T:
-    return await coro
-
-
-class StorageThread:
-    """An event loop on a thread of its own for the storage, during the transition only.
-
-    While the old synchronous store still writes on the main loop (``BEGIN IMMEDIATE`` blocking it
-    for up to the busy timeout), a write transaction of the new layer that spans several awaits
-    would wait for that very loop: both would sit until the timeout. On a loop of its own the new
-    layer's transaction finishes and the old store's wait ends. Drop this once every caller is on
-    :mod:`broker.storage` (docs/session-core.md)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="session-storage", daemon=True)
-        self._thread.start()
-
-    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10.0)
-        if not self._thread.is_alive():
-            self.loop.close()
 
 
 class SessionHost:
@@ -171,6 +125,8 @@ class SessionHost:
         self._timer_at: float | None = None
         self._certificates: dict[str, str] = {}
         self._run: Runner = run or _direct
+        self.records = SessionRecords(storage, keyring=keyring, run=self._run, verify_audit=verify_audit)
+        """The storage side: writes of the ordered writer, reads of tasks (broker/session_records.py)."""
         """Where storage coroutines run: here, or on a :class:`StorageThread` (the transition)."""
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -377,174 +333,24 @@ class SessionHost:
             try:
                 if command is None:
                     return
-                await self._write(command)
+                inventory_id = await self.records.write(command)
+                if isinstance(command, SaveInventory) and inventory_id is not None:
+                    self.feed(InventoryStored(session_id=command.session_id, inventory_id=inventory_id))
             except Exception:
                 log.exception("a session record could not be written")
             finally:
                 self._writes.task_done()
 
-    async def _write(self, command: Command) -> None:
-        storage = self.storage
-        if isinstance(command, Audit):
-            await self._run(
-                storage.audit.append(
-                    actor=command.actor,
-                    action=command.action,
-                    subject=command.subject,
-                    details=command.details,
-                    now=command.at,
-                )
-            )
-        elif isinstance(command, PersistSessionStart):
-            await self._run(
-                storage.sessions.opened(
-                    command.session_id,
-                    contract_id=command.contract_id,
-                    serial=command.serial,
-                    operator=command.operator,
-                    now=command.at,
-                )
-            )
-        elif isinstance(command, PersistSessionEnd):
-            written = command.claimed and await self._run(
-                storage.sessions.ended(
-                    command.session_id,
-                    now=command.at,
-                    by=command.by,
-                    reason=command.reason,
-                    bytes_to_agent=command.bytes_to_agent,
-                    bytes_to_operator=command.bytes_to_operator,
-                    details=command.details,
-                )
-            )
-            if not written:  # never claimed: no row, the summary alone
-                await self._run(
-                    storage.audit.append(
-                        actor="broker",
-                        action="session.end",
-                        subject=command.session_id,
-                        details=command.details,
-                        now=command.at,
-                    )
-                )
-        elif isinstance(command, PersistReceipt):
-            await self._write_receipt(command)
-        elif isinstance(command, SaveInventory):
-            inventory_id = await self._save_inventory(command)
-            self.feed(InventoryStored(session_id=command.session_id, inventory_id=inventory_id))
-
-    async def _write_receipt(self, command: PersistReceipt) -> None:
-        if command.viewer is None:
-            await self._run(
-                self.storage.sessions.record_receipt(
-                    session_id=command.session_id,
-                    contract_id=command.contract_id,
-                    serial=command.serial,
-                    decision=command.decision,
-                    granted=command.granted,
-                    denied=command.denied,
-                    receipt=command.receipt,
-                    signature=command.signature,
-                    now=command.at,
-                )
-            )
-            return
-        # A person decision also names its viewer (the receipt row has no column for it).
-        await self._run(
-            self.storage.audit.append(
-                actor=f"agent:{command.serial}",
-                action="consent.receipt",
-                subject=command.session_id,
-                details={
-                    "contract": command.contract_id,
-                    "serial": command.serial,
-                    "decision": command.decision,
-                    "viewer": command.viewer,
-                    "granted": list(command.granted),
-                    "denied": list(command.denied),
-                    "receipt": command.receipt,
-                    "signature": command.signature,
-                },
-                now=command.at,
-            )
-        )
-
-    async def _save_inventory(self, command: SaveInventory) -> int:
-        report, contract = command.report, command.contract_id
-        aad = InventoryVault._aad
-        items_blob = self.keyring.encrypt(
-            msgspec.json.encode(report.items), aad=aad("items", contract, report.session_id)
-        )
-        credentials_blob = None
-        if report.router_account is not None or report.router_password is not None:
-            secret = Credentials(account=report.router_account or "", password=report.router_password or "")
-            credentials_blob = self.keyring.encrypt(
-                msgspec.json.encode(secret), aad=aad("credentials", contract, report.session_id)
-            )
-        return await self._run(
-            self.storage.inventory.save(
-                contract_id=contract,
-                serial=command.serial,
-                session_id=report.session_id,
-                items=[item.item for item in report.items],
-                items_blob=items_blob,
-                credentials_blob=credentials_blob,
-                now=command.at,
-            )
-        )
-
     # -- reads someone waits for ------------------------------------------------------------------
 
     async def _read_credentials(self, command: ReadCredentials) -> None:
         await self.flush()  # the inventory of this session may still be on its way to the store
-        account = password = None
         inventory_id = command.inventory_id
         if inventory_id is None:
             session = self.core.sessions.get(command.session_id)
             inventory_id = session.inventory_id if session is not None else None
-        record = None if inventory_id is None else await self._run(self.storage.inventory.get(inventory_id))
-        if record is not None and record.credentials_blob is not None:
-            plain = self.keyring.decrypt(
-                record.credentials_blob,
-                aad=InventoryVault._aad("credentials", record.contract_id, record.session_id),
-            )
-            secret = msgspec.json.decode(plain, type=Credentials)
-            account, password = secret.account, secret.password
-        self.feed(
-            CredentialsRead(
-                operator=command.operator,
-                request_id=command.request_id,
-                session_id=command.session_id,
-                account=account,
-                password=password,
-            )
-        )
+        self.feed(await self.records.read_credentials(command, inventory_id))
 
     async def _browse(self, command: BrowseAudit) -> None:
-        """A supervisor's audit page or verify: answered here, not in the session core."""
-        op, msg = command.operator, command.message
-        if isinstance(msg, AuditQuery):
-            await self.flush()
-            entries = await self._run(
-                self.storage.audit.page(subject=msg.subject, limit=msg.limit, before_seq=msg.before_seq)
-            )
-            rows = tuple(
-                AuditRow(
-                    seq=e.seq, at=e.at, actor=e.actor, action=e.action, subject=e.subject, details=e.details
-                )
-                for e in entries
-            )
-            op.peer.send(AuditEntries(id=msg.id, entries=rows))
-            return
-        assert isinstance(msg, AuditVerify)
         await self.flush()
-        report = (
-            await asyncio.to_thread(self.verify_audit)
-            if self.verify_audit
-            else await self._run(self.storage.audit.verify())
-        )
-        problems = report.problems[:MAX_SHOWN_PROBLEMS]
-        more = len(report.problems) - len(problems) + report.omitted
-        if more:  # one message must stay within the text frame limit
-            problems = [*problems, f"… and {more} more: run python -m broker audit verify"]
-        op.peer.send(AuditVerified(id=msg.id, ok=report.ok, checked=report.checked, problems=tuple(problems)))
+        command.operator.peer.send(await self.records.browse(command))
