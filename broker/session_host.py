@@ -167,6 +167,8 @@ class SessionHost:
 
         async def read() -> Event:
             record = await self._run(self.storage.subscribers.get(agent.contract_id))
+            await self.flush()  # every request accepted so far is counted by the store ...
+            counted_at = self.clock()  # ... and the core adds those it accepts from now on
             recent = await self._run(
                 self.storage.audit.count(
                     action="support.request", subject=agent.contract_id, since=self.clock() - 3600
@@ -177,7 +179,9 @@ class SessionHost:
                 if record is None
                 else Subscriber(status=str(record.status.value), suspended_until=record.suspended_until)
             )
-            return SupportRequested(agent=agent, message=msg, subscriber=subscriber, recent_requests=recent)
+            return SupportRequested(
+                agent=agent, message=msg, subscriber=subscriber, recent_requests=recent, counted_at=counted_at
+            )
 
         self._from(agent, read)
 

@@ -3,6 +3,7 @@ chat/end/restart/layout, screen frames, disconnect. Functions over :class:`broke
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING
 
 from protocol.errors import ErrorCode, ProtocolError
@@ -83,6 +84,7 @@ def support_request(core: SessionCore, event: SupportRequested, now: float) -> N
     )
     core.sessions[session.id] = session
     core.by_code[code] = session
+    core.accepted_requests.setdefault(agent.contract_id, deque()).append(now)
     agent.session = session
     core.touch(session)
     core.audit("support.request", agent.contract_id, now, session=session.id, serial=agent.serial)
@@ -113,12 +115,29 @@ def _check_may_request(core: SessionCore, event: SupportRequested, now: float) -
             retry_after=max(0.0, core.hours.next_opening(now) - now),
         )
     limit = core.rules.max_requests_per_hour
-    if event.recent_requests >= limit:
+    if event.recent_requests + _accepted_since(core, event.agent.contract_id, event, now) >= limit:
         raise RefusedError(
             f"more than {limit} support requests in an hour (第18条⑤)",
             code=ErrorCode.RATE_LIMITED,
             retry_after=3600.0,
         )
+
+
+def _accepted_since(core: SessionCore, contract_id: str, event: SupportRequested, now: float) -> int:
+    """Requests of this contract the core accepted that the host's count cannot include yet (their
+    audit entries were still on the way to the store when it read): a flood of requests is not let
+    through while the writer catches up."""
+    accepted = core.accepted_requests.get(contract_id)
+    if accepted is None:
+        return 0
+    while accepted and accepted[0] <= now - 3600:
+        accepted.popleft()
+    if not accepted:
+        del core.accepted_requests[contract_id]
+        return 0
+    if event.counted_at is None:
+        return 0
+    return sum(1 for at in accepted if at >= event.counted_at)
 
 
 def _resume(core: SessionCore, agent: AgentPeer, msg: SupportRequest, now: float) -> None:

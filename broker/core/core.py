@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import secrets
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -93,6 +94,8 @@ class SessionCore:
         self.sessions: dict[str, Session] = {}
         self.by_code: dict[str, Session] = {}
         self.operators: set[OperatorPeer] = set()
+        self.accepted_requests: dict[str, deque[float]] = {}
+        """Per contract: when this core accepted support requests in the last hour (第18条⑤)."""
         self._ids = 0
         self._request_refusals = AuditThrottle(self.rules.request_refusal_audit_interval)
         self._out: list[Command] = []

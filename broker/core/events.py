@@ -53,6 +53,9 @@ class SupportRequested:
     """None: no such contract (treated as terminated)."""
     recent_requests: int
     """``support.request`` audit entries of this contract in the last hour (第18条⑤)."""
+    counted_at: float | None = None
+    """When ``recent_requests`` was read (after the host's writer was flushed): requests this core
+    accepted from then on are not in it yet and are added by the core. None: the count is complete."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

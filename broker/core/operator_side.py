@@ -249,9 +249,9 @@ def _watch(core: SessionCore, op: OperatorPeer, msg: Watch, now: float) -> None:
         core.send_operator(op, session.layout)
     if session.inventory is not None and (op.name == session.operator or op.supervisor):
         core.send_operator(op, session.inventory)  # 別紙5 data: not for an invited colleague
-    if session.agent is not None and SCREEN in session.granted and session.updates:
-        # A running stream: the new viewer needs a keyframe now. Before the first update the
-        # agent starts with a keyframe by itself (docs/session-core.md, "keyframes").
+    if session.agent is not None and SCREEN in session.granted:
+        # A viewer connection joins a granted screen: it needs a keyframe now. (Never at the grant
+        # itself: there the agent starts with a keyframe by itself, docs/session-core.md.)
         agent_side.request_keyframe(core, session)
 
 
