@@ -205,7 +205,9 @@ class SessionHost:
         self._from(op, OperatorAttached(operator=op))
 
     def operator_detached(self, op: OperatorPeer) -> None:
-        self._from(op, OperatorDetached(operator=op))
+        """At once, not behind a read of that connection: the server clears the login right after
+        (broker/operator_links.py), and no frame may be routed to it any more."""
+        self.feed(OperatorDetached(operator=op))
 
     def operator_message(self, op: OperatorPeer, msg: Message) -> None:
         if isinstance(msg, Invite | Transfer):
