@@ -16,7 +16,7 @@ nothing happened. Now each report is
   refusals are (a flood of refused mouse moves writes a handful of rows);
 - added to the session's ``refused_inputs`` (its audit summary);
 - sent to the session's operator as an ``error`` with the same code (at most every
-  ``notice_interval``, 1 s), which the console shows as a notice beside the screen
+  ``SessionRules.operator_notice_interval``, 1 s), which the console shows as a notice beside the screen
   (「お客さまの操作中のため、入力は届いていません。」, broker/static/js/strings-ja.js).
 
 The report comes from an authenticated agent but is still outside input: an unknown code, a reason
@@ -29,14 +29,18 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from protocol.errors import ErrorCode
 from protocol.messages import Error
-from protocol.session import Phase, Role
+from protocol.session import Phase
 
-from .sessions import AgentPeer, SessionManager
+if TYPE_CHECKING:
+    from .core.core import SessionCore
+    from .core.events import AgentError
+    from .core.state import SessionRules
 
-__all__ = ["REASONS", "AgentInputRefusals", "AgentRefusal", "parse_agent_refusal"]
+__all__ = ["REASONS", "AgentRefusal", "AgentRefusals", "parse_agent_refusal"]
 
 REASONS = frozenset(
     {"question_open", "grace", "protected_window", "protected_focus", "subscriber_active", "no_control"}
@@ -112,19 +116,17 @@ class _Weighted:
         return None
 
 
-class AgentInputRefusals:
-    """Handles an agent's ``error`` messages about input it refused (see the module docstring).
+class AgentRefusals:
+    """Handles an agent's ``error`` messages about input it refused (see the module docstring);
+    part of the pure session core (:class:`broker.core.SessionCore` owns one)."""
 
-    ``notice_interval``: seconds (1.0) between two notices to the operator of one session.
-    """
+    def __init__(self, rules: SessionRules) -> None:
+        self._audits = _Weighted(rules.refusal_audit_interval)
+        self._notices = _Weighted(rules.operator_notice_interval)
 
-    def __init__(self, sessions: SessionManager, *, notice_interval: float = 1.0) -> None:
-        self.sessions = sessions
-        self._audits = _Weighted(sessions.rules.refusal_audit_interval)
-        self._notices = _Weighted(notice_interval)
-
-    def handle(self, agent: AgentPeer, msg: Error, now: float) -> bool:
-        """True when ``msg`` was a refusal report of the agent's live session (and was handled)."""
+    def handle(self, core: SessionCore, event: AgentError, now: float) -> bool:
+        """True when the error was a refusal report of the agent's live session (and was handled)."""
+        agent, msg = event.agent, event.message
         refusal = parse_agent_refusal(msg)
         session = agent.session
         if refusal is None or session is None or session.agent is not agent:
@@ -135,21 +137,19 @@ class AgentInputRefusals:
         key = f"{session.id}|{refusal.code.value}"
         count = self._audits.note(key, refusal.count, now)
         if count is not None:
-            self.sessions.store.append_audit(
+            core.audit(
+                "input.refused",
+                session.id,
+                now,
                 actor=f"agent:{agent.serial}",
-                action="input.refused",
-                subject=session.id,
-                details={
-                    "contract": session.contract_id,
-                    "code": refusal.code.value,
-                    "reason": refusal.reason,
-                    "count": count,
-                },
-                now=now,
+                contract=session.contract_id,
+                code=refusal.code.value,
+                reason=refusal.reason,
+                count=count,
             )
         if self._notices.note(key, refusal.count, now) is not None:
             notice = Error(code=refusal.code.value, message=_TO_OPERATOR[refusal.code])
-            for viewer in list(session.viewers):
-                if self.sessions.role(viewer, session) is Role.OPERATOR:
-                    viewer.peer.send(notice)
+            for viewer in sorted(session.viewers, key=id):
+                if viewer.name is not None and viewer.name == session.operator:
+                    core.send_operator(viewer, notice)
         return True

@@ -16,6 +16,7 @@ from protocol.errors import ErrorCode
 from protocol.messages import Auth, ChangePassword, Error, Login, LoginOk, Logout, Message, Ok
 from wire import LinkPump, WireConnection
 
+from .core import OperatorPeer
 from .errors import BrokerError, RefusedError
 from .operator_links import OperatorLinks
 from .operators import OperatorAccounts
@@ -23,7 +24,7 @@ from .ordered import BacklogFull, OrderedDispatch
 from .peers import SenderPeer
 from .policy import RateLimit
 from .relay import Sender
-from .sessions import OperatorPeer, SessionManager
+from .session_host import SessionHost
 
 __all__ = ["OperatorCommands"]
 
@@ -32,7 +33,7 @@ class OperatorCommands:
     """The operator side of :class:`broker.server.Broker` (which sets these attributes)."""
 
     clock: Callable[[], float]
-    sessions: SessionManager
+    sessions: SessionHost
     accounts: OperatorAccounts
     operator_links: OperatorLinks
     _login_attempts: RateLimit
@@ -77,7 +78,7 @@ class OperatorCommands:
             dispatch.close()
             sender.close()
             self.operator_links.unregister(op)
-            self.sessions.operator_detached(op, self.clock())
+            self.sessions.operator_detached(op)
 
         pump = self._pump(ws, "operator", sender, on_event, on_lost, binary=False)
         self.operator_links.register(op, pump)
@@ -90,7 +91,7 @@ class OperatorCommands:
             Error(id=request_id, code=exc.code.value, message=exc.message, retry_after=exc.retry_after)
         )
         if exc.code is ErrorCode.AUTH_REQUIRED and op.name is not None:
-            self.sessions.operator_detached(op, now)
+            self.sessions.operator_detached(op)
             op.name = op.token = None
 
     def _operator_authenticated(self, op: OperatorPeer, now: float) -> str:
@@ -111,12 +112,12 @@ class OperatorCommands:
                 op.peer.send(Ok(id=message.id))
                 # Every other connection with this token stops now, not at its next message.
                 self.operator_links.end_token(op.token, now, reason="logged out", keep=op)
-                self.sessions.operator_detached(op, now)
+                self.sessions.operator_detached(op)
                 op.name = op.token = None
             elif op.must_change_password:
                 raise RefusedError("change the initial password first", code=ErrorCode.NOT_ALLOWED)
             else:
-                self.sessions.operator_message(op, message, now)
+                self.sessions.operator_message(op, message)
         except BrokerError as exc:
             self._operator_refused(op, getattr(message, "id", None), exc, now)
 

@@ -25,8 +25,8 @@ from protocol import CLOSE_POLICY
 from protocol.errors import ErrorCode
 from protocol.messages import Error, Message
 
+from .core import OperatorPeer
 from .errors import RefusedError
-from .sessions import OperatorPeer, SessionManager
 
 log = logging.getLogger("broker.operators")
 
@@ -40,8 +40,15 @@ class Authenticator(Protocol):
     def authenticate(self, token: str, *, now: float) -> object: ...
 
 
+class Detacher(Protocol):
+    """What the links need of the sessions: take an operator connection off every session
+    (:meth:`broker.session_host.SessionHost.operator_detached`)."""
+
+    def operator_detached(self, op: OperatorPeer) -> None: ...
+
+
 class OperatorLinks:
-    def __init__(self, sessions: SessionManager) -> None:
+    def __init__(self, sessions: Detacher) -> None:
         self.sessions = sessions
         self._links: dict[OperatorPeer, Closable] = {}
 
@@ -80,7 +87,7 @@ class OperatorLinks:
         ended = [(op, link) for op, link in self._links.items() if which(op)]
         for op, link in ended:
             name = op.name
-            self.sessions.operator_detached(op, now)
+            self.sessions.operator_detached(op)
             op.name = op.token = None
             op.expires_at = None
             link.send(Error(code=ErrorCode.AUTH_REQUIRED.value, message=f"{reason}: log in again"))

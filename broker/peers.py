@@ -10,8 +10,8 @@ from protocol import encode
 from protocol.messages import Message
 from wire import LinkPump
 
+from .core import AgentPeer
 from .relay import ScreenPush, Sender
-from .sessions import AgentPeer
 
 __all__ = ["AgentConnection", "SenderPeer"]
 

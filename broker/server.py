@@ -30,7 +30,6 @@ from protocol.messages import (
     AgentStatus,
     Enroll,
     Error,
-    SupportRequest,
 )
 from wire import AsyncConnection, LinkPump, LinkRunner, WireConnection, WireServer
 from wire.server import Handler
@@ -39,14 +38,13 @@ from wire.tls import harden_server_context, peer_serial
 from . import tuning
 from .auditkey import load_or_create_audit_key
 from .background import BackgroundWriter
-from .checkpoints import CHECKPOINT_FILE, Checkpointer, verify_audit_and_checkpoints
+from .checkpoints import CHECKPOINT_FILE, Checkpointer
 from .config import BrokerConfig
+from .core import AgentPeer, SessionCore
 from .datakeys import DataKeyring
 from .enrollment import enroll
 from .errors import BrokerError, RefusedError
 from .http_routes import HttpRoutes
-from .input_refusals import AgentInputRefusals
-from .inventory import InventoryVault
 from .operator_commands import OperatorCommands
 from .operator_links import OperatorLinks
 from .operators import OperatorAccounts
@@ -54,8 +52,10 @@ from .peers import AgentConnection, SenderPeer
 from .pki import Pki
 from .policy import AuditThrottle, CodeAttemptGuard, RateLimit, parse_hours
 from .relay import Sender
-from .sessions import AgentPeer, SessionManager
+from .session_host import SessionHost
+from .session_records import StorageThread, verify_on_own_connection
 from .static_files import StaticFiles
+from .storage import Storage, keyed_chain, open_storage
 from .store import CertificateRecord, Store, SubscriberStatus
 
 log = logging.getLogger("broker")
@@ -102,22 +102,42 @@ class Broker(HttpRoutes, OperatorCommands):
         # The store's own key when it has one (the same file, read once), else the data dir's.
         audit_key = getattr(store, "audit_key", None) or load_or_create_audit_key(config.data_dir)
         self.checkpoints = Checkpointer(store, audit_key, config.data_dir / CHECKPOINT_FILE)
-        self.sessions = SessionManager(
-            store,
-            vault=InventoryVault(store, self.keyring),
+        self._audit_key = audit_key
+        # The pure session core (broker/core); its host (broker/session_host.py) is built in
+        # start(), on the asynchronous storage opened there.
+        self.session_core = SessionCore(
             hours=parse_hours(config.service_hours, tz=config.service_timezone),
             code_guard=CodeAttemptGuard(lockout_for=config.code_lockout_for),
             rules=config.session_rules,
-            verify_audit=lambda: verify_audit_and_checkpoints(
-                store, audit_key.public, config.data_dir / CHECKPOINT_FILE, required=False
-            )[0],
         )
-        self.operator_links = OperatorLinks(self.sessions)
-        self.input_refusals = AgentInputRefusals(self.sessions)
+        self.storage: Storage | None = None
+        self._storage_thread: StorageThread
+        self.sessions: SessionHost
+        self.operator_links: OperatorLinks
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> WireServer:
+        # The session host writes through the asynchronous storage, on the same database file and
+        # the same audit chain as the old store (docs/storage.md, "the transition").
+        # Until nothing writes through the old store on this loop, the new layer runs on a loop
+        # of its own (broker.session_host.StorageThread).
+        self._storage_thread = StorageThread()
+        self.storage = await self._storage_thread.run(
+            open_storage(str(self.config.db_path), chain=keyed_chain(self._audit_key.chain))
+        )
+        self.sessions = SessionHost(
+            self.session_core,
+            self.storage,
+            keyring=self.keyring,
+            clock=self.clock,
+            verify_audit=lambda: verify_on_own_connection(
+                self.store, self._audit_key.public, self.config.data_dir / CHECKPOINT_FILE
+            ),
+            run=self._storage_thread.run,
+        )
+        self.sessions.start()
+        self.operator_links = OperatorLinks(self.sessions)
         offline = self.store.mark_node_offline(self.config.node, now=self.clock())
         if offline:
             log.info("marked %d agents of node %s offline after restart", offline, self.config.node)
@@ -151,7 +171,6 @@ class Broker(HttpRoutes, OperatorCommands):
             asyncio.create_task(self._operator_watch()),
             asyncio.create_task(self._revocation_watch()),
             asyncio.create_task(self._presence_flush()),
-            asyncio.create_task(self._tick()),
         ]
         return self._server
 
@@ -170,7 +189,7 @@ class Broker(HttpRoutes, OperatorCommands):
 
     async def close(self) -> None:
         started = time.monotonic()
-        self.sessions.close_all(self.clock())
+        await self.sessions.close()
         # Thousands of agents drop at once now: one presence update and one audit entry for all of
         # them, instead of a transaction each (docs/PERFORMANCE.md, reconnect storm).
         self._closing = True
@@ -200,6 +219,10 @@ class Broker(HttpRoutes, OperatorCommands):
             now=now,
         )
         self.checkpoints.write(now)
+        if self.storage is not None:
+            await self._storage_thread.run(self.storage.close())
+            self._storage_thread.stop()
+            self.storage = None
         log.info(
             "stopped: %d agent connections closed in %.1f s, records written in %.1f s",
             connected,
@@ -344,7 +367,7 @@ class Broker(HttpRoutes, OperatorCommands):
                 if not conn.streaming:  # idle agents keep the small buffer; a streaming one gets room
                     conn.streaming = True
                     tuning.set_connection_read_buffer(ws.transport, self.config.streaming_read_buffer)
-                self.sessions.agent_binary(session_peer, event.data, now)
+                self.sessions.agent_binary(session_peer, event.data)
             elif isinstance(event, Received):
                 self._agent_message(conn, event)
             elif isinstance(event, Rejected):
@@ -356,7 +379,7 @@ class Broker(HttpRoutes, OperatorCommands):
             connections = self.agents.get(serial)
             if connections is not None and conn in connections:
                 connections.discard(conn)
-                self.sessions.agent_disconnected(session_peer, self.clock())
+                self.sessions.agent_disconnected(session_peer)
                 if not connections:
                     del self.agents[serial]
                 if not self._closing:  # on shutdown, close() records all of them at once
@@ -445,13 +468,8 @@ class Broker(HttpRoutes, OperatorCommands):
                 serial, name = conn.serial, message.machine_name
                 self.background.submit(lambda store: store.update_machine_name(serial, name), "machine name")
             conn.display = message.display
-        elif isinstance(message, Error):
-            if not self.input_refusals.handle(conn.session_peer, message, self.clock()):
-                log.info("agent %s reported error %s", conn.serial, message.code)
-        elif isinstance(message, SupportRequest):
-            self.sessions.support_request(conn.session_peer, message, self.clock())
-        else:
-            self.sessions.agent_message(conn.session_peer, message, self.clock())
+        else:  # errors (refused input reports), support requests, session messages
+            self.sessions.agent_message(conn.session_peer, message)
 
     # -- housekeeping -----------------------------------------------------------------------------
 
@@ -469,14 +487,6 @@ class Broker(HttpRoutes, OperatorCommands):
                         Error(code=ErrorCode.CERT_REVOKED.value, message="this certificate has been revoked")
                     )
                     conn.pump.close(CLOSE_POLICY, ErrorCode.CERT_REVOKED.value)
-
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.tick_interval)
-            try:
-                self.sessions.tick(self.clock())
-            except Exception:  # a bug in one session must not stop the timers of all others
-                log.exception("session tick failed")
 
     async def _operator_watch(self) -> None:
         """End operator connections whose login expired, or was revoked by another process

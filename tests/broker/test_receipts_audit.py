@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from broker.audit import AuditEntry
-from tests.broker.test_sessions import T0, World, make_world
+from tests.broker.core.test_sessions import T0, World, make_stored_world
 from tests.helpers import PYTHON, ROOT, child_env
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> World:
-    return make_world(tmp_path)
+    return make_stored_world(tmp_path)
 
 
 def _receipts(data_dir: Path, session: str) -> subprocess.CompletedProcess[str]:

@@ -26,8 +26,8 @@ from websockets.exceptions import ConnectionClosed
 
 from agent.enroll import enroll
 from agent.identity import Identity
+from broker.core import SessionRules
 from broker.enrollment import issue_token
-from broker.sessions import SessionRules
 from certs import load_private_key, sign
 from helpdesk import HelpdeskClient
 from protocol.messages import Chat

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from broker.core import OperatorPeer
 from broker.operator_links import OperatorLinks
-from broker.sessions import OperatorPeer
 from protocol.messages import Error, Message, ScreenRefresh, SessionState, Viewer, Watch
-from tests.broker.test_sessions import T0, Recorder, World, make_world
+from tests.broker.core.driver import Recorder
+from tests.broker.core.test_sessions import T0, World, make_world
 
 
 @pytest.fixture

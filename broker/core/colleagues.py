@@ -4,7 +4,7 @@ The subscriber consented to one operator (第31条1項④), so a new person who 
 is asked for by name before anything reaches them, like every other consent question: default
 no, timeout = no, the answer a receipt signed by the agent naming that person
 (:data:`protocol.receipts.PERSON_DECISIONS`). Until the subscriber says yes, the broker delivers
-that person nothing of the session: :meth:`broker.sessions.SessionManager._viewed` refuses their
+that person nothing of the session: :func:`broker.core.operator_side.viewed` refuses their
 ``watch`` and :func:`may_see` filters every frame per viewer (the agent cannot tell to whom a
 frame goes, so per-viewer delivery is the broker's job; the agent keeps the list of allowed
 persons and stops sharing if the broker shows it anyone else, see ``agent/session_colleagues.py``).
@@ -15,37 +15,26 @@ control (``input:control``) is not carried over (the agent drops it in the same 
 new operator asks for it again. Audit: ``session.invite`` / ``session.transfer`` with ``by``,
 ``colleague`` and ``status`` (asked, allowed, refused, timeout).
 
-Functions here take the :class:`broker.sessions.SessionManager` (a split of that module, which
-keeps the hooks: message dispatch, ``watch`` permission, frame filter, receipt, timer).
+The host looks the colleague's account up before the event (:class:`broker.core.events.PersonAsked`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from protocol.errors import ErrorCode
-from protocol.messages import ConsentRequest, Invitation, InvitationStatus, Invite, Transfer
+from protocol.messages import ConsentRequest, Invitation, InvitationStatus, Invite
 from protocol.receipts import ConsentReceipt
 from protocol.session import SCREEN
 
-from .errors import RefusedError
+from ..errors import RefusedError
+from .events import PersonAsked
+from .state import WITHDRAWN, OperatorPeer, PendingConsent, PersonRequest, Session
 
 if TYPE_CHECKING:
-    from .sessions import OperatorPeer, Session, SessionManager
+    from .core import SessionCore
 
-__all__ = ["PersonRequest", "ask", "decided", "may_see", "resend", "timed_out"]
-
-
-@dataclass(frozen=True, slots=True)
-class PersonRequest:
-    """An open question about one person (on :class:`broker.sessions.PendingConsent`)."""
-
-    kind: Literal["invite", "transfer"]
-    colleague: str
-    colleague_display: str
-    by: str
-    by_display: str
+__all__ = ["ask", "decided", "may_see", "resend", "timed_out"]
 
 
 def may_see(session: Session, op: OperatorPeer) -> bool:
@@ -56,8 +45,10 @@ def may_see(session: Session, op: OperatorPeer) -> bool:
     )
 
 
-def _connections(manager: SessionManager, name: str) -> list[OperatorPeer]:
-    return [o for o in manager.operators if o.name == name and not o.must_change_password]
+def _connections(core: SessionCore, name: str) -> list[OperatorPeer]:
+    return sorted(
+        (o for o in core.operators if o.name == name and not o.must_change_password), key=lambda o: id(o)
+    )
 
 
 def _notice(
@@ -78,7 +69,7 @@ def _notice(
 
 
 def _tell(
-    manager: SessionManager,
+    core: SessionCore,
     session: Session,
     person: PersonRequest,
     status: InvitationStatus,
@@ -86,30 +77,31 @@ def _tell(
 ) -> None:
     """Every connection of the inviter and of the colleague learns where it stands."""
     for name in dict.fromkeys((person.by, person.colleague)):
-        for op in _connections(manager, name):
+        for op in _connections(core, name):
             if op is not skip:
-                op.peer.send(_notice(session, person, status))
+                core.send_operator(op, _notice(session, person, status))
 
 
-def ask(manager: SessionManager, op: OperatorPeer, msg: Invite | Transfer, now: float) -> None:
+def ask(core: SessionCore, event: PersonAsked, now: float) -> None:
     """The session's operator invites ``msg.colleague`` or hands the session over: refusals first
     (viewer, self, unknown, offline, a question already open), then the subscriber is asked."""
+    from .operator_side import sent  # the two modules use each other
+
+    op, msg = event.operator, event.message
     kind: Literal["invite", "transfer"] = "invite" if isinstance(msg, Invite) else "transfer"
-    session = manager._sent(op, kind, msg.session_id, now)
+    session = sent(core, op, kind, msg.session_id, now)
     assert op.name is not None
     colleague = msg.colleague
     if colleague == op.name:
         raise RefusedError("you cannot invite yourself", code=ErrorCode.SELF_INVITE)
-    get_operator = getattr(manager.store, "get_operator", None)
-    record = get_operator(colleague) if callable(get_operator) else None
-    online = _connections(manager, colleague)
-    if callable(get_operator) and record is None:
+    online = _connections(core, colleague)
+    if not event.known:
         raise RefusedError(f"no operator is called {colleague}", code=ErrorCode.COLLEAGUE_UNKNOWN)
     if not online:
         raise RefusedError(f"{colleague} is not logged in", code=ErrorCode.COLLEAGUE_OFFLINE)
     if session.pending is not None:
         raise RefusedError("the subscriber is still answering", code=ErrorCode.INVALID_STATE)
-    display = str(getattr(record, "display_name", "") or online[0].display_name or colleague)
+    display = event.display_name or online[0].display_name or colleague
     person = PersonRequest(
         kind=kind,
         colleague=colleague,
@@ -119,18 +111,17 @@ def ask(manager: SessionManager, op: OperatorPeer, msg: Invite | Transfer, now: 
     )
     if kind == "invite" and colleague in session.allowed_viewers:
         # Already allowed by the subscriber: tell both again, ask nothing new.
-        op.peer.send(_notice(session, person, "allowed", id=msg.id))
-        _tell(manager, session, person, "allowed", skip=op)
+        core.send_operator(op, _notice(session, person, "allowed", id=msg.id))
+        _tell(core, session, person, "allowed", skip=op)
         return
-    from .sessions import PendingConsent  # a cycle at import time otherwise
-
     session.pending = PendingConsent(
-        request_id=manager._next_id(),
+        request_id=core.next_request_id(),
         scopes=(SCREEN,),
-        deadline=now + manager.rules.consent_timeout + manager.rules.consent_slack,
+        deadline=now + core.rules.consent_timeout + core.rules.consent_slack,
         person=person,
     )
-    manager._audit(
+    core.touch(session)
+    core.audit(
         f"session.{kind}",
         session.id,
         now,
@@ -140,33 +131,34 @@ def ask(manager: SessionManager, op: OperatorPeer, msg: Invite | Transfer, now: 
         colleague=colleague,
         status="asked",
     )
-    resend(manager, session)
-    op.peer.send(_notice(session, person, "asked", id=msg.id))
-    _tell(manager, session, person, "asked", skip=op)
+    resend(core, session)
+    core.send_operator(op, _notice(session, person, "asked", id=msg.id))
+    _tell(core, session, person, "asked", skip=op)
 
 
-def resend(manager: SessionManager, session: Session) -> None:
+def resend(core: SessionCore, session: Session) -> None:
     """(Re)send the open person question to the agent (also after the agent reconnected)."""
     pending = session.pending
     if pending is None or pending.person is None or session.agent is None:
         return
     person = pending.person
-    session.agent.peer.send(
+    core.send_agent(
+        session.agent,
         ConsentRequest(
             id=pending.request_id,
             session_id=session.id,
             operator=(person.by_display or person.by)[:255],
             scopes=(SCREEN,),
-            timeout=manager.rules.consent_timeout,
+            timeout=core.rules.consent_timeout,
             viewer=person.colleague_display[:255] or person.colleague,
             viewer_account=person.colleague,
             transfer=person.kind == "transfer",
-        )
+        ),
     )
 
 
-def decided(manager: SessionManager, session: Session, receipt: ConsentReceipt, now: float) -> None:
-    """A signed answer about a person (already verified and audited as ``consent.receipt``)."""
+def decided(core: SessionCore, session: Session, receipt: ConsentReceipt, now: float) -> None:
+    """A signed answer about a person (already verified; its receipt is being persisted)."""
     pending = session.pending
     person = pending.person if pending is not None else None
     if person is None or receipt.viewer != person.colleague:
@@ -177,13 +169,13 @@ def decided(manager: SessionManager, session: Session, receipt: ConsentReceipt, 
     session.pending = None
     # The receipt's ``granted`` is everything in force (a transfer drops control).
     for scope in session.granted - set(receipt.granted):
-        session.scopes[scope] = "withdrawn"
+        session.scopes[scope] = WITHDRAWN
     session.granted = frozenset(receipt.granted)
     allowed = receipt.decision.endswith("_allowed")
     status: InvitationStatus = (
         "allowed" if allowed else ("timeout" if receipt.decision.endswith("_timeout") else "refused")
     )
-    manager._audit(
+    core.audit(
         f"session.{person.kind}",
         session.id,
         now,
@@ -194,14 +186,14 @@ def decided(manager: SessionManager, session: Session, receipt: ConsentReceipt, 
         status=status,
     )
     if allowed and person.kind == "transfer":
-        _hand_over(manager, session, person, now)
+        _hand_over(core, session, person, now)
     elif allowed:
         session.allowed_viewers.add(person.colleague)
-    _tell(manager, session, person, status)
-    manager._broadcast_state(session)
+    _tell(core, session, person, status)
+    core.broadcast_state(session)
 
 
-def _hand_over(manager: SessionManager, session: Session, person: PersonRequest, now: float) -> None:
+def _hand_over(core: SessionCore, session: Session, person: PersonRequest, now: float) -> None:
     """The colleague becomes the session's operator; the old operator's connections leave."""
     old = session.operator
     session.operator = person.colleague
@@ -215,16 +207,17 @@ def _hand_over(manager: SessionManager, session: Session, person: PersonRequest,
         session.operator_away_since = now
     else:
         session.operator_away_since = None
+    core.touch(session)
 
 
-def timed_out(manager: SessionManager, session: Session, now: float) -> None:
+def timed_out(core: SessionCore, session: Session, now: float) -> None:
     """The broker's own deadline passed with no signed answer: the default, no (第31条1項④)."""
     pending = session.pending
     if pending is None or pending.person is None:
         return
     person = pending.person
     session.pending = None
-    manager._audit(
+    core.audit(
         f"session.{person.kind}",
         session.id,
         now,
@@ -233,4 +226,4 @@ def timed_out(manager: SessionManager, session: Session, now: float) -> None:
         colleague=person.colleague,
         status="timeout",
     )
-    _tell(manager, session, person, "timeout")
+    _tell(core, session, person, "timeout")

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from broker.sessions import AgentPeer, SessionRules
+from broker.core import AgentPeer, SessionRules
 from protocol.messages import Error, RestartNotice, RestartRequest, SessionState, SupportRequest
 
-from .test_sessions import T0, Recorder, World, make_world
+from .driver import Recorder
+from .test_sessions import T0, World, make_world
 
 
 @pytest.fixture

@@ -1,25 +1,24 @@
-"""The session manager with a fake clock: code expiry, consent timeout, grace periods, resume,
+"""The session core with a fake clock: code expiry, consent timeout, grace periods, resume,
 forged receipts, withdrawn scopes, inventory outside consent, throttled refusal audits.
 
-Peers here are recorders of what the broker would send (the manager never touches sockets);
-the store, the CA, the keys and the signatures are real.
+The core runs in :class:`tests.broker.core.driver.CoreDriver` (the host without sockets, store or
+sleeping): peers are recorders of what the broker would send; the CA, the keys and the signatures
+are real.
 """
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from broker.datakeys import DataKeyring
-from broker.inventory import InventoryVault
+from broker.core import AgentPeer, OperatorPeer, SessionCore, SessionRules, Subscriber
 from broker.policy import CodeAttemptGuard, parse_hours
-from broker.relay import ScreenPush
-from broker.sessions import AgentPeer, OperatorPeer, SessionManager, SessionRules
 from broker.sqlite_store import SQLiteStore
 from broker.store import CertificateRecord
 from certs import CertificateAuthority, build_csr, generate_private_key, serial_hex, sign
@@ -31,38 +30,26 @@ from protocol.messages import (
     InputEvent,
     InventoryItem,
     InventoryReport,
-    Message,
     ScreenRefresh,
+    SessionEnd,
     SessionState,
     SupportCodeIssued,
     SupportRequest,
+    Watch,
 )
 from protocol.receipts import ConsentReceipt, receipt_bytes
 from protocol.screen import Encoding, Rect, ScreenUpdate, encode_update
 
+from .driver import AuditRecord, CoreDriver, Recorder
+
 T0 = 1_800_000_000.0
-
-
-@dataclass(eq=False)
-class Recorder:
-    messages: list[Message] = field(default_factory=list)
-    screens: list[bytes] = field(default_factory=list)
-
-    def send(self, message: Message) -> None:
-        self.messages.append(message)
-
-    def send_screen(self, frame: bytes, *, keyframe: bool) -> ScreenPush:
-        self.screens.append(frame)
-        return ScreenPush.QUEUED
-
-    def last(self, kind: type[Message]) -> Message:
-        return next(m for m in reversed(self.messages) if isinstance(m, kind))
 
 
 @dataclass
 class World:
-    store: SQLiteStore
-    manager: SessionManager
+    store: Any
+    """The driver (audit rows in memory), or a real store they are copied into (make_stored_world)."""
+    manager: CoreDriver
     agent: AgentPeer
     agent_out: Recorder
     op: OperatorPeer
@@ -129,39 +116,48 @@ def world(tmp_path: Path) -> World:
     return make_world(tmp_path)
 
 
-def make_world(tmp_path: Path) -> World:
+def make_world(tmp_path: Path | None = None) -> World:
     now = datetime.fromtimestamp(T0, UTC)
     ca = CertificateAuthority.create(common_name="Test CA", now=now)
     key = generate_private_key()
     cert = ca.sign_client_csr(build_csr(key, common_name="C-1"), expected_common_name="C-1", now=now)
+    serial = serial_hex(cert)
+    core = SessionCore(hours=parse_hours("00:00-00:00"), code_guard=CodeAttemptGuard(), rules=SessionRules())
+    manager = CoreDriver(core, now=T0 - 10)
+    manager.subscribers["C-1"] = Subscriber(status="active")
+    manager.certificates[serial] = cert.public_bytes(serialization.Encoding.PEM).decode()
+    agent_out, op_out = Recorder(), Recorder()
+    agent = AgentPeer(peer=agent_out, serial=serial, contract_id="C-1", machine_name="pc")
+    op = OperatorPeer(peer=op_out, address="127.0.0.1", name="op", display_name="Op", role="operator")
+    manager.operator_attached(op)
+    return World(manager, manager, agent, agent_out, op, op_out, key)
+
+
+def make_stored_world(tmp_path: Path) -> World:
+    """A world whose audit rows also go into a real SQLite store (for the real CLI to read)."""
+    world = make_world(tmp_path)
     store = SQLiteStore(tmp_path / "broker.sqlite3")  # the CLI finds it
     store.add_subscriber("C-1", now=T0 - 10, actor="test")
     store.add_enrollment_token("C-1", "h" * 64, now=T0 - 10, expires_at=T0 + 100, actor="test")
-    serial = serial_hex(cert)
     store.complete_enrollment(
         "h" * 64,
         CertificateRecord(
-            serial=serial,
+            serial=world.agent.serial,
             contract_id="C-1",
             machine_name="pc",
-            cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
+            cert_pem=world.manager.certificates[world.agent.serial],
             issued_at=T0 - 10,
             not_after=T0 + 1e7,
         ),
         now=T0 - 10,
     )
-    manager = SessionManager(
-        store,
-        vault=InventoryVault(store, DataKeyring.open(tmp_path / "keys")),
-        hours=parse_hours("00:00-00:00"),
-        code_guard=CodeAttemptGuard(),
-        rules=SessionRules(),
-    )
-    agent_out, op_out = Recorder(), Recorder()
-    agent = AgentPeer(peer=agent_out, serial=serial, contract_id="C-1", machine_name="pc")
-    op = OperatorPeer(peer=op_out, address="127.0.0.1", name="op", display_name="Op", role="operator")
-    manager.operator_attached(op)
-    return World(store, manager, agent, agent_out, op, op_out, key)
+
+    def copy(e: AuditRecord) -> None:
+        store.append_audit(actor=e.actor, action=e.action, subject=e.subject, details=e.details, now=e.at)
+
+    world.manager.on_record.append(copy)
+    world.store = store
+    return world
 
 
 def _frame() -> bytes:
@@ -289,19 +285,47 @@ def test_refused_input_is_reported_each_time_but_audited_at_most_every_few_secon
     assert len(refusals) == 20
     audited = [e for e in world.store.audit_entries() if e.action == "input.refused"]
     assert len(audited) == 1
+    # The 19 held back are written by the core's timer, 5 s after the first entry, without
+    # waiting for another refusal; the next one after that waits its own 5 s.
     world.manager.operator_message(world.op, InputEvent(session_id=session, kind="move", x=1, y=1), T0 + 9)
     audited = [e for e in world.store.audit_entries() if e.action == "input.refused"]
-    assert [e.details["count"] for e in audited] == [1, 20]
-    assert world.manager.sessions[session].refused_inputs == 21
+    assert [(e.at, e.details["count"]) for e in audited] == [(T0 + 3, 1), (T0 + 8, 19)]
+    world.manager.tick(T0 + 14)
+    audited = [e for e in world.store.audit_entries() if e.action == "input.refused"]
+    assert [e.details["count"] for e in audited] == [1, 19, 1]
+    assert world.manager.sessions[session].refused_inputs == 21 == sum(e.details["count"] for e in audited)
     assert not any(isinstance(m, InputEvent) for m in world.agent_out.messages)
 
 
-def test_a_viewer_joining_asks_the_agent_for_a_keyframe(world: World) -> None:
+def test_held_back_refusals_are_audited_when_the_session_ends(world: World) -> None:
     session, request = world.claim(("screen:view",))
     world.decide(session, ("screen:view",), request.scopes, T0 + 2)
+    for i in range(3):
+        world.manager.operator_message(
+            world.op, InputEvent(session_id=session, kind="move", x=1, y=1), T0 + 3 + i
+        )
+    world.manager.operator_message(world.op, SessionEnd(id="e", session_id=session), T0 + 6)
+    audited = [e for e in world.store.audit_entries() if e.action == "input.refused"]
+    assert [e.details["count"] for e in audited] == [1, 2]
+    end = [e for e in world.store.audit_entries() if e.action == "session.end"]
+    assert end[0].details["refused_inputs"] == 3
+
+
+def test_no_keyframe_request_when_the_agent_starts_sharing_by_itself(world: World) -> None:
+    """docs/session-core.md, keyframes: on a grant of screen:view the agent starts with a keyframe,
+    so the broker asks for none; a viewer who joins a running stream gets one asked for."""
+    session, request = world.claim(("screen:view",))
+    world.decide(session, ("screen:view",), request.scopes, T0 + 2)
+    assert not any(isinstance(m, ScreenRefresh) for m in world.agent_out.messages)
+    world.manager.agent_binary(world.agent, _frame(), T0 + 3)
+    sup_out = Recorder()
+    sup = OperatorPeer(peer=sup_out, address="::1", name="sam", display_name="Sam", role="supervisor")
+    world.manager.operator_attached(sup)
+    world.manager.operator_message(sup, Watch(id="w", session_id=session), T0 + 4)
     refresh = world.agent_out.last(ScreenRefresh)
     assert isinstance(refresh, ScreenRefresh)
     assert refresh.session_id == session
+    assert [isinstance(m, ScreenRefresh) for m in world.agent_out.messages].count(True) == 1
 
 
 def test_session_ids_never_look_like_command_line_options(world: World) -> None:

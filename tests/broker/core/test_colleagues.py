@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.sessions import OperatorPeer
+from broker.core import OperatorPeer
 from certs import sign
 from protocol.messages import (
     ConsentDecision,
@@ -30,7 +30,8 @@ from protocol.messages import (
     Watch,
 )
 from protocol.receipts import ConsentReceipt, receipt_bytes
-from tests.broker.test_sessions import T0, Recorder, World, _frame, make_world
+from tests.broker.core.driver import Recorder
+from tests.broker.core.test_sessions import T0, World, _frame, make_world
 
 
 @pytest.fixture

@@ -1,0 +1,183 @@
+"""Events: what happened, as the host saw it, with every fact the rules need already read.
+
+The host reads what needs the store or a CPU-heavy check (the subscriber's status, the requests of
+the last hour, a consent receipt's signature, an inventory record) *before* it builds the event,
+off the event loop; the core only decides. One frozen class per kind of event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocol.messages import ConsentDecision, Error, Invite, Message, SupportRequest, Transfer
+from protocol.receipts import ConsentReceipt
+
+from .state import AgentPeer, OperatorPeer
+
+__all__ = [
+    "AgentDisconnected",
+    "AgentError",
+    "AgentFrame",
+    "AgentMessage",
+    "ConsentDecided",
+    "CredentialsRead",
+    "Event",
+    "FrameDelivered",
+    "InventoryStored",
+    "OperatorAttached",
+    "OperatorDetached",
+    "OperatorMessage",
+    "PersonAsked",
+    "Shutdown",
+    "Subscriber",
+    "SupportRequested",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Subscriber:
+    """The contract as the store had it when the request came (第18条, 第20条/第21条)."""
+
+    status: str
+    """``active``, ``suspended`` or ``terminated`` (``broker.store.SubscriberStatus`` values)."""
+    suspended_until: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SupportRequested:
+    """A ``support_request`` without ``resume``; the host read the contract and the count first."""
+
+    agent: AgentPeer
+    message: SupportRequest
+    subscriber: Subscriber | None
+    """None: no such contract (treated as terminated)."""
+    recent_requests: int
+    """``support.request`` audit entries of this contract in the last hour (第18条⑤)."""
+    counted_at: float | None = None
+    """When ``recent_requests`` was read (after the host's writer was flushed): requests this core
+    accepted from then on are not in it yet and are added by the core. None: the count is complete."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentMessage:
+    """Any other control message of an agent (``resume``, chat, end, restart notice, layout, inventory)."""
+
+    agent: AgentPeer
+    message: Message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentDecided:
+    """A ``consent_decision`` whose receipt the host checked against the agent's certificate."""
+
+    agent: AgentPeer
+    message: ConsentDecision
+    receipt: ConsentReceipt | None
+    """The verified receipt, or None when verification failed (see ``refusal``)."""
+    refusal: Error | None = None
+    """Why the receipt was not accepted (unknown certificate, bad signature)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentError:
+    """An ``error`` message of an agent (it may report input it refused)."""
+
+    agent: AgentPeer
+    message: Error
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentFrame:
+    """A binary frame of an agent (a screen update)."""
+
+    agent: AgentPeer
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameDelivered:
+    """What the host's forwarding of one :class:`~broker.core.commands.ForwardFrame` achieved."""
+
+    session_id: str
+    delivered_bytes: int
+    """Bytes handed to viewer connections (frames dropped for a slow viewer not counted)."""
+    behind: bool
+    """A viewer fell behind: the core asks the agent for a keyframe (once until one comes)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentDisconnected:
+    agent: AgentPeer
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorAttached:
+    """A logged-in operator connection (it now sees the queue)."""
+
+    operator: OperatorPeer
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorDetached:
+    operator: OperatorPeer
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorMessage:
+    """A message of a logged-in operator (login and password are the server's)."""
+
+    operator: OperatorPeer
+    message: Message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PersonAsked:
+    """An ``invite`` or ``transfer``; the host looked the colleague's account up first."""
+
+    operator: OperatorPeer
+    message: Invite | Transfer
+    known: bool
+    """Whether an operator account of that name exists."""
+    display_name: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InventoryStored:
+    """The host stored (encrypted) the inventory a :class:`~broker.core.commands.SaveInventory` asked for."""
+
+    session_id: str
+    inventory_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CredentialsRead:
+    """Answer to :class:`~broker.core.commands.ReadCredentials`: the decrypted router login or None."""
+
+    operator: OperatorPeer
+    request_id: str
+    session_id: str
+    account: str | None
+    password: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Shutdown:
+    """The broker stops: every session ends."""
+
+
+Event = (
+    SupportRequested
+    | AgentMessage
+    | ConsentDecided
+    | AgentError
+    | AgentFrame
+    | FrameDelivered
+    | AgentDisconnected
+    | OperatorAttached
+    | OperatorDetached
+    | OperatorMessage
+    | PersonAsked
+    | InventoryStored
+    | CredentialsRead
+    | Shutdown
+)

@@ -1,0 +1,362 @@
+"""The host of the session core: reads facts before events, runs the core's commands, arms one timer.
+
+:class:`SessionHost` owns a :class:`broker.core.SessionCore`, the peers (``broker.peers.SenderPeer``,
+reached through the connection records' ``peer``), the one ``loop.call_at`` timer for
+``core.next_timer()``, and the asynchronous storage (:mod:`broker.storage`). Nothing here touches
+the store on the event loop synchronously:
+
+* facts an event needs (the subscriber's status and recent requests, the agent's certificate for a
+  consent receipt, a colleague's account) are read in a task, and the ECDSA check of a receipt runs
+  in a thread; while such a read is under way, later messages of the same connection wait behind it
+  (per-connection order is kept: a consent decision is applied before the screen it allowed);
+* every write (audit entries, session rows, receipts, inventory) goes through ONE ordered writer
+  task, so the audit chain keeps the order of the events;
+* reads someone waits for (the router login reveal, a supervisor's audit page, verify) are tasks.
+
+Observers: :attr:`SessionHost.observers` is the one place to watch the command stream. Each
+observer is called with every command, in order, before it runs (recording and file transfer
+subscribe here). An observer must not block and must not raise; an exception is logged and ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from protocol.errors import ErrorCode
+from protocol.messages import (
+    ConsentDecision,
+    Error,
+    Invite,
+    Message,
+    Queue,
+    SupportRequest,
+    Transfer,
+)
+
+from .audit import ChainReport
+from .core import (
+    AgentDisconnected,
+    AgentError,
+    AgentFrame,
+    AgentMessage,
+    AgentPeer,
+    Audit,
+    BrowseAudit,
+    Command,
+    ConsentDecided,
+    Event,
+    ForwardFrame,
+    FrameDelivered,
+    InventoryStored,
+    OperatorAttached,
+    OperatorDetached,
+    OperatorMessage,
+    OperatorPeer,
+    PersistReceipt,
+    PersistSessionEnd,
+    PersistSessionStart,
+    PersonAsked,
+    ReadCredentials,
+    RequestKeyframe,
+    SaveInventory,
+    SendToAgent,
+    SendToOperator,
+    Session,
+    SessionCore,
+    Shutdown,
+    Subscriber,
+    SupportRequested,
+)
+from .datakeys import DataKeyring
+from .errors import BrokerError
+from .receipts import verify_receipt
+from .relay import ScreenPush
+from .session_records import Runner, SessionRecords, _direct
+from .storage import Storage
+
+log = logging.getLogger("broker.sessions")
+
+__all__ = ["MAX_BACKLOG", "Observer", "SessionHost"]
+
+MAX_BACKLOG = 256
+"""Messages of one connection held while a read for an earlier one is under way; screen updates
+beyond it are dropped (the agent sends a keyframe when asked), control messages are kept."""
+
+Observer = Callable[[Command], None]
+Lookup = Callable[[], Awaitable[Event | None]]
+_Item = Event | Lookup
+_WRITES = (Audit, PersistSessionStart, PersistSessionEnd, PersistReceipt, SaveInventory)
+"""Commands the ordered writer runs, one after another."""
+
+
+T = TypeVar("T")
+
+
+class SessionHost:
+    """Runs a :class:`SessionCore` for the broker (see the module docstring)."""
+
+    def __init__(
+        self,
+        core: SessionCore,
+        storage: Storage,
+        *,
+        keyring: DataKeyring,
+        clock: Callable[[], float],
+        verify_audit: Callable[[], ChainReport] | None = None,
+        run: Runner | None = None,
+    ) -> None:
+        self.core = core
+        self.storage = storage
+        self.keyring = keyring
+        self.clock = clock
+        self.verify_audit = verify_audit
+        """What the console's "verify" runs, in a thread (the server adds the signed checkpoints)."""
+        self.observers: list[Observer] = []
+        """Called with every command, in order, before it runs (see the module docstring)."""
+        self._writes: asyncio.Queue[Command | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._backlogs: dict[object, deque[_Item]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._certificates: dict[str, str] = {}
+        self._run: Runner = run or _direct
+        self.records = SessionRecords(storage, keyring=keyring, run=self._run, verify_audit=verify_audit)
+        """The storage side: writes of the ordered writer, reads of tasks (broker/session_records.py)."""
+        """Where storage coroutines run: here, or on a :class:`StorageThread` (the transition)."""
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    async def close(self) -> None:
+        """End every session (their summaries are written), then let the writer finish."""
+        self.feed(Shutdown())
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._writer is not None:
+            await self._writes.put(None)
+            await self._writer
+            self._writer = None
+
+    async def flush(self) -> None:
+        """Wait until every write queued so far is done (tests, shutdown)."""
+        await self._writes.join()
+
+    # -- what the server calls --------------------------------------------------------------------
+
+    @property
+    def sessions(self) -> dict[str, Session]:
+        return self.core.sessions
+
+    def queue(self, request_id: str | None = None) -> Queue:
+        return self.core.queue(request_id)
+
+    def support_request(self, agent: AgentPeer, msg: SupportRequest) -> None:
+        if msg.resume is not None:
+            self._from(agent, AgentMessage(agent=agent, message=msg))
+            return
+
+        async def read() -> Event:
+            record = await self._run(self.storage.subscribers.get(agent.contract_id))
+            await self.flush()  # every request accepted so far is counted by the store ...
+            counted_at = self.clock()  # ... and the core adds those it accepts from now on
+            recent = await self._run(
+                self.storage.audit.count(
+                    action="support.request", subject=agent.contract_id, since=self.clock() - 3600
+                )
+            )
+            subscriber = (
+                None
+                if record is None
+                else Subscriber(status=str(record.status.value), suspended_until=record.suspended_until)
+            )
+            return SupportRequested(
+                agent=agent, message=msg, subscriber=subscriber, recent_requests=recent, counted_at=counted_at
+            )
+
+        self._from(agent, read)
+
+    def agent_message(self, agent: AgentPeer, msg: Message) -> None:
+        if isinstance(msg, SupportRequest):
+            self.support_request(agent, msg)
+        elif isinstance(msg, ConsentDecision):
+            self._from(agent, lambda: self._verify(agent, msg))
+        elif isinstance(msg, Error):
+            self._from(agent, AgentError(agent=agent, message=msg))
+        else:
+            self._from(agent, AgentMessage(agent=agent, message=msg))
+
+    def agent_binary(self, agent: AgentPeer, data: bytes) -> None:
+        self._from(agent, AgentFrame(agent=agent, data=data))
+
+    def agent_disconnected(self, agent: AgentPeer) -> None:
+        self._from(agent, AgentDisconnected(agent=agent))
+
+    def operator_attached(self, op: OperatorPeer) -> None:
+        self._from(op, OperatorAttached(operator=op))
+
+    def operator_detached(self, op: OperatorPeer) -> None:
+        """At once, not behind a read of that connection: the server clears the login right after
+        (broker/operator_links.py), and no frame may be routed to it any more."""
+        self.feed(OperatorDetached(operator=op))
+
+    def operator_message(self, op: OperatorPeer, msg: Message) -> None:
+        if isinstance(msg, Invite | Transfer):
+            colleague = msg.colleague
+
+            async def look_up() -> Event:
+                record = await self._run(self.storage.operators.get(colleague))
+                display = record.display_name if record is not None else ""
+                return PersonAsked(operator=op, message=msg, known=record is not None, display_name=display)
+
+            self._from(op, look_up)
+        else:
+            self._from(op, OperatorMessage(operator=op, message=msg))
+
+    # -- feeding the core -------------------------------------------------------------------------
+
+    def feed(self, event: Event) -> None:
+        """One event into the core now; its commands run at once."""
+        self.run(self.core.handle(event, self.clock()))
+        self._arm()
+
+    def _from(self, source: object, item: _Item) -> None:
+        """An event (or a read that makes one) from one connection, in that connection's order."""
+        backlog = self._backlogs.get(source)
+        if backlog is None:
+            if not callable(item):
+                self.feed(item)
+                return
+            backlog = self._backlogs[source] = deque()
+            backlog.append(item)
+            self._spawn(self._drain(source, backlog))
+            return
+        if len(backlog) >= MAX_BACKLOG and isinstance(item, AgentFrame):
+            return  # a screen update behind a slow read: dropped (a keyframe follows on request)
+        backlog.append(item)
+
+    async def _drain(self, source: object, backlog: deque[_Item]) -> None:
+        try:
+            while backlog:
+                item = backlog.popleft()
+                event = await item() if callable(item) else item
+                if event is not None:
+                    self.feed(event)
+        except Exception:
+            log.exception("a read for the session core failed")
+        finally:
+            self._backlogs.pop(source, None)
+
+    async def _verify(self, agent: AgentPeer, msg: ConsentDecision) -> Event:
+        """The receipt checked against the agent's certificate (ECDSA in a thread, DESIGN §4)."""
+        pem = self._certificates.get(agent.serial)
+        if pem is None:
+            record = await self._run(self.storage.certificates.get(agent.serial))
+            if record is None:
+                refusal = Error(code=ErrorCode.CERT_UNKNOWN.value, message="unknown certificate")
+                return ConsentDecided(agent=agent, message=msg, receipt=None, refusal=refusal)
+            pem = self._certificates[agent.serial] = record.cert_pem
+        try:
+            receipt = await asyncio.to_thread(verify_receipt, msg.receipt, msg.signature, pem)
+        except BrokerError as exc:
+            refusal = Error(code=exc.code.value, message=exc.message)
+            return ConsentDecided(agent=agent, message=msg, receipt=None, refusal=refusal)
+        return ConsentDecided(agent=agent, message=msg, receipt=receipt)
+
+    # -- running commands -------------------------------------------------------------------------
+
+    def run(self, commands: list[Command]) -> None:
+        for command in commands:
+            for observer in self.observers:
+                try:
+                    observer(command)
+                except Exception:
+                    log.exception("a session observer failed")
+            if isinstance(command, SendToAgent | RequestKeyframe):
+                command.agent.peer.send(command.message)
+            elif isinstance(command, SendToOperator):
+                command.operator.peer.send(command.message)
+            elif isinstance(command, ForwardFrame):
+                self._forward(command)
+            elif isinstance(command, _WRITES):
+                self._writes.put_nowait(command)
+            elif isinstance(command, ReadCredentials):
+                self._spawn(self._read_credentials(command))
+            elif isinstance(command, BrowseAudit):
+                self._spawn(self._browse(command))
+
+    def _forward(self, command: ForwardFrame) -> None:
+        delivered, behind = 0, False
+        for viewer in command.viewers:
+            result = viewer.peer.send_screen(command.data, keyframe=command.keyframe)
+            if result is not ScreenPush.DROPPED:
+                delivered += len(command.data)
+            behind = behind or result is ScreenPush.BEHIND
+        self.feed(FrameDelivered(session_id=command.session_id, delivered_bytes=delivered, behind=behind))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the one timer ----------------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        when = self.core.next_timer()
+        if when == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = when
+        if when is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_at(loop.time() + max(0.0, when - self.clock()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        try:
+            self.run(self.core.handle_timer(self.clock()))
+        except Exception:  # a bug in one session must not stop the timers of all others
+            log.exception("session timer failed")
+        self._arm()
+
+    # -- the ordered writer -----------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while True:
+            command = await self._writes.get()
+            try:
+                if command is None:
+                    return
+                inventory_id = await self.records.write(command)
+                if isinstance(command, SaveInventory) and inventory_id is not None:
+                    self.feed(InventoryStored(session_id=command.session_id, inventory_id=inventory_id))
+            except Exception:
+                log.exception("a session record could not be written")
+            finally:
+                self._writes.task_done()
+
+    # -- reads someone waits for ------------------------------------------------------------------
+
+    async def _read_credentials(self, command: ReadCredentials) -> None:
+        await self.flush()  # the inventory of this session may still be on its way to the store
+        inventory_id = command.inventory_id
+        if inventory_id is None:
+            session = self.core.sessions.get(command.session_id)
+            inventory_id = session.inventory_id if session is not None else None
+        self.feed(await self.records.read_credentials(command, inventory_id))
+
+    async def _browse(self, command: BrowseAudit) -> None:
+        await self.flush()
+        command.operator.peer.send(await self.records.browse(command))
