@@ -5,6 +5,14 @@ validates types, required fields and string lengths in one pass, and unknown fie
 rather than silently ignored. ``Message`` is the union of all of them; ``MESSAGE_TYPES`` maps the
 wire ``type`` to its class.
 
+Every message also validates when it is *built* (h11's self-validating events): the classes'
+metaclass runs the very decoder the codec uses on the new object, so ``Claim(id="")`` raises
+:class:`~protocol.errors.InvalidField` exactly as decoding ``{"type":"claim","id":""}`` does, and
+whatever builds also encodes and decodes back equal. Decoding does not pass through the metaclass,
+so a received message is validated once, by the decoder. Rules that span fields (an input event's
+kind and its fields) live in ``__post_init__``, which both paths run. Tests that must send invalid
+JSON write raw dicts (``protocol.codec.encode_raw``), never invalid message objects.
+
 Times on the wire are seconds since the Unix epoch (UTC) as numbers: the sender's clock, passed
 in by the adapter, never read here.
 """
@@ -15,6 +23,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from .errors import InvalidField
 from .scopes import SCOPE_PATTERN
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+\Z")]
@@ -36,7 +45,47 @@ OperatorName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=
 """An operator's account name (the broker's ``NAME_PATTERN``), e.g. a colleague to invite."""
 
 
-class _Base(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"):
+_MAX_DETAIL = 200
+_check_encoder = msgspec.json.Encoder()
+
+
+def _refusal(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
+
+
+class _Validating(msgspec.StructMeta):
+    """Metaclass: ``Cls(**fields)`` returns the object only if the decoder would accept it.
+
+    The new object is encoded and decoded with its own class's typed decoder (the codec's rules:
+    patterns, lengths, ranges, literals, known scopes, nested structs), and the *decoded* object
+    is returned, so a list given for a tuple field comes back a tuple and construction and
+    decoding can never disagree. ``msgspec.json.decode`` creates objects without calling the
+    metaclass, so decoding is not validated twice.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        try:
+            built = super().__call__(*args, **kwargs)
+        except TypeError as exc:  # a missing or unknown field: decoding refuses it the same way
+            raise InvalidField(f"{cls.__name__}: {_refusal(exc)}") from None
+        try:
+            data = _check_encoder.encode(built)
+        except (msgspec.EncodeError, TypeError, ValueError, OverflowError) as exc:
+            raise InvalidField(f"{cls.__name__}: {_refusal(exc)}") from None
+        try:
+            return msgspec.json.decode(data, type=cls)
+        except msgspec.ValidationError as exc:
+            raise InvalidField(f"{cls.__name__}: {_refusal(exc)}") from None
+        except msgspec.DecodeError as exc:
+            raise InvalidField(f"{cls.__name__}: {_refusal(exc)}") from None
+
+
+class _Struct(msgspec.Struct, metaclass=_Validating, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Common base of every struct on the wire: validated at construction (see the module doc)."""
+
+
+class _Base(_Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"):
     """Common base; not a message itself."""
 
 
@@ -218,7 +267,50 @@ class InputEvent(_Base, frozen=True, kw_only=True, tag="input"):
     code: Annotated[int, msgspec.Meta(ge=1, le=0x1FFFFFFF)] | None = None
     """A platform key code instead of ``key``."""
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    """Typed as characters through the keyboard layout; no control characters but tab and newline."""
     monitor: Annotated[int, msgspec.Meta(ge=0, le=16)] = 0
+
+    def __post_init__(self) -> None:
+        """The rules between fields, for decoding and construction alike (the agent injects
+        exactly this type, ``agent/input/inject.py``)."""
+        problem = _input_problem(self)
+        if problem is not None:
+            raise InvalidField(f"input {self.kind}: {problem}")
+
+
+def _input_problem(event: InputEvent) -> str | None:
+    """What is wrong with ``event`` as a whole, or None: what each ``kind`` needs.
+
+    kind "move":   ``x``, ``y`` in shared-screen pixels (origin: the shared monitor's top-left).
+    kind "button": ``button`` and ``action``; with ``x``/``y`` the pointer moves there first.
+    kind "wheel":  ``dx``, ``dy`` in wheel steps, not both zero (positive ``dy`` scrolls down, like
+                   the DOM's ``deltaY``); with ``x``/``y`` the pointer moves there first.
+    kind "key":    ``action`` of a key given by exactly one of ``key`` (a pynput ``Key`` name, a DOM
+                   ``KeyboardEvent.key`` name or one character) and ``code`` (platform key code).
+    kind "text":   ``text``.
+    """
+    if (event.x is None) != (event.y is None):
+        return "x and y go together"
+    kind = event.kind
+    if kind == "move":
+        return "needs x and y" if event.x is None else None
+    if kind == "button":
+        if event.button is None or event.action is None:
+            return "needs button and action"
+    elif kind == "wheel":
+        if event.dx == 0 and event.dy == 0:
+            return "dx and dy are both zero"
+    elif kind == "key":
+        if event.action is None:
+            return "needs action"
+        if (event.key is None) == (event.code is None):
+            return "needs exactly one of key and code"
+    elif kind == "text":
+        if event.text is None:
+            return "needs text"
+        if any(ord(c) < 0x20 and c not in "\t\n" for c in event.text):
+            return "text may not contain control characters other than tab and newline"
+    return None
 
 
 class ScreenRefresh(_Base, frozen=True, kw_only=True, tag="screen_refresh"):
@@ -262,7 +354,7 @@ class RestartNotice(_Base, frozen=True, kw_only=True, tag="restart_notice"):
     session_id: SessionId
 
 
-class Viewer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class Viewer(_Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One person who can see the subscriber's screen in a session (DESIGN §2: every person who can
     see the screen is known to the subscriber at every moment)."""
 
@@ -342,7 +434,7 @@ class QueueList(_Base, frozen=True, kw_only=True, tag="queue_list"):
     id: Id
 
 
-class QueueEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class QueueEntry(_Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     session_id: SessionId
     contract_id: ContractId
     machine_name: Annotated[str, msgspec.Meta(max_length=255)]
@@ -433,7 +525,7 @@ class Invitation(_Base, frozen=True, kw_only=True, tag="invitation"):
 # -- inventory (別紙5), monitors, audit ------------------------------------------------------------
 
 
-class InventoryItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class InventoryItem(_Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     item: Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}\Z")]
     available: bool
     value: Any = None
@@ -476,7 +568,7 @@ class Credentials(_Base, frozen=True, kw_only=True, tag="credentials"):
     password: Annotated[str, msgspec.Meta(max_length=128)]
 
 
-class Monitor(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class Monitor(_Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     index: Annotated[int, msgspec.Meta(ge=0, le=16)]
     left: Annotated[int, msgspec.Meta(ge=-65535, le=65535)]
     top: Annotated[int, msgspec.Meta(ge=-65535, le=65535)]
@@ -505,7 +597,7 @@ class AuditQuery(_Base, frozen=True, kw_only=True, tag="audit_query"):
     before_seq: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
-class AuditRow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class AuditRow(_Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     seq: int
     at: float
     actor: str
