@@ -19,6 +19,7 @@ in by the adapter, never read here.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -54,6 +55,17 @@ def _refusal(exc: BaseException) -> str:
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
 
 
+def _non_finite(value: object) -> bool:
+    """Whether a float infinity or NaN is anywhere in ``value`` (plain data, already encodable)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(k) or _non_finite(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
 class _Validating(msgspec.StructMeta):
     """Metaclass: ``Cls(**fields)`` returns the object only if the decoder would accept it.
 
@@ -74,11 +86,14 @@ class _Validating(msgspec.StructMeta):
         except (msgspec.EncodeError, TypeError, ValueError, OverflowError) as exc:
             raise InvalidField(f"{cls.__name__}: {_refusal(exc)}") from None
         try:
-            return msgspec.json.decode(data, type=cls)
-        except msgspec.ValidationError as exc:
+            decoded = msgspec.json.decode(data, type=cls)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise InvalidField(f"{cls.__name__}: {_refusal(exc)}") from None
-        except msgspec.DecodeError as exc:
-            raise InvalidField(f"{cls.__name__}: {_refusal(exc)}") from None
+        # JSON has no infinity or NaN: the encoder writes them as null, which a field may accept as
+        # None. Only then can the decoded object say something else than the one built.
+        if b"null" in data and _non_finite(msgspec.to_builtins(built)):
+            raise InvalidField(f"{cls.__name__}: a value does not survive JSON (infinity or NaN)")
+        return decoded
 
 
 class _Struct(msgspec.Struct, metaclass=_Validating, frozen=True, kw_only=True, forbid_unknown_fields=True):
