@@ -323,9 +323,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "A module this command needs is not installed.",
     ),
     "error.consent_error": ("同意の記録を更新できませんでした。", "The consent record could not be updated."),
-    "error.unknown_scope": ("知らない種類の許可を求められました。", "A permission of an unknown kind was asked for."),
+    "error.unknown_scope": (
+        "知らない種類の許可を求められました。",
+        "A permission of an unknown kind was asked for.",
+    ),
     "error.wrong_session": ("別のサポートの依頼です。", "The request belongs to another support session."),
-    "error.consent_ended": ("このサポートはすでに終わっています。", "This support session has already ended."),
+    "error.consent_ended": (
+        "このサポートはすでに終わっています。",
+        "This support session has already ended.",
+    ),
     "error.input_rejected": (
         "オペレータの操作をこのパソコンでは実行できませんでした。",
         "The operator's input could not be applied on this PC.",

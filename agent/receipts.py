@@ -18,8 +18,8 @@ from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from certs import CertError, sign, verify
 from agent.errors import AgentError
+from certs import CertError, sign, verify
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import ConsentDecision
 from protocol.receipts import ConsentReceipt, parse_receipt, receipt_bytes

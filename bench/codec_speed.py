@@ -11,6 +11,7 @@ docs/protocol.md, "Validation at construction").
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import timeit
 from collections.abc import Callable
@@ -33,24 +34,26 @@ def _samples() -> dict[str, Callable[[], Message]]:
             machine_name="PC-01",
             operator="Sato",
             scopes={"screen:view": "granted", "input:control": "requested", "inventory:os": "denied"},
-            viewers=(Viewer(name="Sato", role="operator"), Viewer(name="Ito", role="supervisor", read_only=True)),
+            viewers=(
+                Viewer(name="Sato", role="operator"),
+                Viewer(name="Ito", role="supervisor", read_only=True),
+            ),
         ),
     }
 
 
 def run(*, rounds: int, number: int) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
+    def best(fn: Callable[[], object]) -> float:
+        return min(timeit.repeat(fn, number=number, repeat=rounds)) / number * 1e6
+
     for name, build in _samples().items():
         message = build()
         data = encode(message)
-
-        def best(fn: Callable[[], object]) -> float:
-            return min(timeit.repeat(fn, number=number, repeat=rounds)) / number * 1e6
-
         out[name] = {
             "construct_us": round(best(build), 3),
-            "encode_us": round(best(lambda: encode(message)), 3),
-            "decode_us": round(best(lambda: decode(data)), 3),
+            "encode_us": round(best(functools.partial(encode, message)), 3),
+            "decode_us": round(best(functools.partial(decode, data)), 3),
         }
     return out
 

@@ -56,7 +56,6 @@ def test_invalid_events(fields: dict[str, object]) -> None:
         InputEvent(session_id=SID, **fields)  # type: ignore[arg-type]
 
 
-
 @pytest.mark.parametrize(
     "fields",
     [

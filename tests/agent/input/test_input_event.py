@@ -3,8 +3,6 @@ protocol's ``InputEvent``, validated there (tests/protocol/test_input_event.py).
 
 from __future__ import annotations
 
-import pytest
-
 from agent.input.inject import DOM_KEY_NAMES, GuardKind, LocalInputGuard
 
 
