@@ -44,6 +44,7 @@ def _samples() -> dict[str, Callable[[], Message]]:
 
 def run(*, rounds: int, number: int) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
+
     def best(fn: Callable[[], object]) -> float:
         return min(timeit.repeat(fn, number=number, repeat=rounds)) / number * 1e6
 

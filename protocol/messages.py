@@ -19,11 +19,11 @@ in by the adapter, never read here.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
 import msgspec
 
+from .construction import Validating, input_problem
 from .errors import InvalidField
 from .scopes import SCOPE_PATTERN
 
@@ -46,57 +46,7 @@ OperatorName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=
 """An operator's account name (the broker's ``NAME_PATTERN``), e.g. a colleague to invite."""
 
 
-_MAX_DETAIL = 200
-_check_encoder = msgspec.json.Encoder()
-
-
-def _refusal(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
-
-
-def _non_finite(value: object) -> bool:
-    """Whether a float infinity or NaN is anywhere in ``value`` (plain data, already encodable)."""
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, dict):
-        return any(_non_finite(k) or _non_finite(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_non_finite(v) for v in value)
-    return False
-
-
-class _Validating(msgspec.StructMeta):
-    """Metaclass: ``Cls(**fields)`` returns the object only if the decoder would accept it.
-
-    The new object is encoded and decoded with its own class's typed decoder (the codec's rules:
-    patterns, lengths, ranges, literals, known scopes, nested structs), and the *decoded* object
-    is returned, so a list given for a tuple field comes back a tuple and construction and
-    decoding can never disagree. ``msgspec.json.decode`` creates objects without calling the
-    metaclass, so decoding is not validated twice.
-    """
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        try:
-            built = super().__call__(*args, **kwargs)
-        except TypeError as exc:  # a missing or unknown field: decoding refuses it the same way
-            raise InvalidField(f"{cls.__name__}: {_refusal(exc)}") from None
-        try:
-            data = _check_encoder.encode(built)
-        except (msgspec.EncodeError, TypeError, ValueError, OverflowError) as exc:
-            raise InvalidField(f"{cls.__name__}: {_refusal(exc)}") from None
-        try:
-            decoded = msgspec.json.decode(data, type=cls)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise InvalidField(f"{cls.__name__}: {_refusal(exc)}") from None
-        # JSON has no infinity or NaN: the encoder writes them as null, which a field may accept as
-        # None. Only then can the decoded object say something else than the one built.
-        if b"null" in data and _non_finite(msgspec.to_builtins(built)):
-            raise InvalidField(f"{cls.__name__}: a value does not survive JSON (infinity or NaN)")
-        return decoded
-
-
-class _Struct(msgspec.Struct, metaclass=_Validating, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class _Struct(msgspec.Struct, metaclass=Validating, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Common base of every struct on the wire: validated at construction (see the module doc)."""
 
 
@@ -288,44 +238,11 @@ class InputEvent(_Base, frozen=True, kw_only=True, tag="input"):
     def __post_init__(self) -> None:
         """The rules between fields, for decoding and construction alike (the agent injects
         exactly this type, ``agent/input/inject.py``)."""
-        problem = _input_problem(self)
+        if self.kind == "move" and self.x is not None and self.y is not None:
+            return  # the common case (pointer motion), decoded once per mouse move: kept short
+        problem = input_problem(self)
         if problem is not None:
             raise InvalidField(f"input {self.kind}: {problem}")
-
-
-def _input_problem(event: InputEvent) -> str | None:
-    """What is wrong with ``event`` as a whole, or None: what each ``kind`` needs.
-
-    kind "move":   ``x``, ``y`` in shared-screen pixels (origin: the shared monitor's top-left).
-    kind "button": ``button`` and ``action``; with ``x``/``y`` the pointer moves there first.
-    kind "wheel":  ``dx``, ``dy`` in wheel steps, not both zero (positive ``dy`` scrolls down, like
-                   the DOM's ``deltaY``); with ``x``/``y`` the pointer moves there first.
-    kind "key":    ``action`` of a key given by exactly one of ``key`` (a pynput ``Key`` name, a DOM
-                   ``KeyboardEvent.key`` name or one character) and ``code`` (platform key code).
-    kind "text":   ``text``.
-    """
-    if (event.x is None) != (event.y is None):
-        return "x and y go together"
-    kind = event.kind
-    if kind == "move":
-        return "needs x and y" if event.x is None else None
-    if kind == "button":
-        if event.button is None or event.action is None:
-            return "needs button and action"
-    elif kind == "wheel":
-        if event.dx == 0 and event.dy == 0:
-            return "dx and dy are both zero"
-    elif kind == "key":
-        if event.action is None:
-            return "needs action"
-        if (event.key is None) == (event.code is None):
-            return "needs exactly one of key and code"
-    elif kind == "text":
-        if event.text is None:
-            return "needs text"
-        if any(ord(c) < 0x20 and c not in "\t\n" for c in event.text):
-            return "text may not contain control characters other than tab and newline"
-    return None
 
 
 class ScreenRefresh(_Base, frozen=True, kw_only=True, tag="screen_refresh"):
