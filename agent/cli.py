@@ -22,7 +22,7 @@ from typing import TextIO
 from certs import CertError
 from protocol.text import safe_text
 
-from .errors import AgentError, EnrollDeclined, FingerprintMismatchError, UnreachableError
+from .errors import AgentError, AgentErrorCode, EnrollDeclined, FingerprintMismatchError, UnreachableError
 from .i18n import detect_lang, error_text, t
 from .identity import Identity, default_data_dir, is_enrolled, load_identity
 
@@ -208,7 +208,10 @@ def main(
         return EXIT_ERROR
     except AgentError as exc:
         # The text may come from the broker: shown through the one rule for outside text.
-        print(f"[{exc.code}] {safe_text(error_text(exc.code, lang, str(exc)), max_chars=300)}", file=stderr)
+        shown = error_text(exc.code, lang, str(exc))
+        if isinstance(exc.code, AgentErrorCode) and str(exc) not in (exc.code.value, shown):
+            shown = f"{shown} ({exc})"  # the agent's own detail (never the broker's words) after ours
+        print(f"[{exc.code}] {safe_text(shown, max_chars=300)}", file=stderr)
         return EXIT_REFUSED
     except CertError as exc:
         print(f"[{exc.code}] {safe_text(str(exc), max_chars=300)}", file=stderr)
@@ -246,7 +249,7 @@ def _enroll(args: argparse.Namespace, data_dir: Path, lang: str, stdin: TextIO, 
 
 
 class NotEnrolled(AgentError):
-    code = "not_enrolled"
+    code = AgentErrorCode.NOT_ENROLLED
 
 
 def _require_identity(data_dir: Path) -> Identity:

@@ -33,7 +33,7 @@ from typing import Final
 from protocol.messages import ConsentRequest
 from protocol.receipts import ConsentReceipt, Decision
 
-from .errors import AgentError
+from .errors import AgentError, AgentErrorCode
 
 __all__ = [
     "ALL_SCOPES",
@@ -153,19 +153,19 @@ def _unique(scopes: Iterable[str]) -> tuple[str, ...]:
 
 
 class ConsentError(AgentError):
-    code = "consent_error"
+    code = AgentErrorCode.CONSENT_ERROR
 
 
 class UnknownScope(ConsentError):
-    code = "unknown_scope"
+    code = AgentErrorCode.UNKNOWN_SCOPE
 
 
 class WrongSession(ConsentError):
-    code = "wrong_session"
+    code = AgentErrorCode.WRONG_SESSION
 
 
 class ConsentEnded(ConsentError):
-    code = "consent_ended"
+    code = AgentErrorCode.CONSENT_ENDED
 
 
 class ConsentState:

@@ -28,7 +28,7 @@ from protocol.messages import ConsentRequest
 from protocol.text import safe_text
 
 from .consent import INVENTORY_PREFIX, SYSTEM_RESTART, scope_label
-from .errors import AgentError
+from .errors import AgentError, AgentErrorCode
 
 __all__ = [
     "DialogUnavailable",
@@ -54,7 +54,7 @@ def _seconds(value: float) -> str:
 class DialogUnavailable(AgentError):
     """No window can be shown here (no tkinter, no display); use the terminal prompt instead."""
 
-    code = "dialog_unavailable"
+    code = AgentErrorCode.DIALOG_UNAVAILABLE
 
 
 def gui_available(env: Mapping[str, str] | None = None) -> bool:

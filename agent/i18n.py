@@ -298,6 +298,56 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "自分自身は招待できません。",
         "An operator cannot invite themselves.",
     ),
+    # The agent's own codes (agent.errors.AgentErrorCode); a test keeps this list complete.
+    "error.agent_error": ("エージェントでエラーが発生しました。", "The agent ran into an error."),
+    "error.unreachable": (
+        "サーバーに接続できませんでした。ネットワークを確認してください。",
+        "The broker could not be reached. Please check the network.",
+    ),
+    "error.fingerprint_mismatch": (
+        "サーバーの証明書が登録時のものと違います。接続を中止しました。",
+        "The broker's certificate is not the one pinned at enrollment; the connection was stopped.",
+    ),
+    "error.declined": ("登録を取りやめました。", "Enrollment was cancelled."),
+    "error.not_enrolled": (
+        "このパソコンはまだ登録されていません。先に enroll を実行してください。",
+        "This PC is not enrolled yet. Run enroll first.",
+    ),
+    "error.bad_enroll_file": ("登録用ファイルが正しくありません。", "The enrollment file is not valid."),
+    "error.dialog_unavailable": (
+        "確認の画面を表示できません。",
+        "The confirmation window cannot be shown.",
+    ),
+    "error.missing_dependency": (
+        "必要な部品が入っていません。",
+        "A module this command needs is not installed.",
+    ),
+    "error.consent_error": ("同意の記録を更新できませんでした。", "The consent record could not be updated."),
+    "error.unknown_scope": (
+        "知らない種類の許可を求められました。",
+        "A permission of an unknown kind was asked for.",
+    ),
+    "error.wrong_session": ("別のサポートの依頼です。", "The request belongs to another support session."),
+    "error.consent_ended": (
+        "このサポートはすでに終わっています。",
+        "This support session has already ended.",
+    ),
+    "error.input_rejected": (
+        "オペレータの操作をこのパソコンでは実行できませんでした。",
+        "The operator's input could not be applied on this PC.",
+    ),
+    "error.capture_failed": ("画面を取得できませんでした。", "The screen could not be captured."),
+    "error.no_display": (
+        "画面を取得できません：表示装置が見つかりません。",
+        "Cannot capture the screen: no display was found.",
+    ),
+    "error.monitor_not_found": ("そのモニターは見つかりません。", "That monitor was not found."),
+    "error.item_unavailable": ("この項目は読み取れませんでした。", "This item could not be read."),
+    "error.router_probe_failed": (
+        "ルータの情報を読み取れませんでした。",
+        "The router's description could not be read.",
+    ),
+    "error.command_failed": ("コマンドを実行できませんでした。", "A command could not be run."),
 }
 
 
@@ -318,6 +368,7 @@ def t(key: str, lang: Lang, **values: object) -> str:
 
 
 def error_text(code: str, lang: Lang, fallback: str = "") -> str:
+    """Words for a stable code (an ``ErrorCode`` or an ``AgentErrorCode``), or ``fallback``."""
     key = f"error.{code}"
     if key in MESSAGES:
         return t(key, lang)

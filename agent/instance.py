@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import AgentError
+from .errors import AgentError, AgentErrorCode
 
 LOCK_FILE = "run.lock"
 PID_LOCK_OFFSET = 4096
@@ -23,7 +23,7 @@ PID_LOCK_OFFSET = 4096
 
 
 class AlreadyRunning(AgentError):
-    code = "already_running"
+    code = AgentErrorCode.ALREADY_RUNNING
 
     def __init__(self, pid: str) -> None:
         super().__init__(f"the agent is already running (process {pid or '?'})")

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from .errors import AgentError
+from .errors import AgentError, AgentErrorCode
 
-MISSING_DEPENDENCY: Final = "missing_dependency"
+MISSING_DEPENDENCY: Final = AgentErrorCode.MISSING_DEPENDENCY
 
 EXTRA_OF: Final[dict[str, str]] = {
     "numpy": "agent",

@@ -18,8 +18,9 @@ from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from agent.errors import AgentError
 from certs import CertError, sign, verify
-from protocol.errors import ErrorCode, ProtocolError, RemoteProtocolError
+from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import ConsentDecision
 from protocol.receipts import ConsentReceipt, parse_receipt, receipt_bytes
 
@@ -28,7 +29,7 @@ __all__ = ["ReceiptRejected", "decision_message", "sign_receipt", "verify_decisi
 RejectReason = Literal["malformed", "signature"]
 
 
-class ReceiptRejected(RemoteProtocolError):
+class ReceiptRejected(AgentError):
     """A consent receipt that must not be trusted; code ``invalid_field`` (the sender's fault).
 
     ``reason`` says which check failed: ``"malformed"`` (not a valid receipt in canonical form)

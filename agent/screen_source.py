@@ -13,14 +13,14 @@ import logging
 import threading
 import time
 
-from protocol.messages import InputEvent as WireInput
+from protocol.messages import InputEvent
 
-from .input.inject import InputEvent, InputInjector, InputRejected, LocalInputGuard
+from .input.inject import InputInjector, InputRejected, LocalInputGuard
 from .screen.capture import Capturer, Frame, Monitor, list_monitors
 
 log = logging.getLogger("agent.screen_source")
 
-__all__ = ["CaptureSource", "InjectorSink", "NoInputSink", "to_local"]
+__all__ = ["CaptureSource", "InjectorSink", "NoInputSink"]
 
 
 class CaptureSource:
@@ -72,23 +72,6 @@ class CaptureSource:
             self._capturer = None
 
 
-def to_local(event: WireInput) -> InputEvent:
-    """The wire message → the injector's event; raises ``InputRejected`` for nonsense."""
-    return InputEvent(
-        kind=event.kind,
-        x=event.x,
-        y=event.y,
-        button=event.button,
-        action=event.action,
-        count=event.count,
-        dx=event.dx,
-        dy=event.dy,
-        key=event.key,
-        code=event.code,
-        text=event.text,
-    )
-
-
 class InjectorSink:
     """Applies operator input to the monitor being shared, unless the subscriber is busy.
 
@@ -107,7 +90,7 @@ class InjectorSink:
         self._was_paused = False
         self.rejected = 0
 
-    def apply(self, event: WireInput) -> None:
+    def apply(self, event: InputEvent) -> None:
         if self.guard.paused(time.monotonic()):
             # The subscriber is using the PC right now: their input wins. Whatever the operator
             # held down is let go at once (and a release still goes through), so no button or key
@@ -127,7 +110,7 @@ class InjectorSink:
             self._injector = InputInjector(monitor, guard=self.guard)
             self._monitor = monitor
         try:
-            self._injector.apply(to_local(event))
+            self._injector.apply(event)
         except InputRejected:
             self.rejected += 1
             log.info("dropped malformed input (%s event)", event.kind)  # never the key or text
@@ -156,7 +139,7 @@ class NoInputSink:
         self.reason = reason
         self.dropped = 0
 
-    def apply(self, event: WireInput) -> None:
+    def apply(self, event: InputEvent) -> None:
         if self.dropped == 0:
             log.warning("remote control is unavailable on this PC: %s", self.reason)
         self.dropped += 1

@@ -34,6 +34,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from certs import write_secret_file
+from protocol.errors import ErrorCode
+
+from .errors import BrokerError
 
 __all__ = ["BLOB_VERSION", "DataDecryptFailed", "DataKeyError", "DataKeyMissing", "DataKeyring"]
 
@@ -46,10 +49,12 @@ _SUFFIX: Final = ".key"
 _KEY_ID: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 
-class DataKeyError(Exception):
-    """Base of the keyring's errors; ``code`` is a stable error code for logs and API answers."""
+class DataKeyError(BrokerError):
+    """Base of the keyring's errors: the broker's own fault, ``internal`` on the wire; ``reason`` is
+    a stable word for logs saying which (the codes these errors had before issue 14)."""
 
-    code: str = "data_key_error"
+    code = ErrorCode.INTERNAL
+    reason: str = "data_key_error"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -58,13 +63,13 @@ class DataKeyError(Exception):
 class DataKeyMissing(DataKeyError):
     """The key a blob names (or the current key) is absent or unusable: the data cannot be read."""
 
-    code = "data_key_missing"
+    reason = "data_key_missing"
 
 
 class DataDecryptFailed(DataKeyError):
     """The blob is malformed, was tampered with, or the associated data does not match."""
 
-    code = "data_decrypt_failed"
+    reason = "data_decrypt_failed"
 
 
 def _fsync_dir(directory: Path) -> None:

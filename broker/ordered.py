@@ -14,13 +14,19 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
+from protocol.errors import ErrorCode
+
+from .errors import BrokerError
+
 log = logging.getLogger("broker.ordered")
 
 T = TypeVar("T")
 
 
-class BacklogFull(Exception):
-    """More messages arrived during one slow step than ``max_backlog``."""
+class BacklogFull(BrokerError):
+    """More messages arrived during one slow step than ``max_backlog`` (answered ``rate_limited``)."""
+
+    code = ErrorCode.RATE_LIMITED
 
 
 class OrderedDispatch(Generic[T]):

@@ -20,6 +20,10 @@ from collections import deque
 from enum import Enum
 from typing import Protocol
 
+from protocol.errors import ErrorCode
+
+from .errors import BrokerError
+
 log = logging.getLogger("broker.relay")
 
 Frame = str | bytes
@@ -35,8 +39,10 @@ class ScreenPush(Enum):
     """Waiting for a keyframe: this delta was dropped."""
 
 
-class QueueOverflow(Exception):
-    """Control frames exceed their bound: the peer is not reading."""
+class QueueOverflow(BrokerError):
+    """Control frames exceed their bound: the peer is not reading (the sender closes it, 1008)."""
+
+    code = ErrorCode.TOO_LARGE
 
 
 class OutboundQueue:

@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 
 from protocol import BinaryReceived, Event, Link, Opened, Received
+from protocol.codec import encode_raw
 from protocol.messages import (
     AuditEntries,
     AuditQuery,
@@ -175,6 +176,13 @@ class HelpdeskClient:
     async def send(self, message: Message) -> None:
         assert self._runner is not None, "not connected"
         await self._runner.send(message)
+
+    async def send_unchecked(self, fields: Mapping[str, Any]) -> None:
+        """Send a plain dict as one text frame, unchecked: for tests and conformance probes that
+        play a client that does not check (a message object can only be valid, docs/protocol.md)."""
+        assert self._runner is not None, "not connected"
+        await self._runner.flush()
+        await self._runner.ws.send(encode_raw(fields).decode("utf-8"))
 
     async def next_event(self, *types: type[Message], timeout: float = 30.0) -> Message:
         """The next pushed message of one of ``types`` (others are skipped)."""

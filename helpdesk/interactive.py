@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
+from protocol.errors import ProtocolError
 from protocol.messages import Chat, Error, Invitation, SessionState
 from protocol.scopes import ALL_SCOPES
 from protocol.text import safe_text
@@ -124,8 +125,8 @@ async def run_session(
             try:
                 if await _command(client, session_id, line, out):
                     continue
-            except HelpdeskError as exc:
-                print(f"error [{exc.code}]: {exc.message}", file=out, flush=True)
+            except (HelpdeskError, ProtocolError) as exc:  # ProtocolError: a message that cannot be built
+                print(f"error [{exc.code}]: {safe_text(exc.message)}", file=out, flush=True)
     if out_dir is not None and canvas.pixels is not None:
         canvas.save_png(out_dir / "screen.png")
     return 0

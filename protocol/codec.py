@@ -7,6 +7,9 @@ one class checks every field. The size limit is checked before any parsing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import msgspec
 
 from .errors import InvalidField, MalformedMessage, MessageTooLarge, UnknownMessageType
@@ -24,6 +27,16 @@ class _Envelope(msgspec.Struct):
 def encode(message: Message) -> bytes:
     """Serialise one message as compact UTF-8 JSON (a WebSocket text frame)."""
     return _encoder.encode(message)
+
+
+def encode_raw(fields: Mapping[str, Any]) -> bytes:
+    """Serialise a plain dict as JSON, unchecked: for tests and fuzzers that must send invalid frames.
+
+    Message objects can only be valid (they validate when built), so a test that sends a hostile
+    frame writes it as a dict, ``encode_raw({"type": "claim", "id": ""})``. Products never need
+    this: they build messages and call :func:`encode`.
+    """
+    return _encoder.encode(fields)
 
 
 def decode(data: bytes | str, *, max_size: int = DEFAULT_LIMITS.max_text_bytes) -> Message:

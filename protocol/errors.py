@@ -11,6 +11,8 @@ Tree::
     │   ├── MessageTooLarge             "too_large"          over a size limit
     │   ├── UnknownMessageType          "unknown_type"       ``type`` names no message
     │   ├── InvalidField                "invalid_field"      a field is missing, mistyped or out of range
+    │   │   └── InvalidArguments        "invalid_field"      a message built with a missing, unknown or
+    │   │                                                    positional argument (also a ``TypeError``)
     │   ├── UnsupportedVersion          "unsupported_version"
     │   └── UnexpectedMessage           "unexpected_message" valid message, wrong state (h11 style)
     └── LocalProtocolError              we tried to do something the state forbids
@@ -114,6 +116,11 @@ class UnknownMessageType(RemoteProtocolError):
 
 class InvalidField(RemoteProtocolError):
     code = ErrorCode.INVALID_FIELD
+
+
+class InvalidArguments(InvalidField, TypeError):
+    """A message class called with a missing, unknown or positional argument: refused like any
+    invalid field, and still the ``TypeError`` Python raises for a wrong call."""
 
 
 class UnsupportedVersion(RemoteProtocolError):

@@ -5,6 +5,14 @@ validates types, required fields and string lengths in one pass, and unknown fie
 rather than silently ignored. ``Message`` is the union of all of them; ``MESSAGE_TYPES`` maps the
 wire ``type`` to its class.
 
+Every message also validates when it is *built* (h11's self-validating events): the classes'
+metaclass runs the very decoder the codec uses on the new object, so ``Claim(id="")`` raises
+:class:`~protocol.errors.InvalidField` exactly as decoding ``{"type":"claim","id":""}`` does, and
+whatever builds also encodes and decodes back equal. Decoding does not pass through the metaclass,
+so a received message is validated once, by the decoder. Rules that span fields (an input event's
+kind and its fields) live in ``__post_init__``, which both paths run. Tests that must send invalid
+JSON write raw dicts (``protocol.codec.encode_raw``), never invalid message objects.
+
 Times on the wire are seconds since the Unix epoch (UTC) as numbers: the sender's clock, passed
 in by the adapter, never read here.
 """
@@ -15,6 +23,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from .construction import Validating, input_problem
+from .errors import InvalidField
 from .scopes import SCOPE_PATTERN
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+\Z")]
@@ -36,7 +46,11 @@ OperatorName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=
 """An operator's account name (the broker's ``NAME_PATTERN``), e.g. a colleague to invite."""
 
 
-class _Base(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"):
+class _Struct(msgspec.Struct, metaclass=Validating, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Common base of every struct on the wire: validated at construction (see the module doc)."""
+
+
+class _Base(_Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"):
     """Common base; not a message itself."""
 
 
@@ -218,7 +232,17 @@ class InputEvent(_Base, frozen=True, kw_only=True, tag="input"):
     code: Annotated[int, msgspec.Meta(ge=1, le=0x1FFFFFFF)] | None = None
     """A platform key code instead of ``key``."""
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    """Typed as characters through the keyboard layout; no control characters but tab and newline."""
     monitor: Annotated[int, msgspec.Meta(ge=0, le=16)] = 0
+
+    def __post_init__(self) -> None:
+        """The rules between fields, for decoding and construction alike (the agent injects
+        exactly this type, ``agent/input/inject.py``)."""
+        if self.kind == "move" and self.x is not None and self.y is not None:
+            return  # the common case (pointer motion), decoded once per mouse move: kept short
+        problem = input_problem(self)
+        if problem is not None:
+            raise InvalidField(f"input {self.kind}: {problem}")
 
 
 class ScreenRefresh(_Base, frozen=True, kw_only=True, tag="screen_refresh"):
@@ -262,7 +286,7 @@ class RestartNotice(_Base, frozen=True, kw_only=True, tag="restart_notice"):
     session_id: SessionId
 
 
-class Viewer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class Viewer(_Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One person who can see the subscriber's screen in a session (DESIGN §2: every person who can
     see the screen is known to the subscriber at every moment)."""
 
@@ -342,7 +366,7 @@ class QueueList(_Base, frozen=True, kw_only=True, tag="queue_list"):
     id: Id
 
 
-class QueueEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class QueueEntry(_Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     session_id: SessionId
     contract_id: ContractId
     machine_name: Annotated[str, msgspec.Meta(max_length=255)]
@@ -433,7 +457,7 @@ class Invitation(_Base, frozen=True, kw_only=True, tag="invitation"):
 # -- inventory (別紙5), monitors, audit ------------------------------------------------------------
 
 
-class InventoryItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class InventoryItem(_Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     item: Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}\Z")]
     available: bool
     value: Any = None
@@ -476,7 +500,7 @@ class Credentials(_Base, frozen=True, kw_only=True, tag="credentials"):
     password: Annotated[str, msgspec.Meta(max_length=128)]
 
 
-class Monitor(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class Monitor(_Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     index: Annotated[int, msgspec.Meta(ge=0, le=16)]
     left: Annotated[int, msgspec.Meta(ge=-65535, le=65535)]
     top: Annotated[int, msgspec.Meta(ge=-65535, le=65535)]
@@ -505,7 +529,7 @@ class AuditQuery(_Base, frozen=True, kw_only=True, tag="audit_query"):
     before_seq: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
-class AuditRow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class AuditRow(_Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     seq: int
     at: float
     actor: str

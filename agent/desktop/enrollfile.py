@@ -29,7 +29,7 @@ from typing import Final
 from certs.errors import CertError
 from certs.fingerprint import normalize_fingerprint
 
-from ..errors import AgentError
+from ..errors import AgentError, AgentErrorCode
 
 FORMAT: Final = "isp-remote-support-enroll/1"
 LINK_PREFIX: Final = "isp-remote-support:enroll?"
@@ -40,7 +40,7 @@ _TOKEN: Final = re.compile(r"[\x21-\x7e]{8,256}")  # MAX_TOKEN
 
 
 class EnrollFileError(AgentError):
-    code = "bad_enroll_file"
+    code = AgentErrorCode.BAD_ENROLL_FILE
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,32 +52,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
+from agent.errors import AgentError, AgentErrorCode
 from agent.screen.capture import Monitor
+from protocol.messages import InputEvent
 
 __all__ = [
     "DOM_KEY_NAMES",
-    "InputEvent",
     "InputInjector",
     "InputRejected",
     "LocalInputGuard",
 ]
 
-EventKind = Literal["move", "button", "wheel", "key", "text"]
-Button = Literal["left", "middle", "right"]
-Action = Literal["down", "up", "click"]
 GuardKind = Literal["key", "button", "scroll", "move"]
-
-MAX_TEXT = 1024
-"""Longest ``text`` event accepted: a pasted paragraph, not a document (typing is ~1 ms a char)."""
-
-MAX_WHEEL = 50
-"""Largest wheel step count in one event; a runaway scroll from a console bug stays bounded."""
-
-MAX_CLICKS = 3
-"""Triple-click is the most any desktop gives meaning to."""
 
 DOM_KEY_NAMES: dict[str, str] = {
     "Enter": "enter",
@@ -114,69 +102,12 @@ DOM_KEY_NAMES: dict[str, str] = {
 what the browser gives it. Names already in pynput's spelling (``"enter"``) pass through."""
 
 
-class InputRejected(ValueError):
-    """An input event is malformed or out of range; the adapter drops it and reports it."""
+class InputRejected(AgentError):
+    """An input event this PC cannot apply (a key name it does not know, a point outside the shared
+    monitor); the adapter drops it and reports it. Malformed events never get here: the protocol's
+    :class:`~protocol.messages.InputEvent` refuses them when decoded or built."""
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InputEvent:
-    """One operator input action, already decoded from the control message.
-
-    kind "move":   ``x``, ``y`` in shared-screen pixels (origin: the shared monitor's top-left).
-    kind "button": ``button`` and ``action`` ("down", "up", "click" with ``count`` 1-3); with
-                   ``x``/``y`` the pointer moves there first.
-    kind "wheel":  ``dx``, ``dy`` in wheel steps (positive ``dy`` scrolls down, like the DOM's
-                   ``deltaY``); with ``x``/``y`` the pointer moves there first.
-    kind "key":    ``action`` "down"/"up"/"click" of a key given by ``key`` (a pynput ``Key`` name,
-                   a DOM ``KeyboardEvent.key`` name or one character) or by ``code`` (platform key
-                   code: an X keysym, a Windows virtual-key code, a macOS key code).
-    kind "text":   ``text`` typed as characters through the keyboard layout.
-    """
-
-    kind: EventKind
-    x: int | None = None
-    y: int | None = None
-    button: Button | None = None
-    action: Action | None = None
-    count: int = 1
-    dx: int = 0
-    dy: int = 0
-    key: str | None = None
-    code: int | None = None
-    text: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.x is None) != (self.y is None):
-            raise InputRejected("x and y go together")
-        if self.kind == "move":
-            if self.x is None:
-                raise InputRejected("move needs x and y")
-        elif self.kind == "button":
-            if self.button not in ("left", "middle", "right"):
-                raise InputRejected("button must be left, middle or right")
-            if self.action not in ("down", "up", "click"):
-                raise InputRejected("button action must be down, up or click")
-            if not 1 <= self.count <= MAX_CLICKS:
-                raise InputRejected(f"click count must be 1..{MAX_CLICKS}")
-        elif self.kind == "wheel":
-            if not (abs(self.dx) <= MAX_WHEEL and abs(self.dy) <= MAX_WHEEL) or (self.dx, self.dy) == (0, 0):
-                raise InputRejected(f"wheel steps must be -{MAX_WHEEL}..{MAX_WHEEL} and not both zero")
-        elif self.kind == "key":
-            if self.action not in ("down", "up", "click"):
-                raise InputRejected("key action must be down, up or click")
-            if (self.key is None) == (self.code is None):
-                raise InputRejected("a key event needs exactly one of key and code")
-            if self.key is not None and not 1 <= len(self.key) <= 32:
-                raise InputRejected("key name must be 1..32 characters")
-            if self.code is not None and not 0 < self.code <= 0x1FFFFFFF:
-                raise InputRejected("key code out of range")
-        elif self.kind == "text":
-            if not self.text or len(self.text) > MAX_TEXT:
-                raise InputRejected(f"text must be 1..{MAX_TEXT} characters")
-            if any(ord(c) < 0x20 and c not in "\t\n" for c in self.text):
-                raise InputRejected("text may not contain control characters other than tab and newline")
-        else:
-            raise InputRejected(f"unknown input kind {self.kind!r}")
+    code = AgentErrorCode.INPUT_REJECTED
 
 
 def _needs_shift(char: str) -> bool:

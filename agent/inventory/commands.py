@@ -13,14 +13,18 @@ import subprocess
 from collections.abc import Sequence
 from typing import Final, Protocol
 
+from agent.errors import AgentError, AgentErrorCode
+
 __all__ = ["DEFAULT_TIMEOUT", "CommandError", "CommandRunner", "run_command"]
 
 DEFAULT_TIMEOUT: Final = 5.0
 _MAX_OUTPUT: Final = 1 << 20
 
 
-class CommandError(Exception):
+class CommandError(AgentError):
     """A command could not be run, timed out, or exited non-zero; the message is fit to show an operator."""
+
+    code = AgentErrorCode.COMMAND_FAILED
 
 
 class CommandRunner(Protocol):

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
+from agent.errors import AgentError, AgentErrorCode
 from agent.inventory.items import Item
 
 __all__ = [
@@ -39,9 +40,11 @@ MAX_REASON_CHARS: Final = 500
 PASSWORD_MASK: Final = "********"  # noqa: S105 - a display mask, not a password
 
 
-class ItemUnavailable(Exception):
+class ItemUnavailable(AgentError):
     """Raised by a collector when an item cannot be read on this machine; ``reason`` says why, for the
     operator."""
+
+    code = AgentErrorCode.ITEM_UNAVAILABLE
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
+from agent.errors import AgentError, AgentErrorCode
 from agent.inventory.items import Item
 from agent.inventory.model import ItemResult
 
@@ -60,8 +61,10 @@ _FIELDS: Final = {
 }
 
 
-class RouterProbeError(Exception):
+class RouterProbeError(AgentError):
     """The gateway answered but its description could not be used; the message is shown as the reason."""
+
+    code = AgentErrorCode.ROUTER_PROBE_FAILED
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from agent.errors import AgentError, AgentErrorCode
+
 __all__ = [
     "CaptureError",
     "Capturer",
@@ -28,8 +30,10 @@ __all__ = [
 ]
 
 
-class CaptureError(RuntimeError):
+class CaptureError(AgentError):
     """The screen cannot be captured; the agent reports "screen sharing unavailable"."""
+
+    code = AgentErrorCode.CAPTURE_FAILED
 
 
 class NoDisplayError(CaptureError):
@@ -41,6 +45,7 @@ class NoDisplayError(CaptureError):
         "Cannot capture the screen: no display (DISPLAY is not set or unreachable). "
         "Start the agent from a logged-in desktop session."
     )
+    code = AgentErrorCode.NO_DISPLAY
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(self.MESSAGE + (f" ({detail})" if detail else ""))
@@ -48,6 +53,8 @@ class NoDisplayError(CaptureError):
 
 class MonitorNotFound(CaptureError):
     """The requested monitor index does not exist (a monitor was unplugged, or a bad request)."""
+
+    code = AgentErrorCode.MONITOR_NOT_FOUND
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.errors import AgentErrorCode, ConnectionRefusedByBroker, EnrollRefused
 from agent.i18n import MESSAGES, error_text
 from protocol.errors import ErrorCode
 
@@ -62,3 +63,30 @@ def test_enrollment_words_come_from_the_table_not_the_code() -> None:
     assert not [text for text in texts if CJK.search(text)]
     assert "記録装置の障害" in error_text("storage_unavailable", "ja")
     assert "could not save the enrollment" in error_text("storage_unavailable", "en")
+
+
+@pytest.mark.parametrize("code", list(AgentErrorCode), ids=lambda c: c.value)
+def test_agent_has_japanese_and_english_for_every_agent_code(code: AgentErrorCode) -> None:
+    """The agent's own codes are a closed set too (issue 14: they were free strings), shown with
+    the same table as the wire's codes."""
+    ja, en = MESSAGES[f"error.{code.value}"]
+    assert CJK.search(ja), ja
+    assert en.strip(), code
+    assert not CJK.search(en), en
+    assert error_text(code.value, "ja") == ja
+    assert error_text(code.value, "en") == en
+
+
+def test_agent_codes_never_reuse_a_wire_code() -> None:
+    """A code means one thing: the agent's own set and the protocol's do not overlap."""
+    assert not {c.value for c in AgentErrorCode} & {c.value for c in ErrorCode}
+
+
+def test_a_broker_refusal_keeps_a_code_from_the_closed_set() -> None:
+    """A refusal from the broker carries its ``ErrorCode``; one this agent does not know (a newer
+    broker) becomes ``internal``, which has words, instead of a free string."""
+    assert EnrollRefused("token_used", "used").code is ErrorCode.TOKEN_USED
+    assert ConnectionRefusedByBroker("cert_revoked", "revoked").code is ErrorCode.CERT_REVOKED
+    unknown = ConnectionRefusedByBroker("some_future_code", "?")
+    assert unknown.code is ErrorCode.INTERNAL
+    assert error_text(unknown.code, "ja") == MESSAGES["error.internal"][0]

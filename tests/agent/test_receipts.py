@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from agent.consent import ConsentState
+from agent.errors import AgentError
 from agent.receipts import ReceiptRejected, decision_message, sign_receipt, verify_decision
 from certs import CertificateAuthority, build_csr, generate_private_key, serial_hex
 from protocol.codec import decode, encode
@@ -121,7 +122,8 @@ def test_non_canonical_receipt_is_refused_even_if_signed(
     with pytest.raises(ReceiptRejected) as info:
         verify_decision(spaced, signature, cert_pem)
     assert info.value.reason == "malformed"
-    assert isinstance(info.value, ProtocolError)
+    assert isinstance(info.value, AgentError)  # the agent's one tree (issue 14), code invalid_field
+    assert info.value.code is ErrorCode.INVALID_FIELD
 
 
 def test_garbage_is_refused(agent: tuple[ec.EllipticCurvePrivateKey, str, str]) -> None:

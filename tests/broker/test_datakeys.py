@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from broker.datakeys import BLOB_VERSION, DataDecryptFailed, DataKeyError, DataKeyMissing, DataKeyring
+from protocol.errors import ErrorCode
 
 AAD = b"subscriber:42|inventory:router"
 SECRET = b'{"account": "admin", "password": "router-pass-\xe3\x83\x86\xe3\x82\xb9\xe3\x83\x88"}'
@@ -80,7 +81,8 @@ def test_wrong_aad_fails(ring: DataKeyring) -> None:
     blob = ring.encrypt(SECRET, aad=AAD)
     with pytest.raises(DataDecryptFailed) as info:
         ring.decrypt(blob, aad=b"subscriber:43|inventory:router")
-    assert info.value.code == "data_decrypt_failed"
+    assert info.value.reason == "data_decrypt_failed"
+    assert info.value.code is ErrorCode.INTERNAL
     assert isinstance(info.value, DataKeyError)
 
 
@@ -124,7 +126,8 @@ def test_deleted_key_means_data_key_missing(tmp_path: Path) -> None:
     fresh = DataKeyring.open(tmp_path / "keys")
     with pytest.raises(DataKeyMissing) as info:
         fresh.decrypt(blob, aad=AAD)
-    assert info.value.code == "data_key_missing"
+    assert info.value.reason == "data_key_missing"
+    assert info.value.code is ErrorCode.INTERNAL
 
 
 def test_blob_cannot_name_a_path(tmp_path: Path, ring: DataKeyring) -> None:

@@ -163,12 +163,15 @@ async def _raw_scope_request(broker: BrokerProcess, state: Path, session: str, s
     """Send a scope_request for ``scope`` without any local check; the code of the broker's answer."""
     import json
 
-    from protocol.messages import Error, ScopeRequest
+    from protocol.messages import Error
 
     token = json.loads(state.read_text())["token"]
     async with HelpdeskClient(broker.url, cafile=broker.data_dir / "ca.pem") as client:
         await client.auth(token)
-        await client.send(ScopeRequest(id="raw-1", session_id=session, scopes=(scope,)))
+        # Written raw: a ScopeRequest naming an unknown scope cannot even be built.
+        await client.send_unchecked(
+            {"type": "scope_request", "id": "raw-1", "session_id": session, "scopes": [scope]}
+        )
         answer = await client.next_event(Error, timeout=10)
         assert isinstance(answer, Error)
         return answer.code

@@ -1,52 +1,9 @@
-"""InputEvent validation and key-name mapping (no display needed)."""
+"""Key-name mapping and the local input guard (no display needed). The input event itself is the
+protocol's ``InputEvent``, validated there (tests/protocol/test_input_event.py)."""
 
 from __future__ import annotations
 
-import pytest
-
-from agent.input.inject import DOM_KEY_NAMES, GuardKind, InputEvent, InputRejected, LocalInputGuard
-
-
-@pytest.mark.parametrize(
-    "fields",
-    [
-        {"kind": "move", "x": 1, "y": 2},
-        {"kind": "button", "button": "left", "action": "click", "count": 2, "x": 0, "y": 0},
-        {"kind": "button", "button": "right", "action": "down"},
-        {"kind": "wheel", "dy": -3},
-        {"kind": "key", "action": "down", "key": "Control"},
-        {"kind": "key", "action": "click", "code": 0xFF0D},
-        {"kind": "text", "text": "こんにちは\tworld\n"},
-    ],
-)
-def test_valid_events(fields: dict[str, object]) -> None:
-    InputEvent(**fields)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    "fields",
-    [
-        {"kind": "move"},
-        {"kind": "move", "x": 1},
-        {"kind": "button", "button": "back", "action": "click"},
-        {"kind": "button", "button": "left", "action": "hold"},
-        {"kind": "button", "button": "left", "action": "click", "count": 4},
-        {"kind": "wheel"},
-        {"kind": "wheel", "dy": 51},
-        {"kind": "key", "action": "down"},
-        {"kind": "key", "action": "down", "key": "a", "code": 97},
-        {"kind": "key", "action": "down", "key": ""},
-        {"kind": "key", "action": "down", "code": -1},
-        {"kind": "key", "key": "a"},
-        {"kind": "text", "text": ""},
-        {"kind": "text", "text": "x" * 1025},
-        {"kind": "text", "text": "a\x1bb"},
-        {"kind": "scroll"},
-    ],
-)
-def test_invalid_events(fields: dict[str, object]) -> None:
-    with pytest.raises(InputRejected):
-        InputEvent(**fields)  # type: ignore[arg-type]
+from agent.input.inject import DOM_KEY_NAMES, GuardKind, LocalInputGuard
 
 
 def test_dom_names_map_to_pynput_names() -> None:

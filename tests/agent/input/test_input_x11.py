@@ -13,12 +13,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.input.inject import InputEvent, InputInjector, InputRejected, LocalInputGuard
+from agent.input.inject import InputInjector, InputRejected, LocalInputGuard
 from agent.screen.capture import Monitor
+from protocol.messages import InputEvent
 from tests.x11 import TkProbe, held_input, xdotool, xvfb
 
 WIDTH, HEIGHT = 800, 600
 SCREEN = Monitor(index=1, left=0, top=0, width=WIDTH, height=HEIGHT)
+SID = "sess-0001"
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +54,17 @@ def _eventually(check: object, timeout: float = 3.0) -> bool:
 @pytest.mark.x11
 def test_move_moves_the_real_pointer(x_env: str) -> None:
     injector = InputInjector(SCREEN)
-    injector.apply(InputEvent(kind="move", x=123, y=45))
+    injector.apply(InputEvent(session_id=SID, kind="move", x=123, y=45))
     assert _pointer(x_env) == (123, 45)
 
 
 @pytest.mark.x11
 def test_coordinates_are_relative_to_the_shared_monitor(x_env: str) -> None:
     injector = InputInjector(Monitor(index=2, left=100, top=50, width=200, height=100))
-    injector.apply(InputEvent(kind="move", x=10, y=20))
+    injector.apply(InputEvent(session_id=SID, kind="move", x=10, y=20))
     assert _pointer(x_env) == (110, 70)
     with pytest.raises(InputRejected):
-        injector.apply(InputEvent(kind="move", x=200, y=0))
+        injector.apply(InputEvent(session_id=SID, kind="move", x=200, y=0))
     assert _pointer(x_env) == (110, 70)
 
 
@@ -70,13 +72,13 @@ def test_coordinates_are_relative_to_the_shared_monitor(x_env: str) -> None:
 def test_click_reaches_a_window(x_env: str) -> None:
     with TkProbe(x_env, x=50, y=50, w=400, h=300) as probe:
         injector = InputInjector(SCREEN)
-        injector.apply(InputEvent(kind="button", button="left", action="click", x=200, y=250))
+        injector.apply(InputEvent(session_id=SID, kind="button", button="left", action="click", x=200, y=250))
         assert probe.wait_for("click") == "click 1 200 250"
         assert _pointer(x_env) == (200, 250)
-        injector.apply(InputEvent(kind="button", button="right", action="down", x=210, y=260))
-        injector.apply(InputEvent(kind="button", button="right", action="up"))
+        injector.apply(InputEvent(session_id=SID, kind="button", button="right", action="down", x=210, y=260))
+        injector.apply(InputEvent(session_id=SID, kind="button", button="right", action="up"))
         assert probe.wait_for("click") == "click 3 210 260"
-        injector.apply(InputEvent(kind="wheel", dy=2, x=220, y=270))
+        injector.apply(InputEvent(session_id=SID, kind="wheel", dy=2, x=220, y=270))
         assert probe.wait_for("click") == "click 5 220 270"
         assert probe.wait_for("click") == "click 5 220 270"
 
@@ -86,21 +88,21 @@ def test_keys_and_text_type_into_a_window(x_env: str) -> None:
     with TkProbe(x_env, x=50, y=50) as probe:
         probe.focus()
         injector = InputInjector(SCREEN)
-        injector.apply(InputEvent(kind="text", text="Hello, World 1!"))
-        injector.apply(InputEvent(kind="key", action="click", key="Backspace"))
-        injector.apply(InputEvent(kind="key", action="click", key="x"))
-        injector.apply(InputEvent(kind="key", action="click", code=0x79))  # X keysym "y"
-        injector.apply(InputEvent(kind="key", action="down", key="shift"))
-        injector.apply(InputEvent(kind="key", action="click", key="z"))
+        injector.apply(InputEvent(session_id=SID, kind="text", text="Hello, World 1!"))
+        injector.apply(InputEvent(session_id=SID, kind="key", action="click", key="Backspace"))
+        injector.apply(InputEvent(session_id=SID, kind="key", action="click", key="x"))
+        injector.apply(InputEvent(session_id=SID, kind="key", action="click", code=0x79))  # X keysym "y"
+        injector.apply(InputEvent(session_id=SID, kind="key", action="down", key="shift"))
+        injector.apply(InputEvent(session_id=SID, kind="key", action="click", key="z"))
         injector.release_all()  # shift goes up
-        injector.apply(InputEvent(kind="key", action="click", key="z"))
+        injector.apply(InputEvent(session_id=SID, kind="key", action="click", key="z"))
         assert _eventually(lambda: probe.text() == "Hello, World 1xyZz")
 
 
 @pytest.mark.x11
 def test_unknown_key_name_is_rejected(x_env: str) -> None:
     with pytest.raises(InputRejected):
-        InputInjector(SCREEN).apply(InputEvent(kind="key", action="click", key="NoSuchKey"))
+        InputInjector(SCREEN).apply(InputEvent(session_id=SID, kind="key", action="click", key="NoSuchKey"))
 
 
 @pytest.mark.x11
@@ -108,11 +110,11 @@ def test_guard_ignores_our_input_and_pauses_on_local_input(x_env: str) -> None:
     with LocalInputGuard(pause_seconds=2.0) as guard, TkProbe(x_env, x=0, y=0) as probe:
         probe.focus()
         injector = InputInjector(SCREEN, guard=guard)
-        injector.apply(InputEvent(kind="move", x=300, y=200))
-        injector.apply(InputEvent(kind="button", button="left", action="click", x=100, y=100))
+        injector.apply(InputEvent(session_id=SID, kind="move", x=300, y=200))
+        injector.apply(InputEvent(session_id=SID, kind="button", button="left", action="click", x=100, y=100))
         probe.focus()
-        injector.apply(InputEvent(kind="text", text="ok"))
-        injector.apply(InputEvent(kind="wheel", dy=1))
+        injector.apply(InputEvent(session_id=SID, kind="text", text="ok"))
+        injector.apply(InputEvent(session_id=SID, kind="wheel", dy=1))
         assert _eventually(lambda: probe.text() == "ok")
         time.sleep(0.3)  # let the listener see every injected event
         assert not guard.paused(time.monotonic())
@@ -144,12 +146,12 @@ def test_a_browser_like_stream_with_the_guard_running_lands_and_leaves_nothing_h
         injector = InputInjector(SCREEN, guard=guard)
         for i in range(3):
             x, y = 100 + 40 * i, 120
-            injector.apply(InputEvent(kind="move", x=x, y=y))
-            injector.apply(InputEvent(kind="move", x=x, y=y))  # the same place again
-            injector.apply(InputEvent(kind="button", button="left", action="down", x=x, y=y))
+            injector.apply(InputEvent(session_id=SID, kind="move", x=x, y=y))
+            injector.apply(InputEvent(session_id=SID, kind="move", x=x, y=y))  # the same place again
+            injector.apply(InputEvent(session_id=SID, kind="button", button="left", action="down", x=x, y=y))
             time.sleep(0.05)  # let the listener see the echoes before the release is decided
             assert not guard.paused(time.monotonic())
-            injector.apply(InputEvent(kind="button", button="left", action="up", x=x, y=y))
+            injector.apply(InputEvent(session_id=SID, kind="button", button="left", action="up", x=x, y=y))
             assert probe.wait_for("click") == f"click 1 {x} {y}"
         time.sleep(0.3)
         assert not guard.paused(time.monotonic())
@@ -167,8 +169,8 @@ def test_characters_missing_from_the_keymap_are_typed_with_a_borrowed_keycode(x_
     with TkProbe(x_env, x=50, y=50) as probe:  # Tk's focus follows the pointer's window
         probe.focus()
         injector = InputInjector(SCREEN)
-        injector.apply(InputEvent(kind="text", text="é ü 日本語 ok"))
-        injector.apply(InputEvent(kind="key", action="click", key="ß"))
+        injector.apply(InputEvent(session_id=SID, kind="text", text="é ü 日本語 ok"))
+        injector.apply(InputEvent(session_id=SID, kind="key", action="click", key="ß"))
         assert _eventually(lambda: probe.text() == "é ü 日本語 okß"), probe.text()
         injector.close()
         _, held = held_input(x_env)
