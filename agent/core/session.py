@@ -9,7 +9,7 @@ question's timeout = deny, the grace before a new grant is announced, the end's 
 The agent is the authority on consent (DESIGN §2): the :class:`ConsentRecord` changes only through
 the subscriber's answers, ``/grant``, withdrawals and the end; a broker message contradicting it
 changes nothing and yields :class:`actions.Ignored`. Sharing starts exactly once per grant
-(:meth:`AgentCore._sync`): a ``session_state`` confirming what is already shared starts nothing.
+(:class:`agent.core.effects.Effects`): a ``session_state`` confirming what is already shared starts nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from protocol.messages import (
     SessionState,
     SupportCodeIssued,
     SupportRequest,
-    Viewer,
 )
 from protocol.receipts import ConsentReceipt
 from protocol.scopes import SCOPE_CONTROL, SCOPE_RESTART, SCOPE_VIEW
@@ -45,8 +44,10 @@ from ..consent_record import ConsentRecord
 from ..i18n import error_text, t
 from . import actions as a
 from . import inputs as i
+from .effects import Effects, Wanted
 from .questions import Questions
 from .stock import InventoryFlow
+from .texts import format_answer_summary
 
 __all__ = ["EXIT_REFUSED", "EXIT_SESSION_GONE", "AgentCore", "CoreConfig", "Resume"]
 
@@ -101,21 +102,16 @@ class AgentCore:
         self.session_id: str | None = None
         self.record: ConsentRecord | None = None
         self.operator = ""
-        self.viewers: tuple[Viewer, ...] = ()
         self.confirmed = False
         self.capture: int | None = None
         """The monitor a frame source shows (:class:`inputs.CaptureReady`); None: no capture."""
-        self.sharing: int | None = None
-        """The monitor being shared; None: not sharing. Only :meth:`_sync` changes it."""
-        self.input_allowed = False
-        self.indicator: tuple[tuple[Viewer, ...], tuple[str, ...]] = ((), ())
+        self.effects = Effects(config.lang)
         self.ended = False
         self.exit_code = 0
         self.restarting = False
         self.resuming = False
         self.end_on_resume = False
         self.ignored_from_broker = 0
-        self._saw = False
         self._ids = 0
         self._session_ids: set[str] = set()
         self._pending: list[tuple[float, ConsentReceipt, tuple[str, ...]]] = []
@@ -328,7 +324,7 @@ class AgentCore:
             out.append(
                 self._ignored("session_state showing a person the subscriber did not allow", SCOPE_VIEW)
             )
-        out += self._announce(state.viewers)
+        out += self.effects.announce(self.record, state.viewers)
         return out + self._sync(now)
 
     def _restart(self, now: float) -> list[a.Action]:
@@ -378,8 +374,6 @@ class AgentCore:
         )
         if receipt is None:
             return [self._ignored("consent_request refused")]
-        from ..prompt import format_answer_summary
-
         out: list[a.Action] = [a.Say(text=format_answer_summary(receipt.granted, receipt.asked, self.lang))]
         newly = set(receipt.granted) - before
         return out + self._change(receipt, now, new=bool(newly), collect=self.stock.wanted(newly, record))
@@ -428,7 +422,7 @@ class AgentCore:
             if self.record is not None:
                 labels = ", ".join(scope_label(s, self.lang) for s in self.record.granted_in_order())
                 out.append(self._say("support.scopes", scopes=labels or t("support.none", self.lang)))
-            out += self._announce()
+            out += self.effects.announce(self.record)
             out += self._sync(now)
             if collect:
                 out.append(self.stock.collect(collect))
@@ -456,46 +450,20 @@ class AgentCore:
     # -- effects ------------------------------------------------------------------------------------
 
     def _sync(self, now: float, *, start: bool = True) -> list[a.Action]:
-        """Make sharing, input and the indicator match the record. Sharing starts only when not
-        already running: one start, one keyframe, per grant."""
-        out: list[a.Action] = []
-        record = self.record
-        live = record is not None and not record.ended and not self.ended
-        viewing = live and self.confirmed and self.permits("screen_update")
-        if not viewing and self.sharing is not None:
-            self.sharing = None
-            out.append(a.StopSharing())
-        control = live and self.permits("input")
-        if control != self.input_allowed:
-            self.input_allowed = control
-            out.append(a.AllowInput() if control else a.DenyInput())
-        watched = live and record is not None and (record.allows(SCOPE_VIEW) or record.allows(SCOPE_CONTROL))
-        shown = (self._watchers(), record.granted_in_order()) if watched and record is not None else ((), ())
-        if shown != self.indicator:
-            self.indicator = shown
-            out.append(a.ShowIndicator(viewers=shown[0], granted=shown[1]))
-        if start and viewing and self.sharing is None and self.capture is not None and not self._pending:
-            self.sharing = self.capture
-            out.append(a.StartSharing(monitor=self.capture))
-        return out
+        """Make sharing, input and the indicator match the record (:class:`Effects`)."""
+        live = self.record is not None and not self.record.ended and not self.ended
+        wanted = Wanted(
+            viewing=live and self.permits("screen_update"),
+            control=live and self.permits("input"),
+            start=start and not self._pending,
+            capture=self.capture,
+        )
+        return self.effects.sync(wanted, None if self.ended else self.record, self.operator)
 
-    def _announce(self, viewers: tuple[Viewer, ...] | None = None) -> list[a.Action]:
-        from ..session_view import viewer_notices
-
-        record = self.record
-        sees = record is not None and not record.ended and record.allows(SCOPE_VIEW)
-        before = [(v.name, v.role, v.read_only) for v in self.viewers]
-        if viewers is not None:
-            self.viewers = viewers
-        after = [(v.name, v.role, v.read_only) for v in self.viewers]
-        lines = viewer_notices(before, after, saw=self._saw, sees=sees, lang=self.lang)
-        self._saw = sees
-        return [a.Say(text=line, notice=True) for line in lines]
-
-    def _watchers(self) -> tuple[Viewer, ...]:
-        if self.viewers:
-            return self.viewers
-        return (Viewer(name=self.operator, role="operator"),) if self.operator else ()
+    @property
+    def sharing(self) -> int | None:
+        """The monitor being shared; None: not sharing."""
+        return self.effects.sharing
 
     def _finish(self, code: int) -> list[a.Action]:
         if self.ended:
