@@ -46,11 +46,15 @@ __all__ = ["EXIT_REFUSED", "EXIT_SESSION_GONE", "AgentCore", "CoreConfig", "Resu
 class AgentCore(SessionBase):
     # -- API ----------------------------------------------------------------------------------------
 
-    def start(self) -> list[a.Action]:
-        """What to show before connecting (only after a restart: continuing or ending)."""
-        if self.config.resume is None:
-            return []
-        return [self._say("support.resume_no" if self.end_on_resume else "support.resume_yes")]
+    def resume(self, resume: Resume) -> list[a.Action]:
+        """Continue a session interrupted by a restart (before connecting): same operator, no new
+        code, an empty record; unconfirmed, it is resumed only to be ended (issue 16)."""
+        self.session_id = resume.session_id
+        self.operator = resume.operator
+        self.record = self._new_record(resume.session_id)
+        self.resuming = True
+        self.end_on_resume = not resume.confirmed
+        return [self._say("support.resume_yes" if resume.confirmed else "support.resume_no")]
 
     def next_timer(self) -> float | None:
         times = [due for due, _, _ in self._pending[:1]]

@@ -61,8 +61,6 @@ class CoreConfig:
         "granted" while the consent guard still refuses input (:mod:`agent.input.consent_guard`).
     end_wait:
         Seconds to wait for the broker's ended state after our ``session_end``.
-    resume:
-        Continue this session (after a restart) instead of asking for a new code.
     """
 
     serial: str
@@ -70,7 +68,6 @@ class CoreConfig:
     lang: str = "ja"
     grace: float = 0.0
     end_wait: float = 5.0
-    resume: Resume | None = None
 
 
 class SessionBase:
@@ -99,12 +96,6 @@ class SessionBase:
         self._finish_at: float | None = None
         self.questions = Questions()
         self.stock = InventoryFlow()
-        if config.resume is not None:
-            self.session_id = config.resume.session_id
-            self.operator = config.resume.operator
-            self.record = self._new_record(config.resume.session_id)
-            self.resuming = True
-            self.end_on_resume = not config.resume.confirmed
 
     def permits(self, kind: str) -> bool:
         """The record's answer for a message kind (``screen_update`` for every frame), for the

@@ -52,13 +52,13 @@ class AgentDriver:
                 sign=lambda receipt: sign_receipt(receipt, self.key),
                 lang=lang,
                 grace=grace,
-                resume=resume,
             )
         )
         self.actions: list[actions.Action] = []
         self.outbox: list[Message] = []
         self._sent_all: list[Message] = []
-        self._record(self.core.start())
+        if resume is not None:
+            self._record(self.core.resume(resume))
 
     # -- feeding ----------------------------------------------------------------------------------
 
