@@ -32,9 +32,9 @@ import msgspec
 from certs import load_private_key
 from protocol.messages import Message, MonitorLayout, Viewer
 from protocol.messages import Monitor as WireMonitor
+from protocol.scopes import SCOPE_CONTROL, SCOPE_VIEW
 
 from .connection import AgentClient
-from .consent import SCREEN_VIEW
 from .consent_record import ConsentRecord
 from .core import AgentCore, CoreConfig
 from .core import actions as act
@@ -287,7 +287,7 @@ class SupportSession(QuestionsMixin, InputMixin, ColleaguesMixin, RestartMixin):
         """The monitor layout is screen-derived: sent only while the record grants screen:view."""
         source, session_id = self.source, self.session_id
         if source is None or session_id is None or not self.core.permits("monitor_layout"):
-            log.warning("ignored from the broker: monitor_layout without screen:view %s", SCREEN_VIEW)
+            log.warning("ignored from the broker: monitor_layout without screen:view %s", SCOPE_VIEW)
             return
         monitors = tuple(
             WireMonitor(index=m.index, left=m.left, top=m.top, width=m.width, height=m.height)
@@ -375,7 +375,7 @@ class SupportSession(QuestionsMixin, InputMixin, ColleaguesMixin, RestartMixin):
     # -- from the subscriber ----------------------------------------------------------------------
 
     async def _indicator_withdraw(self) -> None:
-        await self._command(Withdraw(frozenset({"input:control"})))
+        await self._command(Withdraw(frozenset({SCOPE_CONTROL})))
 
     async def _indicator_end(self) -> None:
         await self._command(End())

@@ -14,6 +14,10 @@ PROTOCOL_VERSION = 1
 
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
 
+MAX_INPUT_TEXT = 256
+"""Longest ``text`` of one ``input`` event (a pasted line, not a document), in characters: the wire
+type of ``InputEvent.text`` and the agent's injector (``agent.input.inject.MAX_TEXT``) use this."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Limits:

@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from agent.screen.capture import Monitor
+from protocol.limits import MAX_INPUT_TEXT
 
 __all__ = [
     "DOM_KEY_NAMES",
@@ -70,8 +71,9 @@ Button = Literal["left", "middle", "right"]
 Action = Literal["down", "up", "click"]
 GuardKind = Literal["key", "button", "scroll", "move"]
 
-MAX_TEXT = 1024
-"""Longest ``text`` event accepted: a pasted paragraph, not a document (typing is ~1 ms a char)."""
+MAX_TEXT = MAX_INPUT_TEXT
+"""Longest ``text`` event accepted: the wire's limit (:data:`protocol.limits.MAX_INPUT_TEXT`), so
+the agent never accepts what the protocol refuses nor refuses what it carries."""
 
 MAX_WHEEL = 50
 """Largest wheel step count in one event; a runaway scroll from a console bug stays bounded."""
