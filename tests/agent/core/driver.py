@@ -29,6 +29,7 @@ from protocol.messages import (
     Message,
     SessionState,
     SupportCodeIssued,
+    SupportRequest,
     Viewer,
 )
 from protocol.receipts import ConsentReceipt, parse_receipt
@@ -61,6 +62,13 @@ class AgentDriver:
             self._record(self.core.resume(resume))
 
     # -- feeding ----------------------------------------------------------------------------------
+
+    def connect(self) -> SupportRequest:
+        """The connection is up: the support request (or resume) the core sends."""
+        [sent] = self.do(inputs.Connected())
+        assert isinstance(sent, actions.Send)
+        assert isinstance(sent.message, SupportRequest)
+        return sent.message
 
     def receive(self, msg: Message) -> list[actions.Action]:
         return self._record(self.core.receive(msg, self.now))
@@ -99,7 +107,7 @@ class AgentDriver:
     # -- common openings --------------------------------------------------------------------------
 
     def code(self) -> None:
-        self.do(inputs.Connected())
+        self.connect()
         self.receive(SupportCodeIssued(id="a1", session_id=SESSION, code="123456", expires_at=self.now + 600))
 
     def state(self, scopes: dict[str, str] | None = None, **kw: object) -> list[actions.Action]:
@@ -111,15 +119,13 @@ class AgentDriver:
         fields.update(kw)
         return self.receive(SessionState(session_id=SESSION, contract_id="c1", scopes=scopes or {}, **fields))  # type: ignore[arg-type]
 
-    def ask(self, *scopes: str, timeout: float = 60.0, **kw: object) -> str:
+    def ask(self, *scopes: str, timeout: float = 60.0) -> str:
         """Support code, claim, and a consent request for ``scopes``: the question's id."""
         if self.core.session_id is None:
             self.code()
             self.state(phase="consent")
         out = self.receive(
-            ConsentRequest(
-                id="r1", session_id=SESSION, operator="Alice", scopes=scopes, timeout=timeout, **kw
-            )  # type: ignore[arg-type]
+            ConsentRequest(id="r1", session_id=SESSION, operator="Alice", scopes=scopes, timeout=timeout)
         )
         asks = [x for x in out if isinstance(x, actions.AskConsent | actions.AskPerson)]
         assert len(asks) == 1

@@ -30,8 +30,7 @@ def test_a_granted_restart_saves_announces_withdraws_and_reboots_in_that_order()
 
 def test_a_confirmed_resume_withdraws_what_the_broker_still_shows() -> None:
     d = AgentDriver(resume=Resume(session_id=SESSION, operator="Alice", confirmed=True))
-    [connect] = d.do(inputs.Connected())
-    assert connect.message.resume == SESSION  # type: ignore[attr-defined]
+    assert d.connect().resume == SESSION
     d.state({"screen:view": "granted"})
     [receipt] = d.receipts()
     assert receipt.decision == "withdrawn"
