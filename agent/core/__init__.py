@@ -13,6 +13,6 @@ and arm :meth:`AgentCore.next_timer`. See docs/agent-core.md.
 from __future__ import annotations
 
 from . import actions, inputs
-from .session import AgentCore, CoreConfig
+from .session import AgentCore, CoreConfig, Resume
 
-__all__ = ["AgentCore", "CoreConfig", "actions", "inputs"]
+__all__ = ["AgentCore", "CoreConfig", "Resume", "actions", "inputs"]

@@ -44,6 +44,14 @@ __all__ = ["EXIT_REFUSED", "EXIT_SESSION_GONE", "AgentCore", "CoreConfig", "Resu
 
 
 class AgentCore(SessionBase):
+    """One support session on the subscriber's side (docs/agent-core.md).
+
+    ``receive(message, now)`` for the broker's messages, ``handle(input, now)`` for the adapter's
+    :mod:`agent.core.inputs`, ``handle_timer(now)`` when :meth:`next_timer` is due: each returns the
+    :mod:`agent.core.actions` to run, in order. ``resume(...)`` before connecting continues a
+    session interrupted by a restart. Nothing here reads a clock or does I/O.
+    """
+
     # -- API ----------------------------------------------------------------------------------------
 
     def resume(self, resume: Resume) -> list[a.Action]:
