@@ -30,7 +30,7 @@ from typing import Any, TextIO
 import msgspec
 
 from certs import load_private_key
-from protocol.messages import Message, MonitorLayout, Viewer
+from protocol.messages import Message, MonitorLayout
 from protocol.messages import Monitor as WireMonitor
 from protocol.scopes import SCOPE_CONTROL, SCOPE_VIEW
 
@@ -396,7 +396,3 @@ class SupportSession(QuestionsMixin, InputMixin, ColleaguesMixin, RestartMixin):
             self.say(t("support.help", self.lang))
         else:
             await self.feed(inp.Typed(text=command.text))
-
-    def watchers(self) -> tuple[Viewer, ...]:
-        """Who the indicator shows as watching (the core's view of the broker's list)."""
-        return self.core.effects.indicator[0]
