@@ -26,12 +26,14 @@ Errors (all :class:`agent.errors.AgentError`)::
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Final
 
 from protocol.messages import ConsentRequest
 from protocol.receipts import ConsentReceipt, Decision
+from protocol.scopes import ALL_SCOPES as PROTOCOL_SCOPES
+from protocol.scopes import INVENTORY_ITEMS, SCOPE_CONTROL, SCOPE_RESTART, SCOPE_VIEW
+from protocol.session import INVENTORY_PREFIX as PROTOCOL_INVENTORY_PREFIX
 
 from .errors import AgentError, AgentErrorCode
 
@@ -54,17 +56,18 @@ __all__ = [
     "scope_label",
 ]
 
-SCREEN_VIEW: Final = "screen:view"
-INPUT_CONTROL: Final = "input:control"
-SYSTEM_RESTART: Final = "system:restart"
+SCREEN_VIEW: Final = SCOPE_VIEW
+INPUT_CONTROL: Final = SCOPE_CONTROL
+SYSTEM_RESTART: Final = SCOPE_RESTART
 """Restart the PC at the operator's request (issue 16); asked like control, default no."""
-INVENTORY_PREFIX: Final = "inventory:"
+INVENTORY_PREFIX: Final = PROTOCOL_INVENTORY_PREFIX
 
 NO_OPERATOR: Final = "-"
 """Operator name in a receipt written before any operator asked anything (the field may not be empty)."""
 
-_SCOPE_RE: Final = re.compile(r"^(screen:view|input:control|system:restart|inventory:[a-z_]{1,32})\Z")
-"""The wire pattern of ``protocol.messages.Scope``: a scope we could not send is refused here too."""
+_KNOWN: Final = frozenset(PROTOCOL_SCOPES)
+"""The protocol's one list of scopes (:mod:`protocol.scopes`): a scope the wire refuses is
+refused here too."""
 
 # 別紙5 (1)-(11), in the order of the terms. Used only when agent.inventory.items cannot be imported
 # (it owns these labels); the words follow the terms so the prompt shows what the subscriber agreed to.
@@ -98,11 +101,11 @@ def _item_labels() -> dict[str, tuple[str, str]]:
 ITEM_LABELS: Final[dict[str, tuple[str, str]]] = _item_labels()
 """Inventory item id → (Japanese, English) label, in 別紙5 order."""
 
-INVENTORY_SCOPES: Final[tuple[str, ...]] = tuple(f"{INVENTORY_PREFIX}{item}" for item in ITEM_LABELS)
-"""One scope per 別紙5 item, in the order of the terms."""
+INVENTORY_SCOPES: Final[tuple[str, ...]] = tuple(f"{INVENTORY_PREFIX}{item}" for item in INVENTORY_ITEMS)
+"""One scope per 別紙5 item, in the order of the terms (:data:`protocol.scopes.INVENTORY_ITEMS`)."""
 
-ALL_SCOPES: Final[tuple[str, ...]] = (SCREEN_VIEW, INPUT_CONTROL, SYSTEM_RESTART, *INVENTORY_SCOPES)
-"""Every scope this agent knows, in display order."""
+ALL_SCOPES: Final[tuple[str, ...]] = PROTOCOL_SCOPES
+"""Every scope, in display order: the protocol's list (:data:`protocol.scopes.ALL_SCOPES`)."""
 
 _FIXED_LABELS: Final[dict[str, tuple[str, str]]] = {
     SCREEN_VIEW: ("画面を見る", "View your screen"),
@@ -118,8 +121,8 @@ def _is_ja(lang: str) -> bool:
 
 
 def is_scope(scope: str) -> bool:
-    """True when ``scope`` has the wire form of a consent scope (known item or not)."""
-    return _SCOPE_RE.fullmatch(scope) is not None
+    """True when ``scope`` is one the protocol knows (:mod:`protocol.scopes`)."""
+    return scope in _KNOWN
 
 
 def scope_label(scope: str, lang: str) -> str:

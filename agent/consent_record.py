@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from protocol.messages import ConsentRequest, SessionState, Viewer
 from protocol.receipts import ConsentReceipt
-from protocol.session import INVENTORY_PREFIX, REQUIREMENTS
+from protocol.session import INVENTORY_PREFIX, REQUIREMENTS, Phase
 
 from .consent import (
     INPUT_CONTROL,
@@ -143,6 +143,6 @@ class ConsentRecord(ConsentState):
         if state.session_id != self.session_id:
             return ()
         shown = {scope for scope, status in state.scopes.items() if status == "granted"}
-        if state.phase == "ended":
+        if Phase(state.phase) is Phase.ENDED:
             return ()
         return order_scopes(shown ^ set(self.granted))

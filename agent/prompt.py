@@ -42,6 +42,7 @@ from .consent import (
     SYSTEM_RESTART,
     scope_label,
 )
+from .core.texts import format_answer_summary
 
 __all__ = [
     "DEFAULT_MAX_LINE",
@@ -57,6 +58,7 @@ __all__ = [
     "Withdraw",
     "ask_consent",
     "ask_consent_dialog",
+    "format_answer_summary",
     "format_consent_prompt",
     "gui_available",
     "parse_consent_answer",
@@ -211,15 +213,6 @@ def format_control_confirmation(request: ConsentRequest, lang: str) -> str:
 def is_confirmation(text: str) -> bool:
     """Only an explicit はい / yes / y confirms (default deny)."""
     return unicodedata.normalize("NFKC", text).strip().lower() in _CONFIRM_WORDS
-
-
-def format_answer_summary(granted: Iterable[str], asked: Sequence[str], lang: str) -> str:
-    """What the answer did, in full: printed right after the question closes."""
-    chosen = [s for s in _unique(asked) if s in set(granted)]
-    refused = [s for s in _unique(asked) if s not in set(granted)]
-    if _ja(lang):
-        return f"回答を受け付けました。許可: {_labels(chosen, lang)} ／ 許可しない: {_labels(refused, lang)}"
-    return f"Answer recorded. Allowed: {_labels(chosen, lang)} / Not allowed: {_labels(refused, lang)}"
 
 
 _ALL_WORDS: Final = frozenset({"a", "all", "すべて", "全て", "全部"})

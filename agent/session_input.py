@@ -1,8 +1,8 @@
 """Remote input in a support session (part of :class:`agent.support.SupportSession`, split off to
 keep modules small): applied only when the agent's own consent record grants ``input:control``
-(第31条1項④, DESIGN §2) and the consent guard lets it through (no question open, not aimed at
-the indicator or the consent window: :mod:`agent.input.consent_guard`). Nothing here logs keys,
-text or positions (第33条).
+(第31条1項④, DESIGN §2: the core's :class:`agent.core.actions.InjectInput`) and the consent
+guard lets it through (no question open, not aimed at the indicator or the consent window:
+:mod:`agent.input.consent_guard`). Nothing here logs keys, text or positions (第33条).
 """
 
 from __future__ import annotations
@@ -15,13 +15,11 @@ from typing import TYPE_CHECKING
 from protocol.errors import ErrorCode
 from protocol.messages import Error, InputEvent
 
-from .consent import INPUT_CONTROL
 from .i18n import t
 from .input.consent_guard import desktop_point
 
 if TYPE_CHECKING:
     from .connection import AgentClient
-    from .consent_record import ConsentRecord
     from .input.consent_guard import ConsentGuard
     from .sharing import FrameSource, InputSink
 
@@ -41,8 +39,6 @@ log = logging.getLogger("agent.support")
 class InputMixin:
     """Remote input for :class:`agent.support.SupportSession` (which sets these)."""
 
-    record: ConsentRecord | None
-    session_id: str | None
     source: FrameSource | None
     sink: InputSink
     guard: ConsentGuard
@@ -55,19 +51,9 @@ class InputMixin:
     def say(self, line: str) -> None:
         raise NotImplementedError
 
-    def _ignored(self, what: str, *scopes: str) -> None:
-        raise NotImplementedError
-
-    async def _on_input(self, event: InputEvent) -> None:
-        # The broker forwards input only with control granted; our own record decides.
-        record = self.record
-        if record is None or not record.permits("input") or event.session_id != self.session_id:
-            self._ignored("input without input:control", INPUT_CONTROL)
-            self.say(t("support.input_refused", self.lang))
-            await self.client.send(
-                Error(code=ErrorCode.CONSENT_REQUIRED.value, message="input:control is not granted")
-            )
-            return
+    async def _inject(self, event: InputEvent) -> None:
+        """Apply an event the core let through (its record grants ``input:control``); the consent
+        guard has the last word (a question open, the indicator or the consent window hit)."""
         at = desktop_point(event, getattr(self.source, "current", None), self._pointer)
         reason = self.guard.refusal(event.kind, at, time.monotonic())
         if reason is not None:

@@ -24,9 +24,10 @@ from collections.abc import Iterable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, TextIO
 
-from protocol.messages import ConsentRequest, InventoryItem, InventoryReport
+from protocol.messages import ConsentRequest, InventoryItem, Message
 
-from .consent import INPUT_CONTROL, INVENTORY_PREFIX, scope_label
+from .consent import INPUT_CONTROL, scope_label
+from .core import inputs as inp
 from .i18n import t
 from .input.consent_guard import Rect
 from .inventory.collect import collect, default_collector
@@ -36,6 +37,7 @@ from .inventory.router import probe_router
 from .prompt import (
     WidgetRects,
     ask_consent_dialog,
+    format_consent_prompt,
     format_control_confirmation,
     hidden_input,
     is_confirmation,
@@ -45,7 +47,6 @@ from .prompt import parse_session_command as parse_command
 
 if TYPE_CHECKING:
     from .connection import AgentClient
-    from .consent_record import ConsentRecord
     from .identity import Identity
     from .input.consent_guard import ConsentGuard
     from .prompt import Command, LineReader
@@ -85,8 +86,6 @@ class QuestionsMixin:
     stdin: TextIO
     lang: str
     consent_ui: frozenset[str]
-    record: ConsentRecord | None
-    session_id: str | None
     router_target: tuple[str, int]
     identity: Identity
     client: AgentClient
@@ -98,7 +97,7 @@ class QuestionsMixin:
     async def _command(self, command: Command) -> None:
         raise NotImplementedError
 
-    def _next_id(self, *, session: bool = False) -> str:
+    async def feed(self, event: inp.Input | Message) -> None:
         raise NotImplementedError
 
     def __init__(self) -> None:
@@ -120,11 +119,6 @@ class QuestionsMixin:
         finally:
             self.guard.question_closed(name, time.monotonic())
             self.view.release()
-
-    async def _wait_grace(self) -> None:
-        """Before a new grant takes effect, let the guard's grace time pass: the broker (and so
-        the operator) learn of the grant only once remote input is accepted again."""
-        await asyncio.sleep(self.guard.grace)
 
     # -- typed lines ------------------------------------------------------------------------------
 
@@ -250,29 +244,28 @@ class QuestionsMixin:
                     confirmed.add(scope)
         return frozenset(confirmed)
 
+    # -- consent ----------------------------------------------------------------------------------
+
+    async def _consent(self, question: str, request: ConsentRequest) -> None:
+        """Put the core's scope question to the subscriber and feed back the answer. Control is
+        kept only with its extra yes: typed in the terminal (:meth:`_terminal_answer`) or the
+        window's own control checkbox, so the answer says it was confirmed."""
+        with self.question("consent"):
+            answer = await self._ask_consent(request, format_consent_prompt(request, self.lang))
+            chosen = None if answer is None else frozenset(answer)
+            await self.feed(inp.Answered(question=question, chosen=chosen, control_confirmed=True))
+
     # -- inventory (別紙5) ------------------------------------------------------------------------
 
-    async def _send_inventory(self, newly_granted: set[str]) -> None:
-        """Collect exactly the items just granted (別紙5: item by item) and send them.
+    async def _collect(self, wanted: tuple[str, ...], *, ask_router_login: bool) -> inp.InventoryCollected:
+        """Run exactly the collectors the core named (items the record grants, 別紙5: item by item).
 
-        Only those collectors run, and only for items the agent's own record grants; refused
-        items are never read. Router credentials are never read from the router or the system:
-        the subscriber may type them in here, or skip (別紙5 (11)).
+        Router credentials are never read from the router or the system: the subscriber may type
+        them in here, or skip (別紙5 (11)). What may be sent of the result is the core's decision.
         """
-        record = self.record
-        if record is None or self.session_id is None:
-            return
-        items = [
-            Item(scope.removeprefix(INVENTORY_PREFIX))
-            for scope in sorted(newly_granted)
-            if scope.startswith(INVENTORY_PREFIX)
-            and scope.removeprefix(INVENTORY_PREFIX) in Item.__members__.values()
-            and record.permits_item(scope.removeprefix(INVENTORY_PREFIX))
-        ]
-        if not items:
-            return
+        items = [Item(item) for item in wanted if item in Item.__members__.values()]
         credentials = None
-        if Item.ROUTER in items:
+        if ask_router_login and Item.ROUTER in items:
             account = await self._ask_line(t("support.router_account", self.lang), CREDENTIALS_TIMEOUT)
             if account:
                 password = await self._ask_line(
@@ -292,20 +285,11 @@ class QuestionsMixin:
             router_probe=probe,
             router_credentials=credentials,
         )
-        # Withdrawn while collecting: send only what is still granted.
-        results = [r for r in results if record.permits_item(r.item.value)]
-        if not results or record.ended:
-            return
-        report = InventoryReport(
-            id=self._next_id(session=True),
-            session_id=self.session_id,
+        return inp.InventoryCollected(
             items=tuple(
                 InventoryItem(item=r.item.value, available=r.available, value=r.value, reason=r.reason)
                 for r in results
             ),
-            router_account=credentials.account if credentials and record.permits_item("router") else None,
-            router_password=credentials.password if credentials and record.permits_item("router") else None,
+            router_account=credentials.account if credentials else None,
+            router_password=credentials.password if credentials else None,
         )
-        await self.client.send(report)
-        labels = ", ".join(scope_label(INVENTORY_PREFIX + r.item.value, self.lang) for r in results)
-        self.say(t("support.inventory_sent", self.lang, items=labels))

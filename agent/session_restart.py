@@ -3,7 +3,7 @@
 Split from :mod:`agent.support` (a mixin, like :mod:`agent.session_input`). The operator asks
 with ``restart_request``; the broker forwards it only while ``system:restart`` is granted, and
 this agent checks its own consent record again (DESIGN §2: the agent is the authority). On a
-granted request the agent:
+granted request the core (:meth:`agent.core.AgentCore.receive`) answers, and this adapter runs:
 
 1. records the session to resume (:mod:`agent.resume`: session id, operator; 0600),
 2. tells the subscriber, announces the restart to the broker (``restart_notice``: the broker then
@@ -20,7 +20,6 @@ no new support code; no answer within the resume timeout ends it (:meth:`Restart
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shlex
@@ -29,28 +28,19 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from protocol.errors import ErrorCode
-from protocol.messages import (
-    Chat,
-    ConsentRequest,
-    Error,
-    Message,
-    RestartNotice,
-    RestartRequest,
-    SessionState,
-)
+from protocol.messages import Message
 from protocol.text import safe_text
 
-from .consent import SYSTEM_RESTART
-from .consent_record import ConsentRecord
+from .core.actions import SaveResume, Say
+from .core.inputs import RebootFailed
+from .core.state import Resume
 from .i18n import t
 from .prompt import is_confirmation
 from .resume import Resumable, clear_resumable, save_resumable
 
 if TYPE_CHECKING:
-    from protocol.receipts import ConsentReceipt
-
-    from .connection import AgentClient
+    from .core import AgentCore
+    from .core.inputs import Input
     from .identity import Identity
     from .prompt import LineReader
 
@@ -117,55 +107,26 @@ async def run_reboot(commands: Sequence[Sequence[str]], wait: float = REBOOT_COM
 class RestartMixin:
     """Restart handling of :class:`agent.support.SupportSession` (which sets these)."""
 
-    record: ConsentRecord | None
-    session_id: str | None
     identity: Identity
-    operator: str
     lang: str
-    client: AgentClient
     reader: LineReader
-
-    resuming: bool = False
-    """A resumed session waits for its first ``session_state`` (then it withdraws what is left)."""
-    end_on_resume: bool = False
-    """Nobody confirmed on screen: the session is resumed only to be ended at the broker."""
-    restarting: bool = False
-    """A restart was granted and started: a SIGTERM from the shutting-down OS must not end the
-    session at the broker (the subscriber is asked to continue after the restart)."""
+    core: AgentCore
 
     if TYPE_CHECKING:
 
         def say(self, line: str) -> None: ...
-        def _ignored(self, what: str, *scopes: str) -> None: ...
-        def _next_id(self, *, session: bool = False) -> str: ...
-        async def _after_change(self, receipt: ConsentReceipt, *, newly_granted: bool = False) -> None: ...
-        async def _send_receipt(self, receipt: ConsentReceipt) -> None: ...
-        async def end(self, reason: str) -> None: ...
+        async def feed(self, event: Input | Message) -> None: ...
 
-    async def _on_restart_request(self, msg: RestartRequest) -> None:
-        record = self.record
-        if msg.session_id != self.session_id or record is None or not record.permits("restart_request"):
-            self._ignored("restart_request without system:restart", SYSTEM_RESTART)
-            with contextlib.suppress(Exception):
-                await self.client.send(
-                    Error(code=ErrorCode.CONSENT_REQUIRED.value, message="system:restart is not granted")
-                )
-            return
-        if self.restarting:
-            return
-        assert self.session_id is not None
-        self.restarting = True
-        save_resumable(self.identity.data_dir, self.session_id, self.operator)
-        self.say(t("support.restarting", self.lang))
-        await self.client.send(RestartNotice(id=self._next_id(session=True), session_id=self.session_id))
-        if record.granted:  # nothing granted carries over the restart (第31条1項④)
-            await self._after_change(record.withdraw(record.granted, time.time()))
+    def _save_resume(self, action: SaveResume) -> None:
+        """Before the restart: the session to continue afterwards (0600, :mod:`agent.resume`)."""
+        save_resumable(self.identity.data_dir, action.session_id, action.operator)
+
+    async def _reboot(self) -> None:
+        """Restart the PC; if no command runs, forget the saved session and tell the core."""
         if await run_reboot(reboot_commands()):
-            return  # the OS takes the agent down; the record above is what continues
-        self.restarting = False
+            return  # the OS takes the agent down; the saved record is what continues
         clear_resumable(self.identity.data_dir)
-        self.say(t("support.restart_failed", self.lang))
-        await self.client.send(Chat(session_id=self.session_id, text=t("support.restart_failed", self.lang)))
+        await self.feed(RebootFailed())
 
     async def ask_resume(self, found: Resumable, timeout: float = RESUME_TIMEOUT) -> bool:
         """「続けますか？」in the terminal: only an explicit はい / yes continues; no answer is no."""
@@ -183,29 +144,8 @@ class RestartMixin:
 
     def start_resume(self, found: Resumable, *, confirmed: bool) -> None:
         """Continue ``found`` (same operator, no new code) with an empty consent record; without
-        ``confirmed`` the session is resumed only to be ended."""
-        self.session_id = found.session_id
-        self.record = ConsentRecord(session_id=found.session_id, serial=self.identity.serial)
-        self.resuming = True
-        self.end_on_resume = not confirmed
-        if confirmed:
-            self.say(t("support.resume_yes", self.lang))
-        else:
-            self.say(t("support.resume_no", self.lang))
-
-    async def _resume_filter(self, msg: Message) -> bool:
-        """Before the normal handling of ``msg`` while a session is being resumed; True when
-        ``msg`` is consumed here."""
-        if self.end_on_resume and isinstance(msg, ConsentRequest):
-            return True  # being ended: a question re-sent on resume is not put to the subscriber
-        if self.resuming and isinstance(msg, SessionState) and msg.session_id == self.session_id:
-            self.resuming = False
-            if self.end_on_resume:  # nobody confirmed on screen: end it (issue 16)
-                await self.end("the subscriber did not confirm after the restart")
-                return True
-            granted = [scope for scope, status in msg.scopes.items() if status == "granted"]
-            if granted and self.record is not None:
-                # What was allowed before is not carried over: a signed withdrawal makes the broker
-                # agree, and the operator asks again.
-                await self._send_receipt(self.record.withdraw(granted, time.time()))
-        return False
+        ``confirmed`` the session is resumed only to be ended (the core decides both)."""
+        resume = Resume(session_id=found.session_id, operator=found.operator, confirmed=confirmed)
+        for action in self.core.resume(resume):
+            if isinstance(action, Say):
+                self.say(action.text)

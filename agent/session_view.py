@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable
 from typing import Final, TextIO
 
 from protocol.text import safe_lines, safe_text
 
-from .i18n import t
+from .core.texts import viewer_label, viewer_notices
 
 __all__ = [
     "CHAT_CONTINUATION",
@@ -62,49 +61,6 @@ def format_chat(sender: str, text: str, lang: str) -> list[str]:
     lines = safe_lines(text)
     head = f"{CHAT_MARKER}{name}({role})> {lines[0] if lines else ''}"
     return [head, *(CHAT_CONTINUATION + line for line in lines[1:])]
-
-
-def viewer_label(name: str, role: str, read_only: bool, lang: str) -> str:
-    """``山田（オペレータ）`` / ``Sato (supervisor, view only)``: a viewer as the subscriber reads it."""
-    ja = lang.lower().startswith("ja")
-    labels = {"operator": ("オペレータ", "operator"), "supervisor": ("スーパーバイザー", "supervisor")}
-    role_text = labels.get(role, (role, role))[0 if ja else 1]
-    if read_only:
-        role_text += "・閲覧のみ" if ja else ", view only"
-    shown = safe_text(name, max_chars=MAX_NAME)
-    return f"{shown}（{role_text}）" if ja else f"{shown} ({role_text})"
-
-
-def viewer_notices(
-    before: Iterable[Person], after: Iterable[Person], *, saw: bool, sees: bool, lang: str
-) -> list[str]:
-    """What to tell the subscriber when the people in the session or the screen permission change.
-
-    ``saw``/``sees``: whether the agent's own record granted ``screen:view`` at the last notice and
-    now. Only while it does can anyone see the screen: then arrivals "can now see your screen" and
-    departures "stopped watching"; otherwise they "joined" or "left the session". When the
-    permission is given, everyone present "can now see your screen"; when it is taken back, each
-    of them "can no longer see your screen".
-    """
-    old, new = set(before), set(after)
-    joined, left, stayed = new - old, old - new, old & new
-    if saw and sees:
-        changes = [("support.viewer_joined", joined), ("support.viewer_left", left)]
-    elif not saw and not sees:
-        changes = [("support.viewer_present", joined), ("support.viewer_gone", left)]
-    elif sees:  # the screen was just allowed
-        changes = [("support.viewer_joined", stayed | joined), ("support.viewer_gone", left)]
-    else:  # the screen was just taken back
-        changes = [
-            ("support.viewer_present", joined),
-            ("support.viewer_unseen", stayed),
-            ("support.viewer_left", left),
-        ]
-    return [
-        t(key, lang, who=viewer_label(name, role, read_only, lang))
-        for key, people in changes
-        for name, role, read_only in sorted(people)
-    ]
 
 
 class SessionView:

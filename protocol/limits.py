@@ -14,6 +14,10 @@ PROTOCOL_VERSION = 1
 
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
 
+MAX_INPUT_TEXT = 256
+"""Longest ``text`` of one ``input`` event (a pasted line, not a document), in characters: the wire
+type of ``InputEvent.text``; the agent's injector takes that same type (one definition)."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Limits:

@@ -25,6 +25,7 @@ import msgspec
 
 from .construction import Validating, input_problem
 from .errors import InvalidField
+from .limits import MAX_INPUT_TEXT
 from .scopes import SCOPE_PATTERN
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+\Z")]
@@ -231,7 +232,7 @@ class InputEvent(_Base, frozen=True, kw_only=True, tag="input"):
     """A DOM ``KeyboardEvent.key`` name ("Enter", "a") or a pynput key name."""
     code: Annotated[int, msgspec.Meta(ge=1, le=0x1FFFFFFF)] | None = None
     """A platform key code instead of ``key``."""
-    text: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_INPUT_TEXT)] | None = None
     """Typed as characters through the keyboard layout; no control characters but tab and newline."""
     monitor: Annotated[int, msgspec.Meta(ge=0, le=16)] = 0
 

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from protocol.errors import ErrorCode
 from protocol.messages import Chat, ConsentRequest, Error, Message, SessionState, SupportCodeIssued
+from protocol.session import Phase
 from protocol.text import safe_text
 
 from ..identity import Identity
@@ -131,7 +132,7 @@ def desktop_session_class() -> type[Any]:
             if (
                 isinstance(msg, SessionState)
                 and msg.operator
-                and msg.phase != "ended"
+                and Phase(msg.phase) is not Phase.ENDED
                 and self.session_id is not None
                 and not self.saved
             ):

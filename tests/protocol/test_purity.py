@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 PROTOCOL_DIR = Path(__file__).resolve().parents[2] / "protocol"
+AGENT_CORE_DIR = Path(__file__).resolve().parents[2] / "agent" / "core"
+"""The agent's session core is pure in the same way (docs/agent-core.md)."""
 
 FORBIDDEN_MODULES = frozenset(
     {
@@ -77,6 +79,10 @@ def _protocol_files() -> list[Path]:
     return sorted(PROTOCOL_DIR.glob("*.py"))
 
 
+def _agent_core_files() -> list[Path]:
+    return sorted(AGENT_CORE_DIR.glob("*.py"))
+
+
 def test_the_core_modules_are_scanned() -> None:
     names = {p.name for p in _protocol_files()}
     assert {"__init__.py", "codec.py", "errors.py", "limits.py", "link.py", "messages.py"} <= names
@@ -84,6 +90,15 @@ def test_the_core_modules_are_scanned() -> None:
 
 @pytest.mark.parametrize("path", _protocol_files(), ids=lambda p: p.name)
 def test_protocol_module_is_pure(path: Path) -> None:
+    assert violations(path.read_text("utf-8"), path.name) == []
+
+
+def test_the_agent_core_modules_are_scanned() -> None:
+    assert {"__init__.py", "session.py", "inputs.py", "actions.py"} <= {p.name for p in _agent_core_files()}
+
+
+@pytest.mark.parametrize("path", _agent_core_files(), ids=lambda p: p.name)
+def test_agent_core_module_is_pure(path: Path) -> None:
     assert violations(path.read_text("utf-8"), path.name) == []
 
 
