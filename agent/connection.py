@@ -1,5 +1,12 @@
 """The agent's outbound connection to ``/agent``: mutual TLS, hello, heartbeats, reconnect.
 
+Heartbeats (docs/heartbeat.md): TCP keepalive in the kernel every 60 s keeps the home router's NAT
+state alive for free; every ``Limits.heartbeat_interval`` (300 s) the agent sends a WebSocket Ping
+frame, answered by the broker's WebSocket layer without any JSON, and a broker silent for
+``idle_timeout`` (660 s) is given up and dialled again. A broker of an earlier version does not
+count Ping frames and closes the link with ``idle_timeout``: the agent then falls back to a JSON
+``ping`` every 20 s (:data:`LEGACY_LIMITS`) for as long as it runs.
+
 Only ever outbound over WSS on one port (別記2: no inbound port, no UDP). A drop or a broker
 restart is followed by a reconnect after a jittered exponential delay; a refusal that retrying
 cannot fix (revoked or unknown certificate, terminated contract) ends the loop with a clear
@@ -18,9 +25,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
 from protocol import Event, Limits, Link, Opened, Received
+from protocol.link import CLOSE_GOING_AWAY
 from protocol.errors import ErrorCode
 from protocol.messages import AgentStatus, Error, Message
 from wire import LinkRunner
+from wire.keepalive import set_tcp_keepalive
 
 from .backoff import Backoff
 from .enroll import SOFTWARE, client_ssl_context, ws_url
@@ -37,6 +46,10 @@ PERMANENT = {
 }
 STABLE_AFTER = 30.0
 """A connection that lasted this long resets the backoff."""
+
+LEGACY_LIMITS = Limits(heartbeat_interval=20.0, idle_timeout=65.0)
+"""Heartbeats for a broker that closed us for idleness despite our Ping frames: JSON ``ping`` every
+20 s, as agents did before issue 15."""
 
 MessageHandler = Callable[["AgentClient", Message], Awaitable[None]]
 
@@ -64,6 +77,8 @@ class AgentClient:
         self.clock = clock
         self.runner: LinkRunner | None = None
         self.connected = asyncio.Event()
+        self.ping_frames = True
+        """Heartbeat with WebSocket Ping frames; False after a broker that ignores them closed us."""
         self._ssl = client_ssl_context(
             identity.ca_path.read_bytes(), cert_path=identity.cert_path, key_path=identity.key_path
         )
@@ -100,10 +115,16 @@ class AgentClient:
                 open_timeout=15,
                 max_size=self.limits.max_binary_bytes,
             ) as ws:
+                set_tcp_keepalive(ws.transport.get_extra_info("socket"))
                 link = Link(
-                    is_client=True, role="agent", now=self.clock(), software=SOFTWARE, limits=self.limits
+                    is_client=True,
+                    role="agent",
+                    now=self.clock(),
+                    software=SOFTWARE,
+                    limits=self.limits if self.ping_frames else LEGACY_LIMITS,
+                    ping_frames=self.ping_frames,
                 )
-                runner = LinkRunner(ws, link, clock=self.clock)
+                runner = LinkRunner(ws, link, clock=self.clock, ping=ws.ping)
                 self.runner = runner
 
                 async def on_event(event: Event) -> None:
@@ -133,6 +154,14 @@ class AgentClient:
                 closed = ws.close_reason
                 if closed in PERMANENT and not refusal:
                     refusal.append(Error(code=closed, message=closed))
+                if (
+                    self.ping_frames
+                    and runner.closed_by is None
+                    and ws.close_code == CLOSE_GOING_AWAY
+                    and closed == ErrorCode.IDLE_TIMEOUT.value
+                ):
+                    log.info("the broker does not count Ping frames: JSON heartbeats from now on")
+                    self.ping_frames = False
         except (OSError, WebSocketException, TimeoutError) as exc:
             log.info("connection failed: %s", exc or type(exc).__name__)
         finally:

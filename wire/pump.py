@@ -102,6 +102,10 @@ class LinkPump:
             return
         self._handle(self.link.receive_binary(data, self.clock()))
 
+    def ping_received(self) -> None:
+        # The agent's heartbeat: the deadline moves, nothing else (no event, no JSON, no store write).
+        self.link.frame_received(self.clock())
+
     def resume_writing(self) -> None:
         if self.on_resume is not None:
             self.on_resume()
