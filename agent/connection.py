@@ -25,8 +25,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
 from protocol import Event, Limits, Link, Opened, Received
-from protocol.link import CLOSE_GOING_AWAY
 from protocol.errors import ErrorCode
+from protocol.link import CLOSE_GOING_AWAY
 from protocol.messages import AgentStatus, Error, Message
 from wire import LinkRunner
 from wire.keepalive import set_tcp_keepalive
@@ -63,6 +63,7 @@ class AgentClient:
         *,
         display: bool = False,
         limits: Limits | None = None,
+        legacy_limits: Limits = LEGACY_LIMITS,
         backoff: Backoff | None = None,
         on_message: MessageHandler | None = None,
         on_state: Callable[[str, float], None] | None = None,
@@ -71,6 +72,7 @@ class AgentClient:
         self.identity = identity
         self.display = display
         self.limits = limits or Limits()
+        self.legacy_limits = legacy_limits
         self.backoff = backoff or Backoff()
         self.on_message = on_message
         self.on_state = on_state or (lambda state, delay: None)
@@ -121,7 +123,7 @@ class AgentClient:
                     role="agent",
                     now=self.clock(),
                     software=SOFTWARE,
-                    limits=self.limits if self.ping_frames else LEGACY_LIMITS,
+                    limits=self.limits if self.ping_frames else self.legacy_limits,
                     ping_frames=self.ping_frames,
                 )
                 runner = LinkRunner(ws, link, clock=self.clock, ping=ws.ping)

@@ -22,6 +22,7 @@ from .server import WireConnection
 log = logging.getLogger("wire.pump")
 
 Clock = Callable[[], float]
+IDLE_TIMEOUT = ErrorCode.IDLE_TIMEOUT.value
 BINARY_REFUSED = UnexpectedMessage("binary frames are not accepted on this path")
 SyncEventHandler = Callable[[Event], None]
 
@@ -132,6 +133,8 @@ class LinkPump:
                 self.closed_by = event
                 self.flush()
                 self._close(event.code, event.reason)
+                if event.reason == IDLE_TIMEOUT:  # silent past its timeout: it won't answer our close
+                    self.conn.cut_after(self.conn.server.fail_linger)
                 return
             if self.on_event is None:
                 return

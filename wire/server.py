@@ -128,6 +128,14 @@ class WireConnection(asyncio.Protocol):
     def abort(self) -> None:
         self.transport.abort()
 
+    def cut_after(self, delay: float) -> None:
+        """Abort the connection in ``delay`` seconds unless it ends before: for a peer presumed dead
+        (silent past its idle timeout), whose answer to our close frame would never come, so the
+        usual ``close_timeout`` would only keep it listed as connected (docs/heartbeat.md)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.server.loop.call_later(delay, self.transport.abort)
+
     def allow_size(self, max_size: int) -> None:
         """Accept messages up to ``max_size`` bytes from now on (e.g. an admitted agent's screen
         updates). Takes effect from the next frame when called from the server's ``open_handler``

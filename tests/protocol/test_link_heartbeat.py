@@ -28,7 +28,8 @@ def _frame_pair(limits: Limits = DEFAULT_LIMITS) -> tuple[Link, Link, FakeClock]
         server.receive(frame, clock.now)
     for frame in server.data_to_send():
         client.receive(frame, clock.now)
-    assert client.state is LinkState.OPEN and server.state is LinkState.OPEN
+    assert client.state is LinkState.OPEN
+    assert server.state is LinkState.OPEN
     return client, server, clock
 
 
@@ -69,12 +70,13 @@ def test_ping_frames_alone_keep_a_link_open_for_hours() -> None:
         client.pong_received(now)
         assert _fire(server, now) == []
         json_frames += len(client.data_to_send()) + len(server.data_to_send())
-    assert client.state is LinkState.OPEN and server.state is LinkState.OPEN
+    assert client.state is LinkState.OPEN
+    assert server.state is LinkState.OPEN
     assert json_frames == 0
 
 
 def test_a_silent_agent_is_dropped_exactly_at_the_idle_timeout() -> None:
-    client, server, clock = _frame_pair()
+    _client, server, clock = _frame_pair()
     server.frame_received(clock.advance(300.0))  # its last heartbeat
     last = clock.now
     assert server.next_timer() == last + 660.0
@@ -120,7 +122,8 @@ def test_previous_agents_json_ping_every_20_s_is_still_answered() -> None:
             pair.client.receive(answer, pair.clock.now)
         pongs += len(answers)
     assert pongs == 90
-    assert pair.client.state is LinkState.OPEN and pair.server.state is LinkState.OPEN
+    assert pair.client.state is LinkState.OPEN
+    assert pair.server.state is LinkState.OPEN
     assert pair.client.rtt == 0.0
 
 

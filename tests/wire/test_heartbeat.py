@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
@@ -19,9 +20,15 @@ from websockets.http11 import Request
 from protocol import Link, LinkState, Received
 from protocol.limits import Limits
 from protocol.messages import Chat
-from tests.wire.test_server import Tls, _server, tls  # noqa: F401  (fixture)
+from tests.wire.test_server import Tls, _server
 from wire import LinkPump, LinkRunner, WireConnection
 from wire.server import Handler
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> Tls:
+    return Tls(tmp_path / "pki")
+
 
 SHORT = Limits(heartbeat_interval=0.2, idle_timeout=0.6)
 HELLO = '{"type":"hello","versions":[1],"role":"agent"}'
@@ -86,7 +93,8 @@ async def test_agent_runner_heartbeats_with_ping_frames_and_no_json(tls: Tls) ->
             task = asyncio.create_task(runner.run(on_event))
             await asyncio.sleep(2.0)  # ten heartbeat intervals
             assert not task.done()
-            assert link.state is LinkState.OPEN and pumps[0].link.state is LinkState.OPEN
+            assert link.state is LinkState.OPEN
+            assert pumps[0].link.state is LinkState.OPEN
             assert link.rtt is not None  # Pongs came back
             assert CountingPump.texts == 1  # the hello; no JSON ping
             await runner.close(1000, "done")
