@@ -35,6 +35,7 @@ from .backoff import Backoff
 from .enroll import SOFTWARE, client_ssl_context, ws_url
 from .errors import ConnectionRefusedByBroker
 from .identity import Identity
+from .tls_session import SessionCache, enable_resumption
 
 log = logging.getLogger("agent")
 
@@ -68,6 +69,7 @@ class AgentClient:
         on_message: MessageHandler | None = None,
         on_state: Callable[[str, float], None] | None = None,
         clock: Callable[[], float] = time.time,
+        resume_tls: bool = True,
     ) -> None:
         self.identity = identity
         self.display = display
@@ -84,6 +86,10 @@ class AgentClient:
         self._ssl = client_ssl_context(
             identity.ca_path.read_bytes(), cert_path=identity.cert_path, key_path=identity.key_path
         )
+        self.tls_sessions = SessionCache()
+        """The last TLS session: a reconnect offers it and the broker skips the certificate work."""
+        if resume_tls:
+            enable_resumption(self._ssl, self.tls_sessions)
 
     async def send(self, message: Message) -> None:
         if self.runner is None:
@@ -131,6 +137,8 @@ class AgentClient:
 
                 async def on_event(event: Event) -> None:
                     if isinstance(event, Opened):
+                        # The broker has answered, so TLS 1.3's ticket has arrived: keep it.
+                        self.tls_sessions.remember(ws.transport.get_extra_info("ssl_object"))
                         await runner.send(
                             AgentStatus(
                                 machine_name=self.identity.machine_name or "unknown",

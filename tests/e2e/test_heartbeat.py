@@ -152,3 +152,29 @@ async def test_previous_agent_with_json_ping_is_answered_and_kept(
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
+
+
+async def test_reconnect_resumes_the_tls_session_and_the_broker_still_knows_the_agent(
+    broker: InProcessBroker, tmp_path: Path
+) -> None:
+    """TLS 1.3 session resumption (agent.tls_session): the second handshake is resumed, and the
+    broker still reads the agent's certificate (kept in the session) and admits it by serial."""
+    identity = await _enrolled(broker, tmp_path / "resume", "C-HB4")
+    client = AgentClient(identity, limits=Limits(heartbeat_interval=0.3, idle_timeout=1.5))
+    stop = asyncio.Event()
+    task = asyncio.create_task(client.run(stop))
+    try:
+        await _until(lambda: identity.serial in broker.broker.agents, "agent connected")
+        (first,) = broker.broker.agents[identity.serial]
+        assert client.tls_sessions.resumed == 0
+        await _until(lambda: client.tls_sessions.session is not None, "session ticket kept")
+        first.pump.close(1001, "")  # the broker drops it: the agent dials again
+        await _until(
+            lambda: broker.broker.agents.get(identity.serial, {first}) != {first}, "agent reconnected"
+        )
+        await _until(lambda: client.tls_sessions.resumed == 1, "resumed handshake")
+        assert client.tls_sessions.offered >= 1
+        assert _connects(broker, identity.serial) == 2
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
