@@ -46,7 +46,9 @@ PHASES: tuple[tuple[str, str, float], ...] = (
 PER = 10_000
 
 
-def measure(ctx: Context, kind: str, agents: int, window: float, log: Any) -> list[dict[str, Any]]:
+def measure(
+    ctx: Context, kind: str, agents: int, window: float, log: Any, settle: float = 3.0
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     server = Server(ctx, kind, tls_read_buffer=TUNED).start()
     try:
@@ -59,7 +61,7 @@ def measure(ctx: Context, kind: str, agents: int, window: float, log: Any) -> li
             usage = Usage(server.pid)
             for name, mode, interval in PHASES:
                 fleet.send_all({"cmd": "heartbeat", "mode": mode, "interval": interval})
-                time.sleep(3.0)  # the new rate settles
+                time.sleep(settle)  # the new rate settles
                 pings0 = fleet.status()["pings"]
                 usage.restart()
                 time.sleep(window)
@@ -91,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--agents", type=int, default=10_000, help="idle agents (≤ 2,500 per load process)")
     parser.add_argument("--window", type=float, default=20.0, help="seconds of measurement per heartbeat")
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds after each switch of heartbeat")
     args = parser.parse_args(argv)
     raise_nofile()
 
@@ -112,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             n_agents=args.agents,
             log=log,
         )
-        rows = measure(ctx, "broker", args.agents, args.window, log)
-        rows += measure(ctx, "echo", args.agents, args.window, log)
+        rows = measure(ctx, "broker", args.agents, args.window, log, args.settle)
+        rows += measure(ctx, "echo", args.agents, args.window, log, args.settle)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     echo = {r["heartbeat"]: r for r in rows if r["server"] == "echo"}

@@ -6,7 +6,7 @@
              Heartbeats (``--heartbeat json|frame|none``, ``--interval``; switched at run time by
              ``{"cmd": "heartbeat", "mode": …, "interval": …}``): a JSON ``ping`` (agents before
              issue 15) or a WebSocket Ping frame (since), from one scheduler per process that sends
-             ``connected / interval`` a second round-robin, so the rate is exact and evenly spread.
+             ``connected / interval`` a second round-robin, each at its own time, evenly spread.
 ``relay``    S sessions, each an agent link and an operator link (claimed with a support code and a
              signed consent receipt on the broker; joined by path on the bare relay; a single TLS
              stream for the raw TLS sink). Runs throughput (windowed, so the broker never has to
@@ -198,41 +198,46 @@ class IdleAgents:
                 pass
 
     async def heartbeats(self) -> None:
-        """``connected / interval`` heartbeats a second over the live connections, round-robin."""
+        """``connected / interval`` heartbeats a second over the live connections, round-robin, each
+        at its own time (as independent agents' heartbeats arrive, not in bursts the server could
+        take in one read)."""
         order: list[int] = []
         position = 0
-        sent = 0.0
-        last = time.monotonic()
         n = 0
+        due = time.monotonic()
         while True:
-            await asyncio.sleep(0.05)
-            now = time.monotonic()
-            if self.mode == "none" or self.interval <= 0:
-                last, sent = now, 0.0
+            live = len(self.live)
+            if self.mode == "none" or self.interval <= 0 or not live:
+                await asyncio.sleep(0.1)
+                due = time.monotonic()
                 continue
-            sent += len(self.live) / self.interval * (now - last)
-            last = now
-            while sent >= 1.0:
-                sent -= 1.0
-                if position >= len(order):
-                    order, position = list(self.live), 0
-                    if not order:
-                        sent = 0.0
-                        break
-                ws = self.live.get(order[position])
-                position += 1
-                if ws is None:
-                    continue
-                n += 1
-                try:
-                    if self.mode == "frame":
-                        waiter = asyncio.ensure_future(await ws.ping())
-                        waiter.add_done_callback(_ignore_outcome)
-                    else:
-                        await ws.send(json.dumps({"type": "ping", "id": f"c{n}", "time": time.time()}))
-                except (ConnectionClosed, RuntimeError):
-                    continue
-                self.pings += 1
+            setting = (self.mode, self.interval)
+            due += self.interval / live
+            delay = due - time.monotonic()
+            if delay < -1.0:  # fell behind (a stall): do not catch up in a burst
+                due = time.monotonic()
+            while delay > 0 and (self.mode, self.interval) == setting:
+                await asyncio.sleep(min(delay, 0.1))  # a switch of heartbeat takes effect at once
+                delay = due - time.monotonic()
+            if (self.mode, self.interval) != setting:
+                due = time.monotonic()
+                continue
+            if position >= len(order):
+                order, position = list(self.live), 0
+            ws = self.live.get(order[position])
+            position += 1
+            if ws is None:
+                continue
+            n += 1
+            try:
+                if self.mode == "frame":
+                    waiter = asyncio.ensure_future(await ws.ping())
+                    waiter.add_done_callback(_ignore_outcome)
+                else:
+                    await ws.send(json.dumps({"type": "ping", "id": f"c{n}", "time": time.time()}))
+            except (ConnectionClosed, RuntimeError):
+                continue
+            self.pings += 1
 
 
 def _ignore_outcome(future: asyncio.Future[Any]) -> None:
