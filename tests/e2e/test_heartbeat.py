@@ -27,6 +27,7 @@ from broker.enrollment import issue_token
 from protocol import Closing
 from protocol.limits import Limits
 from tests.helpers import AgentProcess, InProcessBroker, in_process_broker, start_agent
+from wire import LinkPump
 
 pytestmark = pytest.mark.e2e
 
@@ -174,6 +175,34 @@ async def test_reconnect_resumes_the_tls_session_and_the_broker_still_knows_the_
         )
         await _until(lambda: client.tls_sessions.resumed == 1, "resumed handshake")
         assert client.tls_sessions.offered >= 1
+        assert _connects(broker, identity.serial) == 2
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+async def test_new_agent_falls_back_to_json_ping_on_a_broker_that_ignores_ping_frames(
+    broker: InProcessBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker of the previous version answered Ping frames (websockets does) but did not count
+    them, and dropped the agent for idleness. The agent then heartbeats with JSON for good."""
+    monkeypatch.setattr(LinkPump, "ping_received", lambda self: None)  # the broker before issue 15
+    identity = await _enrolled(broker, tmp_path / "fallback", "C-HB5")
+    short = Limits(heartbeat_interval=0.3, idle_timeout=1.5)
+    client = AgentClient(identity, limits=short, legacy_limits=short)
+    stop = asyncio.Event()
+    task = asyncio.create_task(client.run(stop))
+    try:
+        await _until(lambda: identity.serial in broker.broker.agents, "agent connected")
+        (first,) = broker.broker.agents[identity.serial]
+        await _until(lambda: not client.ping_frames, "fallback to JSON heartbeats")
+        assert first.pump.closed_by == Closing(1001, "idle_timeout")
+        await _until(
+            lambda: broker.broker.agents.get(identity.serial, {first}) != {first}, "agent reconnected"
+        )
+        (second,) = broker.broker.agents[identity.serial]
+        await asyncio.sleep(4 * BROKER_IDLE)
+        assert broker.broker.agents[identity.serial] == {second}  # kept alive by JSON pings now
         assert _connects(broker, identity.serial) == 2
     finally:
         stop.set()
