@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import ClientConnection
 
 from agent.connection import AgentClient
 from agent.enroll import enroll
@@ -168,6 +170,13 @@ async def test_reconnect_resumes_the_tls_session_and_the_broker_still_knows_the_
         await _until(lambda: identity.serial in broker.broker.agents, "agent connected")
         (first,) = broker.broker.agents[identity.serial]
         assert client.tls_sessions.resumed == 0
+        # The agent's own socket carries TCP keepalive too (its NAT refresh, docs/heartbeat.md).
+        assert client.runner is not None
+        ws = client.runner.ws
+        assert isinstance(ws, ClientConnection)
+        sock = ws.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
         await _until(lambda: client.tls_sessions.session is not None, "session ticket kept")
         first.pump.close(1001, "")  # the broker drops it: the agent dials again
         await _until(
