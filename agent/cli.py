@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from certs import CertError
+from protocol.limits import DEFAULT_LIMITS, Limits
 from protocol.text import safe_text
 
 from .errors import AgentError, AgentErrorCode, EnrollDeclined, FingerprintMismatchError, UnreachableError
@@ -49,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="connect to the broker and stay connected")
     run.add_argument("--log-level", default="INFO")
+    run.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=DEFAULT_LIMITS.heartbeat_interval,
+        help="seconds between WebSocket Ping frames (default 300; docs/heartbeat.md)",
+    )
+    run.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_LIMITS.idle_timeout,
+        help="seconds without a Pong or message before the broker is dialled again (default 660)",
+    )
 
     sub.add_parser("status", help="show the stored enrollment")
 
@@ -326,7 +339,8 @@ def _run(args: argparse.Namespace, data_dir: Path, lang: str, stdout: TextIO) ->
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        client = AgentClient(identity, on_state=on_state)
+        limits = Limits(heartbeat_interval=args.heartbeat_interval, idle_timeout=args.idle_timeout)
+        client = AgentClient(identity, on_state=on_state, limits=limits)
         await client.run(stop)
 
     with single_instance(data_dir):

@@ -240,7 +240,9 @@ def spread(n: int, shares: list[int]) -> list[int]:
 class AgentFleet:
     """Simulated agents spread over load processes of AGENTS_PER_PROCESS each."""
 
-    def __init__(self, ctx: Context, server: Server, total: int, protocol: str) -> None:
+    def __init__(
+        self, ctx: Context, server: Server, total: int, protocol: str, extra: tuple[str, ...] = ()
+    ) -> None:
         first = 0  # idle agents make no support requests: every fleet may use the same ones
         self.children: list[Child] = []
         self.shares: list[int] = []
@@ -258,6 +260,7 @@ class AgentFleet:
                     str(first + start),
                     "--count",
                     str(count),
+                    *extra,
                     name=f"agents-{start}",
                 )
             )
@@ -281,6 +284,10 @@ class AgentFleet:
                 break
             time.sleep(0.2)
         return time.monotonic() - t0
+
+    def send_all(self, command: dict[str, Any]) -> None:
+        for child in self.children:
+            child.send(command)
 
     def stop(self) -> None:
         for child in self.children:

@@ -1,8 +1,12 @@
 """Load generators, each in its own process: ``python -m bench.loadgen MODE …``.
 
 ``idle``     thousands of simulated agents with real client certificates speaking the real protocol
-             (hello, agent_status, a ping every 20 s), reconnecting after a drop with the agent's
+             (hello, agent_status, then heartbeats), reconnecting after a drop with the agent's
              own backoff (exponential, full jitter). Against the broker or the bare echo server.
+             Heartbeats (``--heartbeat json|frame|none``, ``--interval``; switched at run time by
+             ``{"cmd": "heartbeat", "mode": …, "interval": …}``): a JSON ``ping`` (agents before
+             issue 15) or a WebSocket Ping frame (since), from one scheduler per process that sends
+             ``connected / interval`` a second round-robin, each at its own time, evenly spread.
 ``relay``    S sessions, each an agent link and an operator link (claimed with a support code and a
              signed consent receipt on the broker; joined by path on the bare relay; a single TLS
              stream for the raw TLS sink). Runs throughput (windowed, so the broker never has to
@@ -108,6 +112,9 @@ class IdleAgents:
         self.gave_up = 0
         self.drops = 0
         self.pings = 0
+        self.live: dict[int, ClientConnection] = {}
+        self.mode: str = args.heartbeat
+        self.interval: float = args.interval
 
     def status(self) -> dict[str, Any]:
         return {
@@ -169,9 +176,11 @@ class IdleAgents:
                 continue
             self.connected += 1
             self.connects += 1
+            self.live[index] = ws
             try:
                 await self._serve(ws)
             finally:
+                self.live.pop(index, None)
                 self.connected -= 1
                 self.drops += 1
             if ws.close_reason in PERMANENT:
@@ -182,18 +191,58 @@ class IdleAgents:
             await asyncio.sleep(backoff.next_delay())
 
     async def _serve(self, ws: ClientConnection) -> None:
-        next_ping = time.monotonic() + random.uniform(0.5, HEARTBEAT)  # agents connect at random times
-        n = 0
+        """Read (and drop) what the server sends until the connection ends; heartbeats are sent by
+        :meth:`heartbeats`."""
         with contextlib.suppress(ConnectionClosed):
-            while True:
-                try:
-                    async with asyncio.timeout(max(0.0, next_ping - time.monotonic())):
-                        await ws.recv()
-                except TimeoutError:
-                    n += 1
+            async for _ in ws:
+                pass
+
+    async def heartbeats(self) -> None:
+        """``connected / interval`` heartbeats a second over the live connections, round-robin, each
+        at its own time (as independent agents' heartbeats arrive, not in bursts the server could
+        take in one read)."""
+        order: list[int] = []
+        position = 0
+        n = 0
+        due = time.monotonic()
+        while True:
+            live = len(self.live)
+            if self.mode == "none" or self.interval <= 0 or not live:
+                await asyncio.sleep(0.1)
+                due = time.monotonic()
+                continue
+            setting = (self.mode, self.interval)
+            due += self.interval / live
+            delay = due - time.monotonic()
+            if delay < -1.0:  # fell behind (a stall): do not catch up in a burst
+                due = time.monotonic()
+            while delay > 0 and (self.mode, self.interval) == setting:
+                await asyncio.sleep(min(delay, 0.1))  # a switch of heartbeat takes effect at once
+                delay = due - time.monotonic()
+            if (self.mode, self.interval) != setting:
+                due = time.monotonic()
+                continue
+            if position >= len(order):
+                order, position = list(self.live), 0
+            ws = self.live.get(order[position])
+            position += 1
+            if ws is None:
+                continue
+            n += 1
+            try:
+                if self.mode == "frame":
+                    waiter = asyncio.ensure_future(await ws.ping())
+                    waiter.add_done_callback(_ignore_outcome)
+                else:
                     await ws.send(json.dumps({"type": "ping", "id": f"c{n}", "time": time.time()}))
-                    self.pings += 1
-                    next_ping += HEARTBEAT
+            except (ConnectionClosed, RuntimeError):
+                continue
+            self.pings += 1
+
+
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # a Pong that never came (connection closed): retrieved, not logged
 
 
 async def run_idle(args: argparse.Namespace) -> None:
@@ -208,10 +257,14 @@ async def run_idle(args: argparse.Namespace) -> None:
             await asyncio.sleep(0.5)
 
     reporter = asyncio.create_task(report())
+    beats = asyncio.create_task(idle.heartbeats())
     async for cmd in until_quit(queue, args.max_seconds):
         if cmd["cmd"] == "connect":
             idle.start(int(cmd["n"]))
+        elif cmd["cmd"] == "heartbeat":
+            idle.mode, idle.interval = str(cmd["mode"]), float(cmd["interval"])
     reporter.cancel()
+    beats.cancel()
     emit(idle.status())
     for task in idle.tasks:
         task.cancel()
@@ -644,6 +697,10 @@ def main() -> None:
     idle.add_argument("--start", type=int, default=0)
     idle.add_argument("--count", type=int, required=True)
     idle.add_argument("--concurrency", type=int, default=50, help="handshakes in flight")
+    idle.add_argument("--heartbeat", choices=("json", "frame", "none"), default="json")
+    idle.add_argument(
+        "--interval", type=float, default=HEARTBEAT, help="seconds between an agent's heartbeats"
+    )
     relay = sub.add_parser("relay")
     relay.add_argument("--target", choices=("broker", "bare", "sink"), required=True)
     relay.add_argument("--sessions", type=int, default=1)

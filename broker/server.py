@@ -145,8 +145,10 @@ class Broker(HttpRoutes, OperatorCommands):
         self.background.start()
         # No permessage-deflate (the lean server offers no extensions): screen updates are already
         # compressed (PNG/JPEG/zlib), zlib state on every idle connection costs memory, and
-        # compressing secrets beside attacker-chosen text invites CRIME-style leaks. No WebSocket
-        # pings either: the protocol's own ping/pong (protocol.Link) keeps connections alive.
+        # compressing secrets beside attacker-chosen text invites CRIME-style leaks. The broker
+        # sends no heartbeat: agents send WebSocket Ping frames (answered by websockets, counted by
+        # wire.LinkPump, no JSON, no store write), the kernel's TCP keepalive refreshes NAT state
+        # (wire.keepalive), and a JSON ping from an older agent is still answered (docs/heartbeat.md).
         # Frames before authentication are limited to the largest control message; an admitted
         # agent may send screen updates up to max_binary_bytes (docs/hardening.md).
         self._server = WireServer(

@@ -7,7 +7,18 @@ messages in, typed events and bytes out; time is always an argument.
 from .codec import decode, encode
 from .errors import ErrorCode, ProtocolError, RemoteProtocolError
 from .limits import DEFAULT_LIMITS, PROTOCOL_VERSION, Limits
-from .link import CLOSE_POLICY, BinaryReceived, Closing, Event, Link, LinkState, Opened, Received, Rejected
+from .link import (
+    CLOSE_POLICY,
+    BinaryReceived,
+    Closing,
+    Event,
+    Link,
+    LinkState,
+    Opened,
+    Received,
+    Rejected,
+    SendPing,
+)
 
 __all__ = [
     "CLOSE_POLICY",
@@ -25,6 +36,7 @@ __all__ = [
     "Received",
     "Rejected",
     "RemoteProtocolError",
+    "SendPing",
     "decode",
     "encode",
 ]

@@ -34,16 +34,21 @@ class Limits:
         The bad message that closes the connection: each one before it gets an ``error`` and
         the connection stays; with the default 10, nine are tolerated.
     heartbeat_interval:
-        Seconds between the client's ``ping`` messages.
+        Seconds between the client's heartbeats (a WebSocket Ping frame from the agent, a JSON
+        ``ping`` from other clients), 300 s. Keeping home routers' NAT state alive is the job of
+        TCP keepalive in the kernel every 60 s (:mod:`wire.keepalive`), which costs no process any
+        CPU; this heartbeat only proves the peer's process is alive (docs/heartbeat.md).
     idle_timeout:
-        Seconds without any message from the peer after which the connection is closed.
+        Seconds without anything from the peer (message, Ping or Pong frame) after which the
+        connection is closed: 660 s, two heartbeats plus a minute. Agents of earlier versions send a
+        JSON ``ping`` every 20 s and are kept alive by it as before.
     """
 
     max_text_bytes: int = 64 * 1024
     max_binary_bytes: int = 8 * 1024 * 1024
     max_bad_messages: int = 10
-    heartbeat_interval: float = 20.0
-    idle_timeout: float = 65.0
+    heartbeat_interval: float = 300.0
+    idle_timeout: float = 660.0
 
 
 DEFAULT_LIMITS = Limits()

@@ -1,5 +1,13 @@
 """The sans-I/O core of one control connection: hello, heartbeats, bad input, idle timeout.
 
+Heartbeats (docs/heartbeat.md): the client proves it is alive every ``heartbeat_interval``; the
+server closes a link that was silent for ``idle_timeout``. With ``ping_frames`` (the agent since
+issue 15) the heartbeat is a WebSocket Ping frame: the core asks for one with :class:`SendPing`, the
+adapter sends it and reports the Pong with :meth:`Link.pong_received`; on the server, websockets
+answers the Ping inside its own protocol and the adapter only calls :meth:`Link.frame_received`, so
+a heartbeat costs no JSON and never reaches the application. A JSON ``ping`` (agents before issue
+15, the console) is still answered with a ``pong`` here.
+
 Like the ``websockets`` protocol object, a :class:`Link` never touches a socket or a clock: the
 adapter feeds it received frames with ``receive(data, now)``, writes out ``data_to_send()``,
 arms a timer for ``next_timer()`` and calls ``handle_timer(now)`` when it fires (aioquic style).
@@ -79,7 +87,12 @@ class Closing:
     reason: str
 
 
-Event = Opened | Received | BinaryReceived | Rejected | Closing
+@dataclass(frozen=True, slots=True)
+class SendPing:
+    """Send a WebSocket Ping frame now (RFC 6455 §5.5.2); report its Pong with ``pong_received``."""
+
+
+Event = Opened | Received | BinaryReceived | Rejected | Closing | SendPing
 
 
 class Link:
@@ -89,6 +102,9 @@ class Link:
         The client sends ``hello`` first and the periodic ``ping``; the server answers.
     role:
         Our role in ``hello``; ``expect_role`` is the peer role the server accepts.
+    ping_frames:
+        Client only: heartbeat with WebSocket Ping frames (:class:`SendPing`) instead of JSON
+        ``ping`` messages.
     """
 
     # A broker holds one Link per connected agent: slots keep each to a few hundred bytes.
@@ -103,6 +119,7 @@ class Link:
         "last_received",
         "limits",
         "peer_role",
+        "ping_frames",
         "role",
         "rtt",
         "software",
@@ -121,8 +138,10 @@ class Link:
         software: str = "",
         limits: Limits = DEFAULT_LIMITS,
         versions: tuple[int, ...] = SUPPORTED_VERSIONS,
+        ping_frames: bool = False,
     ) -> None:
         self.is_client = is_client
+        self.ping_frames = ping_frames
         self.role = role
         self.expect_role = expect_role
         self.software = software
@@ -190,6 +209,21 @@ class Link:
         if isinstance(message, Hello):
             return self._reject(UnexpectedMessage("hello was already exchanged"))
         return [Received(message)]
+
+    def frame_received(self, now: float) -> None:
+        """A WebSocket Ping or Pong frame arrived (answered, if a Ping, by the WebSocket layer):
+        the peer is alive. Nothing for the application, no message to decode."""
+        if self.state is not LinkState.CLOSED:
+            self.last_received = now
+
+    def pong_received(self, now: float) -> None:
+        """The Pong answering our last :class:`SendPing` arrived: alive, and the round trip."""
+        if self.state is LinkState.CLOSED:
+            return
+        self.last_received = now
+        if self._ping_outstanding:
+            self._ping_outstanding = False
+            self.rtt = max(0.0, now - self._last_ping_sent)
 
     def receive_binary(self, data: bytes, now: float) -> list[Event]:
         """Feed one binary frame: only after hello, only up to ``max_binary_bytes``."""
@@ -276,5 +310,7 @@ class Link:
         ):
             self._last_ping_sent = now
             self._ping_outstanding = True
+            if self.ping_frames:
+                return [SendPing()]
             self._queue(Ping(id=self.next_id(), time=now))
         return []

@@ -24,6 +24,8 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .keepalive import set_tcp_keepalive
+
 if TYPE_CHECKING:
     from .server import WireServer
 
@@ -145,6 +147,9 @@ class Admission(asyncio.Protocol):
         if not server.gate.admit(peer):
             transport.abort()
             return
+        if server.tcp_keepalive is not None:  # NAT refresh and dead-host detection, in the kernel
+            idle, interval, count = server.tcp_keepalive
+            set_tcp_keepalive(transport.get_extra_info("socket"), idle=idle, interval=interval, count=count)
         conn = server.new_connection(peer, counted=server.gate.max_per_address is not None)
         tls = _TlsProtocol(
             server.loop,

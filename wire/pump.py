@@ -22,6 +22,7 @@ from .server import WireConnection
 log = logging.getLogger("wire.pump")
 
 Clock = Callable[[], float]
+IDLE_TIMEOUT = ErrorCode.IDLE_TIMEOUT.value
 BINARY_REFUSED = UnexpectedMessage("binary frames are not accepted on this path")
 SyncEventHandler = Callable[[Event], None]
 
@@ -102,6 +103,10 @@ class LinkPump:
             return
         self._handle(self.link.receive_binary(data, self.clock()))
 
+    def ping_received(self) -> None:
+        # The agent's heartbeat: the deadline moves, nothing else (no event, no JSON, no store write).
+        self.link.frame_received(self.clock())
+
     def resume_writing(self) -> None:
         if self.on_resume is not None:
             self.on_resume()
@@ -128,6 +133,8 @@ class LinkPump:
                 self.closed_by = event
                 self.flush()
                 self._close(event.code, event.reason)
+                if event.reason == IDLE_TIMEOUT:  # silent past its timeout: it won't answer our close
+                    self.conn.cut_after(self.conn.server.fail_linger)
                 return
             if self.on_event is None:
                 return

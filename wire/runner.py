@@ -9,12 +9,15 @@ from typing import Protocol
 
 from websockets.exceptions import ConnectionClosed
 
-from protocol import Closing, Event, Link, LinkState
+from protocol import Closing, Event, Link, LinkState, SendPing
 from protocol.errors import UnexpectedMessage
 from protocol.messages import Message
 
 Clock = Callable[[], float]
 EventHandler = Callable[[Event], Awaitable[None]]
+Pinger = Callable[[], Awaitable[Awaitable[object]]]
+"""Sends one WebSocket Ping frame; the awaitable it returns completes when the Pong arrives
+(websockets' ``ClientConnection.ping``)."""
 
 
 class MessageStream(Protocol):
@@ -34,6 +37,8 @@ class LinkRunner:
     ``closed_by`` tells after :meth:`run` returns who ended the connection: the ``Closing`` the
     core asked for, or None when the peer or the network did. ``binary``: whether binary frames
     belong to this path; when not (enrollment), each is answered and counted as a bad message.
+    ``ping``: how to send a WebSocket Ping frame when the link asks for one (:class:`SendPing`,
+    a client link with ``ping_frames``); its Pong is reported to the link.
     """
 
     def __init__(
@@ -43,11 +48,13 @@ class LinkRunner:
         *,
         clock: Clock = time.time,
         binary: bool = True,
+        ping: Pinger | None = None,
     ) -> None:
         self.ws = ws
         self.link = link
         self.clock = clock
         self.binary = binary
+        self.ping = ping
         self.closed_by: Closing | None = None
 
     async def send(self, message: Message) -> None:
@@ -77,6 +84,17 @@ class LinkRunner:
             if self.link.state is not LinkState.CLOSED:
                 self.link.close()
 
+    async def _send_ping(self) -> None:
+        if self.ping is None:
+            return
+        waiter = asyncio.ensure_future(await self.ping())
+        waiter.add_done_callback(self._pong)
+
+    def _pong(self, waiter: asyncio.Future[object]) -> None:
+        if waiter.cancelled() or waiter.exception() is not None:
+            return  # the connection closed before the Pong came
+        self.link.pong_received(self.clock())
+
     async def _run(self, on_event: EventHandler) -> None:
         while self.link.state is not LinkState.CLOSED:
             await self.flush()
@@ -104,5 +122,8 @@ class LinkRunner:
                     await self.flush()
                     await self.ws.close(event.code, event.reason)
                     return
+                if isinstance(event, SendPing):
+                    await self._send_ping()
+                    continue
                 await on_event(event)
             await self.flush()

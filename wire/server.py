@@ -36,7 +36,7 @@ from websockets.protocol import CLOSED, CLOSING, CONNECTING, OPEN
 from websockets.protocol import Protocol as WsProtocol
 from websockets.server import ServerProtocol
 
-from . import gate, tls
+from . import gate, keepalive, tls
 
 log = logging.getLogger("wire.server")
 
@@ -61,6 +61,10 @@ class Handler(Protocol):
     def text_received(self, text: str) -> None: ...
 
     def binary_received(self, data: bytes) -> None: ...
+
+    def ping_received(self) -> None:
+        """A Ping or Pong frame arrived (a Ping is already answered by the WebSocket layer): the
+        peer is alive. The agent's heartbeat (docs/heartbeat.md); nothing to decode."""
 
     def resume_writing(self) -> None:
         """The transport took our backlog: queued frames may be written again."""
@@ -123,6 +127,14 @@ class WireConnection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.transport.abort()
+
+    def cut_after(self, delay: float) -> None:
+        """Abort the connection in ``delay`` seconds unless it ends before: for a peer presumed dead
+        (silent past its idle timeout), whose answer to our close frame would never come, so the
+        usual ``close_timeout`` would only keep it listed as connected (docs/heartbeat.md)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.server.loop.call_later(delay, self.transport.abort)
 
     def allow_size(self, max_size: int) -> None:
         """Accept messages up to ``max_size`` bytes from now on (e.g. an admitted agent's screen
@@ -242,6 +254,9 @@ class WireConnection(asyncio.Protocol):
                     self._flags |= _FRAG_TEXT
                 return
             self._deliver(opcode is Opcode.TEXT, frame.data)
+        elif opcode is Opcode.PING or opcode is Opcode.PONG:
+            if self.handler is not None:
+                self.handler.ping_received()
         elif opcode is Opcode.CONT and self._frag is not None:
             self._frag += frame.data
             if frame.fin:
@@ -365,6 +380,10 @@ class WireServer:
     close_timeout:
         Seconds the peer has to answer our close frame before the connection is cut (websockets'
         default, 10 s).
+    tcp_keepalive:
+        ``(idle, interval, count)`` of TCP keepalive on every accepted socket (:mod:`wire.keepalive`,
+        default 60 s, 10 s, 3): home routers keep the connection's NAT state, and a vanished host's
+        connection is dropped by the kernel after idle + interval × count = 90 s. ``None``: off.
     """
 
     def __init__(
@@ -382,7 +401,13 @@ class WireServer:
         response_headers: Mapping[str, str] | None = None,
         fail_linger: float = 1.0,
         ws_logger: logging.Logger | None = None,
+        tcp_keepalive: tuple[int, int, int] | None = (
+            keepalive.KEEPALIVE_IDLE,
+            keepalive.KEEPALIVE_INTERVAL,
+            keepalive.KEEPALIVE_COUNT,
+        ),
     ) -> None:
+        self.tcp_keepalive = tcp_keepalive
         self.response_headers: Mapping[str, str] = dict(response_headers or {})
         self.fail_linger = fail_linger
         self.process_request = process_request

@@ -49,6 +49,9 @@ class AsyncConnection:
     def binary_received(self, data: bytes) -> None:
         self._push(data)
 
+    def ping_received(self) -> None:
+        """Ping frames are answered by the WebSocket layer; enrollment links need nothing more."""
+
     def resume_writing(self) -> None:
         _wake(self._drain)
 

@@ -44,12 +44,16 @@ class Echo:
     def __init__(self, conn: WireConnection) -> None:
         self.conn = conn
         self.lost = False
+        self.pings = 0
 
     def text_received(self, text: str) -> None:
         self.conn.send_text(text)
 
     def binary_received(self, data: bytes) -> None:
         self.conn.send_binary(data)
+
+    def ping_received(self) -> None:
+        self.pings += 1
 
     def resume_writing(self) -> None:
         pass
