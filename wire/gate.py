@@ -140,11 +140,15 @@ class Admission(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         address = transport.get_extra_info("peername")
-        peer = str(address[0]) if address else "?"
+        self.admit(transport, str(address[0]) if address else "?")
+
+    def admit(self, transport: asyncio.Transport, peer: str) -> asyncio.BufferedProtocol | None:
+        """Count ``peer`` (the connection's address, or the client's from a PROXY header:
+        :mod:`wire.proxied`) and hand the connection to TLS; ``None`` when refused (closed)."""
         server = self.server
         if not server.gate.admit(peer):
             transport.abort()
-            return
+            return None
         conn = server.new_connection(peer, counted=server.gate.max_per_address is not None)
         tls = _TlsProtocol(
             server.loop,
@@ -156,3 +160,4 @@ class Admission(asyncio.Protocol):
         )
         transport.set_protocol(tls)
         tls.connection_made(transport)
+        return tls
