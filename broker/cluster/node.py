@@ -303,7 +303,13 @@ class ClusterNode:
         if self.storage is not None:
             now = self.wall_clock()
             for node in nodes:
-                marked = await self.storage.presence.mark_node_offline(node, now=now)
+                try:
+                    marked = await self.storage.presence.mark_node_offline(node, now=now)
+                except Exception as exc:  # the database is away: the hooks still run; agents reconnect
+                    log.warning(
+                        "cluster %s: marking silent node %s offline failed (%s)", self.node, node, exc
+                    )
+                    continue
                 log.warning(
                     "cluster %s: node %s is silent; %d of its agents marked offline", self.node, node, marked
                 )
