@@ -307,7 +307,10 @@ class ClusterNode:
                     marked = await self.storage.presence.mark_node_offline(node, now=now)
                 except Exception as exc:  # the database is away: the hooks still run; agents reconnect
                     log.warning(
-                        "cluster %s: marking silent node %s offline failed (%s)", self.node, node, exc
+                        "cluster %s: marking silent node %s offline failed (%s)",
+                        self.node,
+                        node,
+                        type(exc).__name__,
                     )
                     continue
                 log.warning(
