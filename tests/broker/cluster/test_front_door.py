@@ -150,7 +150,9 @@ def test_haproxy_with_proxy_v2_the_broker_sees_the_client_address(
     # The front door's address without a header (here: a TLS ClientHello) is closed before TLS.
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         https_get(broker.port, "/healthz", source=front_door)
-    assert "PROXY header refused (malformed)" in (broker.output.text() if broker.output else "")
+    output = broker.output
+    assert output is not None
+    wait_until(lambda: "PROXY header refused (malformed)" in output.text(), what="the refusal logged")
 
 
 @pytest.mark.e2e
