@@ -26,7 +26,8 @@ from certs import CertError
 from protocol.text import safe_text
 from wire.gate import DEFAULT_MAX_UNAUTHENTICATED
 
-from .config import DAY, BrokerConfig, default_data_dir
+from .cluster.options import listen_address, network, node_id
+from .config import DAY, DEFAULT_METRICS_FROM, BrokerConfig, default_data_dir
 from .enrollment import issue_token
 from .errors import BrokerError, NotFound
 from .pki import ensure_data_dir, load_pki, read_ca_fingerprint
@@ -113,6 +114,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="connections one address may hold before they authenticate (default "
         f"{DEFAULT_MAX_UNAUTHENTICATED}, for subscribers behind one CGNAT address); one more is closed "
         "before TLS and audited; 0 = no cap",
+    )
+    cluster = serve.add_argument_group("cluster (docs/cluster.md)")
+    cluster.add_argument(
+        "--node-id", default="node-1", type=node_id, help="this process's name (default node-1)"
+    )
+    cluster.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT: processes share the port")
+    cluster.add_argument(
+        "--proxy-protocol-from",
+        action="append",
+        default=[],
+        type=network,
+        metavar="IP[/BITS]",
+        help="front door sending PROXY v2 headers (HAProxy send-proxy-v2); repeat for several",
+    )
+    cluster.add_argument(
+        "--metrics-from",
+        action="append",
+        default=None,
+        type=network,
+        metavar="IP[/BITS]",
+        help="may read GET /metrics (default: loopback only); repeat for several",
+    )
+    cluster.add_argument(
+        "--nats", default=None, metavar="URL", help="cluster bus nats://host:4222 (not wired yet)"
+    )
+    cluster.add_argument(
+        "--cluster-listen",
+        default=None,
+        type=listen_address,
+        metavar="IP:PORT",
+        help="node-to-node links (not wired yet)",
     )
 
     subscriber = sub.add_parser("subscriber", help="manage subscribers (contracts)").add_subparsers(
@@ -238,6 +270,12 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
         service_hours=args.hours,
         tls_read_buffer=args.tls_read_buffer,
         max_unauthenticated_per_address=args.max_unauthenticated_per_address or None,
+        node=args.node_id,
+        reuse_port=args.reuse_port,
+        proxy_protocol_from=tuple(args.proxy_protocol_from),
+        metrics_from=tuple(args.metrics_from or DEFAULT_METRICS_FROM),
+        nats_url=args.nats,
+        cluster_listen=args.cluster_listen,
         session_rules=SessionRules(
             code_ttl=args.code_ttl,
             consent_timeout=args.consent_timeout,

@@ -14,6 +14,8 @@ from .sessions import SessionRules
 
 APP_NAME = "isp-remote-support-broker"
 DAY = 86_400.0
+DEFAULT_METRICS_FROM = ("127.0.0.1/8", "::1")
+"""Who may read ``GET /metrics`` unless configured: this machine only (docs/cluster.md §3)."""
 
 
 def default_data_dir() -> Path:
@@ -46,7 +48,8 @@ class BrokerConfig:
     """How long an enrollment token stays usable."""
 
     node: str = "node-1"
-    """This broker's name in presence rows (multi-node: one per process)."""
+    """This broker's name in presence rows and on the cluster bus (``serve --node-id``); several
+    processes on one database need one each."""
 
     limits: Limits = DEFAULT_LIMITS
     """Per-connection message limits and heartbeat timing."""
@@ -118,6 +121,28 @@ class BrokerConfig:
 
     tick_interval: float = 1.0
     """How often code expiry, consent deadlines and grace periods are checked."""
+
+    # -- cluster (docs/cluster.md) -----------------------------------------------------------------
+
+    reuse_port: bool = False
+    """Bind the listener with ``SO_REUSEPORT``: several processes of one node share the port and the
+    kernel spreads new connections among them (the light alternative to HAProxy on one node)."""
+
+    proxy_protocol_from: tuple[str, ...] = ()
+    """Addresses or networks of the front door (HAProxy ``send-proxy-v2``): connections from them
+    must start with a PROXY v2 header, whose client address the limits and the audit then use."""
+
+    metrics_from: tuple[str, ...] = DEFAULT_METRICS_FROM
+    """Addresses or networks that may read ``GET /metrics`` (others get 403): loopback only unless
+    configured; add the Prometheus server's address."""
+
+    nats_url: str | None = None
+    """The cluster bus (``nats://host:4222``); ``None``: one process, no NATS. Read once the cluster
+    is wired into the server (docs/cluster.md §7)."""
+
+    cluster_listen: tuple[str, int] | None = None
+    """Where this process listens for node-to-node links (``IP:PORT``). Read once the cluster is
+    wired into the server (docs/cluster.md §7)."""
 
     @property
     def url(self) -> str:

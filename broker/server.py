@@ -164,6 +164,8 @@ class Broker(HttpRoutes, OperatorCommands):
             self.config.port,
             ssl_context=harden_server_context(self.pki.server_ssl_context()),
             backlog=self.config.listen_backlog,
+            reuse_port=self.config.reuse_port,
+            proxy_from=self.config.proxy_protocol_from,
         )
         self.store.set_meta("public_url", self.url)
         self.checkpoints.check_last(self.clock())

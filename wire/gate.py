@@ -142,11 +142,15 @@ class Admission(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         address = transport.get_extra_info("peername")
-        peer = str(address[0]) if address else "?"
+        self.admit(transport, str(address[0]) if address else "?")
+
+    def admit(self, transport: asyncio.Transport, peer: str) -> asyncio.BufferedProtocol | None:
+        """Count ``peer`` (the connection's address, or the client's from a PROXY header:
+        :mod:`wire.proxied`) and hand the connection to TLS; ``None`` when refused (closed)."""
         server = self.server
         if not server.gate.admit(peer):
             transport.abort()
-            return
+            return None
         if server.tcp_keepalive is not None:  # NAT refresh and dead-host detection, in the kernel
             idle, interval, count = server.tcp_keepalive
             set_tcp_keepalive(transport.get_extra_info("socket"), idle=idle, interval=interval, count=count)
@@ -161,3 +165,4 @@ class Admission(asyncio.Protocol):
         )
         transport.set_protocol(tls)
         tls.connection_made(transport)
+        return tls

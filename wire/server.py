@@ -27,7 +27,7 @@ import asyncio
 import http
 import logging
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from websockets.frames import CloseCode, Frame, Opcode
@@ -36,7 +36,7 @@ from websockets.protocol import CLOSED, CLOSING, CONNECTING, OPEN
 from websockets.protocol import Protocol as WsProtocol
 from websockets.server import ServerProtocol
 
-from . import gate, keepalive, tls
+from . import gate, keepalive, proxied, tls
 
 log = logging.getLogger("wire.server")
 
@@ -431,15 +431,32 @@ class WireServer:
         """The protocol of one accepted connection (``counted``: the gate counted it for ``peer``)."""
         return WireConnection(self, peer, counted=counted)
 
-    async def listen(self, host: str, port: int, *, ssl_context: ssl.SSLContext, backlog: int = 100) -> None:
+    async def listen(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext,
+        backlog: int = 100,
+        reuse_port: bool = False,
+        proxy_from: Iterable[str] = (),
+    ) -> None:
+        """Listen on ``host:port``. ``reuse_port``: ``SO_REUSEPORT``, so that several processes of one
+        node share the port and the kernel spreads new connections (docs/cluster.md §5).
+        ``proxy_from``: addresses or networks of front doors (HAProxy ``send-proxy-v2``) whose
+        connections start with a PROXY v2 header naming the client (:mod:`wire.proxied`)."""
         self.serving = True
+        trusted = proxied.parse_trusted(proxy_from)
         # Plain TCP first: the gate counts the source address before any TLS work, then wraps the
         # connection in TLS itself (wire.gate), as create_server(ssl=...) would.
         self._server = await self.loop.create_server(
-            lambda: gate.Admission(self, ssl_context),
+            (lambda: proxied.ProxyAdmission(self, ssl_context, trusted))
+            if trusted
+            else (lambda: gate.Admission(self, ssl_context)),
             host,
             port,
             backlog=backlog,
+            reuse_port=reuse_port or None,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
 

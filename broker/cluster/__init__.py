@@ -1,7 +1,9 @@
 """Building blocks of the broker cluster (docs/cluster.md): the signalling bus between processes
 (:mod:`.bus` in-process, :mod:`.nats_bus` on NATS), the signals (:mod:`.signals`), the node table
-(:mod:`.nodes`), the node-to-node link for session traffic (:mod:`.link`) and the HAProxy front door
-(:mod:`.haproxy`). Not wired into the running broker yet.
+(:mod:`.nodes`), the node-to-node link for session traffic (:mod:`.link`), the HAProxy front door
+(:mod:`.haproxy`), the server's one handle on all of them (:mod:`.node`: ``ClusterNode``), the
+``/metrics`` and ``/readyz`` answers (:mod:`.ops`, served today) and ``serve``'s option types
+(:mod:`.options`). ``ClusterNode`` is not owned by the running broker yet (docs/cluster.md §7).
 
 ``nats_bus`` is imported only by :func:`open_bus` when a NATS URL is given (it needs the ``cluster``
 extra); the embedded default uses :class:`.bus.LocalBus` and needs nothing.

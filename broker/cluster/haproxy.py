@@ -15,8 +15,8 @@ and any operator may land on any process (docs/cluster.md).
 
 ``scripts/cluster haproxy-config`` wraps this. The client address: in TCP mode the broker sees
 HAProxy's address; ``--send-proxy`` adds the PROXY protocol v2 header so that the per-address limits
-see the subscriber's address, but the broker does not parse that header yet (docs/cluster.md, wiring
-step 7): leave it off until it does.
+and the audit see the subscriber's address: start the brokers with ``serve --proxy-protocol-from``
+HAProxy's address (``--source`` fixes it), docs/cluster.md §5.
 """
 
 from __future__ import annotations
@@ -108,7 +108,11 @@ class FrontDoor:
     stats_socket: str | None = None
     """A UNIX socket for ``show stat`` (health of each process); mode 600."""
     send_proxy: bool = False
-    """PROXY protocol v2 to the brokers (not understood by the broker yet: keep off)."""
+    """PROXY protocol v2 to the brokers (``send-proxy-v2``, health checks included): start the
+    brokers with ``serve --proxy-protocol-from <HAProxy's address>`` so that they read it."""
+    source: str | None = None
+    """The address HAProxy connects to the brokers from (``source``); what ``--proxy-protocol-from``
+    names. ``None``: the kernel picks it."""
     extra_global: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -123,6 +127,11 @@ class FrontDoor:
             raise HAProxyConfigError("TCP keepalive settings must be at least 1")
         if self.fall < 1 or self.rise < 1 or self.maxconn < 1:
             raise HAProxyConfigError("fall, rise and maxconn must be positive")
+        if self.source is not None:
+            try:
+                ipaddress.ip_address(self.source)
+            except ValueError:
+                raise HAProxyConfigError(f"the source is an IP address, not {self.source!r}") from None
         if self.stats_socket is not None and not re.match(r"^/[A-Za-z0-9_./-]{1,200}\Z", self.stats_socket):
             raise HAProxyConfigError(f"the stats socket is an absolute path, not {self.stats_socket!r}")
 
@@ -166,6 +175,7 @@ def render(door: FrontDoor) -> str:
         "",
         "backend brokers",
         "    balance leastconn",
+        *([f"    source {door.source}"] if door.source else []),
         "    option httpchk",
         "    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host broker",
         "    http-check expect status 200",
@@ -188,7 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--idle-timeout", type=float, default=720.0)
     parser.add_argument("--keepalive-idle", type=float, default=60.0)
     parser.add_argument("--check-interval", type=float, default=2.0)
-    parser.add_argument("--send-proxy", action="store_true", help="PROXY v2 (the broker cannot read it yet)")
+    parser.add_argument(
+        "--send-proxy", action="store_true", help="PROXY v2 (brokers: serve --proxy-protocol-from)"
+    )
+    parser.add_argument("--source", default=None, help="IP HAProxy connects to the brokers from")
     args = parser.parse_args(argv)
     try:
         addresses = [parse_address(a) for a in args.backend]
@@ -208,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             keepalive_idle=args.keepalive_idle,
             check_interval=args.check_interval,
             send_proxy=args.send_proxy,
+            source=args.source,
         )
     except HAProxyConfigError as exc:
         print(f"error [{exc.code.value}]: {exc.message}", file=sys.stderr)
