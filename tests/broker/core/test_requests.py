@@ -78,7 +78,7 @@ def test_five_requests_an_hour_then_refused_and_the_refusals_audited_in_aggregat
     assert [e.details["count"] for e in refused] == [1]  # one row a minute per agent and reason
     driver.support_request(agent, SupportRequest(id="late"), T0 + 80)
     assert [e.details["count"] for e in driver.audit if e.action == "support.refused"] == [1, 100]
-    driver.support_request(agent, SupportRequest(id="next hour"), T0 + 3605)
+    driver.support_request(agent, SupportRequest(id="next-hour"), T0 + 3605)
     assert isinstance(out.messages[-1], SupportCodeIssued)
 
 
