@@ -14,7 +14,6 @@ from wire import WireConnection
 
 from .pki import Pki
 from .static_files import StaticFiles, make_response
-from .store import Store
 
 __all__ = ["HttpRoutes"]
 
@@ -23,7 +22,7 @@ class HttpRoutes:
     """The HTTP side of :class:`broker.server.Broker` (which sets these attributes)."""
 
     clock: Callable[[], float]
-    store: Store
+    revoked: list[tuple[str, float]]
     pki: Pki
     static: StaticFiles
     _crl_cache: tuple[int, bytes] | None
@@ -41,7 +40,7 @@ class HttpRoutes:
         return self.static.response(path) or connection.ws.reject(http.HTTPStatus.NOT_FOUND, "not found\n")
 
     def _crl(self) -> bytes:
-        revoked = self.store.revoked_serials()
+        revoked = self.revoked  # kept current by the broker's revocation watch
         if self._crl_cache is None or self._crl_cache[0] != len(revoked):
             pem = self.pki.ca.build_crl(
                 [(int(serial, 16), datetime.fromtimestamp(at, UTC)) for serial, at in revoked],

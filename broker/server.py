@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from websockets.http11 import Request
@@ -37,6 +38,7 @@ from wire.server import Handler
 from wire.tls import harden_server_context, peer_serial
 
 from . import tuning
+from .admission import HeldLink
 from .auditkey import load_or_create_audit_key
 from .background import BackgroundWriter
 from .checkpoints import CHECKPOINT_FILE, Checkpointer, verify_audit_and_checkpoints
@@ -46,7 +48,6 @@ from .enrollment import enroll
 from .errors import BrokerError, RefusedError
 from .http_routes import HttpRoutes
 from .input_refusals import AgentInputRefusals
-from .inventory import InventoryVault
 from .operator_commands import OperatorCommands
 from .operator_links import OperatorLinks
 from .operators import OperatorAccounts
@@ -54,9 +55,11 @@ from .peers import AgentConnection, SenderPeer
 from .pki import Pki
 from .policy import AuditThrottle, CodeAttemptGuard, RateLimit, parse_hours
 from .relay import Sender
+from .session_store import SessionStore, SessionVault
 from .sessions import AgentPeer, SessionManager
 from .static_files import StaticFiles
-from .store import CertificateRecord, Store, SubscriberStatus
+from .storage import Storage, keyed_chain, open_storage
+from .store import CertificateRecord, SubscriberStatus
 
 log = logging.getLogger("broker")
 
@@ -70,46 +73,55 @@ HSTS = "max-age=63072000"
 class Broker(HttpRoutes, OperatorCommands):
     """Owns the listener, the live agent connections and the periodic housekeeping tasks."""
 
+    storage: Storage
+    """The broker's one :class:`broker.storage.Storage`, opened in :meth:`start`, closed in :meth:`close`."""
+    background: BackgroundWriter
+    checkpoints: Checkpointer
+
     def __init__(
-        self, config: BrokerConfig, store: Store, pki: Pki, *, clock: Callable[[], float] = time.time
+        self,
+        config: BrokerConfig,
+        pki: Pki,
+        *,
+        database: str | Path | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``database``: a URL or path (docs/storage.md); default ``broker.sqlite3`` in the data dir."""
         self.config = config
-        self.store = store
+        self.database: str | Path = database if database is not None else config.db_path
         self.pki = pki
         self.clock = clock
         self.agents: dict[str, set[AgentConnection]] = {}
         self._seen: set[str] = set()
         self._server: WireServer | None = None
         self._enrollments: set[asyncio.Task[None]] = set()
+        self._admissions: set[asyncio.Task[None]] = set()
+        self.revoked: list[tuple[str, float]] = []
+        """Revoked serials and when, re-read every ``revocation_poll_interval`` (the CRL, the watch)."""
         self._tasks: list[asyncio.Task[None]] = []
         self._crl_cache: tuple[int, bytes] | None = None
         self.static = StaticFiles()
         self._closing = False
-        # Records nobody waits for (presence, refused connections) are written on a thread of
-        # their own, so a locked database never stalls the event loop (docs/hardening.md).
-        reopen = getattr(store, "reopen", None)
-        self.background = BackgroundWriter(reopen if reopen is not None else lambda: store)
         self._refusal_audits = AuditThrottle()
         self._enroll_attempts = RateLimit(config.enroll_attempts_per_minute, 60.0)
         self._login_attempts = RateLimit(config.login_attempts_per_minute, 60.0)
         self.keyring = DataKeyring.open(config.data_dir / "keys")
-        self.accounts = OperatorAccounts(
-            store,
-            self.keyring,
-            lock_after=config.operator_lock_after,
-            lock_for=config.operator_lock_for,
-        )
-        # The store's own key when it has one (the same file, read once), else the data dir's.
-        audit_key = getattr(store, "audit_key", None) or load_or_create_audit_key(config.data_dir)
-        self.checkpoints = Checkpointer(store, audit_key, config.data_dir / CHECKPOINT_FILE)
+        # The keyed HMAC chain (docs/audit.md): its key is a file in the data dir, outside the
+        # database, whichever database that is.
+        self.audit_key = load_or_create_audit_key(config.data_dir)
+        self.chain = keyed_chain(self.audit_key.chain)
+        store = self.session_store = SessionStore(self.database, chain=self.chain)  # session_store
+        audit_key = self.audit_key
         self.sessions = SessionManager(
             store,
-            vault=InventoryVault(store, self.keyring),
+            vault=SessionVault(store, self.keyring),
             hours=parse_hours(config.service_hours, tz=config.service_timezone),
             code_guard=CodeAttemptGuard(lockout_for=config.code_lockout_for),
             rules=config.session_rules,
-            verify_audit=lambda: verify_audit_and_checkpoints(
-                store, audit_key.public, config.data_dir / CHECKPOINT_FILE, required=False
+            verify_audit=lambda: store.run(
+                verify_audit_and_checkpoints(
+                    store.storage.audit, audit_key.public, config.data_dir / CHECKPOINT_FILE, required=False
+                )
             )[0],
         )
         self.operator_links = OperatorLinks(self.sessions)
@@ -118,10 +130,23 @@ class Broker(HttpRoutes, OperatorCommands):
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> WireServer:
-        offline = self.store.mark_node_offline(self.config.node, now=self.clock())
+        self.storage = await open_storage(self.database, chain=self.chain)
+        await asyncio.to_thread(self.session_store.open)  # session_store
+        self.accounts = OperatorAccounts(
+            self.storage,
+            self.keyring,
+            lock_after=self.config.operator_lock_after,
+            lock_for=self.config.operator_lock_for,
+        )
+        self.checkpoints = Checkpointer(
+            self.storage.audit, self.audit_key, self.config.data_dir / CHECKPOINT_FILE
+        )
+        offline = await self.storage.presence.mark_node_offline(self.config.node, now=self.clock())
         if offline:
             log.info("marked %d agents of node %s offline after restart", offline, self.config.node)
+        await self._refresh_revoked()
         tuning.set_tls_read_buffer(self.config.tls_read_buffer)
+        self.background = BackgroundWriter(self.storage)
         self.background.start()
         # No permessage-deflate (the lean server offers no extensions): screen updates are already
         # compressed (PNG/JPEG/zlib), zlib state on every idle connection costs memory, and
@@ -143,9 +168,9 @@ class Broker(HttpRoutes, OperatorCommands):
             ssl_context=harden_server_context(self.pki.server_ssl_context()),
             backlog=self.config.listen_backlog,
         )
-        self.store.set_meta("public_url", self.url)
-        self.checkpoints.check_last(self.clock())
-        self.checkpoints.write(self.clock())
+        await self.storage.meta.set("public_url", self.url)
+        await self.checkpoints.check_last(self.clock())
+        await self.checkpoints.write(self.clock())
         self._tasks = [
             asyncio.create_task(self._checkpoint_loop()),
             asyncio.create_task(self._operator_watch()),
@@ -187,19 +212,24 @@ class Broker(HttpRoutes, OperatorCommands):
         closed = time.monotonic()
         for task in list(self._enrollments):
             task.cancel()
+        for task in list(self._admissions):
+            task.cancel()
         self._flush_seen()
-        if not await asyncio.to_thread(self.background.close, 30.0):
-            log.error("storage thread did not finish its queue in 30 s")
+        if not await self.background.close(30.0):
+            log.error("storage did not finish its queue in 30 s")
+        await self.accounts.drain()
+        await asyncio.to_thread(self.session_store.close)  # session_store
         now = self.clock()
-        self.store.mark_node_offline(self.config.node, now=now)
-        self.store.append_audit(
+        await self.storage.presence.mark_node_offline(self.config.node, now=now)
+        await self.storage.audit.append(
             actor="broker",
             action="broker.stop",
             subject=self.config.node,
             details={"disconnected": connected},
             now=now,
         )
-        self.checkpoints.write(now)
+        await self.checkpoints.write(now)
+        await self.storage.close()
         log.info(
             "stopped: %d agent connections closed in %.1f s, records written in %.1f s",
             connected,
@@ -253,7 +283,7 @@ class Broker(HttpRoutes, OperatorCommands):
         if count > 1:
             details["count"] = count
         self.background.submit(
-            lambda store: store.append_audit(
+            lambda storage: storage.audit.append(
                 actor="broker", action=action, subject=subject, details=details, now=now
             ),
             action,
@@ -265,7 +295,7 @@ class Broker(HttpRoutes, OperatorCommands):
         details = {"reason": "too_many_unauthenticated", "count": sum(refused.values()), "addresses": refused}
         node, now = self.config.node, self.clock()
         self.background.submit(
-            lambda store: store.append_audit(
+            lambda storage: storage.audit.append(
                 actor="broker", action="connection.refused", subject=node, details=details, now=now
             ),
             "connection.refused",
@@ -287,7 +317,7 @@ class Broker(HttpRoutes, OperatorCommands):
                             retry_after=retry,
                         )
                     self._enroll_attempts.record(peer, now)
-                    reply = enroll(self.store, self.pki.ca, request, now=now)
+                    reply = await enroll(self.storage, self.pki.ca, request, now=now)
                 except BrokerError as exc:
                     # A storage failure cannot be audited either (the same store); it is logged.
                     if exc.code is not ErrorCode.STORAGE_UNAVAILABLE:
@@ -309,12 +339,16 @@ class Broker(HttpRoutes, OperatorCommands):
 
         await runner.run(on_event)
 
-    def _agent(self, ws: WireConnection) -> LinkPump:
-        """An agent link, driven from callbacks (no task): thousands of these sit idle."""
+    def _agent(self, ws: WireConnection) -> Handler:
+        """An agent link: its frames wait (:class:`broker.admission.HeldLink`) while its certificate
+        and contract are read; then it is driven from callbacks (no task): thousands sit idle."""
+        serial = peer_serial(ws.transport)  # read now: the server forgets the peer cert after _open
+        return HeldLink(ws, self._agent_admitted(ws, serial), tasks=self._admissions)
+
+    async def _agent_admitted(self, ws: WireConnection, serial: str | None) -> LinkPump:
         peer = ws.peer
-        serial = peer_serial(ws.transport)
         try:
-            record = self._admit_agent(serial, peer)
+            record = await self._admit_agent(serial, peer)
         except RefusedError as exc:  # one ``error`` before any hello, then a policy close (reason: code)
             pump = LinkPump(ws, self._link("agent"), lambda event: None, clock=self.clock)
             pump.send(Error(code=exc.code.value, message=exc.message))
@@ -337,7 +371,9 @@ class Broker(HttpRoutes, OperatorCommands):
                 self.agents.setdefault(serial, set()).add(conn)
                 node = self.config.node
                 self.background.submit(
-                    lambda store: store.set_online(serial, online=True, now=now, peer=peer, node=node),
+                    lambda storage: storage.presence.set_online(
+                        serial, online=True, now=now, peer=peer, node=node
+                    ),
                     "agent.connect",
                 )
             elif isinstance(event, BinaryReceived):
@@ -362,7 +398,9 @@ class Broker(HttpRoutes, OperatorCommands):
                 if not self._closing:  # on shutdown, close() records all of them at once
                     online, now, node = bool(connections), self.clock(), self.config.node
                     self.background.submit(
-                        lambda store: store.set_online(serial, online=online, now=now, peer=peer, node=node),
+                        lambda storage: storage.presence.set_online(
+                            serial, online=online, now=now, peer=peer, node=node
+                        ),
                         "agent.disconnect",
                     )
 
@@ -396,13 +434,13 @@ class Broker(HttpRoutes, OperatorCommands):
         pump.on_resume = sender.pump
         return pump
 
-    def _admit_agent(self, serial: str | None, peer: str) -> CertificateRecord:
+    async def _admit_agent(self, serial: str | None, peer: str) -> CertificateRecord:
         """The agent's certificate record; an audited ``RefusedError`` when it may not connect."""
         if serial is None:
             raise self._agent_refused(
                 "-", ErrorCode.CERT_REQUIRED, "a client certificate is required on /agent", peer
             )
-        record = self.store.get_certificate(serial)
+        record = await self.storage.certificates.get(serial)
         if record is None:
             raise self._agent_refused(
                 "-",
@@ -419,7 +457,7 @@ class Broker(HttpRoutes, OperatorCommands):
                 peer,
                 serial=serial,
             )
-        subscriber = self.store.get_subscriber(record.contract_id)
+        subscriber = await self.storage.subscribers.get(record.contract_id)
         if subscriber is None or subscriber.status is SubscriberStatus.TERMINATED:
             raise self._agent_refused(
                 record.contract_id,
@@ -443,7 +481,9 @@ class Broker(HttpRoutes, OperatorCommands):
                 conn.machine_name = message.machine_name
                 conn.session_peer.machine_name = message.machine_name
                 serial, name = conn.serial, message.machine_name
-                self.background.submit(lambda store: store.update_machine_name(serial, name), "machine name")
+                self.background.submit(
+                    lambda storage: storage.presence.update_machine_name(serial, name), "machine name"
+                )
             conn.display = message.display
         elif isinstance(message, Error):
             if not self.input_refusals.handle(conn.session_peer, message, self.clock()):
@@ -455,13 +495,22 @@ class Broker(HttpRoutes, OperatorCommands):
 
     # -- housekeeping -----------------------------------------------------------------------------
 
+    async def _refresh_revoked(self) -> None:
+        self.revoked = await self.storage.certificates.revoked_serials()
+
     async def _revocation_watch(self) -> None:
-        """Close live connections whose certificate was revoked (by the CLI, in another process)."""
+        """Close live connections whose certificate was revoked (by the CLI, in another process),
+        and keep the CRL's list current."""
         while True:
             await asyncio.sleep(self.config.revocation_poll_interval)
+            try:
+                await self._refresh_revoked()
+            except Exception:  # a locked or unreachable database must not stop the watch for good
+                log.exception("reading revoked certificates failed")
+                continue
             if not self.agents:
                 continue
-            revoked = {serial for serial, _ in self.store.revoked_serials()}
+            revoked = {serial for serial, _ in self.revoked}
             for serial in [s for s in self.agents if s in revoked]:
                 log.info("closing connections of revoked certificate %s", serial)
                 for conn in list(self.agents.get(serial, ())):
@@ -486,6 +535,7 @@ class Broker(HttpRoutes, OperatorCommands):
             if not len(self.operator_links):
                 continue
             try:
+                await self.accounts.refresh(self.operator_links.tokens(), now=self.clock())
                 self.operator_links.check(self.accounts, self.clock())
             except Exception:  # a locked database must not stop the watch for good
                 log.exception("operator login check failed")
@@ -495,7 +545,7 @@ class Broker(HttpRoutes, OperatorCommands):
         while True:
             await asyncio.sleep(self.config.audit_checkpoint_interval)
             try:
-                self.checkpoints.write(self.clock())
+                await self.checkpoints.write(self.clock())
             except Exception:  # a full disk must not stop the broker; the log says so
                 log.exception("audit checkpoint failed")
 
@@ -508,4 +558,4 @@ class Broker(HttpRoutes, OperatorCommands):
         seen, self._seen = self._seen, set()
         if seen:
             serials, now = sorted(seen), self.clock()
-            self.background.submit(lambda store: store.touch(serials, now=now), "last seen")
+            self.background.submit(lambda storage: storage.presence.touch(serials, now=now), "last seen")

@@ -24,6 +24,7 @@ from ..audit import (
     ChainReport,
     canonical_details,
     entry_hash,
+    parse_head,
     verify_chain,
 )
 from .db import Row, Tx
@@ -44,10 +45,10 @@ class AuditChain:
     """How entries are chained: ``entry_hash`` for appending, ``verify`` for checking stored rows."""
 
     entry_hash: EntryHash
-    verify: Callable[[Iterable[ChainRow], tuple[int, str] | None], ChainReport]
+    verify: Callable[[Iterable[ChainRow], tuple[int, str] | str | None], ChainReport]
 
 
-def _verify_sha256(rows: Iterable[ChainRow], head: tuple[int, str] | None) -> ChainReport:
+def _verify_sha256(rows: Iterable[ChainRow], head: tuple[int, str] | str | None) -> ChainReport:
     return verify_chain(rows, head=head)
 
 
@@ -74,7 +75,7 @@ def keyed_chain(key: bytes) -> AuditChain:
             key=key,
         )
 
-    def check(rows: Iterable[ChainRow], head: tuple[int, str] | None) -> ChainReport:
+    def check(rows: Iterable[ChainRow], head: tuple[int, str] | str | None) -> ChainReport:
         listed = list(rows)
         keyed_from = next((r[0] for r in listed if r[3] == KEYED_ACTION), 1)
         return verify_chain(listed, head=head, key=key, keyed_from=keyed_from)
@@ -84,13 +85,20 @@ def keyed_chain(key: bytes) -> AuditChain:
 
 def _entry(row: Row) -> AuditEntry:
     seq, at, actor, action, subject, details, prev, digest = row
+    try:
+        parsed = json.loads(details)
+    except (json.JSONDecodeError, RecursionError, TypeError):
+        parsed = None
+    if not isinstance(parsed, dict):
+        # An edited row: shown as what it is (``audit verify`` reports it), never a traceback.
+        parsed = {"malformed": str(details)[:500]}
     return AuditEntry(
         seq=int(seq),
-        at=at,
-        actor=actor,
-        action=action,
-        subject=subject,
-        details=json.loads(details),
+        at=at if isinstance(at, int | float) and not isinstance(at, bool) else 0.0,
+        actor=str(actor),
+        action=str(action),
+        subject=str(subject),
+        details=parsed,
         prev_hash=prev,
         hash=digest,
     )
@@ -155,13 +163,36 @@ async def count(tx: Tx, *, action: str, subject: str, since: float) -> int:
     return int(row[0]) if row else 0
 
 
+async def head(tx: Tx) -> tuple[int, str] | None:
+    """The newest entry's ``(seq, hash)``, or None for an empty log."""
+    row = await tx.fetchone("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+    return (int(row[0]), str(row[1])) if row else None
+
+
+async def hash_at(tx: Tx, seq: int) -> str | None:
+    try:
+        row = await tx.fetchone("SELECT hash FROM audit WHERE seq = ?", (seq,))
+    except Exception as exc:  # a dropped audit table: the entry is missing (verify reports it)
+        if "audit" not in str(exc):
+            raise
+        return None
+    return str(row[0]) if row else None
+
+
 async def verify(tx: Tx, chain: AuditChain) -> ChainReport:
     """Check the whole chain and the recorded head (run in a read transaction: one snapshot)."""
     head_row = await tx.fetchone("SELECT value FROM meta WHERE key = 'audit_head'")
-    head: tuple[int, str] | None = None
+    head: tuple[int, str] | str | None = None
     if head_row:
-        seq, digest = json.loads(head_row[0])
-        head = (int(seq), str(digest))
-    rows = await tx.fetchall(f"SELECT {_COLS} FROM audit ORDER BY seq")
+        try:
+            head = parse_head(str(head_row[0]))
+        except ValueError:
+            head = str(head_row[0])  # the chain's verifier reports it as malformed
+    try:
+        rows = await tx.fetchall(f"SELECT {_COLS} FROM audit ORDER BY seq")
+    except Exception as exc:  # a dropped audit table: every entry is gone, which the head shows
+        if "audit" not in str(exc):
+            raise
+        rows = []
     typed: list[ChainRow] = [(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
     return chain.verify(typed, head)

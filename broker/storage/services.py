@@ -100,6 +100,15 @@ class AuditLog:
         async with self.db.read() as tx:
             return await repo_audit.verify(tx, self.chain)
 
+    async def head(self) -> tuple[int, str] | None:
+        """``(seq, hash)`` of the newest entry (what a signed checkpoint records, broker.checkpoints)."""
+        async with self.db.read() as tx:
+            return await repo_audit.head(tx)
+
+    async def hash_at(self, seq: int) -> str | None:
+        async with self.db.read() as tx:
+            return await repo_audit.hash_at(tx, seq)
+
 
 class Subscribers:
     """Contracts (第7条), their status (第18条, 第20条, 第21条) and enrollment."""

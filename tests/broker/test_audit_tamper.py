@@ -4,19 +4,25 @@ does: triggers dropped, rows deleted, the head moved, the public SHA-256 chain r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
 import subprocess
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from broker.audit import BREAK_ACTION, GENESIS_HASH, KEYED_ACTION, entry_hash
-from broker.auditkey import AUDIT_KEY_FILE
+from broker.auditkey import AUDIT_KEY_FILE, load_or_create_audit_key
 from broker.checkpoints import CHECKPOINT_FILE, Checkpointer
 from broker.sqlite_store import SQLiteStore
+from broker.storage import keyed_chain, open_storage
 from tests.helpers import PYTHON, ROOT, child_env
+
+T = TypeVar("T")
 
 T0 = 1_743_500_000.0
 
@@ -88,6 +94,18 @@ def _broken(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
+async def _checkpointer(data_dir: Path, run: Callable[[Checkpointer], Awaitable[T]]) -> T:
+    """``run(checkpointer)`` over the broker's storage of ``data_dir`` (as the broker does)."""
+    storage = await open_storage(
+        data_dir / "broker.sqlite3", chain=keyed_chain(load_or_create_audit_key(data_dir).chain)
+    )
+    try:
+        key = load_or_create_audit_key(data_dir)
+        return await run(Checkpointer(storage.audit, key, data_dir / CHECKPOINT_FILE))
+    finally:
+        await storage.close()
+
+
 @pytest.fixture
 def filled(tmp_path: Path) -> tuple[Path, Path]:
     """A data dir with 10 keyed entries and a signed checkpoint at entry 10."""
@@ -95,7 +113,7 @@ def filled(tmp_path: Path) -> tuple[Path, Path]:
     store = SQLiteStore(db_path)
     try:
         _fill(store, 10)
-        assert Checkpointer(store, store.audit_key, tmp_path / CHECKPOINT_FILE).write(T0 + 100) is not None
+        assert asyncio.run(_checkpointer(tmp_path, lambda c: c.write(T0 + 100))) is not None
     finally:
         store.close()
     return tmp_path, db_path
@@ -268,10 +286,9 @@ def test_broker_start_records_a_database_behind_its_last_checkpoint(filled: tupl
         "DELETE FROM audit WHERE seq > 6",
     )
     _move_head(db_path, 6, six)
+    assert not asyncio.run(_checkpointer(data_dir, lambda c: c.check_last(T0 + 200)))
     store = SQLiteStore(db_path)
     try:
-        checkpointer = Checkpointer(store, store.audit_key, data_dir / CHECKPOINT_FILE)
-        assert not checkpointer.check_last(T0 + 200)
         last = list(store.audit_entries())[-1]
         assert last.action == BREAK_ACTION
         assert "entry 10 of the last signed checkpoint is missing" in last.details["reason"]
@@ -379,9 +396,10 @@ async def test_the_consoles_verify_uses_the_checkpoints_too(tmp_path: Path) -> N
     from tests.helpers import in_process_broker
 
     async with in_process_broker(tmp_path / "data") as running:
-        store = running.store
+        store = SQLiteStore(running.config.db_path)  # another writer on the broker's file
         _fill(store, 6)
-        assert running.broker.checkpoints.write(T0 + 10) is not None
+        store.close()
+        assert await running.broker.checkpoints.write(T0 + 10) is not None
         db_path = running.config.db_path
         db = sqlite3.connect(db_path)
         four = db.execute("SELECT hash FROM audit WHERE seq = 4").fetchone()[0]
