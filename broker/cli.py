@@ -2,7 +2,8 @@
 
 Every command works on a data dir (``--data-dir``, ``BROKER_DATA_DIR``, or the per-OS default);
 the CLI and a running broker share the database (``--database``: the data dir's SQLite file by
-default, or PostgreSQL), so a revocation here is enforced there within seconds. Errors print one line with their stable code and exit 2.
+default, or PostgreSQL), so a revocation here is enforced there within seconds. Errors print one
+line with their stable code and exit 2.
 """
 
 from __future__ import annotations

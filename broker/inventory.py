@@ -10,7 +10,7 @@ is deleted after the retention period by ``python -m broker inventory purge`` (�
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
@@ -30,11 +30,31 @@ class Credentials(msgspec.Struct, frozen=True):
     password: str
 
 
+class _SyncInventoryStore(Protocol):
+    def save_inventory(
+        self,
+        *,
+        contract_id: str,
+        serial: str,
+        session_id: str,
+        items: list[str],
+        items_blob: bytes,
+        credentials_blob: bytes | None,
+        now: float,
+    ) -> int: ...
+
+
 class InventoryVault:
     """Encrypts reports for :meth:`broker.storage.services.Inventory.save` and decrypts records."""
 
-    def __init__(self, keyring: DataKeyring) -> None:
-        self.keyring = keyring
+    def __init__(self, keyring: DataKeyring | _SyncInventoryStore, legacy: DataKeyring | None = None) -> None:
+        """``InventoryVault(keyring)``. TEMPORARY, for ``SessionManager``'s tests until the session core:
+        ``InventoryVault(store, keyring)`` with an old synchronous store, whose ``save`` then works."""
+        if isinstance(keyring, DataKeyring):
+            self.keyring, self._sync_store = keyring, None
+        else:
+            assert legacy is not None
+            self.keyring, self._sync_store = legacy, keyring
 
     @staticmethod
     def _aad(kind: str, contract_id: str, session_id: str) -> bytes:
@@ -58,7 +78,18 @@ class InventoryVault:
     def save(self, *, contract_id: str, serial: str, report: InventoryReport, now: float) -> int:
         """TEMPORARY: the synchronous save ``SessionManager`` calls; only
         :class:`broker.session_store.SessionVault` has it. The session host will await :meth:`store`."""
-        raise NotImplementedError("use store(storage, …)")
+        if self._sync_store is None:
+            raise NotImplementedError("use store(storage, …)")
+        items_blob, credentials_blob = self.seal(contract_id=contract_id, report=report)
+        return self._sync_store.save_inventory(
+            contract_id=contract_id,
+            serial=serial,
+            session_id=report.session_id,
+            items=[item.item for item in report.items],
+            items_blob=items_blob,
+            credentials_blob=credentials_blob,
+            now=now,
+        )
 
     async def store(
         self, storage: Storage, *, contract_id: str, serial: str, report: InventoryReport, now: float

@@ -169,20 +169,20 @@ def test_totp_secret_and_tokens_are_not_stored_in_plaintext(
 # -- login ------------------------------------------------------------------------------------------
 
 
-def _wrong_password(a: OperatorAccounts, n: NewOperator) -> None:
+def _wrong_password(a: SyncAccounts, n: NewOperator) -> None:
     a.login("alice", "not-the-password", code(n, T0), now=T0, peer=PEER)
 
 
-def _wrong_code(a: OperatorAccounts, n: NewOperator) -> None:
+def _wrong_code(a: SyncAccounts, n: NewOperator) -> None:
     right = code(n, T0)
     a.login("alice", n.initial_password, f"{(int(right) + 1) % 1_000_000:06d}", now=T0, peer=PEER)
 
 
-def _unknown_name(a: OperatorAccounts, n: NewOperator) -> None:
+def _unknown_name(a: SyncAccounts, n: NewOperator) -> None:
     a.login("mallory", n.initial_password, code(n, T0), now=T0, peer=PEER)
 
 
-def _malformed_code(a: OperatorAccounts, n: NewOperator) -> None:
+def _malformed_code(a: SyncAccounts, n: NewOperator) -> None:
     a.login("alice", n.initial_password, "12ab56", now=T0, peer=PEER)
 
 
@@ -406,3 +406,42 @@ def test_disabled_account_can_be_enabled_again(accounts: SyncAccounts, alice: Ne
     accounts.set_disabled("alice", disabled=True, now=T0, actor="admin")
     accounts.set_disabled("alice", disabled=False, now=T0, actor="admin")
     assert accounts.login("alice", alice.initial_password, code(alice, T0), now=T0, peer=PEER).name == "alice"
+
+
+def test_the_identity_is_read_once_per_link_and_refreshed_from_other_processes(
+    accounts: SyncAccounts,
+    alice: NewOperator,
+    db_path: Path,
+    keyring: DataKeyring,
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    result = accounts.login("alice", alice.initial_password, code(alice, T0), now=T0, peer=PEER)
+    assert accounts.admit(result.token, now=T0 + 1).name == "alice"  # a new link: one SELECT
+    admin = SyncAccounts(db_path, keyring, loop, **FAST)  # the admin CLI, another process
+    try:
+        admin.set_disabled("alice", disabled=True, now=T0 + 2, actor="admin")
+    finally:
+        admin.close()
+    # Every message of the link is checked from memory; the broker's operator watch (0.5 s) re-reads
+    # the live tokens, and from then on the login is refused, on this link and on any new one.
+    assert accounts.authenticate(result.token, now=T0 + 2).name == "alice"
+    accounts.refresh({result.token}, now=T0 + 3)
+    assert refused(lambda: accounts.authenticate(result.token, now=T0 + 3)).code is ErrorCode.AUTH_REQUIRED
+    assert refused(lambda: accounts.admit(result.token, now=T0 + 3)).code is ErrorCode.AUTH_REQUIRED
+
+
+def test_lock_and_logout_in_this_process_end_the_login_at_once(
+    accounts: SyncAccounts, alice: NewOperator
+) -> None:
+    result = accounts.login("alice", alice.initial_password, code(alice, T0), now=T0, peer=PEER)
+    again = accounts.login("alice", alice.initial_password, code(alice, T0 + STEP), now=T0 + STEP, peer=PEER)
+    accounts.logout(result.token, now=T0 + STEP + 1)
+    assert (
+        refused(lambda: accounts.authenticate(result.token, now=T0 + STEP + 1)).code
+        is ErrorCode.AUTH_REQUIRED
+    )
+    assert accounts.authenticate(again.token, now=T0 + STEP + 1).name == "alice"
+    assert accounts.lock("alice", seconds=60, now=T0 + STEP + 2, actor="admin") == 1  # the other token
+    assert (
+        refused(lambda: accounts.authenticate(again.token, now=T0 + STEP + 2)).code is ErrorCode.AUTH_REQUIRED
+    )
