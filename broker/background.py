@@ -19,7 +19,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from .storage import Storage
+from .storage import Storage, StorageBusy
 
 log = logging.getLogger("broker.background")
 
@@ -32,9 +32,20 @@ DEFAULT_MAX_PENDING = 100_000
 class BackgroundWriter:
     """One task, writes done in the order they were submitted."""
 
-    def __init__(self, storage: Storage, *, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        busy_retry_for: float = 120.0,
+        busy_retry_pause: float = 0.2,
+    ) -> None:
+        """``busy_retry_for``: how long a record waits for a database another process keeps locked
+        (each try already waits the storage's busy timeout) before it is dropped and logged."""
         self.storage = storage
         self.max_pending = max_pending
+        self.busy_retry_for = busy_retry_for
+        self.busy_retry_pause = busy_retry_pause
         self._queue: deque[tuple[Write, str]] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -79,8 +90,23 @@ class BackgroundWriter:
             self._wake.clear()
             while self._queue:
                 write, what = self._queue.popleft()
-                try:
-                    await write(self.storage)
-                except Exception:  # one failed record (disk full, lock timeout) must not stop the rest
-                    log.exception("background write failed: %s", what)
+                await self._write(write, what)
             self._idle.set()
+
+    async def _write(self, write: Write, what: str) -> None:
+        """One record; a database locked by another process past the busy timeout (``StorageBusy``:
+        nothing was written) is retried, in order, for up to ``busy_retry_for`` seconds."""
+        deadline = asyncio.get_running_loop().time() + self.busy_retry_for
+        while True:
+            try:
+                await write(self.storage)
+                return
+            except StorageBusy:
+                if asyncio.get_running_loop().time() >= deadline:
+                    log.error("background write dropped, the database stayed locked: %s", what)
+                    return
+                log.warning("the database is locked by another process; retrying: %s", what)
+                await asyncio.sleep(self.busy_retry_pause)
+            except Exception:  # one failed record (disk full) must not stop the rest
+                log.exception("background write failed: %s", what)
+                return

@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from websockets.http11 import Request
 
@@ -29,23 +28,21 @@ from protocol import CLOSE_POLICY, BinaryReceived, Event, Link, Opened, Received
 from protocol.errors import ErrorCode
 from protocol.messages import (
     AgentStatus,
-    Enroll,
     Error,
     SupportRequest,
 )
-from wire import AsyncConnection, LinkPump, LinkRunner, WireConnection, WireServer
+from wire import AsyncConnection, LinkPump, WireConnection, WireServer
 from wire.server import Handler
 from wire.tls import harden_server_context, peer_serial
 
 from . import tuning
-from .admission import HeldLink
+from .admission import Admission, HeldLink
 from .auditkey import load_or_create_audit_key
 from .background import BackgroundWriter
 from .checkpoints import CHECKPOINT_FILE, Checkpointer, verify_audit_and_checkpoints
 from .config import BrokerConfig
 from .datakeys import DataKeyring
-from .enrollment import enroll
-from .errors import BrokerError, RefusedError
+from .errors import RefusedError
 from .http_routes import HttpRoutes
 from .input_refusals import AgentInputRefusals
 from .operator_commands import OperatorCommands
@@ -59,7 +56,6 @@ from .session_store import SessionStore, SessionVault
 from .sessions import AgentPeer, SessionManager
 from .static_files import StaticFiles
 from .storage import Storage, keyed_chain, open_storage
-from .store import CertificateRecord, SubscriberStatus
 
 log = logging.getLogger("broker")
 
@@ -70,7 +66,7 @@ HSTS = "max-age=63072000"
 (docs/hardening.md); no includeSubDomains, since the broker may share its domain with other hosts."""
 
 
-class Broker(HttpRoutes, OperatorCommands):
+class Broker(HttpRoutes, OperatorCommands, Admission):
     """Owns the listener, the live agent connections and the periodic housekeeping tasks."""
 
     storage: Storage
@@ -254,14 +250,6 @@ class Broker(HttpRoutes, OperatorCommands):
         task.add_done_callback(self._enrollments.discard)
         return stream
 
-    async def _enrollment(self, stream: AsyncConnection) -> None:
-        try:
-            await self._enroll(stream)
-        except Exception:  # one connection's bug never takes the broker down
-            log.exception("enrollment handler failed")
-            with contextlib.suppress(Exception):
-                await stream.close(1011, ErrorCode.INTERNAL.value)
-
     def _link(self, expect: str) -> Link:
         return Link(
             is_client=False,
@@ -271,73 +259,6 @@ class Broker(HttpRoutes, OperatorCommands):
             software=SOFTWARE,
             limits=self.config.limits,
         )
-
-    def _audit_refusal(self, action: str, subject: str, code: ErrorCode, peer: str, **extra: Any) -> None:
-        """Every refusal is audited, but a client repeating the same one gets one entry a minute
-        (with the count), so it cannot grow the log without bound."""
-        now = self.clock()
-        count = self._refusal_audits.note(f"{action}|{subject}|{code.value}|{peer}", now)
-        if count is None:
-            return
-        details: dict[str, Any] = {"code": code.value, "peer": peer, **extra}
-        if count > 1:
-            details["count"] = count
-        self.background.submit(
-            lambda storage: storage.audit.append(
-                actor="broker", action=action, subject=subject, details=details, now=now
-            ),
-            action,
-        )
-
-    def _audit_connection_refusals(self, refused: dict[str, int]) -> None:
-        """Connections refused before TLS by the per-address cap (wire.gate): one entry a minute at
-        most, with a count per address."""
-        details = {"reason": "too_many_unauthenticated", "count": sum(refused.values()), "addresses": refused}
-        node, now = self.config.node, self.clock()
-        self.background.submit(
-            lambda storage: storage.audit.append(
-                actor="broker", action="connection.refused", subject=node, details=details, now=now
-            ),
-            "connection.refused",
-        )
-
-    async def _enroll(self, ws: AsyncConnection) -> None:
-        peer = ws.peer
-        runner = LinkRunner(ws, self._link("enroll"), clock=self.clock, binary=False)
-
-        async def on_event(event: Event) -> None:
-            if isinstance(event, Received) and isinstance(event.message, Enroll):
-                request = event.message
-                now = self.clock()
-                try:
-                    if (retry := self._enroll_attempts.check(peer, now)) is not None:
-                        raise RefusedError(
-                            "too many enrollment attempts from this address",
-                            code=ErrorCode.RATE_LIMITED,
-                            retry_after=retry,
-                        )
-                    self._enroll_attempts.record(peer, now)
-                    reply = await enroll(self.storage, self.pki.ca, request, now=now)
-                except BrokerError as exc:
-                    # A storage failure cannot be audited either (the same store); it is logged.
-                    if exc.code is not ErrorCode.STORAGE_UNAVAILABLE:
-                        self._audit_refusal("enroll.refused", request.contract_id, exc.code, peer)
-                    await runner.send(
-                        Error(
-                            id=request.id,
-                            code=exc.code.value,
-                            message=exc.message,
-                            retry_after=exc.retry_after,
-                        )
-                    )
-                    return
-                log.info("enrolled %s serial %s", request.contract_id, reply.serial)
-                await runner.send(reply)
-                await runner.close(1000, "enrolled")
-            elif isinstance(event, Received):
-                await runner.send(Error(code=ErrorCode.UNEXPECTED_MESSAGE.value, message="expected enroll"))
-
-        await runner.run(on_event)
 
     def _agent(self, ws: WireConnection) -> Handler:
         """An agent link: its frames wait (:class:`broker.admission.HeldLink`) while its certificate
@@ -433,46 +354,6 @@ class Broker(HttpRoutes, OperatorCommands):
         )
         pump.on_resume = sender.pump
         return pump
-
-    async def _admit_agent(self, serial: str | None, peer: str) -> CertificateRecord:
-        """The agent's certificate record; an audited ``RefusedError`` when it may not connect."""
-        if serial is None:
-            raise self._agent_refused(
-                "-", ErrorCode.CERT_REQUIRED, "a client certificate is required on /agent", peer
-            )
-        record = await self.storage.certificates.get(serial)
-        if record is None:
-            raise self._agent_refused(
-                "-",
-                ErrorCode.CERT_UNKNOWN,
-                "this certificate is not known to the broker",
-                peer,
-                serial=serial,
-            )
-        if record.revoked_at is not None:
-            raise self._agent_refused(
-                record.contract_id,
-                ErrorCode.CERT_REVOKED,
-                "this certificate has been revoked",
-                peer,
-                serial=serial,
-            )
-        subscriber = await self.storage.subscribers.get(record.contract_id)
-        if subscriber is None or subscriber.status is SubscriberStatus.TERMINATED:
-            raise self._agent_refused(
-                record.contract_id,
-                ErrorCode.SUBSCRIBER_TERMINATED,
-                "the contract is terminated",
-                peer,
-                serial=serial,
-            )
-        return record
-
-    def _agent_refused(
-        self, subject: str, code: ErrorCode, message: str, peer: str, **extra: Any
-    ) -> RefusedError:
-        self._audit_refusal("agent.refused", subject, code, peer, **extra)
-        return RefusedError(message, code=code)
 
     def _agent_message(self, conn: AgentConnection, event: Received) -> None:
         message = event.message

@@ -34,12 +34,16 @@ from .audit import AuditEntry, ChainReport
 from .datakeys import DataKeyring
 from .inventory import InventoryVault
 from .operators import OperatorRecord
-from .storage import AuditChain, Storage, open_storage
+from .storage import AuditChain, Storage, StorageBusy, open_storage
 from .store import CertificateRecord, InventoryRecord, Subscriber
 
 log = logging.getLogger("broker.session_store")
 
 T = TypeVar("T")
+
+#: Tries of one queued audit entry while another process keeps the database locked (each try waits
+#: the storage's busy timeout, 10 s).
+BUSY_RETRIES = 12
 
 #: Longest a synchronous caller waits for one read (the SQLite busy timeout is 10 s).
 CALL_TIMEOUT = 30.0
@@ -104,9 +108,18 @@ class SessionStore:
         while True:
             actor, action, subject, details, now = await self._queue.get()
             try:
-                await self.storage.audit.append(
-                    actor=actor, action=action, subject=subject, details=details, now=now
-                )
+                for attempt in range(BUSY_RETRIES):  # another process keeps the database locked
+                    try:
+                        await self.storage.audit.append(
+                            actor=actor, action=action, subject=subject, details=details, now=now
+                        )
+                        break
+                    except StorageBusy:
+                        log.warning(
+                            "the database is locked; retrying audit entry %s (%d)", action, attempt + 1
+                        )
+                else:
+                    log.error("audit entry %s %s not written: the database stayed locked", action, subject)
             except Exception:
                 log.exception("audit entry %s %s not written", action, subject)
             finally:
