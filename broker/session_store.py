@@ -43,6 +43,9 @@ log = logging.getLogger("broker.session_store")
 
 T = TypeVar("T")
 
+Entry = tuple[str, str, str, dict[str, Any], float]
+"""An audit entry queued: actor, action, subject, details, time."""
+
 #: Tries of one queued audit entry while another process keeps the database locked (each try waits
 #: the storage's busy timeout, 10 s).
 BUSY_RETRIES = 12
@@ -63,7 +66,10 @@ class SessionStore:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="session-store", daemon=True)
         self._storage: Storage | None = None
-        self._queue: asyncio.Queue[tuple[str, str, str, dict[str, Any], float]] | None = None
+        self._queue: asyncio.Queue[tuple[int, Entry]] | None = None
+        self._lock = threading.Lock()
+        self._unwritten: dict[int, Entry] = {}
+        self._numbers = 0
         self._writer: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -111,7 +117,7 @@ class SessionStore:
     async def _write_loop(self) -> None:
         assert self._queue is not None
         while True:
-            actor, action, subject, details, now = await self._queue.get()
+            number, (actor, action, subject, details, now) = await self._queue.get()
             try:
                 for attempt in range(BUSY_RETRIES):  # another process keeps the database locked
                     try:
@@ -128,6 +134,8 @@ class SessionStore:
             except Exception:
                 log.exception("audit entry %s %s not written", action, subject)
             finally:
+                with self._lock:
+                    del self._unwritten[number]  # only now: count_audit counts it until committed
                 self._queue.task_done()
 
     async def _flushed(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -144,12 +152,16 @@ class SessionStore:
         self, *, actor: str, action: str, subject: str, details: dict[str, Any], now: float
     ) -> int:
         entry = (actor, action, subject, dict(details), now)
-        self._loop.call_soon_threadsafe(self._enqueue, entry)
+        with self._lock:
+            self._numbers += 1
+            number = self._numbers
+            self._unwritten[number] = entry
+        self._loop.call_soon_threadsafe(self._enqueue, (number, entry))
         return 0
 
-    def _enqueue(self, entry: tuple[str, str, str, dict[str, Any], float]) -> None:
+    def _enqueue(self, item: tuple[int, Entry]) -> None:
         assert self._queue is not None
-        self._queue.put_nowait(entry)
+        self._queue.put_nowait(item)
 
     def get_subscriber(self, contract_id: str) -> Subscriber | None:
         return self._call(self.storage.subscribers.get(contract_id))
@@ -164,8 +176,17 @@ class SessionStore:
         return self._call(self.storage.operators.get(name))
 
     def count_audit(self, *, action: str, subject: str, since: float) -> int:
-        # Not after the queue: a support request must not wait for a locked database's writes.
-        return self._call(self.storage.audit.count(action=action, subject=subject, since=since))
+        """Committed entries plus those still queued (the rate limit of 第18条⑤ counts a request at
+        once); the queue is not waited for, so a locked database does not stall a support request.
+        The queued ones are taken first: an entry committing in between is counted twice, never
+        missed."""
+        with self._lock:
+            queued = sum(
+                1
+                for _, a, subj, _, at in self._unwritten.values()
+                if a == action and subj == subject and at >= since
+            )
+        return queued + self._call(self.storage.audit.count(action=action, subject=subject, since=since))
 
     def audit_page(self, *, subject: str | None, limit: int, before_seq: int | None) -> list[AuditEntry]:
         return self._call(
