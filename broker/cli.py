@@ -258,8 +258,10 @@ async def _run_admin(args: argparse.Namespace, database: str | Path, data_dir: P
     from .cli_admin import admin
     from .storage import keyed_chain, open_storage
 
-    storage = await open_storage(database, chain=keyed_chain(load_or_create_audit_key(data_dir).chain))
+    key = load_or_create_audit_key(data_dir)
+    storage = await open_storage(database, chain=keyed_chain(key.chain))
     try:
+        await storage.audit.adopt_key(created=key.created)
         return await admin(args, storage, data_dir, out)
     finally:
         await storage.close()

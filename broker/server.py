@@ -127,6 +127,7 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
 
     async def start(self) -> WireServer:
         self.storage = await open_storage(self.database, chain=self.chain)
+        await self.storage.audit.adopt_key(created=self.audit_key.created)
         await asyncio.to_thread(self.session_store.open)  # session_store
         self.accounts = OperatorAccounts(
             self.storage,

@@ -427,3 +427,53 @@ def test_a_head_pushed_to_the_end_of_the_integer_range_does_not_stop_auditing(
         assert not store.verify_audit().ok
     finally:
         store.close()
+
+
+# -- the same rules on the broker's storage (broker.storage), through the admin CLI -------------------
+
+
+def test_an_admin_command_after_a_cut_tail_records_the_break(filled: tuple[Path, Path]) -> None:
+    """``subscriber add`` appends with broker.storage: onto a deleted tail it records the damage first."""
+    data_dir, db_path = filled
+    (data_dir / CHECKPOINT_FILE).unlink()  # the chain alone must show it
+    _sql(db_path, "DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE seq > 7")
+    added = _admin(data_dir, "subscriber", "add", "C-AFTER")
+    assert added.returncode == 0, added.stderr
+    assert "AUDIT LOG DAMAGED: the recorded head is entry 10 but the last entry is 7" in added.stderr
+    store = SQLiteStore(db_path)
+    try:
+        actions = [(e.seq, e.action) for e in store.audit_entries()]
+    finally:
+        store.close()
+    assert actions[-3:] == [(11, BREAK_ACTION), (12, "subscriber.add"), (13, "token.issue")]
+    out = _broken(_cli(data_dir, "verify"))
+    assert "entry 8–10 deleted (sequence jumps to 11)" in out
+    assert "the broker found the chain damaged" in out
+
+
+def test_an_old_unkeyed_chain_gets_its_transition_from_the_first_admin_command(tmp_path: Path) -> None:
+    db_path = tmp_path / "broker.sqlite3"
+    _old_database(db_path, 5)
+    assert not (tmp_path / AUDIT_KEY_FILE).exists()
+    added = _admin(tmp_path, "subscriber", "add", "C-NEW")  # creates the key, keys the chain
+    assert added.returncode == 0, added.stderr
+    result = _cli(tmp_path, "verify")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "audit chain OK (8 entries" in result.stdout  # 5 old, the transition, 2 new
+    db = sqlite3.connect(db_path)
+    try:
+        assert db.execute("SELECT action FROM audit WHERE seq = 6").fetchone()[0] == KEYED_ACTION
+    finally:
+        db.close()
+
+
+def _admin(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "broker", "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
