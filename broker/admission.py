@@ -6,8 +6,8 @@ A connection whose frames wait while its admission is read from the database (is
 An agent's connection is admitted by its certificate record and its contract's status, two reads
 that are awaited now that storage is asynchronous. The WebSocket handler must exist at once, so
 :class:`HeldLink` is the handler meanwhile: it keeps the frames that arrive (a hello, a status: a
-few; more than ``max_held`` closes the connection), and when the admission task is done it hands
-the connection to the real handler and replays them in order. Nothing is answered before then.
+few: reading is paused meanwhile), and when the admission task is done it hands the connection to
+the real handler, resumes reading and replays them in order. Nothing is answered before then.
 """
 
 from __future__ import annotations
@@ -35,8 +35,10 @@ from .store import CertificateRecord, SubscriberStatus
 
 log = logging.getLogger("broker")
 
-MAX_HELD = 32
-"""Frames kept while the admission is read (an agent sends one hello, then waits)."""
+MAX_HELD = 4096
+"""Frames kept while the admission is read. Reading is paused meanwhile, so only what one read of
+the socket already held arrives (the TLS read buffer, 4 KiB by default: a few hundred tiny frames at
+most); more closes the connection."""
 
 
 class HeldLink:
@@ -54,6 +56,7 @@ class HeldLink:
         self.max_held = max_held
         self._held: list[tuple[bool, str | bytes]] = []
         self._lost = False
+        conn.pause_reading()  # until admitted: a client that does not wait is simply not read
         self._task = asyncio.get_running_loop().create_task(self._run(admit))
         tasks.add(self._task)
         self._task.add_done_callback(tasks.discard)
@@ -69,6 +72,7 @@ class HeldLink:
             handler.connection_lost()
             return
         self.conn.handler = handler
+        self.conn.resume_reading()
         held, self._held = self._held, []
         for is_text, frame in held:
             if self.conn.handler is not handler:  # the handler closed the connection meanwhile
