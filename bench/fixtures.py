@@ -9,6 +9,7 @@ processes.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
@@ -21,12 +22,14 @@ from typing import Any
 import pyotp
 from cryptography.hazmat.primitives import serialization
 
+from broker.auditkey import load_or_create_audit_key
 from broker.config import BrokerConfig
 from broker.datakeys import DataKeyring
 from broker.enrollment import issue_token
 from broker.operators import OperatorAccounts
 from broker.pki import load_pki
 from broker.sqlite_store import SQLiteStore
+from broker.storage import Storage, keyed_chain, open_storage
 from broker.store import CertificateRecord
 from certs import build_csr, generate_private_key, private_key_to_pem, serial_hex
 
@@ -117,33 +120,47 @@ def create(data_dir: Path, n_agents: int) -> Fixture:
     )
 
 
+async def _open(data_dir: Path) -> Storage:
+    chain = keyed_chain(load_or_create_audit_key(data_dir).chain)
+    return await open_storage(data_dir / "broker.sqlite3", chain=chain)
+
+
 def _operator(store: SQLiteStore, data_dir: Path) -> str:
     """Create the operator, set its password, log in once; the token serves every operator link."""
-    accounts = OperatorAccounts(store, DataKeyring.open(data_dir / "keys"))
-    now = time.time()
-    created = accounts.create(OPERATOR, role="supervisor", now=now, actor="bench")
-    secret = pyotp.parse_uri(created.totp_uri).secret
-    password = created.initial_password + "-bench-1"
-    accounts.change_password(OPERATOR, created.initial_password, password, now=now)
-    result = accounts.login(OPERATOR, password, pyotp.TOTP(secret).now(), now=now, peer="127.0.0.1")
-    return str(result.token)
+
+    async def run() -> str:
+        storage = await _open(data_dir)
+        try:
+            accounts = OperatorAccounts(storage, DataKeyring.open(data_dir / "keys"))
+            now = time.time()
+            created = await accounts.create(OPERATOR, role="supervisor", now=now, actor="bench")
+            secret = pyotp.parse_uri(created.totp_uri).secret
+            password = created.initial_password + "-bench-1"
+            await accounts.change_password(OPERATOR, created.initial_password, password, now=now)
+            totp = pyotp.TOTP(secret).now()
+            result = await accounts.login(OPERATOR, password, totp, now=now, peer="127.0.0.1")
+            return str(result.token)
+        finally:
+            await storage.close()
+
+    return asyncio.run(run())
 
 
 def enrollment_tokens(data_dir: Path, n: int, *, prefix: str = "E") -> list[tuple[str, str]]:
     """``n`` new contracts with one enrollment token each: (contract_id, token)."""
-    store = SQLiteStore(data_dir / "broker.sqlite3")
-    out: list[tuple[str, str]] = []
-    try:
-        now = time.time()
-        for i in range(n):
-            contract = f"{prefix}-{i:06d}-{secrets.token_hex(3)}"
-            store.add_subscriber(contract, now=now, actor="bench")
-            out.append((contract, issue_token(store, contract, now=now, ttl=3600, actor="bench")))
-    finally:
-        store.close()
-    return out
 
+    async def run() -> list[tuple[str, str]]:
+        storage = await _open(data_dir)
+        out: list[tuple[str, str]] = []
+        try:
+            now = time.time()
+            for i in range(n):
+                contract = f"{prefix}-{i:06d}-{secrets.token_hex(3)}"
+                await storage.subscribers.add(contract, now=now, actor="bench")
+                token = await issue_token(storage, contract, now=now, ttl=3600, actor="bench")
+                out.append((contract, token))
+        finally:
+            await storage.close()
+        return out
 
-def load_manifest(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
+    return asyncio.run(run())

@@ -1,12 +1,11 @@
-"""Writes that nobody waits for, done on one storage thread instead of the event loop (issue 12, item 7).
+"""Records nobody waits for, written in order by one task (issue 12 item 7, issue 14).
 
-SQLite waits up to ``busy_timeout`` for a lock that another process holds (the admin CLI, a backup,
-an operator's ad-hoc query). Done on the event loop, one such wait stalled every connection of the
-broker: ``/healthz``, operators' pings, screen relay. The writes that only *record* what happened —
-an agent's presence (connect, disconnect, last seen, machine name) and the audit entries of refused
-connections — are therefore queued here and done in order by a single thread with a connection of
-its own; the event loop never waits for them. Writes whose result someone waits for (enrollment,
-consent receipts, session events) stay where they are until storage is made asynchronous (issue 14).
+An agent's presence (connect, disconnect, last seen, machine name) and the audit entries of refused
+connections only *record* what happened: no reply waits for them. They are queued here and written
+by a single task over :class:`broker.storage.Storage`, in the order they were submitted (so
+``agent.connect`` precedes its ``agent.disconnect`` in the chain). The storage itself never blocks
+the event loop; this queue only keeps the callbacks that produce these records synchronous and
+ordered.
 
 The queue is bounded (``max_pending``): when the database stays locked for long under a flood of
 connections, further records are dropped and counted in the log rather than held without bound.
@@ -14,76 +13,100 @@ connections, further records are dropped and counted in the log rather than held
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import queue
-import threading
-import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 
-from .store import Store
+from .storage import Storage, StorageBusy
 
 log = logging.getLogger("broker.background")
 
-Write = Callable[[Store], object]
+Write = Callable[[Storage], Awaitable[object]]
 
 DEFAULT_MAX_PENDING = 100_000
 """Records queued while the database is unavailable (about 100 bytes each)."""
 
 
 class BackgroundWriter:
-    """One thread, one store connection, writes done in the order they were submitted."""
+    """One task, writes done in the order they were submitted."""
 
-    def __init__(self, open_store: Callable[[], Store], *, max_pending: int = DEFAULT_MAX_PENDING) -> None:
-        self._open_store = open_store
-        self._queue: queue.Queue[tuple[Write, str] | None] = queue.Queue(max_pending)
-        self._thread: threading.Thread | None = None
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        busy_retry_for: float = 120.0,
+        busy_retry_pause: float = 0.2,
+    ) -> None:
+        """``busy_retry_for``: how long a record waits for a database another process keeps locked
+        (each try already waits the storage's busy timeout) before it is dropped and logged."""
+        self.storage = storage
+        self.max_pending = max_pending
+        self.busy_retry_for = busy_retry_for
+        self.busy_retry_pause = busy_retry_pause
+        self._queue: deque[tuple[Write, str]] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
         self.dropped = 0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="broker-storage", daemon=True)
-        self._thread.start()
+        self._task = asyncio.get_running_loop().create_task(self._run())
 
     def submit(self, write: Write, what: str) -> None:
-        """Queue ``write(store)``; never blocks (a full queue drops the record and counts it)."""
-        try:
-            self._queue.put_nowait((write, what))
-        except queue.Full:
+        """Queue ``await write(storage)``; never blocks (a full queue drops the record and counts it)."""
+        if len(self._queue) >= self.max_pending:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.error("storage is not keeping up: %d records dropped (last: %s)", self.dropped, what)
+            return
+        self._queue.append((write, what))
+        self._idle.clear()
+        self._wake.set()
 
-    def wait_idle(self, timeout: float) -> bool:
-        """Block until everything submitted so far is written (tests, shutdown); False on timeout."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.005)
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until everything submitted so far is written (tests, shutdown); False on timeout."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
         return True
 
-    def close(self, timeout: float) -> bool:
+    async def close(self, timeout: float) -> bool:
         """Finish what is queued (up to ``timeout`` seconds); True when everything was written."""
-        if self._thread is None:
-            return True
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            return False
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        done = await self.wait_idle(timeout)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        return done
 
-    def _run(self) -> None:
-        store = self._open_store()
-        try:
-            while (item := self._queue.get()) is not None:
-                write, what = item
-                try:
-                    write(store)
-                except Exception:  # one failed record (disk full, lock timeout) must not stop the rest
-                    log.exception("background write failed: %s", what)
-                finally:
-                    self._queue.task_done()
-        finally:
-            close = getattr(store, "close", None)
-            if close is not None:
-                close()
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                write, what = self._queue.popleft()
+                await self._write(write, what)
+            self._idle.set()
+
+    async def _write(self, write: Write, what: str) -> None:
+        """One record; a database locked by another process past the busy timeout (``StorageBusy``:
+        nothing was written) is retried, in order, for up to ``busy_retry_for`` seconds."""
+        deadline = asyncio.get_running_loop().time() + self.busy_retry_for
+        while True:
+            try:
+                await write(self.storage)
+                return
+            except StorageBusy:
+                if asyncio.get_running_loop().time() >= deadline:
+                    log.error("background write dropped, the database stayed locked: %s", what)
+                    return
+                log.warning("the database is locked by another process; retrying: %s", what)
+                await asyncio.sleep(self.busy_retry_pause)
+            except Exception:  # one failed record (disk full) must not stop the rest
+                log.exception("background write failed: %s", what)
+                return

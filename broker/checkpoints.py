@@ -13,12 +13,13 @@ in the database with the same MAC: a truncated tail or a recomputed chain fails 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from protocol.text import safe_text
 
 from .audit import BREAK_ACTION, ChainReport
 from .auditkey import AuditKey
-from .store import Store
+from .storage.services import AuditLog
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,8 @@ def parse_line(line: str, public: Ed25519PublicKey) -> Checkpoint:
     return Checkpoint(seq=seq, hash=digest, time=float(time))
 
 
-def verify_checkpoints(
-    lines: list[str], public: Ed25519PublicKey, hash_at: Callable[[int], str | None]
+async def verify_checkpoints(
+    lines: list[str], public: Ed25519PublicKey, hash_at: Callable[[int], Awaitable[str | None]]
 ) -> tuple[int, list[str]]:
     """Compare the database with every checkpoint; returns (checkpoints checked, problems).
 
@@ -131,7 +132,7 @@ def verify_checkpoints(
             problems.append(f"checkpoint line {number}: {exc}")
             continue
         checked += 1
-        stored = hash_at(checkpoint.seq)
+        stored = await hash_at(checkpoint.seq)
         if stored is None:
             problems.append(
                 f"checkpoint line {number}: entry {checkpoint.seq} is missing from the database"
@@ -149,16 +150,16 @@ def read_lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8", errors="replace").splitlines()
 
 
-def verify_audit_and_checkpoints(
-    store: Store, public: Ed25519PublicKey, path: Path, *, required: bool
+async def verify_audit_and_checkpoints(
+    audit: AuditLog, public: Ed25519PublicKey, path: Path, *, required: bool
 ) -> tuple[ChainReport, str]:
-    """The chain (``store.verify_audit``), then every checkpoint in ``path`` against it.
+    """The chain (``audit.verify``), then every checkpoint in ``path`` against it.
 
     ``required``: the file was named by the user, so a missing one is a problem; the data dir's own
     file is checked when it exists. Returns the report (checkpoint problems added) and a note
     saying what was checked.
     """
-    report = store.verify_audit()
+    report = await audit.verify()
     if not required and not path.exists():
         return report, "no checkpoint file"
     try:
@@ -166,7 +167,7 @@ def verify_audit_and_checkpoints(
     except OSError as exc:
         report.add(f"cannot read the checkpoint file {path}: {exc.strerror}")
         return report, "no checkpoints"
-    checked, problems = verify_checkpoints(lines, public, store.audit_hash_at)
+    checked, problems = await verify_checkpoints(lines, public, audit.hash_at)
     for problem in problems:
         report.add(problem)
     if checked == 0:
@@ -177,20 +178,20 @@ def verify_audit_and_checkpoints(
 class Checkpointer:
     """The broker's side: write a checkpoint when the head moved; check the last one at start."""
 
-    def __init__(self, store: Store, key: AuditKey, path: Path) -> None:
-        self.store = store
+    def __init__(self, audit: AuditLog, key: AuditKey, path: Path) -> None:
+        self.audit = audit
         self.key = key
         self.path = path
         self._last: tuple[int, str] | None = None
 
-    def check_last(self, now: float) -> bool:
+    async def check_last(self, now: float) -> bool:
         """At start: is the database at least as far as the last checkpoint in the file?
 
         A database restored or cut behind it is recorded as an ``audit.break`` entry and logged;
         the chain then goes on from the damaged state without pretending it is whole.
         """
         try:
-            lines = read_lines(self.path)
+            lines = await asyncio.to_thread(read_lines, self.path)
         except FileNotFoundError:
             return True
         except OSError as exc:
@@ -205,14 +206,14 @@ class Checkpointer:
             break
         if last is None:
             return True
-        stored = self.store.audit_hash_at(last.seq)
+        stored = await self.audit.hash_at(last.seq)
         if stored == last.hash:
             return True
         reason = f"entry {last.seq} of the last signed checkpoint is " + (
             "missing: the log was cut short" if stored is None else "different: the chain was rewritten"
         )
         log.error("AUDIT LOG DAMAGED: %s", safe_text(reason))
-        self.store.append_audit(
+        await self.audit.append(
             actor="broker",
             action=BREAK_ACTION,
             subject="audit",
@@ -221,15 +222,15 @@ class Checkpointer:
         )
         return False
 
-    def write(self, now: float) -> Checkpoint | None:
+    async def write(self, now: float) -> Checkpoint | None:
         """Sign and append the current head, unless it has not moved since the last one."""
-        head = self.store.audit_head()
+        head = await self.audit.head()
         if head is None or head == self._last:
             return None
         checkpoint = Checkpoint(seq=head[0], hash=head[1], time=now)
         line = checkpoint_line(self.key, checkpoint)
         try:
-            append_line(self.path, line)
+            await asyncio.to_thread(append_line, self.path, line)  # fsync: off the loop
         except OSError as exc:
             log.error("cannot write audit checkpoint to %s: %s", self.path, exc.strerror)
         log.info("%s%s", LOG_MARKER, line)

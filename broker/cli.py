@@ -1,22 +1,20 @@
 """``python -m broker``: the server and the admin commands (DESIGN §1: admin uses the broker CLI).
 
 Every command works on a data dir (``--data-dir``, ``BROKER_DATA_DIR``, or the per-OS default);
-the CLI and a running broker share the SQLite file, so a revocation here is enforced there within
-seconds. Errors print one line with their stable code and exit 2.
+the CLI and a running broker share the database (``--database``: the data dir's SQLite file by
+default, or PostgreSQL), so a revocation here is enforced there within seconds. Errors print one
+line with their stable code and exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
-import json
 import logging
 import os
 import signal
 import sqlite3
 import sys
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,38 +24,12 @@ from certs import CertError
 from protocol.text import safe_text
 from wire.gate import DEFAULT_MAX_UNAUTHENTICATED
 
+from .auditkey import load_or_create_audit_key
 from .cluster.options import listen_address, network, node_id
-from .config import DAY, DEFAULT_METRICS_FROM, BrokerConfig, default_data_dir
-from .enrollment import issue_token
-from .errors import BrokerError, NotFound
-from .pki import ensure_data_dir, load_pki, read_ca_fingerprint
+from .config import DEFAULT_METRICS_FROM, BrokerConfig, default_data_dir
+from .errors import BrokerError
+from .pki import ensure_data_dir, load_pki
 from .sessions import SessionRules
-from .sqlite_store import SQLiteStore
-from .store import SubscriberStatus
-
-MAX_SUSPENSION_DAYS = 183  # 第18条: suspension for up to 6 months
-
-
-def _fmt_time(t: float | None) -> str:
-    if t is None:
-        return "-"
-    try:
-        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    except (OverflowError, OSError, ValueError, TypeError):  # an edited row: show it, don't crash
-        return f"(bad time {t!r:.40})"
-
-
-def _s(text: str) -> str:
-    """Every string from an agent, a subscriber or an admin is shown through the one rule
-    (protocol.text): no escape sequence, bell or bidi override reaches the admin's terminal."""
-    return safe_text(text, max_chars=500)
-
-
-def _actor() -> str:
-    try:
-        return f"admin:{getpass.getuser()}"
-    except (KeyError, OSError):  # no passwd entry in some containers
-        return "admin"
 
 
 def _cap(value: str) -> int:
@@ -76,9 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path(os.environ["BROKER_DATA_DIR"]) if os.environ.get("BROKER_DATA_DIR") else None,
         help=f"data directory (default: $BROKER_DATA_DIR or {default_data_dir()})",
     )
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("BROKER_DATABASE") or None,
+        metavar="URL",
+        help="sqlite:///path, a path, or postgresql://user@host/db (default: $BROKER_DATABASE or"
+        " broker.sqlite3 in the data dir); serve and every admin command use it (docs/storage.md)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the broker (creates CA, certificate, database on first start)")
+    serve.add_argument(  # also accepted after ``serve``; the same as the global --database
+        "--database", default=argparse.SUPPRESS, metavar="URL", help="database URL (see the global option)"
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8443)
     serve.add_argument(
@@ -235,11 +217,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout) -> int:
         if args.command == "serve":
             return _serve(args, data_dir)
         ensure_data_dir(data_dir)
-        store = SQLiteStore(data_dir / "broker.sqlite3")
-        try:
-            return _admin(args, store, data_dir, out)
-        finally:
-            store.close()
+        return asyncio.run(_run_admin(args, _database(args, data_dir), data_dir, out))
     except (BrokerError, CertError) as exc:
         code = exc.code.value if isinstance(exc, BrokerError) else exc.code
         print(f"error [{code}]: {safe_text(str(exc))}", file=sys.stderr)
@@ -285,10 +263,9 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
         ),
     )
     pki = load_pki(config, now=datetime.now(UTC))
-    store = SQLiteStore(config.db_path)
 
     async def run() -> None:
-        broker = Broker(config, store, pki)
+        broker = Broker(config, pki, database=_database(args, data_dir))
         await broker.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -303,248 +280,26 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
         await stop.wait()
         await broker.close()
 
+    asyncio.run(run())
+    return 0
+
+
+def _database(args: argparse.Namespace, data_dir: Path) -> str | Path:
+    """The database URL of ``--database`` / ``$BROKER_DATABASE``, else the data dir's SQLite file."""
+    url: str | None = args.database
+    return url if url else data_dir / "broker.sqlite3"
+
+
+async def _run_admin(args: argparse.Namespace, database: str | Path, data_dir: Path, out: TextIO) -> int:
+    """One admin command: open the storage (migrating it), run, close. The chain is the broker's
+    keyed HMAC chain, its key the data dir's audit key file (docs/audit.md)."""
+    from .cli_admin import admin
+    from .storage import keyed_chain, open_storage
+
+    key = load_or_create_audit_key(data_dir)
+    storage = await open_storage(database, chain=keyed_chain(key.chain))
     try:
-        asyncio.run(run())
+        await storage.audit.adopt_key(created=key.created)
+        return await admin(args, storage, data_dir, out)
     finally:
-        store.close()
-    return 0
-
-
-def _write_enroll_file(path: Path, url: str, contract_id: str, token: str, fingerprint: str) -> None:
-    """The file format agent/desktop/enrollfile.py reads (isp-remote-support-enroll/1)."""
-    from certs import write_secret_file
-
-    values = {"format": "isp-remote-support-enroll/1", "broker": url, "contract_id": contract_id}
-    values |= {"token": token, "ca_fingerprint": f"sha256:{fingerprint}"}
-    write_secret_file(path, json.dumps(values, indent=2).encode() + b"\n")
-
-
-def _admin(args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: TextIO) -> int:
-    now = time.time()
-    actor = _actor()
-    if args.command == "subscriber":
-        if args.action in ("add", "token"):
-            if args.action == "add":
-                store.add_subscriber(args.contract_id, now=now, actor=actor)
-            fingerprint = read_ca_fingerprint(data_dir)
-            if fingerprint is None:  # the broker never ran: create the CA now so the command is complete
-                fingerprint = load_pki(BrokerConfig(data_dir=data_dir), now=datetime.now(UTC)).ca.fingerprint
-            token = issue_token(store, args.contract_id, now=now, ttl=args.token_days * DAY, actor=actor)
-            url = store.get_meta("public_url") or BrokerConfig(data_dir=data_dir).url
-            print(f"contract: {args.contract_id}", file=out)
-            print(f"token (one-time, expires {_fmt_time(now + args.token_days * DAY)}): {token}", file=out)
-            print("give the subscriber this command:", file=out)
-            print(
-                f"python -m agent enroll --broker {url} --contract-id={args.contract_id}"
-                # "=" keeps a token that starts with "-" from being read as an option
-                f" --token={token} --ca-fingerprint sha256:{fingerprint}",
-                file=out,
-            )
-            if args.enroll_file is not None:
-                _write_enroll_file(args.enroll_file, url, args.contract_id, token, fingerprint)
-                print(f"enrollment file for the desktop app: {args.enroll_file}", file=out)
-            return 0
-        if args.action == "list":
-            print(f"{'contract':<24} {'status':<11} {'since':<21} until", file=out)
-            for s in store.list_subscribers():
-                print(
-                    f"{_s(s.contract_id):<24} {s.status.value:<11} {_fmt_time(s.status_changed_at):<21}"
-                    f" {_fmt_time(s.suspended_until)}",
-                    file=out,
-                )
-            return 0
-        if args.action == "suspend":
-            days = min(max(args.days, 0.0), MAX_SUSPENSION_DAYS)
-            store.set_subscriber_status(
-                args.contract_id,
-                SubscriberStatus.SUSPENDED,
-                now=now,
-                actor=actor,
-                until=now + days * DAY,
-                reason=args.reason,
-            )
-            print(f"{args.contract_id} suspended until {_fmt_time(now + days * DAY)}", file=out)
-            return 0
-        if args.action == "resume":
-            store.set_subscriber_status(args.contract_id, SubscriberStatus.ACTIVE, now=now, actor=actor)
-            print(f"{args.contract_id} active", file=out)
-            return 0
-        if args.action == "terminate":
-            revoked = store.set_subscriber_status(
-                args.contract_id, SubscriberStatus.TERMINATED, now=now, actor=actor, reason=args.reason
-            )
-            print(
-                f"{args.contract_id} terminated; revoked certificates: {', '.join(revoked) or 'none'}",
-                file=out,
-            )
-            return 0
-    if args.command == "cert":
-        if args.action == "revoke":
-            serial = args.serial.lower().removeprefix("0x").replace(":", "")
-            if not store.revoke_certificate(serial, now=now, actor=actor, reason=args.reason):
-                print(f"certificate {serial} was already revoked", file=out)
-            else:
-                print(f"certificate {serial} revoked", file=out)
-            return 0
-        if args.action == "list":
-            for c in store.list_certificates():
-                state = f"revoked {_fmt_time(c.revoked_at)}" if c.revoked_at else "valid"
-                print(
-                    f"{_s(c.serial)} {_s(c.contract_id)} {_s(c.machine_name)}"
-                    f" until {_fmt_time(c.not_after)} {state}",
-                    file=out,
-                )
-            return 0
-    if args.command == "agents":
-        print(f"{'serial':<40} {'contract':<20} {'machine':<20} {'state':<8} last seen", file=out)
-        for a in store.list_agents():
-            state = "revoked" if a.revoked else ("online" if a.online else "offline")
-            seen = _fmt_time(a.last_seen)
-            print(
-                f"{_s(a.serial):<40} {_s(a.contract_id):<20} {_s(a.machine_name):<20} {state:<8} {seen}",
-                file=out,
-            )
-        return 0
-    if args.command == "operator":
-        return _operator(args, store, data_dir, out, now=now, actor=actor)
-    if args.command == "inventory":
-        return _inventory(args, store, data_dir, out, now=now, actor=actor)
-    if args.command == "audit":
-        if args.action == "receipts":
-            return _receipts(args.session_id, store, out)
-        if args.action == "verify":
-            return _verify(store, data_dir, args.checkpoints, out)
-        if args.action == "log":
-            for e in store.audit_entries(subject=args.subject):
-                details = json.dumps(e.details, ensure_ascii=False, sort_keys=True)
-                print(
-                    f"{e.seq:>6} {_fmt_time(e.at)} {_s(e.actor):<16} {_s(e.action):<22} {_s(e.subject)}"
-                    f" {_s(details)}",
-                    file=out,
-                )
-            return 0
-    raise NotFound(f"unknown command {args.command}")
-
-
-def _operator(
-    args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: TextIO, *, now: float, actor: str
-) -> int:
-    from .datakeys import DataKeyring
-    from .operators import OperatorAccounts
-
-    accounts = OperatorAccounts(store, DataKeyring.open(data_dir / "keys"))
-    if args.action == "add":
-        created = accounts.create(
-            args.name, role=args.role, display_name=args.display_name or args.name, now=now, actor=actor
-        )
-        print(f"operator: {created.name} ({args.role})", file=out)
-        print(
-            f"initial password (one-time, must be changed at first login): {created.initial_password}",
-            file=out,
-        )
-        print(f"TOTP provisioning URI (scan into an authenticator app): {created.totp_uri}", file=out)
-        return 0
-    if args.action == "list":
-        for op in store.list_operators():
-            locked = (
-                f" locked until {_fmt_time(op.locked_until)}"
-                if op.locked_until and op.locked_until > now
-                else ""
-            )
-            print(f"{_s(op.name):<20} {_s(op.role):<10} {_s(op.display_name)}{locked}", file=out)
-        return 0
-    if args.action == "unlock":
-        accounts.unlock(args.name, now=now, actor=actor)
-        print(f"{args.name} unlocked", file=out)
-        return 0
-    if args.action == "lock":
-        revoked = accounts.lock(args.name, seconds=max(args.minutes, 0.0) * 60, now=now, actor=actor)
-        print(f"{_s(args.name)} locked for {args.minutes:g} minutes; {revoked} login(s) ended", file=out)
-        return 0
-    if args.action in ("disable", "enable"):
-        accounts.set_disabled(args.name, disabled=args.action == "disable", now=now, actor=actor)
-        print(f"{_s(args.name)} {args.action}d", file=out)
-        return 0
-    raise NotFound(f"unknown operator action {args.action}")
-
-
-def _inventory(
-    args: argparse.Namespace, store: SQLiteStore, data_dir: Path, out: TextIO, *, now: float, actor: str
-) -> int:
-    from .datakeys import DataKeyring
-    from .inventory import InventoryVault
-
-    if args.action == "purge":
-        cutoff = now - args.retention_days * DAY
-        purged = store.purge_inventory(terminated_before=cutoff, now=now, actor=actor)
-        print(
-            f"purged inventory of {len(purged)} terminated contract(s): {', '.join(purged) or '-'}", file=out
-        )
-        return 0
-    vault = InventoryVault(store, DataKeyring.open(data_dir / "keys"))
-    record = store.latest_inventory(args.contract_id)
-    if record is None:
-        print(f"no inventory for {args.contract_id}", file=out)
-        return 1
-    print(
-        f"contract {_s(record.contract_id)}, session {_s(record.session_id)},"
-        f" received {_fmt_time(record.at)}",
-        file=out,
-    )
-    for item in vault.items(record):
-        value = (
-            json.dumps(item.value, ensure_ascii=False) if item.available else f"(unavailable: {item.reason})"
-        )
-        print(f"  {_s(item.item):<16} {_s(value)}", file=out)
-    credentials = vault.credentials(record)
-    if credentials is not None:
-        if args.reveal:
-            store.append_audit(
-                actor=actor,
-                action="inventory.reveal",
-                subject=record.session_id,
-                details={"contract": record.contract_id, "inventory": record.id},
-                now=now,
-            )
-            print(f"  router login     {_s(credentials.account)} / {_s(credentials.password)}", file=out)
-        else:
-            print("  router login     (stored encrypted; --reveal shows it, and is audited)", file=out)
-    return 0
-
-
-def _verify(store: SQLiteStore, data_dir: Path, checkpoints: Path | None, out: TextIO) -> int:
-    """The chain, then every signed checkpoint against it; exit 1 on any problem, never a traceback."""
-    from .checkpoints import CHECKPOINT_FILE, verify_audit_and_checkpoints
-
-    report, note = verify_audit_and_checkpoints(
-        store,
-        store.audit_key.public,
-        checkpoints if checkpoints is not None else data_dir / CHECKPOINT_FILE,
-        required=checkpoints is not None,
-    )
-    problems = list(report.problems)
-    if report.omitted:
-        problems.append(f"… and {report.omitted} more problems")
-    if not problems:
-        print(f"audit chain OK ({report.checked} entries; {note})", file=out)
-        return 0
-    print(f"audit chain BROKEN ({report.checked} entries checked; {note}):", file=out)
-    for problem in problems:
-        print(f"  {safe_text(problem)}", file=out)
-    return 1
-
-
-def _receipts(session_id: str, store: SQLiteStore, out: TextIO) -> int:
-    """Print and check each consent receipt of a session (broker.receipts); exit 1 on any finding."""
-    from .receipts import audit_session_receipts
-
-    audit = audit_session_receipts(store, session_id)
-    for line in audit.lines:  # each line names the session it was checked for
-        print(safe_text(line), file=out)
-    for finding in audit.findings:
-        print(
-            f"FINDING session={safe_text(session_id)} agent={safe_text(audit.serial or '?')}"
-            f" {safe_text(finding)}",
-            file=out,
-        )
-    return 1 if audit.findings else 0
+        await storage.close()

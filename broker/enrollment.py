@@ -6,6 +6,7 @@ never leaves the subscriber's PC); the CSR's CN must be the contract the token w
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -21,8 +22,8 @@ from protocol.errors import ErrorCode
 from protocol.messages import Enroll, Enrolled
 
 from .errors import RefusedError
-from .sqlite_store import check_token
-from .store import CertificateRecord, StorageUnavailable, Store
+from .storage import ConstraintViolated, Storage, StorageBusy, check_token
+from .store import CertificateRecord, StorageUnavailable
 
 log = logging.getLogger("broker.enrollment")
 
@@ -36,12 +37,21 @@ def storage_guard() -> Iterator[None]:
     store its enrollment, not that the broker is unreachable (issue 12, item 10)."""
     try:
         yield
-    except (sqlite3.OperationalError, OSError) as exc:
+    except Exception as exc:
+        if not _storage_failure(exc):
+            raise
         log.error("enrollment not stored: storage failed: %s", exc)
         raise StorageUnavailable(
             "the broker could not store the enrollment (a storage failure on the server); "
             "nothing was stored, try again later"
         ) from exc
+
+
+def _storage_failure(exc: Exception) -> bool:
+    """A failure of the database itself (either backend), not a refusal by rule."""
+    if isinstance(exc, StorageBusy | ConstraintViolated | sqlite3.OperationalError | OSError):
+        return True
+    return type(exc).__module__.split(".", 1)[0] == "psycopg"  # OperationalError, InterfaceError, …
 
 
 def new_token() -> str:
@@ -53,29 +63,26 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
 
-def issue_token(store: Store, contract_id: str, *, now: float, ttl: float, actor: str) -> str:
+async def issue_token(storage: Storage, contract_id: str, *, now: float, ttl: float, actor: str) -> str:
     token = new_token()
-    store.add_enrollment_token(contract_id, token_hash(token), now=now, expires_at=now + ttl, actor=actor)
+    await storage.subscribers.add_enrollment_token(
+        contract_id, token_hash(token), now=now, expires_at=now + ttl, actor=actor
+    )
     return token
 
 
-def enroll(store: Store, ca: CertificateAuthority, request: Enroll, *, now: float) -> Enrolled:
+async def enroll(storage: Storage, ca: CertificateAuthority, request: Enroll, *, now: float) -> Enrolled:
     """Check the token, sign the CSR, record both atomically; raise ``RefusedError`` with a code,
     or :class:`StorageUnavailable` when the store fails (nothing is then stored)."""
     digest = token_hash(request.token)
     with storage_guard():
-        token = store.get_enrollment_token(digest)
-        subscriber = store.get_subscriber(token.contract_id) if token else None
+        token = await storage.subscribers.get_enrollment_token(digest)
+        subscriber = await storage.subscribers.get(token.contract_id) if token else None
     # Checked before signing, and again inside the store's transaction (a concurrent reuse loses).
-    check_token(
-        (token.contract_id, token.expires_at, token.used_at, subscriber.status)
-        if token and subscriber
-        else None,
-        contract_id=request.contract_id,
-        now=now,
-    )
+    check_token(token, subscriber.status if subscriber else None, contract_id=request.contract_id, now=now)
     try:
-        cert = ca.sign_client_csr(
+        cert = await asyncio.to_thread(  # ECDSA signing: off the event loop
+            ca.sign_client_csr,
             request.csr_pem.encode("utf-8"),
             expected_common_name=request.contract_id,
             now=datetime.fromtimestamp(now, UTC),
@@ -87,7 +94,7 @@ def enroll(store: Store, ca: CertificateAuthority, request: Enroll, *, now: floa
     not_after = cert.not_valid_after_utc.timestamp()
     cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
     with storage_guard():
-        store.complete_enrollment(
+        await storage.subscribers.complete_enrollment(
             digest,
             CertificateRecord(
                 serial=serial,

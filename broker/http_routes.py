@@ -17,7 +17,6 @@ from .cluster.ops import OpsEndpoints
 from .metrics import BrokerMetrics
 from .pki import Pki
 from .static_files import StaticFiles, make_response
-from .store import Store
 
 if TYPE_CHECKING:
     from .config import BrokerConfig
@@ -30,7 +29,7 @@ class HttpRoutes:
     """The HTTP side of :class:`broker.server.Broker` (which sets these attributes)."""
 
     clock: Callable[[], float]
-    store: Store
+    revoked: list[tuple[str, float]]
     pki: Pki
     static: StaticFiles
     _crl_cache: tuple[int, bytes] | None
@@ -87,7 +86,7 @@ class HttpRoutes:
         return fallback
 
     def _crl(self) -> bytes:
-        revoked = self.store.revoked_serials()
+        revoked = self.revoked  # kept current by the broker's revocation watch
         if self._crl_cache is None or self._crl_cache[0] != len(revoked):
             pem = self.pki.ca.build_crl(
                 [(int(serial, 16), datetime.fromtimestamp(at, UTC)) for serial, at in revoked],

@@ -9,12 +9,18 @@ is deleted after the retention period by ``python -m broker inventory purge`` (ç
 
 from __future__ import annotations
 
+import asyncio
+from typing import TYPE_CHECKING
+
 import msgspec
 
 from protocol.messages import InventoryItem, InventoryReport
 
 from .datakeys import DataKeyring
-from .store import InventoryRecord, Store
+from .store import InventoryRecord
+
+if TYPE_CHECKING:
+    from .storage import Storage
 
 _items = msgspec.json.Decoder(tuple[InventoryItem, ...])
 
@@ -25,15 +31,17 @@ class Credentials(msgspec.Struct, frozen=True):
 
 
 class InventoryVault:
-    def __init__(self, store: Store, keyring: DataKeyring) -> None:
-        self.store = store
+    """Encrypts reports for :meth:`broker.storage.services.Inventory.save` and decrypts records."""
+
+    def __init__(self, keyring: DataKeyring) -> None:
         self.keyring = keyring
 
     @staticmethod
     def _aad(kind: str, contract_id: str, session_id: str) -> bytes:
         return f"inventory:{kind}:{contract_id}:{session_id}".encode()
 
-    def save(self, *, contract_id: str, serial: str, report: InventoryReport, now: float) -> int:
+    def seal(self, *, contract_id: str, report: InventoryReport) -> tuple[bytes, bytes | None]:
+        """``(items_blob, credentials_blob)``: AES-GCM, each bound to the contract and the session."""
         items_blob = self.keyring.encrypt(
             msgspec.json.encode(report.items), aad=self._aad("items", contract_id, report.session_id)
         )
@@ -45,7 +53,16 @@ class InventoryVault:
             credentials_blob = self.keyring.encrypt(
                 msgspec.json.encode(credentials), aad=self._aad("credentials", contract_id, report.session_id)
             )
-        return self.store.save_inventory(
+        return items_blob, credentials_blob
+
+    async def store(
+        self, storage: Storage, *, contract_id: str, serial: str, report: InventoryReport, now: float
+    ) -> int:
+        """Encrypt in a worker thread, then store the blobs (and the audit entry) in one transaction."""
+        items_blob, credentials_blob = await asyncio.to_thread(
+            self.seal, contract_id=contract_id, report=report
+        )
+        return await storage.inventory.save(
             contract_id=contract_id,
             serial=serial,
             session_id=report.session_id,

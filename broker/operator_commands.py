@@ -2,13 +2,14 @@
 :mod:`broker.server`, which mixes :class:`OperatorCommands` into its ``Broker``).
 
 Operator links are driven from callbacks as agent links are, so input reaches the agent in the
-same event-loop turn; a login or password change (argon2id in a worker thread) holds that
-operator's later messages, in order, until it is done (:mod:`broker.ordered`).
+same event-loop turn; a login, token auth or password change (awaited: the database, argon2id in a
+worker thread) holds that operator's later messages, in order, until it is done
+(:mod:`broker.ordered`). After that, the per-message identity check reads no database
+(:meth:`broker.operators.OperatorAccounts.authenticate`).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from protocol import CLOSE_POLICY, Event, Received
@@ -130,13 +131,7 @@ class OperatorCommands:
                 ws.authenticated()  # logged in: no longer counted against its address
             elif isinstance(message, ChangePassword):
                 name = self._operator_authenticated(op, now)
-                await asyncio.to_thread(
-                    self.accounts.change_password,
-                    name,
-                    message.old_password,
-                    message.new_password,
-                    now=now,
-                )
+                await self.accounts.change_password(name, message.old_password, message.new_password, now=now)
                 op.must_change_password = False
                 op.peer.send(Ok(id=message.id))
                 op.peer.send(self.sessions.queue())
@@ -152,15 +147,15 @@ class OperatorCommands:
                     retry_after=retry,
                 )
             self._login_attempts.record(op.address, now)
-            # argon2id is deliberately slow (tens of ms): verify in a worker thread so logins,
-            # good or hostile, never stall the relay of everyone else.
-            result = await asyncio.to_thread(
-                self.accounts.login, message.name, message.password, message.totp, now=now, peer=op.address
+            # argon2id is deliberately slow (tens of ms): OperatorAccounts verifies in a worker
+            # thread, so logins, good or hostile, never stall the relay of everyone else.
+            result = await self.accounts.login(
+                message.name, message.password, message.totp, now=now, peer=op.address
             )
             token, expires_at, must_change = result.token, result.expires_at, result.password_change_required
             name, display_name, role = result.name, result.display_name, result.role
         else:
-            identity = self.accounts.authenticate(message.token, now=now)
+            identity = await self.accounts.admit(message.token, now=now)  # one SELECT per link
             token, expires_at, must_change = (
                 message.token,
                 identity.expires_at,

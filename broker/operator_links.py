@@ -61,6 +61,10 @@ class OperatorLinks:
     def unregister(self, op: OperatorPeer) -> None:
         self._links.pop(op, None)
 
+    def tokens(self) -> set[str]:
+        """The tokens of the live connections (the identity cache re-reads these, broker.operators)."""
+        return {op.token for op in self._links if op.token is not None}
+
     def end_token(self, token: str, now: float, *, reason: str, keep: OperatorPeer | None = None) -> int:
         """End every connection authenticated with ``token`` (but ``keep``); returns how many."""
         return self._end(lambda op: op.token == token and op is not keep, now, reason)

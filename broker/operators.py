@@ -18,17 +18,24 @@ so an operator login is two factors and resists guessing:
 - A login yields a bearer token (256 random bits); the store keeps only its SHA-256, so a copied
   database holds no usable token. Tokens last one shift (``token_ttl``) and logout revokes them.
 
-Pure logic over a store and a keyring: no asyncio, no clock (``now`` is always passed in).
+The rules over :class:`broker.storage.Storage` (``storage.operators``): every database call is awaited,
+argon2 runs in a worker thread, and no clock is read (``now`` is always passed in). The identity
+behind a token is read once per connection (:meth:`OperatorAccounts.admit`, one SELECT) and then kept
+in memory, so the check made for every operator message (:meth:`OperatorAccounts.authenticate`) reads
+no database; logout drops it at once, and :meth:`OperatorAccounts.refresh` (the broker's operator
+watch, every 0.5 s) drops what another process revoked, locked or disabled.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Final, Literal, get_args
 
 import pyotp
 from argon2 import PasswordHasher
@@ -39,6 +46,11 @@ from protocol.errors import ErrorCode
 from .datakeys import DataKeyError, DataKeyring
 from .errors import BrokerError, NotFound, RefusedError
 
+if TYPE_CHECKING:
+    from .storage import Storage
+
+log = logging.getLogger("broker.operators")
+
 __all__ = [
     "LOGIN_FAILED_MESSAGE",
     "ROLES",
@@ -47,7 +59,6 @@ __all__ = [
     "OperatorAccounts",
     "OperatorIdentity",
     "OperatorRecord",
-    "OperatorStore",
     "Role",
     "hash_token",
     "parse_role",
@@ -116,57 +127,6 @@ class OperatorIdentity:
     password_change_required: bool
 
 
-class OperatorStore(Protocol):
-    """What :class:`OperatorAccounts` needs from a store (``SQLiteStore`` with ``OperatorTables``)."""
-
-    def add_operator(
-        self,
-        name: str,
-        *,
-        display_name: str,
-        role: Role,
-        password_hash: str,
-        totp_secret_blob: bytes,
-        now: float,
-        actor: str,
-        password_change_required: bool = True,
-    ) -> OperatorRecord: ...
-    def get_operator(self, name: str) -> OperatorRecord | None: ...
-    def list_operators(self) -> list[OperatorRecord]: ...
-    def record_login_failure(
-        self, name: str, *, now: float, lock_after: int, lock_for: float, peer: str, reason: str
-    ) -> float | None: ...
-    def record_login_success(
-        self,
-        name: str,
-        *,
-        now: float,
-        totp_step: int,
-        peer: str,
-        token_hash: str,
-        expires_at: float,
-        password_hash: str | None = None,
-    ) -> bool: ...
-    def set_password(
-        self,
-        name: str,
-        password_hash: str,
-        *,
-        now: float,
-        change_required: bool,
-        actor: str,
-        action: str = "operator.password_changed",
-    ) -> None: ...
-    def unlock(self, name: str, *, now: float, actor: str) -> None: ...
-    def set_operator_disabled(self, name: str, *, disabled: bool, now: float, actor: str) -> None: ...
-    def lock_operator(self, name: str, *, until: float, now: float, actor: str) -> int: ...
-    def get_token(self, token_hash: str) -> tuple[str, float, float | None] | None: ...
-    def revoke_token(self, token_hash: str, *, now: float) -> bool: ...
-    def append_audit(
-        self, *, actor: str, action: str, subject: str, details: dict[str, Any], now: float
-    ) -> int: ...
-
-
 def hash_token(token: str) -> str:
     """SHA-256 hex: enough for a 256-bit random token (no salt or stretching needed, unlike passwords)."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
@@ -180,6 +140,27 @@ def parse_role(role: str) -> Role:
     raise RefusedError(f"role must be one of {', '.join(ROLES)}", code=ErrorCode.INVALID_FIELD)
 
 
+def _auth_required() -> RefusedError:
+    return RefusedError("not logged in, or the session expired: log in again", code=ErrorCode.AUTH_REQUIRED)
+
+
+def _identity(
+    found: tuple[OperatorRecord, float, float | None] | None, now: float
+) -> OperatorIdentity | None:
+    if found is None:
+        return None
+    record, expires_at, revoked_at = found
+    if revoked_at is not None or now >= expires_at or record.disabled:
+        return None
+    return OperatorIdentity(
+        name=record.name,
+        display_name=record.display_name,
+        role=record.role,
+        expires_at=expires_at,
+        password_change_required=record.password_change_required,
+    )
+
+
 def _totp_aad(name: str) -> bytes:
     return b"totp:" + name.encode("utf-8")
 
@@ -189,7 +170,7 @@ class OperatorAccounts:
 
     def __init__(
         self,
-        store: OperatorStore,
+        storage: Storage,
         keyring: DataKeyring,
         *,
         lock_after: int = 5,
@@ -220,7 +201,11 @@ class OperatorAccounts:
         """
         if lock_after < 1:
             raise ValueError("lock_after must be at least 1")
-        self._store = store
+        self._ops = storage.operators
+        self._audit = storage.audit
+        self._identities: dict[str, OperatorIdentity] = {}
+        """Token hash → identity, for the tokens of live connections."""
+        self._pending: set[asyncio.Task[bool]] = set()
         self._keyring = keyring
         self.lock_after = lock_after
         self.lock_for = lock_for
@@ -237,7 +222,7 @@ class OperatorAccounts:
 
     # -- administration ---------------------------------------------------------------------------
 
-    def create(
+    async def create(
         self, name: str, *, role: str, display_name: str | None = None, now: float, actor: str
     ) -> NewOperator:
         """Create an account with a one-time password and a fresh TOTP secret.
@@ -255,11 +240,12 @@ class OperatorAccounts:
             raise RefusedError("a display name is 1-255 characters", code=ErrorCode.INVALID_FIELD)
         password = secrets.token_urlsafe(self.initial_password_bytes)
         secret = pyotp.random_base32()
-        self._store.add_operator(
+        password_hash = await asyncio.to_thread(self._hasher.hash, password)
+        await self._ops.add(
             name,
             display_name=display,
             role=checked,
-            password_hash=self._hasher.hash(password),
+            password_hash=password_hash,
             totp_secret_blob=self._keyring.encrypt(secret.encode("ascii"), aad=_totp_aad(name)),
             now=now,
             actor=actor,
@@ -268,15 +254,15 @@ class OperatorAccounts:
         uri = pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=self.totp_issuer)
         return NewOperator(name=name, initial_password=password, totp_uri=uri)
 
-    def reset_password(self, name: str, *, now: float, actor: str) -> str:
+    async def reset_password(self, name: str, *, now: float, actor: str) -> str:
         """Give the account a new one-time password (forgotten password); returns it. The TOTP secret
         and the lock state are unchanged (an admin unlocks separately, on purpose)."""
-        if self._store.get_operator(name) is None:
+        if await self._ops.get(name) is None:
             raise NotFound(f"no operator {name}")
         password = secrets.token_urlsafe(self.initial_password_bytes)
-        self._store.set_password(
+        await self._ops.set_password(
             name,
-            self._hasher.hash(password),
+            await asyncio.to_thread(self._hasher.hash, password),
             now=now,
             change_required=True,
             actor=actor,
@@ -284,34 +270,38 @@ class OperatorAccounts:
         )
         return password
 
-    def unlock(self, name: str, *, now: float, actor: str) -> None:
+    async def unlock(self, name: str, *, now: float, actor: str) -> None:
         """Lift a lockout before it expires (an admin, after checking with the operator)."""
-        self._store.unlock(name, now=now, actor=actor)
+        await self._ops.unlock(name, now=now, actor=actor)
 
-    def lock(self, name: str, *, seconds: float, now: float, actor: str) -> int:
+    async def lock(self, name: str, *, seconds: float, now: float, actor: str) -> int:
         """An admin locks an account: no login for ``seconds``, and its live tokens revoked, so every
         open connection of it ends (issue 11). A lock from failed logins does not revoke tokens:
         anyone who knows a name could otherwise throw its operator out of a session."""
-        return self._store.lock_operator(name, until=now + seconds, now=now, actor=actor)
+        revoked = await self._ops.lock(name, until=now + seconds, now=now, actor=actor)
+        self._forget_operator(name)
+        return revoked
 
-    def set_disabled(self, name: str, *, disabled: bool, now: float, actor: str) -> None:
+    async def set_disabled(self, name: str, *, disabled: bool, now: float, actor: str) -> None:
         """Disable an account (an operator who left) without deleting it: the audit log keeps naming
         it, its tokens are revoked at once, and login answers like for an unknown name."""
-        self._store.set_operator_disabled(name, disabled=disabled, now=now, actor=actor)
+        await self._ops.set_disabled(name, disabled=disabled, now=now, actor=actor)
+        if disabled:
+            self._forget_operator(name)
 
     # -- login ------------------------------------------------------------------------------------
 
-    def login(self, name: str, password: str, totp_code: str, *, now: float, peer: str) -> LoginResult:
+    async def login(self, name: str, password: str, totp_code: str, *, now: float, peer: str) -> LoginResult:
         """Check password and TOTP code; on success return a new token.
 
         Raises ``RefusedError(LOGIN_FAILED)`` with :data:`LOGIN_FAILED_MESSAGE` for every kind of wrong
         input, ``RefusedError(ACCOUNT_LOCKED, retry_after=…)`` while the account is locked. The failure
         that reaches ``lock_after`` still answers LOGIN_FAILED; the next attempts get ACCOUNT_LOCKED.
         """
-        record = self._store.get_operator(name)
+        record = await self._ops.get(name)
         if record is None or record.disabled:
-            self._burn_verify(password)  # same cost as a real check: timing reveals nothing
-            self._store.append_audit(
+            await asyncio.to_thread(self._burn_verify, password)  # same cost: timing reveals nothing
+            await self._audit.append(
                 actor="broker",
                 action="operator.login_failed",
                 subject=name,
@@ -320,7 +310,7 @@ class OperatorAccounts:
             )
             raise RefusedError(LOGIN_FAILED_MESSAGE, code=ErrorCode.LOGIN_FAILED)
         if record.locked_until is not None and now < record.locked_until:
-            self._store.append_audit(
+            await self._audit.append(
                 actor="broker",
                 action="operator.login_refused",
                 subject=name,
@@ -333,7 +323,7 @@ class OperatorAccounts:
                 retry_after=record.locked_until - now,
             )
         reason: str
-        if not self._verify(record.password_hash, password):
+        if not await asyncio.to_thread(self._verify, record.password_hash, password):
             reason = "password"
         else:
             step, replayed = self._totp_step(record, totp_code, now)
@@ -343,11 +333,11 @@ class OperatorAccounts:
                 token = secrets.token_urlsafe(32)
                 expires_at = now + self.token_ttl
                 rehash = (
-                    self._hasher.hash(password)
+                    await asyncio.to_thread(self._hasher.hash, password)
                     if self._hasher.check_needs_rehash(record.password_hash)
                     else None
                 )
-                if self._store.record_login_success(
+                if await self._ops.record_login_success(
                     name,
                     now=now,
                     totp_step=step,
@@ -356,7 +346,7 @@ class OperatorAccounts:
                     expires_at=expires_at,
                     password_hash=rehash,
                 ):
-                    return LoginResult(
+                    result = LoginResult(
                         token=token,
                         expires_at=expires_at,
                         name=record.name,
@@ -364,43 +354,87 @@ class OperatorAccounts:
                         role=record.role,
                         password_change_required=record.password_change_required,
                     )
+                    self.remember(token, result)
+                    return result
                 reason = "totp_replay"  # another login consumed this step meanwhile
-        self._store.record_login_failure(
+        await self._ops.record_login_failure(
             name, now=now, lock_after=self.lock_after, lock_for=self.lock_for, peer=peer, reason=reason
         )
         raise RefusedError(LOGIN_FAILED_MESSAGE, code=ErrorCode.LOGIN_FAILED)
 
-    def authenticate(self, token: str, *, now: float) -> OperatorIdentity:
-        """Who holds ``token``; ``RefusedError(AUTH_REQUIRED)`` if it is unknown, expired or revoked, or
-        the account was disabled since."""
-        found = self._store.get_token(hash_token(token))
-        if found is not None:
-            name, expires_at, revoked_at = found
-            if revoked_at is None and now < expires_at:
-                record = self._store.get_operator(name)
-                if record is not None and not record.disabled:
-                    return OperatorIdentity(
-                        name=record.name,
-                        display_name=record.display_name,
-                        role=record.role,
-                        expires_at=expires_at,
-                        password_change_required=record.password_change_required,
-                    )
-        raise RefusedError(
-            "not logged in, or the session expired: log in again", code=ErrorCode.AUTH_REQUIRED
+    async def admit(self, token: str, *, now: float) -> OperatorIdentity:
+        """Who holds ``token`` (one SELECT, once per connection); remembered for :meth:`authenticate`.
+        ``RefusedError(AUTH_REQUIRED)`` if it is unknown, expired, revoked, or the account disabled."""
+        key = hash_token(token)
+        found = await self._ops.by_token(key)
+        identity = _identity(found, now)
+        if identity is None:
+            self._identities.pop(key, None)
+            raise _auth_required()
+        self._identities[key] = identity
+        return identity
+
+    def remember(self, token: str, result: LoginResult) -> None:
+        """A fresh login's identity, so the connection's messages need no SELECT."""
+        self._identities[hash_token(token)] = OperatorIdentity(
+            name=result.name,
+            display_name=result.display_name,
+            role=result.role,
+            expires_at=result.expires_at,
+            password_change_required=result.password_change_required,
         )
 
-    def logout(self, token: str, *, now: float) -> None:
-        """Revoke the token (idempotent)."""
-        self._store.revoke_token(hash_token(token), now=now)
+    def authenticate(self, token: str, *, now: float) -> OperatorIdentity:
+        """The identity :meth:`admit` or a login remembered, still valid at ``now``; no database read
+        (this runs for every operator message). ``RefusedError(AUTH_REQUIRED)`` otherwise."""
+        identity = self._identities.get(hash_token(token))
+        if identity is None or now >= identity.expires_at:
+            raise _auth_required()
+        return identity
 
-    def change_password(self, name: str, old: str, new: str, *, now: float) -> None:
+    async def refresh(self, live: set[str], *, now: float) -> None:
+        """Re-read the tokens of live connections (one SELECT each) and forget the others, so what
+        another process revoked, locked or disabled (the admin CLI) is refused within one watch."""
+        keys = {hash_token(token) for token in live}
+        for key in [k for k in self._identities if k not in keys]:
+            del self._identities[key]
+        for key in keys & self._identities.keys():
+            identity = _identity(await self._ops.by_token(key), now)
+            if identity is None:
+                self._identities.pop(key, None)
+            else:
+                self._identities[key] = identity
+
+    def _forget_operator(self, name: str) -> None:
+        for key in [k for k, identity in self._identities.items() if identity.name == name]:
+            del self._identities[key]
+
+    def logout(self, token: str, *, now: float) -> None:
+        """Forget the token at once (its connections are refused from the next message) and revoke
+        it in the database in a task (idempotent; audited as ``operator.logout``)."""
+        key = hash_token(token)
+        self._identities.pop(key, None)
+        task = asyncio.get_running_loop().create_task(self._ops.revoke_token(key, now=now))
+        self._pending.add(task)
+        task.add_done_callback(self._logged_out)
+
+    def _logged_out(self, task: asyncio.Task[bool]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a logout was not stored: %s", task.exception())
+
+    async def drain(self) -> None:
+        """Wait for logouts still being written (at shutdown)."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+    async def change_password(self, name: str, old: str, new: str, *, now: float) -> None:
         """Replace the password and clear the one-time flag.
 
         A wrong ``old`` counts as a failed login (a stolen token must not become a password oracle).
         The new one needs ``min_password_length`` characters and must differ from the old one.
         """
-        record = self._store.get_operator(name)
+        record = await self._ops.get(name)
         if record is None or record.disabled:
             raise RefusedError("not logged in", code=ErrorCode.AUTH_REQUIRED)
         if record.locked_until is not None and now < record.locked_until:
@@ -409,8 +443,8 @@ class OperatorAccounts:
                 code=ErrorCode.ACCOUNT_LOCKED,
                 retry_after=record.locked_until - now,
             )
-        if not self._verify(record.password_hash, old):
-            self._store.record_login_failure(
+        if not await asyncio.to_thread(self._verify, record.password_hash, old):
+            await self._ops.record_login_failure(
                 name,
                 now=now,
                 lock_after=self.lock_after,
@@ -430,8 +464,12 @@ class OperatorAccounts:
             )
         if hmac.compare_digest(new.encode("utf-8"), old.encode("utf-8")):
             raise RefusedError("the new password must differ from the old one", code=ErrorCode.INVALID_FIELD)
-        self._store.set_password(
-            name, self._hasher.hash(new), now=now, change_required=False, actor=f"operator:{name}"
+        await self._ops.set_password(
+            name,
+            await asyncio.to_thread(self._hasher.hash, new),
+            now=now,
+            change_required=False,
+            actor=f"operator:{name}",
         )
 
     # -- helpers ----------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from protocol.receipts import ConsentReceipt, parse_receipt
 
 from .audit import AuditEntry
 from .errors import RefusedError
-from .store import Store
+from .storage import Storage
 
 
 def verify_receipt(text: str, signature_b64: str, cert_pem: str) -> ConsentReceipt:
@@ -51,8 +51,8 @@ class ReceiptAudit:
     findings: list[str] = field(default_factory=list)
 
 
-def _session_record(
-    entries: list[AuditEntry], store: Store, session_id: str
+async def _session_record(
+    entries: list[AuditEntry], storage: Storage, session_id: str
 ) -> tuple[str | None, str | None]:
     """(contract, agent serial) of a session from the broker's own entries about it.
 
@@ -67,7 +67,7 @@ def _session_record(
             contract = contract or _text(entry.details.get("contract"))
             serial = serial or _text(entry.details.get("serial"))
     if contract is not None:
-        for entry in store.audit_entries(subject=contract):
+        for entry in await storage.audit.entries(subject=contract):
             if entry.action == "support.request" and entry.details.get("session") == session_id:
                 serial = _text(entry.details.get("serial")) or serial
                 break
@@ -78,14 +78,14 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def audit_session_receipts(store: Store, session_id: str) -> ReceiptAudit:
+async def audit_session_receipts(storage: Storage, session_id: str) -> ReceiptAudit:
     """Verify each consent receipt of a session: signature, session id, agent serial, no
     duplicates, in order (第31条1項④⑤: the record of consent must be the subscriber's own, for this
     session). A replayed genuine receipt (another session's, or an earlier grant re-appended
     after a withdrawal) verifies by signature alone; these checks are what catch it."""
     audit = ReceiptAudit(session_id=session_id)
-    entries = list(store.audit_entries(subject=session_id))
-    audit.contract_id, audit.serial = _session_record(entries, store, session_id)
+    entries = await storage.audit.entries(subject=session_id)
+    audit.contract_id, audit.serial = await _session_record(entries, storage, session_id)
     if audit.serial is None:
         audit.findings.append("the session's own record (support request, claim or end) is not in the log")
     seen: dict[str, int] = {}
@@ -97,7 +97,7 @@ def audit_session_receipts(store: Store, session_id: str) -> ReceiptAudit:
     for entry in receipts:
         label = f"#{entry.seq}"
         entry_serial = str(entry.details.get("serial", ""))
-        record = store.get_certificate(entry_serial)
+        record = await storage.certificates.get(entry_serial)
         try:
             if record is None:
                 raise RefusedError(f"certificate {entry_serial} is not known")

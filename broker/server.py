@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
 
 from websockets.http11 import Request
 
@@ -28,22 +28,22 @@ from protocol import CLOSE_POLICY, BinaryReceived, Event, Link, Opened, Received
 from protocol.errors import ErrorCode
 from protocol.messages import (
     AgentStatus,
-    Enroll,
     Error,
 )
-from wire import AsyncConnection, LinkPump, LinkRunner, WireConnection, WireServer
+from wire import AsyncConnection, LinkPump, WireConnection, WireServer
 from wire.server import Handler
 from wire.tls import harden_server_context, peer_serial
 
 from . import tuning
+from .admission import Admission, HeldLink
+from .audit import ChainReport
 from .auditkey import load_or_create_audit_key
 from .background import BackgroundWriter
-from .checkpoints import CHECKPOINT_FILE, Checkpointer
+from .checkpoints import CHECKPOINT_FILE, Checkpointer, verify_audit_and_checkpoints
 from .config import BrokerConfig
 from .core import AgentPeer, SessionCore
 from .datakeys import DataKeyring
-from .enrollment import enroll
-from .errors import BrokerError, RefusedError
+from .errors import RefusedError
 from .http_routes import HttpRoutes
 from .operator_commands import OperatorCommands
 from .operator_links import OperatorLinks
@@ -53,10 +53,8 @@ from .pki import Pki
 from .policy import AuditThrottle, CodeAttemptGuard, RateLimit, parse_hours
 from .relay import Sender
 from .session_host import SessionHost
-from .session_records import StorageThread, verify_on_own_connection
 from .static_files import StaticFiles
 from .storage import Storage, keyed_chain, open_storage
-from .store import CertificateRecord, Store, SubscriberStatus
 
 log = logging.getLogger("broker")
 
@@ -67,81 +65,85 @@ HSTS = "max-age=63072000"
 (docs/hardening.md); no includeSubDomains, since the broker may share its domain with other hosts."""
 
 
-class Broker(HttpRoutes, OperatorCommands):
+class Broker(HttpRoutes, OperatorCommands, Admission):
     """Owns the listener, the live agent connections and the periodic housekeeping tasks."""
 
+    storage: Storage
+    """The broker's one :class:`broker.storage.Storage`, opened in :meth:`start`, closed in :meth:`close`."""
+    background: BackgroundWriter
+    checkpoints: Checkpointer
+
     def __init__(
-        self, config: BrokerConfig, store: Store, pki: Pki, *, clock: Callable[[], float] = time.time
+        self,
+        config: BrokerConfig,
+        pki: Pki,
+        *,
+        database: str | Path | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``database``: a URL or path (docs/storage.md); default ``broker.sqlite3`` in the data dir."""
         self.config = config
-        self.store = store
+        self.database: str | Path = database if database is not None else config.db_path
         self.pki = pki
         self.clock = clock
         self.agents: dict[str, set[AgentConnection]] = {}
         self._seen: set[str] = set()
         self._server: WireServer | None = None
         self._enrollments: set[asyncio.Task[None]] = set()
+        self._admissions: set[asyncio.Task[None]] = set()
+        self.revoked: list[tuple[str, float]] = []
+        """Revoked serials and when, re-read every ``revocation_poll_interval`` (the CRL, the watch)."""
         self._tasks: list[asyncio.Task[None]] = []
         self._crl_cache: tuple[int, bytes] | None = None
         self.static = StaticFiles()
         self._closing = False
-        # Records nobody waits for (presence, refused connections) are written on a thread of
-        # their own, so a locked database never stalls the event loop (docs/hardening.md).
-        reopen = getattr(store, "reopen", None)
-        self.background = BackgroundWriter(reopen if reopen is not None else lambda: store)
         self._refusal_audits = AuditThrottle()
         self._enroll_attempts = RateLimit(config.enroll_attempts_per_minute, 60.0)
         self._login_attempts = RateLimit(config.login_attempts_per_minute, 60.0)
         self.keyring = DataKeyring.open(config.data_dir / "keys")
-        self.accounts = OperatorAccounts(
-            store,
-            self.keyring,
-            lock_after=config.operator_lock_after,
-            lock_for=config.operator_lock_for,
-        )
-        # The store's own key when it has one (the same file, read once), else the data dir's.
-        audit_key = getattr(store, "audit_key", None) or load_or_create_audit_key(config.data_dir)
-        self.checkpoints = Checkpointer(store, audit_key, config.data_dir / CHECKPOINT_FILE)
-        self._audit_key = audit_key
+        # The keyed HMAC chain (docs/audit.md): its key is a file in the data dir, outside the
+        # database, whichever database that is.
+        self.audit_key = load_or_create_audit_key(config.data_dir)
+        self.chain = keyed_chain(self.audit_key.chain)
         # The pure session core (broker/core); its host (broker/session_host.py) is built in
-        # start(), on the asynchronous storage opened there.
+        # start(), on the storage opened there.
         self.session_core = SessionCore(
             hours=parse_hours(config.service_hours, tz=config.service_timezone),
             code_guard=CodeAttemptGuard(lockout_for=config.code_lockout_for),
             rules=config.session_rules,
         )
-        self.storage: Storage | None = None
-        self._storage_thread: StorageThread
         self.sessions: SessionHost
         self.operator_links: OperatorLinks
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> WireServer:
-        # The session host writes through the asynchronous storage, on the same database file and
-        # the same audit chain as the old store (docs/storage.md, "the transition").
-        # Until nothing writes through the old store on this loop, the new layer runs on a loop
-        # of its own (broker.session_host.StorageThread).
-        self._storage_thread = StorageThread()
-        self.storage = await self._storage_thread.run(
-            open_storage(str(self.config.db_path), chain=keyed_chain(self._audit_key.chain))
+        self.storage = await open_storage(self.database, chain=self.chain)
+        await self.storage.audit.adopt_key(created=self.audit_key.created)
+        self.accounts = OperatorAccounts(
+            self.storage,
+            self.keyring,
+            lock_after=self.config.operator_lock_after,
+            lock_for=self.config.operator_lock_for,
+        )
+        self.checkpoints = Checkpointer(
+            self.storage.audit, self.audit_key, self.config.data_dir / CHECKPOINT_FILE
         )
         self.sessions = SessionHost(
             self.session_core,
             self.storage,
             keyring=self.keyring,
             clock=self.clock,
-            verify_audit=lambda: verify_on_own_connection(
-                self.store, self._audit_key.public, self.config.data_dir / CHECKPOINT_FILE
-            ),
-            run=self._storage_thread.run,
+            verify_audit=self._verify_audit,
         )
         self.sessions.start()
         self.operator_links = OperatorLinks(self.sessions)
-        offline = self.store.mark_node_offline(self.config.node, now=self.clock())
+        offline = await self.storage.presence.mark_node_offline(self.config.node, now=self.clock())
         if offline:
             log.info("marked %d agents of node %s offline after restart", offline, self.config.node)
+        await self._refresh_revoked()
         tuning.set_tls_read_buffer(self.config.tls_read_buffer)
+        self.background = BackgroundWriter(self.storage)
         self.background.start()
         # No permessage-deflate (the lean server offers no extensions): screen updates are already
         # compressed (PNG/JPEG/zlib), zlib state on every idle connection costs memory, and
@@ -167,9 +169,9 @@ class Broker(HttpRoutes, OperatorCommands):
             reuse_port=self.config.reuse_port,
             proxy_from=self.config.proxy_protocol_from,
         )
-        self.store.set_meta("public_url", self.url)
-        self.checkpoints.check_last(self.clock())
-        self.checkpoints.write(self.clock())
+        await self.storage.meta.set("public_url", self.url)
+        await self.checkpoints.check_last(self.clock())
+        await self.checkpoints.write(self.clock())
         self._tasks = [
             asyncio.create_task(self._checkpoint_loop()),
             asyncio.create_task(self._operator_watch()),
@@ -210,29 +212,36 @@ class Broker(HttpRoutes, OperatorCommands):
         closed = time.monotonic()
         for task in list(self._enrollments):
             task.cancel()
+        for task in list(self._admissions):
+            task.cancel()
         self._flush_seen()
-        if not await asyncio.to_thread(self.background.close, 30.0):
-            log.error("storage thread did not finish its queue in 30 s")
+        if not await self.background.close(30.0):
+            log.error("storage did not finish its queue in 30 s")
+        await self.accounts.drain()
         now = self.clock()
-        self.store.mark_node_offline(self.config.node, now=now)
-        self.store.append_audit(
+        await self.storage.presence.mark_node_offline(self.config.node, now=now)
+        await self.storage.audit.append(
             actor="broker",
             action="broker.stop",
             subject=self.config.node,
             details={"disconnected": connected},
             now=now,
         )
-        self.checkpoints.write(now)
-        if self.storage is not None:
-            await self._storage_thread.run(self.storage.close())
-            self._storage_thread.stop()
-            self.storage = None
+        await self.checkpoints.write(now)
+        await self.storage.close()
         log.info(
             "stopped: %d agent connections closed in %.1f s, records written in %.1f s",
             connected,
             closed - started,
             time.monotonic() - closed,
         )
+
+    async def _verify_audit(self) -> ChainReport:
+        """The console's "verify": the chain and the data dir's signed checkpoints (docs/audit.md)."""
+        report, _ = await verify_audit_and_checkpoints(
+            self.storage.audit, self.audit_key.public, self.config.data_dir / CHECKPOINT_FILE, required=False
+        )
+        return report
 
     # -- WebSocket --------------------------------------------------------------------------------
 
@@ -251,14 +260,6 @@ class Broker(HttpRoutes, OperatorCommands):
         task.add_done_callback(self._enrollments.discard)
         return stream
 
-    async def _enrollment(self, stream: AsyncConnection) -> None:
-        try:
-            await self._enroll(stream)
-        except Exception:  # one connection's bug never takes the broker down
-            log.exception("enrollment handler failed")
-            with contextlib.suppress(Exception):
-                await stream.close(1011, ErrorCode.INTERNAL.value)
-
     def _link(self, expect: str) -> Link:
         return Link(
             is_client=False,
@@ -269,79 +270,16 @@ class Broker(HttpRoutes, OperatorCommands):
             limits=self.config.limits,
         )
 
-    def _audit_refusal(self, action: str, subject: str, code: ErrorCode, peer: str, **extra: Any) -> None:
-        """Every refusal is audited, but a client repeating the same one gets one entry a minute
-        (with the count), so it cannot grow the log without bound."""
-        now = self.clock()
-        count = self._refusal_audits.note(f"{action}|{subject}|{code.value}|{peer}", now)
-        if count is None:
-            return
-        details: dict[str, Any] = {"code": code.value, "peer": peer, **extra}
-        if count > 1:
-            details["count"] = count
-        self.background.submit(
-            lambda store: store.append_audit(
-                actor="broker", action=action, subject=subject, details=details, now=now
-            ),
-            action,
-        )
+    def _agent(self, ws: WireConnection) -> Handler:
+        """An agent link: its frames wait (:class:`broker.admission.HeldLink`) while its certificate
+        and contract are read; then it is driven from callbacks (no task): thousands sit idle."""
+        serial = peer_serial(ws.transport)  # read now: the server forgets the peer cert after _open
+        return HeldLink(ws, self._agent_admitted(ws, serial), tasks=self._admissions)
 
-    def _audit_connection_refusals(self, refused: dict[str, int]) -> None:
-        """Connections refused before TLS by the per-address cap (wire.gate): one entry a minute at
-        most, with a count per address."""
-        details = {"reason": "too_many_unauthenticated", "count": sum(refused.values()), "addresses": refused}
-        node, now = self.config.node, self.clock()
-        self.background.submit(
-            lambda store: store.append_audit(
-                actor="broker", action="connection.refused", subject=node, details=details, now=now
-            ),
-            "connection.refused",
-        )
-
-    async def _enroll(self, ws: AsyncConnection) -> None:
+    async def _agent_admitted(self, ws: WireConnection, serial: str | None) -> LinkPump:
         peer = ws.peer
-        runner = LinkRunner(ws, self._link("enroll"), clock=self.clock, binary=False)
-
-        async def on_event(event: Event) -> None:
-            if isinstance(event, Received) and isinstance(event.message, Enroll):
-                request = event.message
-                now = self.clock()
-                try:
-                    if (retry := self._enroll_attempts.check(peer, now)) is not None:
-                        raise RefusedError(
-                            "too many enrollment attempts from this address",
-                            code=ErrorCode.RATE_LIMITED,
-                            retry_after=retry,
-                        )
-                    self._enroll_attempts.record(peer, now)
-                    reply = enroll(self.store, self.pki.ca, request, now=now)
-                except BrokerError as exc:
-                    # A storage failure cannot be audited either (the same store); it is logged.
-                    if exc.code is not ErrorCode.STORAGE_UNAVAILABLE:
-                        self._audit_refusal("enroll.refused", request.contract_id, exc.code, peer)
-                    await runner.send(
-                        Error(
-                            id=request.id,
-                            code=exc.code.value,
-                            message=exc.message,
-                            retry_after=exc.retry_after,
-                        )
-                    )
-                    return
-                log.info("enrolled %s serial %s", request.contract_id, reply.serial)
-                await runner.send(reply)
-                await runner.close(1000, "enrolled")
-            elif isinstance(event, Received):
-                await runner.send(Error(code=ErrorCode.UNEXPECTED_MESSAGE.value, message="expected enroll"))
-
-        await runner.run(on_event)
-
-    def _agent(self, ws: WireConnection) -> LinkPump:
-        """An agent link, driven from callbacks (no task): thousands of these sit idle."""
-        peer = ws.peer
-        serial = peer_serial(ws.transport)
         try:
-            record = self._admit_agent(serial, peer)
+            record = await self._admit_agent(serial, peer)
         except RefusedError as exc:  # one ``error`` before any hello, then a policy close (reason: code)
             pump = LinkPump(ws, self._link("agent"), lambda event: None, clock=self.clock)
             pump.send(Error(code=exc.code.value, message=exc.message))
@@ -364,7 +302,9 @@ class Broker(HttpRoutes, OperatorCommands):
                 self.agents.setdefault(serial, set()).add(conn)
                 node = self.config.node
                 self.background.submit(
-                    lambda store: store.set_online(serial, online=True, now=now, peer=peer, node=node),
+                    lambda storage: storage.presence.set_online(
+                        serial, online=True, now=now, peer=peer, node=node
+                    ),
                     "agent.connect",
                 )
             elif isinstance(event, BinaryReceived):
@@ -389,7 +329,9 @@ class Broker(HttpRoutes, OperatorCommands):
                 if not self._closing:  # on shutdown, close() records all of them at once
                     online, now, node = bool(connections), self.clock(), self.config.node
                     self.background.submit(
-                        lambda store: store.set_online(serial, online=online, now=now, peer=peer, node=node),
+                        lambda storage: storage.presence.set_online(
+                            serial, online=online, now=now, peer=peer, node=node
+                        ),
                         "agent.disconnect",
                     )
 
@@ -423,46 +365,6 @@ class Broker(HttpRoutes, OperatorCommands):
         pump.on_resume = sender.pump
         return pump
 
-    def _admit_agent(self, serial: str | None, peer: str) -> CertificateRecord:
-        """The agent's certificate record; an audited ``RefusedError`` when it may not connect."""
-        if serial is None:
-            raise self._agent_refused(
-                "-", ErrorCode.CERT_REQUIRED, "a client certificate is required on /agent", peer
-            )
-        record = self.store.get_certificate(serial)
-        if record is None:
-            raise self._agent_refused(
-                "-",
-                ErrorCode.CERT_UNKNOWN,
-                "this certificate is not known to the broker",
-                peer,
-                serial=serial,
-            )
-        if record.revoked_at is not None:
-            raise self._agent_refused(
-                record.contract_id,
-                ErrorCode.CERT_REVOKED,
-                "this certificate has been revoked",
-                peer,
-                serial=serial,
-            )
-        subscriber = self.store.get_subscriber(record.contract_id)
-        if subscriber is None or subscriber.status is SubscriberStatus.TERMINATED:
-            raise self._agent_refused(
-                record.contract_id,
-                ErrorCode.SUBSCRIBER_TERMINATED,
-                "the contract is terminated",
-                peer,
-                serial=serial,
-            )
-        return record
-
-    def _agent_refused(
-        self, subject: str, code: ErrorCode, message: str, peer: str, **extra: Any
-    ) -> RefusedError:
-        self._audit_refusal("agent.refused", subject, code, peer, **extra)
-        return RefusedError(message, code=code)
-
     def _agent_message(self, conn: AgentConnection, event: Received) -> None:
         message = event.message
         if isinstance(message, AgentStatus):
@@ -470,20 +372,31 @@ class Broker(HttpRoutes, OperatorCommands):
                 conn.machine_name = message.machine_name
                 conn.session_peer.machine_name = message.machine_name
                 serial, name = conn.serial, message.machine_name
-                self.background.submit(lambda store: store.update_machine_name(serial, name), "machine name")
+                self.background.submit(
+                    lambda storage: storage.presence.update_machine_name(serial, name), "machine name"
+                )
             conn.display = message.display
         else:  # errors (refused input reports), support requests, session messages
             self.sessions.agent_message(conn.session_peer, message)
 
     # -- housekeeping -----------------------------------------------------------------------------
 
+    async def _refresh_revoked(self) -> None:
+        self.revoked = await self.storage.certificates.revoked_serials()
+
     async def _revocation_watch(self) -> None:
-        """Close live connections whose certificate was revoked (by the CLI, in another process)."""
+        """Close live connections whose certificate was revoked (by the CLI, in another process),
+        and keep the CRL's list current."""
         while True:
             await asyncio.sleep(self.config.revocation_poll_interval)
+            try:
+                await self._refresh_revoked()
+            except Exception:  # a locked or unreachable database must not stop the watch for good
+                log.exception("reading revoked certificates failed")
+                continue
             if not self.agents:
                 continue
-            revoked = {serial for serial, _ in self.store.revoked_serials()}
+            revoked = {serial for serial, _ in self.revoked}
             for serial in [s for s in self.agents if s in revoked]:
                 log.info("closing connections of revoked certificate %s", serial)
                 for conn in list(self.agents.get(serial, ())):
@@ -500,6 +413,7 @@ class Broker(HttpRoutes, OperatorCommands):
             if not len(self.operator_links):
                 continue
             try:
+                await self.accounts.refresh(self.operator_links.tokens(), now=self.clock())
                 self.operator_links.check(self.accounts, self.clock())
             except Exception:  # a locked database must not stop the watch for good
                 log.exception("operator login check failed")
@@ -509,7 +423,7 @@ class Broker(HttpRoutes, OperatorCommands):
         while True:
             await asyncio.sleep(self.config.audit_checkpoint_interval)
             try:
-                self.checkpoints.write(self.clock())
+                await self.checkpoints.write(self.clock())
             except Exception:  # a full disk must not stop the broker; the log says so
                 log.exception("audit checkpoint failed")
 
@@ -522,4 +436,4 @@ class Broker(HttpRoutes, OperatorCommands):
         seen, self._seen = self._seen, set()
         if seen:
             serials, now = sorted(seen), self.clock()
-            self.background.submit(lambda store: store.touch(serials, now=now), "last seen")
+            self.background.submit(lambda storage: storage.presence.touch(serials, now=now), "last seen")

@@ -37,7 +37,6 @@ from protocol.messages import (
     Transfer,
 )
 
-from .audit import ChainReport
 from .core import (
     AgentDisconnected,
     AgentError,
@@ -75,7 +74,7 @@ from .datakeys import DataKeyring
 from .errors import BrokerError
 from .receipts import verify_receipt
 from .relay import ScreenPush
-from .session_records import Runner, SessionRecords, _direct
+from .session_records import SessionRecords, VerifyAudit
 from .storage import Storage
 
 log = logging.getLogger("broker.sessions")
@@ -106,15 +105,14 @@ class SessionHost:
         *,
         keyring: DataKeyring,
         clock: Callable[[], float],
-        verify_audit: Callable[[], ChainReport] | None = None,
-        run: Runner | None = None,
+        verify_audit: VerifyAudit | None = None,
     ) -> None:
         self.core = core
         self.storage = storage
         self.keyring = keyring
         self.clock = clock
         self.verify_audit = verify_audit
-        """What the console's "verify" runs, in a thread (the server adds the signed checkpoints)."""
+        """What the console's "verify" runs (the server adds the signed checkpoints)."""
         self.observers: list[Observer] = []
         """Called with every command, in order, before it runs (see the module docstring)."""
         self._writes: asyncio.Queue[Command | None] = asyncio.Queue()
@@ -124,10 +122,8 @@ class SessionHost:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._certificates: dict[str, str] = {}
-        self._run: Runner = run or _direct
-        self.records = SessionRecords(storage, keyring=keyring, run=self._run, verify_audit=verify_audit)
+        self.records = SessionRecords(storage, keyring=keyring, verify_audit=verify_audit)
         """The storage side: writes of the ordered writer, reads of tasks (broker/session_records.py)."""
-        """Where storage coroutines run: here, or on a :class:`StorageThread` (the transition)."""
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -166,13 +162,11 @@ class SessionHost:
             return
 
         async def read() -> Event:
-            record = await self._run(self.storage.subscribers.get(agent.contract_id))
+            record = await self.storage.subscribers.get(agent.contract_id)
             await self.flush()  # every request accepted so far is counted by the store ...
             counted_at = self.clock()  # ... and the core adds those it accepts from now on
-            recent = await self._run(
-                self.storage.audit.count(
-                    action="support.request", subject=agent.contract_id, since=self.clock() - 3600
-                )
+            recent = await self.storage.audit.count(
+                action="support.request", subject=agent.contract_id, since=self.clock() - 3600
             )
             subscriber = (
                 None
@@ -214,7 +208,7 @@ class SessionHost:
             colleague = msg.colleague
 
             async def look_up() -> Event:
-                record = await self._run(self.storage.operators.get(colleague))
+                record = await self.storage.operators.get(colleague)
                 display = record.display_name if record is not None else ""
                 return PersonAsked(operator=op, message=msg, known=record is not None, display_name=display)
 
@@ -260,7 +254,7 @@ class SessionHost:
         """The receipt checked against the agent's certificate (ECDSA in a thread, DESIGN §4)."""
         pem = self._certificates.get(agent.serial)
         if pem is None:
-            record = await self._run(self.storage.certificates.get(agent.serial))
+            record = await self.storage.certificates.get(agent.serial)
             if record is None:
                 refusal = Error(code=ErrorCode.CERT_UNKNOWN.value, message="unknown certificate")
                 return ConsentDecided(agent=agent, message=msg, receipt=None, refusal=refusal)

@@ -222,6 +222,7 @@ def start_agent(data_dir: Path, *args: str, lang: str = "en") -> AgentProcess:
 class InProcessBroker:
     broker: Any
     store: Any
+    """The broker's own ``broker.storage.Storage`` (awaited)."""
     pki: Any
     config: Any
 
@@ -241,22 +242,21 @@ class InProcessBroker:
 
 
 @contextlib.asynccontextmanager
-async def in_process_broker(data_dir: Path, **config: Any) -> AsyncIterator[InProcessBroker]:
+async def in_process_broker(
+    data_dir: Path, *, database: str | None = None, **config: Any
+) -> AsyncIterator[InProcessBroker]:
     from broker.config import BrokerConfig
     from broker.pki import load_pki
     from broker.server import Broker
-    from broker.sqlite_store import SQLiteStore
 
     cfg = BrokerConfig(data_dir=data_dir, port=0, **config)
     pki = load_pki(cfg, now=datetime.now(UTC), env={})
-    store = SQLiteStore(cfg.db_path)
-    broker = Broker(cfg, store, pki)
+    broker = Broker(cfg, pki, database=database)
     await broker.start()
     try:
-        yield InProcessBroker(broker, store, pki, cfg)
+        yield InProcessBroker(broker, broker.storage, pki, cfg)
     finally:
         await broker.close()
-        store.close()
 
 
 @contextlib.contextmanager

@@ -161,6 +161,23 @@ class Operators:
                 tx, actor=actor, action="operator.unlocked", subject=name, details={}, now=now
             )
 
+    async def lock(self, name: str, *, until: float, now: float, actor: str) -> int:
+        """An admin's lock: no login until ``until`` and every live token revoked, together; how many
+        tokens were revoked (the broker ends their connections, broker.operator_links)."""
+        async with self.db.write() as tx:
+            if not await repo_operators.lock(tx, name, until=until):
+                raise NotFound(f"no operator {name}")
+            revoked = await repo_operators.revoke_tokens_of(tx, name, now=now)
+            await self.audit.add(
+                tx,
+                actor=actor,
+                action="operator.locked",
+                subject=name,
+                details={"until": until, "tokens_revoked": revoked},
+                now=now,
+            )
+        return revoked
+
     async def set_disabled(self, name: str, *, disabled: bool, now: float, actor: str) -> None:
         """Disable (or re-enable) an account; disabling also revokes its live tokens, together."""
         async with self.db.write() as tx:

@@ -104,6 +104,13 @@ async def unlock(tx: Tx, name: str) -> bool:
     return changed == 1
 
 
+async def lock(tx: Tx, name: str, *, until: float) -> bool:
+    changed = await tx.execute(
+        "UPDATE operators SET failed_logins = 0, locked_until = ? WHERE name = ?", (until, name)
+    )
+    return changed == 1
+
+
 async def set_disabled(tx: Tx, name: str, *, disabled: bool) -> bool:
     return await tx.execute("UPDATE operators SET disabled = ? WHERE name = ?", (int(disabled), name)) == 1
 

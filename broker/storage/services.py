@@ -100,6 +100,24 @@ class AuditLog:
         async with self.db.read() as tx:
             return await repo_audit.verify(tx, self.chain)
 
+    async def adopt_key(self, *, created: bool) -> bool:
+        """On the first start with an audit key (``created``: this process made the key file), an
+        old public SHA-256 chain gets its ``audit.keyed`` transition entry; an unkeyed chain beside an
+        existing key is left alone (its next append records a break: docs/audit.md, migration)."""
+        if not created:
+            return False
+        async with self.db.write() as tx:
+            return await repo_audit.key_unkeyed_chain(tx, self.chain)
+
+    async def head(self) -> tuple[int, str] | None:
+        """``(seq, hash)`` of the newest entry (what a signed checkpoint records, broker.checkpoints)."""
+        async with self.db.read() as tx:
+            return await repo_audit.head(tx)
+
+    async def hash_at(self, seq: int) -> str | None:
+        async with self.db.read() as tx:
+            return await repo_audit.hash_at(tx, seq)
+
 
 class Subscribers:
     """Contracts (第7条), their status (第18条, 第20条, 第21条) and enrollment."""

@@ -9,15 +9,20 @@ import json
 import logging
 import sqlite3
 import subprocess
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from broker.audit import BREAK_ACTION, GENESIS_HASH, KEYED_ACTION, entry_hash
-from broker.auditkey import AUDIT_KEY_FILE
+from broker.auditkey import AUDIT_KEY_FILE, load_or_create_audit_key
 from broker.checkpoints import CHECKPOINT_FILE, Checkpointer
 from broker.sqlite_store import SQLiteStore
+from broker.storage import keyed_chain, open_storage
 from tests.helpers import PYTHON, ROOT, child_env
+
+T = TypeVar("T")
 
 T0 = 1_743_500_000.0
 
@@ -89,6 +94,18 @@ def _broken(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
+async def _checkpointer(data_dir: Path, run: Callable[[Checkpointer], Awaitable[T]]) -> T:
+    """``run(checkpointer)`` over the broker's storage of ``data_dir`` (as the broker does)."""
+    storage = await open_storage(
+        data_dir / "broker.sqlite3", chain=keyed_chain(load_or_create_audit_key(data_dir).chain)
+    )
+    try:
+        key = load_or_create_audit_key(data_dir)
+        return await run(Checkpointer(storage.audit, key, data_dir / CHECKPOINT_FILE))
+    finally:
+        await storage.close()
+
+
 @pytest.fixture
 def filled(tmp_path: Path) -> tuple[Path, Path]:
     """A data dir with 10 keyed entries and a signed checkpoint at entry 10."""
@@ -96,7 +113,7 @@ def filled(tmp_path: Path) -> tuple[Path, Path]:
     store = SQLiteStore(db_path)
     try:
         _fill(store, 10)
-        assert Checkpointer(store, store.audit_key, tmp_path / CHECKPOINT_FILE).write(T0 + 100) is not None
+        assert asyncio.run(_checkpointer(tmp_path, lambda c: c.write(T0 + 100))) is not None
     finally:
         store.close()
     return tmp_path, db_path
@@ -269,10 +286,9 @@ def test_broker_start_records_a_database_behind_its_last_checkpoint(filled: tupl
         "DELETE FROM audit WHERE seq > 6",
     )
     _move_head(db_path, 6, six)
+    assert not asyncio.run(_checkpointer(data_dir, lambda c: c.check_last(T0 + 200)))
     store = SQLiteStore(db_path)
     try:
-        checkpointer = Checkpointer(store, store.audit_key, data_dir / CHECKPOINT_FILE)
-        assert not checkpointer.check_last(T0 + 200)
         last = list(store.audit_entries())[-1]
         assert last.action == BREAK_ACTION
         assert "entry 10 of the last signed checkpoint is missing" in last.details["reason"]
@@ -380,9 +396,10 @@ async def test_the_consoles_verify_uses_the_checkpoints_too(tmp_path: Path) -> N
     from tests.helpers import in_process_broker
 
     async with in_process_broker(tmp_path / "data") as running:
-        store = running.store
+        store = SQLiteStore(running.config.db_path)  # another writer on the broker's file
         _fill(store, 6)
-        assert running.broker.checkpoints.write(T0 + 10) is not None
+        store.close()
+        assert await running.broker.checkpoints.write(T0 + 10) is not None
         db_path = running.config.db_path
         db = sqlite3.connect(db_path)
         four = db.execute("SELECT hash FROM audit WHERE seq = 4").fetchone()[0]
@@ -414,3 +431,53 @@ def test_a_head_pushed_to_the_end_of_the_integer_range_does_not_stop_auditing(
         assert not store.verify_audit().ok
     finally:
         store.close()
+
+
+# -- the same rules on the broker's storage (broker.storage), through the admin CLI -------------------
+
+
+def test_an_admin_command_after_a_cut_tail_records_the_break(filled: tuple[Path, Path]) -> None:
+    """``subscriber add`` appends with broker.storage: onto a deleted tail it records the damage first."""
+    data_dir, db_path = filled
+    (data_dir / CHECKPOINT_FILE).unlink()  # the chain alone must show it
+    _sql(db_path, "DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE seq > 7")
+    added = _admin(data_dir, "subscriber", "add", "C-AFTER")
+    assert added.returncode == 0, added.stderr
+    assert "AUDIT LOG DAMAGED: the recorded head is entry 10 but the last entry is 7" in added.stderr
+    store = SQLiteStore(db_path)
+    try:
+        actions = [(e.seq, e.action) for e in store.audit_entries()]
+    finally:
+        store.close()
+    assert actions[-3:] == [(11, BREAK_ACTION), (12, "subscriber.add"), (13, "token.issue")]
+    out = _broken(_cli(data_dir, "verify"))
+    assert "entry 8–10 deleted (sequence jumps to 11)" in out
+    assert "the broker found the chain damaged" in out
+
+
+def test_an_old_unkeyed_chain_gets_its_transition_from_the_first_admin_command(tmp_path: Path) -> None:
+    db_path = tmp_path / "broker.sqlite3"
+    _old_database(db_path, 5)
+    assert not (tmp_path / AUDIT_KEY_FILE).exists()
+    added = _admin(tmp_path, "subscriber", "add", "C-NEW")  # creates the key, keys the chain
+    assert added.returncode == 0, added.stderr
+    result = _cli(tmp_path, "verify")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "audit chain OK (8 entries" in result.stdout  # 5 old, the transition, 2 new
+    db = sqlite3.connect(db_path)
+    try:
+        assert db.execute("SELECT action FROM audit WHERE seq = 6").fetchone()[0] == KEYED_ACTION
+    finally:
+        db.close()
+
+
+def _admin(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "broker", "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from cryptography import x509
@@ -13,16 +15,43 @@ from cryptography.x509.oid import NameOID
 from broker.enrollment import enroll, issue_token, new_token, token_hash
 from broker.errors import RefusedError
 from broker.sqlite_store import SQLiteStore
+from broker.storage import Storage, keyed_chain, open_storage
 from broker.store import SubscriberStatus
 from certs import CertificateAuthority, build_csr, generate_private_key, serial_hex
 from protocol.codec import decode, encode
 from protocol.errors import ErrorCode
 from protocol.messages import Enroll, Enrolled
 
+T = TypeVar("T")
+
 NOW_DT = datetime(2025, 4, 1, 9, 30, tzinfo=UTC)
 NOW = NOW_DT.timestamp()
 HOUR = 3600.0
 CONTRACT = "C-0001"
+
+
+def _on_storage(store: SQLiteStore, use: Callable[[Storage], Awaitable[T]]) -> T:
+    """Run the broker's async enrollment over ``broker.storage`` on the same file and audit key;
+    ``store`` (the old SQLiteStore) sets up and inspects."""
+
+    async def run() -> T:
+        storage = await open_storage(store.path, chain=keyed_chain(store.audit_key.chain))
+        try:
+            return await use(storage)
+        finally:
+            await storage.close()
+
+    return asyncio.run(run())
+
+
+def run_enroll(store: SQLiteStore, ca: CertificateAuthority, request: Enroll, *, now: float) -> Enrolled:
+    return _on_storage(store, lambda storage: enroll(storage, ca, request, now=now))
+
+
+def run_issue(store: SQLiteStore, contract_id: str, *, now: float, ttl: float, actor: str) -> str:
+    return _on_storage(
+        store, lambda storage: issue_token(storage, contract_id, now=now, ttl=ttl, actor=actor)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +71,7 @@ def store(tmp_path: Path) -> Iterator[SQLiteStore]:
 
 @pytest.fixture
 def token(store: SQLiteStore) -> str:
-    return issue_token(store, CONTRACT, now=NOW - 60, ttl=HOUR, actor="admin")
+    return run_issue(store, CONTRACT, now=NOW - 60, ttl=HOUR, actor="admin")
 
 
 def _request(
@@ -56,7 +85,7 @@ def _request(
 
 def _refused(store: SQLiteStore, ca: CertificateAuthority, request: Enroll, now: float = NOW) -> ErrorCode:
     with pytest.raises(RefusedError) as info:
-        enroll(store, ca, request, now=now)
+        run_enroll(store, ca, request, now=now)
     return info.value.code
 
 
@@ -98,7 +127,7 @@ def test_enroll_issues_a_certificate_and_records_it(
 ) -> None:
     key = generate_private_key()
     request = _request(token, csr=build_csr(key, common_name=CONTRACT).decode())
-    answer = enroll(store, ca, request, now=NOW)
+    answer = run_enroll(store, ca, request, now=NOW)
 
     assert isinstance(answer, Enrolled)
     assert answer.id == "e1"
@@ -127,7 +156,7 @@ def test_enroll_issues_a_certificate_and_records_it(
 
 
 def test_token_cannot_be_reused(store: SQLiteStore, ca: CertificateAuthority, token: str) -> None:
-    enroll(store, ca, _request(token), now=NOW)
+    run_enroll(store, ca, _request(token), now=NOW)
     assert _refused(store, ca, _request(token), now=NOW + 1) is ErrorCode.TOKEN_USED
     assert len(store.list_certificates(CONTRACT)) == 1
 
@@ -156,7 +185,7 @@ def test_csr_for_another_name_is_refused_and_token_kept(
     assert store.list_certificates() == []
     assert list(store.audit_entries()) == audit_before
     # The subscriber can retry with a correct CSR.
-    assert isinstance(enroll(store, ca, _request(token), now=NOW), Enrolled)
+    assert isinstance(run_enroll(store, ca, _request(token), now=NOW), Enrolled)
 
 
 @pytest.mark.parametrize(
@@ -180,7 +209,7 @@ def test_expired_token(store: SQLiteStore, ca: CertificateAuthority, token: str)
     expires_at = NOW - 60 + HOUR
     assert _refused(store, ca, _request(token), now=expires_at) is ErrorCode.TOKEN_EXPIRED
     assert _unused(store, token)
-    assert isinstance(enroll(store, ca, _request(token), now=expires_at - 1), Enrolled)
+    assert isinstance(run_enroll(store, ca, _request(token), now=expires_at - 1), Enrolled)
 
 
 def test_terminated_subscribers_token_is_refused(

@@ -28,7 +28,7 @@ async def broker(tmp_path: Path) -> AsyncIterator[InProcessBroker]:
 async def test_nothing_before_login_and_nothing_but_a_password_change_after_a_one_time_password(
     broker: InProcessBroker,
 ) -> None:
-    created = broker.broker.accounts.create("ops", role="operator", now=time.time(), actor="test")
+    created = await broker.broker.accounts.create("ops", role="operator", now=time.time(), actor="test")
     async with HelpdeskClient(broker.url, ca_pem=broker.ca_pem()) as op:
         with pytest.raises(HelpdeskError) as before:
             await op.queue()
@@ -63,7 +63,7 @@ async def test_login_attempts_per_address_are_capped_before_hashing(broker: InPr
 async def test_messages_sent_during_a_login_are_answered_in_order_and_a_flood_is_cut(
     broker: InProcessBroker,
 ) -> None:
-    created = broker.broker.accounts.create("ops2", role="operator", now=time.time(), actor="test")
+    created = await broker.broker.accounts.create("ops2", role="operator", now=time.time(), actor="test")
     totp = pyotp.TOTP(pyotp.parse_uri(created.totp_uri).secret).now()
     login = {"type": "login", "id": "l", "name": "ops2", "password": created.initial_password, "totp": totp}
     hello = {"type": "hello", "versions": [1], "role": "operator"}

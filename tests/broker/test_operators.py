@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import sqlite3
+from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyotp
 import pytest
 from argon2 import PasswordHasher
 
+from broker.auditkey import load_or_create_audit_key
 from broker.datakeys import DataKeyring
 from broker.errors import AlreadyExists, RefusedError
 from broker.operators import LOGIN_FAILED_MESSAGE, NewOperator, OperatorAccounts, hash_token
 from broker.sqlite_store import SQLiteStore
+from broker.storage import keyed_chain, open_storage
 from protocol.errors import ErrorCode
+from tests.helpers import event_loop_thread
+
+T = TypeVar("T")
 
 T0 = 1_764_028_815.0  # 2025-11-25 00:00:15 UTC, mid-step
 STEP = 30.0
@@ -29,14 +37,60 @@ def keyring(tmp_path: Path) -> DataKeyring:
     return DataKeyring.open(tmp_path / "keys")
 
 
-@pytest.fixture
-def accounts(store: SQLiteStore, keyring: DataKeyring) -> OperatorAccounts:
-    return OperatorAccounts(store, keyring, **FAST)
+class SyncAccounts:
+    """``OperatorAccounts`` (async, over ``broker.storage``) called from these synchronous tests: each
+    call runs on an event loop in a thread of its own, logouts written before it returns. ``store``
+    (the old SQLiteStore on the same file and audit key) only inspects what was written."""
+
+    def __init__(self, db_path: Path, keyring: DataKeyring, loop: asyncio.AbstractEventLoop, **kw: Any):
+        self.loop = loop
+        chain = keyed_chain(load_or_create_audit_key(db_path.parent).chain)
+        self.storage = self._run(open_storage(db_path, chain=chain))
+        self.real = OperatorAccounts(self.storage, keyring, **kw)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.real, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            async def run() -> Any:
+                result = method(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+                await self.real.drain()
+                return result
+
+            return self._run(run())
+
+        return call
+
+    def close(self) -> None:
+        self._run(self.storage.close())
 
 
 @pytest.fixture
-def alice(accounts: OperatorAccounts) -> NewOperator:
-    return accounts.create("alice", role="operator", display_name="Alice A.", now=T0 - 3600, actor="admin")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    with event_loop_thread() as running:
+        yield running
+
+
+@pytest.fixture
+def accounts(
+    store: SQLiteStore, db_path: Path, keyring: DataKeyring, loop: asyncio.AbstractEventLoop
+) -> Iterator[SyncAccounts]:
+    sync = SyncAccounts(db_path, keyring, loop, **FAST)
+    yield sync
+    sync.close()
+
+
+@pytest.fixture
+def alice(accounts: SyncAccounts) -> NewOperator:
+    new: NewOperator = accounts.create(
+        "alice", role="operator", display_name="Alice A.", now=T0 - 3600, actor="admin"
+    )
+    return new
 
 
 def code(new: NewOperator, at: float) -> str:
@@ -71,9 +125,7 @@ def refused(call: Any) -> RefusedError:
 # -- create -----------------------------------------------------------------------------------------
 
 
-def test_create_gives_a_usable_one_time_password_and_uri(
-    accounts: OperatorAccounts, alice: NewOperator
-) -> None:
+def test_create_gives_a_usable_one_time_password_and_uri(accounts: SyncAccounts, alice: NewOperator) -> None:
     assert len(alice.initial_password) >= 16
     totp = pyotp.parse_uri(alice.totp_uri)
     assert isinstance(totp, pyotp.TOTP)
@@ -86,7 +138,7 @@ def test_create_gives_a_usable_one_time_password_and_uri(
     assert len(result.token) >= 43
 
 
-def test_duplicate_and_bad_names(accounts: OperatorAccounts, alice: NewOperator) -> None:
+def test_duplicate_and_bad_names(accounts: SyncAccounts, alice: NewOperator) -> None:
     with pytest.raises(AlreadyExists):
         accounts.create("alice", role="admin", now=T0, actor="admin")
     for name in ("", "a b", "x" * 65, "ｱ", "bob\n"):
@@ -101,7 +153,7 @@ def test_duplicate_and_bad_names(accounts: OperatorAccounts, alice: NewOperator)
 
 
 def test_totp_secret_and_tokens_are_not_stored_in_plaintext(
-    accounts: OperatorAccounts, alice: NewOperator, store: SQLiteStore, db_path: Path
+    accounts: SyncAccounts, alice: NewOperator, store: SQLiteStore, db_path: Path
 ) -> None:
     result = accounts.login("alice", alice.initial_password, code(alice, T0), now=T0, peer=PEER)
     raw = db_bytes(db_path)
@@ -117,25 +169,25 @@ def test_totp_secret_and_tokens_are_not_stored_in_plaintext(
 # -- login ------------------------------------------------------------------------------------------
 
 
-def _wrong_password(a: OperatorAccounts, n: NewOperator) -> None:
+def _wrong_password(a: SyncAccounts, n: NewOperator) -> None:
     a.login("alice", "not-the-password", code(n, T0), now=T0, peer=PEER)
 
 
-def _wrong_code(a: OperatorAccounts, n: NewOperator) -> None:
+def _wrong_code(a: SyncAccounts, n: NewOperator) -> None:
     right = code(n, T0)
     a.login("alice", n.initial_password, f"{(int(right) + 1) % 1_000_000:06d}", now=T0, peer=PEER)
 
 
-def _unknown_name(a: OperatorAccounts, n: NewOperator) -> None:
+def _unknown_name(a: SyncAccounts, n: NewOperator) -> None:
     a.login("mallory", n.initial_password, code(n, T0), now=T0, peer=PEER)
 
 
-def _malformed_code(a: OperatorAccounts, n: NewOperator) -> None:
+def _malformed_code(a: SyncAccounts, n: NewOperator) -> None:
     a.login("alice", n.initial_password, "12ab56", now=T0, peer=PEER)
 
 
 @pytest.mark.parametrize("attempt", [_wrong_password, _wrong_code, _unknown_name, _malformed_code])
-def test_every_failure_looks_the_same(accounts: OperatorAccounts, alice: NewOperator, attempt: Any) -> None:
+def test_every_failure_looks_the_same(accounts: SyncAccounts, alice: NewOperator, attempt: Any) -> None:
     error = refused(lambda: attempt(accounts, alice))
     assert error.code is ErrorCode.LOGIN_FAILED
     assert error.message == LOGIN_FAILED_MESSAGE
@@ -143,7 +195,7 @@ def test_every_failure_looks_the_same(accounts: OperatorAccounts, alice: NewOper
 
 
 def test_unknown_name_still_costs_an_argon2_verification(
-    accounts: OperatorAccounts, alice: NewOperator, monkeypatch: pytest.MonkeyPatch
+    accounts: SyncAccounts, alice: NewOperator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
     real = PasswordHasher.verify
@@ -158,7 +210,7 @@ def test_unknown_name_still_costs_an_argon2_verification(
     assert calls == ["verify", "verify"]
 
 
-def test_replayed_code_is_refused(accounts: OperatorAccounts, alice: NewOperator) -> None:
+def test_replayed_code_is_refused(accounts: SyncAccounts, alice: NewOperator) -> None:
     """RFC 6238 §5.2: a code is accepted once, even within its own 30 s."""
     c = code(alice, T0)
     accounts.login("alice", alice.initial_password, c, now=T0, peer=PEER)
@@ -167,7 +219,7 @@ def test_replayed_code_is_refused(accounts: OperatorAccounts, alice: NewOperator
     accounts.login("alice", alice.initial_password, code(alice, T0 + STEP), now=T0 + STEP, peer=PEER)
 
 
-def test_one_step_of_drift_is_accepted_two_are_not(accounts: OperatorAccounts, alice: NewOperator) -> None:
+def test_one_step_of_drift_is_accepted_two_are_not(accounts: SyncAccounts, alice: NewOperator) -> None:
     accounts.login("alice", alice.initial_password, code(alice, T0 - STEP), now=T0, peer=PEER)
     late = T0 + 10 * STEP
     refused(
@@ -179,7 +231,7 @@ def test_one_step_of_drift_is_accepted_two_are_not(accounts: OperatorAccounts, a
 
 
 def test_five_failures_lock_even_the_right_credentials(
-    accounts: OperatorAccounts, alice: NewOperator, store: SQLiteStore, db_path: Path
+    accounts: SyncAccounts, alice: NewOperator, store: SQLiteStore, db_path: Path
 ) -> None:
     for i in range(5):
         error = refused(
@@ -214,9 +266,9 @@ def test_five_failures_lock_even_the_right_credentials(
 
 
 def test_lock_limits_are_configurable_and_admin_can_unlock(
-    store: SQLiteStore, keyring: DataKeyring, db_path: Path
+    store: SQLiteStore, keyring: DataKeyring, db_path: Path, loop: asyncio.AbstractEventLoop
 ) -> None:
-    accounts = OperatorAccounts(store, keyring, lock_after=2, lock_for=60.0, **FAST)
+    accounts = SyncAccounts(db_path, keyring, loop, lock_after=2, lock_for=60.0, **FAST)
     bob = accounts.create("bob", role="supervisor", now=T0, actor="admin")
     for _ in range(2):
         refused(lambda: accounts.login("bob", "wrong", code(bob, T0), now=T0, peer=PEER))
@@ -230,7 +282,7 @@ def test_lock_limits_are_configurable_and_admin_can_unlock(
 
 
 def test_unknown_name_failures_are_audited(
-    accounts: OperatorAccounts, alice: NewOperator, store: SQLiteStore
+    accounts: SyncAccounts, alice: NewOperator, store: SQLiteStore
 ) -> None:
     refused(lambda: _unknown_name(accounts, alice))
     [entry] = store.audit_entries(subject="mallory")
@@ -240,7 +292,7 @@ def test_unknown_name_failures_are_audited(
 # -- tokens -----------------------------------------------------------------------------------------
 
 
-def test_token_authenticates_until_it_expires(accounts: OperatorAccounts, alice: NewOperator) -> None:
+def test_token_authenticates_until_it_expires(accounts: SyncAccounts, alice: NewOperator) -> None:
     result = accounts.login("alice", alice.initial_password, code(alice, T0), now=T0, peer=PEER)
     who = accounts.authenticate(result.token, now=result.expires_at - 1)
     assert (who.name, who.display_name, who.role) == ("alice", "Alice A.", "operator")
@@ -250,15 +302,17 @@ def test_token_authenticates_until_it_expires(accounts: OperatorAccounts, alice:
         assert error.code is ErrorCode.AUTH_REQUIRED
 
 
-def test_token_ttl_is_configurable(store: SQLiteStore, keyring: DataKeyring) -> None:
-    accounts = OperatorAccounts(store, keyring, token_ttl=60.0, **FAST)
+def test_token_ttl_is_configurable(
+    store: SQLiteStore, keyring: DataKeyring, db_path: Path, loop: asyncio.AbstractEventLoop
+) -> None:
+    accounts = SyncAccounts(db_path, keyring, loop, token_ttl=60.0, **FAST)
     new = accounts.create("carol", role="admin", now=T0, actor="admin")
     assert (
         accounts.login("carol", new.initial_password, code(new, T0), now=T0, peer=PEER).expires_at == T0 + 60
     )
 
 
-def test_logout_revokes(accounts: OperatorAccounts, alice: NewOperator, store: SQLiteStore) -> None:
+def test_logout_revokes(accounts: SyncAccounts, alice: NewOperator, store: SQLiteStore) -> None:
     result = accounts.login("alice", alice.initial_password, code(alice, T0), now=T0, peer=PEER)
     accounts.logout(result.token, now=T0 + 1)
     assert refused(lambda: accounts.authenticate(result.token, now=T0 + 2)).code is ErrorCode.AUTH_REQUIRED
@@ -267,7 +321,7 @@ def test_logout_revokes(accounts: OperatorAccounts, alice: NewOperator, store: S
 
 
 def test_disabled_account_cannot_log_in_and_loses_its_tokens(
-    accounts: OperatorAccounts, alice: NewOperator, store: SQLiteStore
+    accounts: SyncAccounts, alice: NewOperator, store: SQLiteStore
 ) -> None:
     result = accounts.login("alice", alice.initial_password, code(alice, T0), now=T0, peer=PEER)
     accounts.set_disabled("alice", disabled=True, now=T0 + 1, actor="admin")
@@ -282,7 +336,7 @@ def test_disabled_account_cannot_log_in_and_loses_its_tokens(
 # -- passwords --------------------------------------------------------------------------------------
 
 
-def test_change_password_rules(accounts: OperatorAccounts, alice: NewOperator, db_path: Path) -> None:
+def test_change_password_rules(accounts: SyncAccounts, alice: NewOperator, db_path: Path) -> None:
     old = alice.initial_password
     wrong = refused(lambda: accounts.change_password("alice", "nope", "a-long-new-password", now=T0))
     assert wrong.code is ErrorCode.LOGIN_FAILED
@@ -303,8 +357,10 @@ def test_change_password_rules(accounts: OperatorAccounts, alice: NewOperator, d
     assert old not in text
 
 
-def test_wrong_old_password_counts_towards_the_lock(store: SQLiteStore, keyring: DataKeyring) -> None:
-    accounts = OperatorAccounts(store, keyring, lock_after=2, **FAST)
+def test_wrong_old_password_counts_towards_the_lock(
+    store: SQLiteStore, keyring: DataKeyring, db_path: Path, loop: asyncio.AbstractEventLoop
+) -> None:
+    accounts = SyncAccounts(db_path, keyring, loop, lock_after=2, **FAST)
     new = accounts.create("dave", role="operator", now=T0, actor="admin")
     for _ in range(2):
         refused(lambda: accounts.change_password("dave", "guess", "a-long-new-password", now=T0))
@@ -315,7 +371,7 @@ def test_wrong_old_password_counts_towards_the_lock(store: SQLiteStore, keyring:
 
 
 def test_reset_password_gives_a_new_one_time_password(
-    accounts: OperatorAccounts, alice: NewOperator, store: SQLiteStore
+    accounts: SyncAccounts, alice: NewOperator, store: SQLiteStore
 ) -> None:
     accounts.change_password("alice", alice.initial_password, "correct horse battery", now=T0)
     fresh = accounts.reset_password("alice", now=T0 + 1, actor="admin")
@@ -326,13 +382,19 @@ def test_reset_password_gives_a_new_one_time_password(
 
 
 def test_hash_is_upgraded_when_argon2_parameters_change(
-    store: SQLiteStore, keyring: DataKeyring, accounts: OperatorAccounts, alice: NewOperator
+    store: SQLiteStore,
+    keyring: DataKeyring,
+    accounts: SyncAccounts,
+    alice: NewOperator,
+    db_path: Path,
+    loop: asyncio.AbstractEventLoop,
 ) -> None:
     before = store.get_operator("alice")
     assert before is not None
     assert "m=1024,t=1,p=1" in before.password_hash
-    stronger = OperatorAccounts(store, keyring)  # production defaults: RFC 9106 t=3, 64 MiB, p=4
+    stronger = SyncAccounts(db_path, keyring, loop)  # production defaults: RFC 9106 t=3, 64 MiB, p=4
     stronger.login("alice", alice.initial_password, code(alice, T0), now=T0, peer=PEER)
+    stronger.close()
     after = store.get_operator("alice")
     assert after is not None
     assert "m=65536,t=3,p=4" in after.password_hash
@@ -340,7 +402,46 @@ def test_hash_is_upgraded_when_argon2_parameters_change(
     accounts.login("alice", alice.initial_password, code(alice, T0 + STEP), now=T0 + STEP, peer=PEER)
 
 
-def test_disabled_account_can_be_enabled_again(accounts: OperatorAccounts, alice: NewOperator) -> None:
+def test_disabled_account_can_be_enabled_again(accounts: SyncAccounts, alice: NewOperator) -> None:
     accounts.set_disabled("alice", disabled=True, now=T0, actor="admin")
     accounts.set_disabled("alice", disabled=False, now=T0, actor="admin")
     assert accounts.login("alice", alice.initial_password, code(alice, T0), now=T0, peer=PEER).name == "alice"
+
+
+def test_the_identity_is_read_once_per_link_and_refreshed_from_other_processes(
+    accounts: SyncAccounts,
+    alice: NewOperator,
+    db_path: Path,
+    keyring: DataKeyring,
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    result = accounts.login("alice", alice.initial_password, code(alice, T0), now=T0, peer=PEER)
+    assert accounts.admit(result.token, now=T0 + 1).name == "alice"  # a new link: one SELECT
+    admin = SyncAccounts(db_path, keyring, loop, **FAST)  # the admin CLI, another process
+    try:
+        admin.set_disabled("alice", disabled=True, now=T0 + 2, actor="admin")
+    finally:
+        admin.close()
+    # Every message of the link is checked from memory; the broker's operator watch (0.5 s) re-reads
+    # the live tokens, and from then on the login is refused, on this link and on any new one.
+    assert accounts.authenticate(result.token, now=T0 + 2).name == "alice"
+    accounts.refresh({result.token}, now=T0 + 3)
+    assert refused(lambda: accounts.authenticate(result.token, now=T0 + 3)).code is ErrorCode.AUTH_REQUIRED
+    assert refused(lambda: accounts.admit(result.token, now=T0 + 3)).code is ErrorCode.AUTH_REQUIRED
+
+
+def test_lock_and_logout_in_this_process_end_the_login_at_once(
+    accounts: SyncAccounts, alice: NewOperator
+) -> None:
+    result = accounts.login("alice", alice.initial_password, code(alice, T0), now=T0, peer=PEER)
+    again = accounts.login("alice", alice.initial_password, code(alice, T0 + STEP), now=T0 + STEP, peer=PEER)
+    accounts.logout(result.token, now=T0 + STEP + 1)
+    assert (
+        refused(lambda: accounts.authenticate(result.token, now=T0 + STEP + 1)).code
+        is ErrorCode.AUTH_REQUIRED
+    )
+    assert accounts.authenticate(again.token, now=T0 + STEP + 1).name == "alice"
+    assert accounts.lock("alice", seconds=60, now=T0 + STEP + 2, actor="admin") == 1  # the other token
+    assert (
+        refused(lambda: accounts.authenticate(again.token, now=T0 + STEP + 2)).code is ErrorCode.AUTH_REQUIRED
+    )

@@ -47,8 +47,8 @@ async def _recv_json(ws: ClientConnection) -> dict[str, Any]:
 
 
 async def _enrolled(broker: InProcessBroker, tmp_path: Path, contract: str) -> Identity:
-    broker.store.add_subscriber(contract, now=time.time(), actor="test")
-    token = issue_token(broker.store, contract, now=time.time(), ttl=3600, actor="test")
+    await broker.store.subscribers.add(contract, now=time.time(), actor="test")
+    token = await issue_token(broker.store, contract, now=time.time(), ttl=3600, actor="test")
     result = await enroll(
         broker_url=broker.url,
         contract_id=contract,
@@ -88,7 +88,7 @@ async def _enroll_raw(broker: InProcessBroker, **fields: Any) -> dict[str, Any]:
 
 async def _records_written(broker: InProcessBroker) -> None:
     """Refusal audits are written by the broker's storage thread: wait until it has caught up."""
-    assert await asyncio.to_thread(broker.broker.background.wait_idle, 10)
+    assert await broker.broker.background.wait_idle(10)
 
 
 def _csr(contract: str) -> str:
@@ -97,9 +97,9 @@ def _csr(contract: str) -> str:
 
 async def test_enrollment_token_refusals(broker: InProcessBroker) -> None:
     now = time.time()
-    broker.store.add_subscriber("C-1", now=now, actor="test")
-    token = issue_token(broker.store, "C-1", now=now, ttl=3600, actor="test")
-    expired = issue_token(broker.store, "C-1", now=now - 7200, ttl=3600, actor="test")
+    await broker.store.subscribers.add("C-1", now=now, actor="test")
+    token = await issue_token(broker.store, "C-1", now=now, ttl=3600, actor="test")
+    expired = await issue_token(broker.store, "C-1", now=now - 7200, ttl=3600, actor="test")
 
     unknown = await _enroll_raw(broker, contract_id="C-1", token="x" * 43, csr_pem=_csr("C-1"))
     assert unknown["code"] == "token_unknown"
@@ -124,21 +124,21 @@ async def test_enrollment_token_refusals(broker: InProcessBroker) -> None:
     assert ok["type"] == "enrolled"
     reused = await _enroll_raw(broker, contract_id="C-1", token=token, csr_pem=_csr("C-1"))
     assert reused["code"] == "token_used"
-    assert [c.serial for c in broker.store.list_certificates("C-1")] == [ok["serial"]]
+    assert [c.serial for c in await broker.store.certificates.list_all("C-1")] == [ok["serial"]]
     await _records_written(broker)
-    refusals = [e.details["code"] for e in broker.store.audit_entries() if e.action == "enroll.refused"]
+    refusals = [e.details["code"] for e in await broker.store.audit.entries() if e.action == "enroll.refused"]
     # The second bad CSR from the same address within a minute is counted, not written again.
     assert refusals == ["token_unknown", "token_expired", "csr_subject_mismatch", "bad_csr", "token_used"]
 
 
 async def test_two_enrollments_racing_for_one_token_issue_one_certificate(broker: InProcessBroker) -> None:
-    broker.store.add_subscriber("C-2", now=time.time(), actor="test")
-    token = issue_token(broker.store, "C-2", now=time.time(), ttl=3600, actor="test")
+    await broker.store.subscribers.add("C-2", now=time.time(), actor="test")
+    token = await issue_token(broker.store, "C-2", now=time.time(), ttl=3600, actor="test")
     answers = await asyncio.gather(
         *(_enroll_raw(broker, contract_id="C-2", token=token, csr_pem=_csr("C-2")) for _ in range(4))
     )
     assert sorted(a["type"] for a in answers) == ["enrolled", "error", "error", "error"]
-    assert len(broker.store.list_certificates("C-2")) == 1
+    assert len(await broker.store.certificates.list_all("C-2")) == 1
 
 
 async def test_bad_messages_get_codes_and_the_connection_survives(
@@ -190,7 +190,7 @@ async def test_revoked_certificate_is_refused_and_live_connection_closed(
     identity = await _enrolled(broker, tmp_path, "C-5")
     live = await _open_agent(broker, _agent_ctx(broker, identity))
     await _recv_json(live)
-    broker.store.revoke_certificate(identity.serial, now=time.time(), actor="test", reason="test")
+    await broker.store.certificates.revoke(identity.serial, now=time.time(), actor="test", reason="test")
     # The watcher closes the live connection with the revocation code.
     assert (await _recv_json(live))["code"] == "cert_revoked"
     with pytest.raises(ConnectionClosed):
@@ -270,8 +270,8 @@ async def test_broker_keeps_serving_after_hostile_clients(broker: InProcessBroke
     await good.send(json.dumps({"type": "ping", "id": "alive", "time": 1.0}))
     assert (await _recv_json(good))["id"] == "alive"
     await good.close()
-    assert broker.store.verify_audit().ok
-    assert [c.contract_id for c in broker.store.list_certificates()] == ["C-6"]
+    assert (await broker.store.audit.verify()).ok
+    assert [c.contract_id for c in await broker.store.certificates.list_all()] == ["C-6"]
 
 
 async def test_http_paths(broker: InProcessBroker) -> None:
@@ -291,7 +291,7 @@ async def test_http_paths(broker: InProcessBroker) -> None:
 async def test_a_flood_of_enrollment_attempts_is_cut_off_and_audited_sparingly(
     broker: InProcessBroker,
 ) -> None:
-    broker.store.add_subscriber("C-7", now=time.time(), actor="test")
+    await broker.store.subscribers.add("C-7", now=time.time(), actor="test")
     answers = [
         (await _enroll_raw(broker, contract_id="C-7", token="y" * 43, csr_pem=_csr("C-7")))["code"]
         for _ in range(25)
@@ -299,10 +299,10 @@ async def test_a_flood_of_enrollment_attempts_is_cut_off_and_audited_sparingly(
     assert answers[:20] == ["token_unknown"] * 20
     assert answers[20:] == ["rate_limited"] * 5
     await _records_written(broker)
-    audited = [e.details for e in broker.store.audit_entries() if e.action == "enroll.refused"]
+    audited = [e.details for e in await broker.store.audit.entries() if e.action == "enroll.refused"]
     assert [d["code"] for d in audited] == ["token_unknown", "rate_limited"]
     # Another address (127.0.0.2 is loopback too) is served as usual.
-    token = issue_token(broker.store, "C-7", now=time.time(), ttl=3600, actor="test")
+    token = await issue_token(broker.store, "C-7", now=time.time(), ttl=3600, actor="test")
     other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     other.bind(("127.0.0.2", 0))
     other.connect(("127.0.0.1", broker.broker.port))

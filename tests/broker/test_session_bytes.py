@@ -45,8 +45,8 @@ def _frame(seq: int, size: int) -> bytes:
 
 
 async def test_session_end_counts_the_bytes_sent_both_ways(broker: InProcessBroker, tmp_path: Path) -> None:
-    broker.store.add_subscriber("C-7", now=time.time(), actor="test")
-    token = issue_token(broker.store, "C-7", now=time.time(), ttl=3600, actor="test")
+    await broker.store.subscribers.add("C-7", now=time.time(), actor="test")
+    token = await issue_token(broker.store, "C-7", now=time.time(), ttl=3600, actor="test")
     identity = (
         await enroll(
             broker_url=broker.url,
@@ -134,7 +134,7 @@ async def test_session_end_counts_the_bytes_sent_both_ways(broker: InProcessBrok
 
     entry = None
     for _ in range(300):  # written by the session host's writer task
-        ends = [e for e in broker.store.audit_entries(subject=session) if e.action == "session.end"]
+        ends = [e for e in await broker.store.audit.entries(subject=session) if e.action == "session.end"]
         if ends:
             entry = ends[0]
             break

@@ -68,7 +68,7 @@ def _frame(seq: int, *, keyframe: bool) -> bytes:
 
 async def _operator(broker: InProcessBroker, name: str, role: str) -> tuple[str, str]:
     """Create an operator, log in once to set a password; returns (password, TOTP secret)."""
-    created = broker.broker.accounts.create(name, role=role, now=time.time(), actor="test")
+    created = await broker.broker.accounts.create(name, role=role, now=time.time(), actor="test")
     secret = pyotp.parse_uri(created.totp_uri).secret
     return created.initial_password, secret
 
@@ -77,8 +77,8 @@ async def test_slow_viewer_does_not_slow_anyone_and_memory_stays_bounded(
     broker: InProcessBroker, tmp_path: Path
 ) -> None:
     # A subscriber's agent, enrolled for real.
-    broker.store.add_subscriber("C-9", now=time.time(), actor="test")
-    token = issue_token(broker.store, "C-9", now=time.time(), ttl=3600, actor="test")
+    await broker.store.subscribers.add("C-9", now=time.time(), actor="test")
+    token = await issue_token(broker.store, "C-9", now=time.time(), ttl=3600, actor="test")
     identity: Identity = (
         await enroll(
             broker_url=broker.url,

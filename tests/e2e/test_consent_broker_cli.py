@@ -5,12 +5,14 @@ bytes must carry none of them, only their visible escapes (protocol.text.safe_te
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
+from broker.auditkey import load_or_create_audit_key
 from broker.datakeys import DataKeyring
 from broker.inventory import InventoryVault
-from broker.sqlite_store import SQLiteStore
+from broker.storage import keyed_chain, open_storage
 from protocol.messages import InventoryItem, InventoryReport
 from tests.helpers import BrokerProcess, run_agent
 
@@ -21,6 +23,17 @@ RAW = ("\x1b", "\x07", "\u202e", "\r", "fake line\n")
 def _clean(text: str) -> None:
     for raw in RAW:
         assert raw not in text, repr(raw)
+
+
+async def _store_inventory(data_dir: Path, serial: str, report: InventoryReport) -> None:
+    """As the session host stores an agent's report: encrypted, in the broker's own database."""
+    key = load_or_create_audit_key(data_dir)
+    storage = await open_storage(data_dir / "broker.sqlite3", chain=keyed_chain(key.chain))
+    try:
+        vault = InventoryVault(DataKeyring.open(data_dir / "keys"))
+        await vault.store(storage, contract_id="C-200", serial=serial, report=report, now=time.time())
+    finally:
+        await storage.close()
 
 
 def test_agent_strings_are_escaped_in_every_listing(broker: BrokerProcess, tmp_path: Path) -> None:
@@ -43,22 +56,19 @@ def test_agent_strings_are_escaped_in_every_listing(broker: BrokerProcess, tmp_p
     _clean(broker.cli("subscriber", "list").stdout)
 
     # inventory values come from the agent too
-    store = SQLiteStore(broker.data_dir / "broker.sqlite3")
-    try:
-        InventoryVault(store, DataKeyring.open(broker.data_dir / "keys")).save(
-            contract_id="C-200",
-            serial=serial,
-            report=InventoryReport(
+    asyncio.run(
+        _store_inventory(
+            broker.data_dir,
+            serial,
+            InventoryReport(
                 id="i1",
                 session_id="sessionAAAA",
                 items=(InventoryItem(item="os", available=True, value=EVIL),),
                 router_account="admin\x1b[8m",
                 router_password="pw\u202e",
             ),
-            now=time.time(),
         )
-    finally:
-        store.close()
+    )
     out = broker.cli("inventory", "show", "C-200", "--reveal").stdout
     _clean(out)
     assert "\\u202eexe.txt" in out

@@ -11,6 +11,7 @@ in this process) and a real agent process, with the intervals shortened.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
 import socket
@@ -50,8 +51,8 @@ async def broker(tmp_path: Path) -> AsyncIterator[InProcessBroker]:
 
 
 async def _enrolled(broker: InProcessBroker, data_dir: Path, contract: str) -> Identity:
-    broker.store.add_subscriber(contract, now=time.time(), actor="test")
-    token = issue_token(broker.store, contract, now=time.time(), ttl=3600, actor="test")
+    await broker.store.subscribers.add(contract, now=time.time(), actor="test")
+    token = await issue_token(broker.store, contract, now=time.time(), ttl=3600, actor="test")
     result = await enroll(
         broker_url=broker.url,
         contract_id=contract,
@@ -69,6 +70,8 @@ async def _until(predicate: Callable[[], Any], what: str, timeout: float = 30.0)
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:
@@ -76,12 +79,16 @@ async def _until(predicate: Callable[[], Any], what: str, timeout: float = 30.0)
         await asyncio.sleep(0.05)
 
 
-def _online(broker: InProcessBroker, serial: str) -> bool:
-    return any(a.serial == serial and a.online for a in broker.store.list_agents())
+async def _online(broker: InProcessBroker, serial: str) -> bool:
+    return any(a.serial == serial and a.online for a in await broker.store.presence.list_agents())
 
 
-def _connects(broker: InProcessBroker, serial: str) -> int:
-    entries = broker.store.audit_entries()
+async def _offline(broker: InProcessBroker, serial: str) -> bool:
+    return not await _online(broker, serial)
+
+
+async def _connects(broker: InProcessBroker, serial: str) -> int:
+    entries = await broker.store.audit.entries()
     return sum(1 for e in entries if e.action == "agent.connect" and e.details.get("serial") == serial)
 
 
@@ -105,8 +112,8 @@ async def test_idle_agent_stays_on_one_connection_across_heartbeats(
         assert conn.pump.closed_by is None
         assert conn.pump.link.last_received > time.time() - BROKER_IDLE
         assert agent.output.text().count("Connected to the broker.") == 1
-        assert _connects(broker, serial) == 1
-        assert _online(broker, serial)
+        assert await _connects(broker, serial) == 1
+        assert await _online(broker, serial)
     finally:
         agent.stop()
 
@@ -122,13 +129,13 @@ async def test_stopped_agent_is_dropped_by_the_idle_timeout_and_marked_offline(
         await _until(lambda: serial not in broker.broker.agents, "stopped agent dropped")
         dropped = time.monotonic() - stopped
         assert conn.pump.closed_by == Closing(1001, "idle_timeout")  # the heartbeat rule, not TCP
-        await _until(lambda: not _online(broker, serial), "agent offline in the store")
+        await _until(lambda: _offline(broker, serial), "agent offline in the store")
         # The bound (docs/heartbeat.md): idle timeout after its last heartbeat, then 1 s for our close
         # frame (fail_linger) instead of the 10 s close handshake a dead peer never finishes.
         print(f"stopped agent dropped after {dropped:.2f} s (bound {BROKER_IDLE} + 1 s)")
         os.kill(agent.proc.pid, signal.SIGCONT)
-        await _until(lambda: _online(broker, serial) and serial in broker.broker.agents, "agent back")
-        assert _connects(broker, serial) == 2
+        await _until(lambda: serial in broker.broker.agents and _online(broker, serial), "agent back")
+        assert await _connects(broker, serial) == 2
     finally:
         os.kill(agent.proc.pid, signal.SIGCONT)
         agent.stop()
@@ -151,7 +158,7 @@ async def test_previous_agent_with_json_ping_is_answered_and_kept(
         assert broker.broker.agents[identity.serial] == {conn}
         assert client.runner is not None
         assert client.runner.link.rtt is not None
-        assert _connects(broker, identity.serial) == 1
+        assert await _connects(broker, identity.serial) == 1
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
@@ -184,7 +191,7 @@ async def test_reconnect_resumes_the_tls_session_and_the_broker_still_knows_the_
         )
         await _until(lambda: client.tls_sessions.resumed == 1, "resumed handshake")
         assert client.tls_sessions.offered >= 1
-        assert _connects(broker, identity.serial) == 2
+        assert await _connects(broker, identity.serial) == 2
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
@@ -212,7 +219,7 @@ async def test_new_agent_falls_back_to_json_ping_on_a_broker_that_ignores_ping_f
         (second,) = broker.broker.agents[identity.serial]
         await asyncio.sleep(4 * BROKER_IDLE)
         assert broker.broker.agents[identity.serial] == {second}  # kept alive by JSON pings now
-        assert _connects(broker, identity.serial) == 2
+        assert await _connects(broker, identity.serial) == 2
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)

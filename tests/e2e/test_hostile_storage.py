@@ -16,9 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from helpdesk import HelpdeskClient
+from helpdesk import HelpdeskClient, HelpdeskError
 from tests.e2e.conftest import ALWAYS_OPEN
-from tests.helpers import PYTHON, BrokerProcess, add_operator, login, run_agent
+from tests.helpers import (
+    PYTHON,
+    BrokerProcess,
+    OperatorAccount,
+    add_operator,
+    enrolled_agent,
+    login,
+    run_agent,
+    start_support,
+)
 from tests.wire.rawws import TEXT, RawWebSocket, frame
 from tests.wire.serving import assert_still_serves, client_context, enrolled_identity
 
@@ -122,14 +131,33 @@ async def _ping_ms(ws: RawWebSocket, n: int) -> float:
             return (time.perf_counter() - started) * 1000
 
 
+async def _login_outcome(broker: BrokerProcess, account: OperatorAccount) -> str:
+    ca_pem = (broker.data_dir / "ca.pem").read_bytes()
+    async with HelpdeskClient(broker.url, ca_pem=ca_pem) as op:
+        try:
+            await op.login(account.name, account.password, account.totp())
+        except HelpdeskError as exc:
+            return exc.code
+        return "logged in"
+
+
 async def test_a_locked_database_does_not_stall_the_broker(tmp_path: Path) -> None:
     broker = BrokerProcess(tmp_path / "broker", extra_args=ALWAYS_OPEN).start()
     try:
         identities = [await enrolled_identity(broker, tmp_path, f"C-LOCK-{i}") for i in range(2)]
         account = add_operator(broker, "lockop")
+        second = add_operator(broker, "lockop2")
         ca_pem = (broker.data_dir / "ca.pem").read_bytes()
         async with HelpdeskClient(broker.url, ca_pem=ca_pem) as op:
             await login(op, account)
+        # A subscriber waits with a support code; an operator logged in before the lock claims it
+        # during the lock.
+        enrolled_agent(broker, tmp_path / "support", "C-LOCK-S")
+        support = start_support(tmp_path / "support", "--test-pattern")
+        code = support.support_code()
+        claimer = HelpdeskClient(broker.url, ca_pem=ca_pem)
+        await claimer.__aenter__()
+        await login(claimer, add_operator(broker, "lockclaim"))
         operator = await RawWebSocket.open(broker.port, "/operator", client_context(broker))
         await operator.send(
             frame(TEXT, json.dumps({"type": "hello", "versions": [1], "role": "operator"}).encode())
@@ -158,6 +186,10 @@ async def test_a_locked_database_does_not_stall_the_broker(tmp_path: Path) -> No
                 assert json.loads(await agent.recv_json_text())["type"] == "hello"
                 agents.append(agent)
             agents.pop().abort()
+            # An operator logs in while the lock is held: password and TOTP are checked, then the
+            # login is written (a durable write, which waits for the lock): the loop goes on meanwhile.
+            logging_in = asyncio.create_task(_login_outcome(broker, second))
+            claiming = asyncio.create_task(claimer.claim(code=code))
             pings, checks = [], []
             n = 1
             while time.monotonic() < held_until:
@@ -166,8 +198,18 @@ async def test_a_locked_database_does_not_stall_the_broker(tmp_path: Path) -> No
                 n += 1
                 await asyncio.sleep(0.2)
             assert locker.poll() is None, "the lock was released early"
+            # The claim is answered while the lock is still held (its audit entries wait, not it).
+            assert claiming.done(), "the claim waited for the lock"
+            assert claiming.result().session_id
+            support.wait_for("View your screen")  # the subscriber is asked, as always
         finally:
             locker.wait(30)
+            support.stop()
+            await claimer.__aexit__(None, None, None)
+        # The login waited up to the busy timeout (10 s) and was then refused, or went through once
+        # the lock was released: an answer either way, never a hang.
+        outcome = await asyncio.wait_for(logging_in, 30)
+        assert outcome in ("logged in", "internal"), outcome
         # The bound of the issue is 100 ms. The CI machine is shared (load above 4 on 2 cores while
         # this runs beside other tests), so single samples may be late for reasons of scheduling:
         # 95 % must meet the bound and none may stall (before, the stall was 10-20 s).

@@ -95,7 +95,7 @@ def _mac(
     return hmac.new(KEY, payload.encode(), hashlib.sha256).hexdigest()
 
 
-def _verify_mac(rows: Iterable[ChainRow], head: tuple[int, str] | None) -> ChainReport:
+def _verify_mac(rows: Iterable[ChainRow], head: tuple[int, str] | str | None) -> ChainReport:
     report = ChainReport()
     prev = GENESIS_HASH
     last: tuple[int, str] | None = None

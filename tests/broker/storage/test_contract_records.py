@@ -388,3 +388,35 @@ async def test_audit_reads(storage: Storage) -> None:
     report = await storage.audit.verify()
     assert report.ok
     assert report.checked == 5
+    assert await storage.audit.head() == (5, entries[-1].hash)  # what a signed checkpoint records
+    assert await storage.audit.hash_at(3) == entries[2].hash
+    assert await storage.audit.hash_at(6) is None
+
+
+async def test_empty_audit_log_has_no_head(storage: Storage) -> None:
+    assert await storage.audit.head() is None
+    assert await storage.audit.hash_at(1) is None
+
+
+async def test_an_admin_lock_revokes_the_tokens_with_its_audit_entry(storage: Storage) -> None:
+    await storage.operators.add(
+        "bob", display_name="Bob", role="operator", password_hash="h", totp_secret_blob=b"", now=T0, actor="a"
+    )
+    for token in ("t1", "t2"):
+        await storage.operators.store_token(token, "bob", now=T0, expires_at=T0 + 3600)
+    await storage.operators.revoke_token("t2", now=T0 + 1)
+    assert await storage.operators.lock("bob", until=T0 + 600, now=T0 + 2, actor="admin:x") == 1
+    record = await storage.operators.get("bob")
+    assert record is not None
+    assert (record.locked_until, record.failed_logins) == (T0 + 600, 0)
+    found = await storage.operators.by_token("t1")
+    assert found is not None
+    assert found[2] == T0 + 2  # revoked with the lock
+    last = (await storage.audit.entries(subject="bob"))[-1]
+    assert (last.actor, last.action, last.details) == (
+        "admin:x",
+        "operator.locked",
+        {"until": T0 + 600, "tokens_revoked": 1},
+    )
+    with pytest.raises(NotFound):
+        await storage.operators.lock("nobody", until=T0 + 600, now=T0, actor="admin")

@@ -1,0 +1,241 @@
+"""Who may connect: enrollment, an agent's admission, and the audit of refusals (split from
+:mod:`broker.server`, which mixes :class:`Admission` into its ``Broker``).
+
+A connection whose frames wait while its admission is read from the database (issue 14):
+
+An agent's connection is admitted by its certificate record and its contract's status, two reads
+that are awaited now that storage is asynchronous. The WebSocket handler must exist at once, so
+:class:`HeldLink` is the handler meanwhile: it keeps the frames that arrive (a hello, a status: a
+few: reading is paused meanwhile), and when the admission task is done it hands the connection to
+the real handler, resumes reading and replays them in order. Nothing is answered before then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from protocol import Event, Link, Received
+from protocol.errors import ErrorCode
+from protocol.messages import Enroll, Error
+from wire import AsyncConnection, LinkRunner, WireConnection
+from wire.server import Handler
+
+from .background import BackgroundWriter
+from .config import BrokerConfig
+from .enrollment import enroll
+from .errors import BrokerError, RefusedError
+from .pki import Pki
+from .policy import AuditThrottle, RateLimit
+from .storage import Storage
+from .store import CertificateRecord, SubscriberStatus
+
+log = logging.getLogger("broker")
+
+MAX_HELD = 4096
+"""Frames kept while the admission is read. Reading is paused meanwhile, so only what one read of
+the socket already held arrives (the TLS read buffer, 4 KiB by default: a few hundred tiny frames at
+most); more closes the connection."""
+
+
+class HeldLink:
+    """The handler until ``admit`` returns the real one (or raises: the connection is closed)."""
+
+    def __init__(
+        self,
+        conn: WireConnection,
+        admit: Coroutine[Any, Any, Handler],
+        *,
+        tasks: set[asyncio.Task[None]],
+        max_held: int = MAX_HELD,
+    ) -> None:
+        self.conn = conn
+        self.max_held = max_held
+        self._held: list[tuple[bool, str | bytes]] = []
+        self._lost = False
+        conn.pause_reading()  # until admitted: a client that does not wait is simply not read
+        self._task = asyncio.get_running_loop().create_task(self._run(admit))
+        tasks.add(self._task)
+        self._task.add_done_callback(tasks.discard)
+
+    async def _run(self, admit: Coroutine[Any, Any, Handler]) -> None:
+        try:
+            handler = await admit
+        except Exception:  # one connection's bug (or a storage failure) never takes the broker down
+            log.exception("admission failed")
+            self.conn.close(1011, "internal")
+            return
+        if self._lost:
+            handler.connection_lost()
+            return
+        self.conn.handler = handler
+        self.conn.resume_reading()
+        held, self._held = self._held, []
+        for is_text, frame in held:
+            if self.conn.handler is not handler:  # the handler closed the connection meanwhile
+                break
+            deliver: Callable[[Any], None] = handler.text_received if is_text else handler.binary_received
+            deliver(frame)
+
+    def text_received(self, text: str) -> None:
+        self._hold(True, text)
+
+    def binary_received(self, data: bytes) -> None:
+        self._hold(False, data)
+
+    def _hold(self, is_text: bool, frame: str | bytes) -> None:
+        if len(self._held) >= self.max_held:
+            self.conn.close(1008, "too many messages before admission")
+            return
+        self._held.append((is_text, frame))
+
+    def ping_received(self) -> None:
+        """A heartbeat before admission: the real handler's link starts its idle clock when it
+        takes over, a moment later, so there is nothing to note."""
+
+    def resume_writing(self) -> None:
+        pass
+
+    def connection_lost(self) -> None:
+        self._lost = True
+        self._held.clear()
+        if not self._task.done():
+            self._task.cancel()
+
+    async def wait(self) -> None:
+        """For tests: until the admission is done."""
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+class Admission:
+    """The enrollment path and the agent admission checks of :class:`broker.server.Broker`."""
+
+    clock: Callable[[], float]
+    config: BrokerConfig
+    pki: Pki
+    storage: Storage
+    background: BackgroundWriter
+    _refusal_audits: AuditThrottle
+    _enroll_attempts: RateLimit
+
+    def _link(self, expect: str) -> Link:
+        raise NotImplementedError
+
+    async def _enrollment(self, stream: AsyncConnection) -> None:
+        try:
+            await self._enroll(stream)
+        except Exception:  # one connection's bug never takes the broker down
+            log.exception("enrollment handler failed")
+            with contextlib.suppress(Exception):
+                await stream.close(1011, ErrorCode.INTERNAL.value)
+
+    def _audit_refusal(self, action: str, subject: str, code: ErrorCode, peer: str, **extra: Any) -> None:
+        """Every refusal is audited, but a client repeating the same one gets one entry a minute
+        (with the count), so it cannot grow the log without bound."""
+        now = self.clock()
+        count = self._refusal_audits.note(f"{action}|{subject}|{code.value}|{peer}", now)
+        if count is None:
+            return
+        details: dict[str, Any] = {"code": code.value, "peer": peer, **extra}
+        if count > 1:
+            details["count"] = count
+        self.background.submit(
+            lambda storage: storage.audit.append(
+                actor="broker", action=action, subject=subject, details=details, now=now
+            ),
+            action,
+        )
+
+    def _audit_connection_refusals(self, refused: dict[str, int]) -> None:
+        """Connections refused before TLS by the per-address cap (wire.gate): one entry a minute at
+        most, with a count per address."""
+        details = {"reason": "too_many_unauthenticated", "count": sum(refused.values()), "addresses": refused}
+        node, now = self.config.node, self.clock()
+        self.background.submit(
+            lambda storage: storage.audit.append(
+                actor="broker", action="connection.refused", subject=node, details=details, now=now
+            ),
+            "connection.refused",
+        )
+
+    async def _enroll(self, ws: AsyncConnection) -> None:
+        peer = ws.peer
+        runner = LinkRunner(ws, self._link("enroll"), clock=self.clock, binary=False)
+
+        async def on_event(event: Event) -> None:
+            if isinstance(event, Received) and isinstance(event.message, Enroll):
+                request = event.message
+                now = self.clock()
+                try:
+                    if (retry := self._enroll_attempts.check(peer, now)) is not None:
+                        raise RefusedError(
+                            "too many enrollment attempts from this address",
+                            code=ErrorCode.RATE_LIMITED,
+                            retry_after=retry,
+                        )
+                    self._enroll_attempts.record(peer, now)
+                    reply = await enroll(self.storage, self.pki.ca, request, now=now)
+                except BrokerError as exc:
+                    # A storage failure cannot be audited either (the same store); it is logged.
+                    if exc.code is not ErrorCode.STORAGE_UNAVAILABLE:
+                        self._audit_refusal("enroll.refused", request.contract_id, exc.code, peer)
+                    await runner.send(
+                        Error(
+                            id=request.id,
+                            code=exc.code.value,
+                            message=exc.message,
+                            retry_after=exc.retry_after,
+                        )
+                    )
+                    return
+                log.info("enrolled %s serial %s", request.contract_id, reply.serial)
+                await runner.send(reply)
+                await runner.close(1000, "enrolled")
+            elif isinstance(event, Received):
+                await runner.send(Error(code=ErrorCode.UNEXPECTED_MESSAGE.value, message="expected enroll"))
+
+        await runner.run(on_event)
+
+    async def _admit_agent(self, serial: str | None, peer: str) -> CertificateRecord:
+        """The agent's certificate record; an audited ``RefusedError`` when it may not connect."""
+        if serial is None:
+            raise self._agent_refused(
+                "-", ErrorCode.CERT_REQUIRED, "a client certificate is required on /agent", peer
+            )
+        record = await self.storage.certificates.get(serial)
+        if record is None:
+            raise self._agent_refused(
+                "-",
+                ErrorCode.CERT_UNKNOWN,
+                "this certificate is not known to the broker",
+                peer,
+                serial=serial,
+            )
+        if record.revoked_at is not None:
+            raise self._agent_refused(
+                record.contract_id,
+                ErrorCode.CERT_REVOKED,
+                "this certificate has been revoked",
+                peer,
+                serial=serial,
+            )
+        subscriber = await self.storage.subscribers.get(record.contract_id)
+        if subscriber is None or subscriber.status is SubscriberStatus.TERMINATED:
+            raise self._agent_refused(
+                record.contract_id,
+                ErrorCode.SUBSCRIBER_TERMINATED,
+                "the contract is terminated",
+                peer,
+                serial=serial,
+            )
+        return record
+
+    def _agent_refused(
+        self, subject: str, code: ErrorCode, message: str, peer: str, **extra: Any
+    ) -> RefusedError:
+        self._audit_refusal("agent.refused", subject, code, peer, **extra)
+        return RefusedError(message, code=code)
