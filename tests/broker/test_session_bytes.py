@@ -81,7 +81,7 @@ async def test_session_end_counts_the_bytes_sent_both_ways(broker: InProcessBrok
     await agent.send(json.dumps({"type": "support_request", "id": "r1"}))
     code = (await next_of("support_code"))["code"]
 
-    created = broker.broker.accounts.create("olga", role="operator", now=time.time(), actor="test")
+    created = await broker.broker.accounts.create("olga", role="operator", now=time.time(), actor="test")
     secret = pyotp.parse_uri(created.totp_uri).secret
     op = HelpdeskClient(broker.url, ca_pem=broker.ca_pem())
     await op.connect()
