@@ -191,6 +191,12 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         sqlite=guard_tables("REAL"),
         postgresql=guard_tables("DOUBLE PRECISION"),
     ),
+    Migration(
+        4,
+        "the viewer a person decision names, on its consent receipt row",
+        sqlite=("ALTER TABLE consent_receipts ADD COLUMN viewer TEXT",),
+        postgresql=("ALTER TABLE consent_receipts ADD COLUMN viewer TEXT",),
+    ),
 )
 
 _VERSION_TABLE: Final = {
