@@ -13,7 +13,7 @@ _COLS: Final = (
     " failed_logins, locked_until, last_totp_step, disabled"
 )
 
-#: Tokens are deleted this long after they expire (as ``broker.sqlite_operators.TOKEN_RETENTION``).
+#: Tokens are deleted this long after they expire.
 TOKEN_RETENTION: Final = 86_400.0
 
 
