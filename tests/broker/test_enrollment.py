@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from cryptography import x509
@@ -18,8 +17,6 @@ from certs import CertificateAuthority, build_csr, generate_private_key, serial_
 from protocol.codec import decode, encode
 from protocol.errors import ErrorCode
 from protocol.messages import Enroll, Enrolled
-
-T = TypeVar("T")
 
 NOW_DT = datetime(2025, 4, 1, 9, 30, tzinfo=UTC)
 NOW = NOW_DT.timestamp()
