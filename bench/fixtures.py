@@ -1,7 +1,7 @@
 """A broker data dir with thousands of enrolled agents, an operator and enrollment tokens.
 
 Certificates are issued the fast way the issue allows: the broker's own CA object signs a CSR per
-agent (each agent has its own P-256 key) and the rows go in through the store's normal API
+agent (each agent has its own P-256 key) and the rows go in through the storage's normal API
 (subscriber, token, completed enrollment), so the broker sees exactly what a real enrollment
 leaves behind. Each agent's key and certificate are written to one PEM file for the load
 processes.
@@ -28,7 +28,6 @@ from broker.datakeys import DataKeyring
 from broker.enrollment import issue_token
 from broker.operators import OperatorAccounts
 from broker.pki import load_pki
-from broker.sqlite_store import SQLiteStore
 from broker.storage import Storage, keyed_chain, open_storage
 from broker.store import CertificateRecord
 from certs import build_csr, generate_private_key, private_key_to_pem, serial_hex
@@ -73,43 +72,49 @@ def create(data_dir: Path, n_agents: int) -> Fixture:
     t0 = time.perf_counter()
     config = BrokerConfig(data_dir=data_dir)
     pki = load_pki(config, now=datetime.now(UTC), env={})
-    store = SQLiteStore(config.db_path)
     agents_dir = data_dir / "bench-agents"
     agents_dir.mkdir(exist_ok=True)
     agents: list[Agent] = []
-    try:
-        now = time.time()
-        dt = datetime.fromtimestamp(now, UTC)
-        for i in range(n_agents):
-            contract = f"B-{i:06d}"
-            key = generate_private_key()
-            cert = pki.ca.sign_client_csr(
-                build_csr(key, common_name=contract), expected_common_name=contract, now=dt
-            )
-            cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-            serial = serial_hex(cert)
-            token = secrets.token_urlsafe(32)
-            digest = hashlib.sha256(token.encode()).hexdigest()
-            store.add_subscriber(contract, now=now, actor="bench")
-            store.add_enrollment_token(contract, digest, now=now, expires_at=now + 3600, actor="bench")
-            store.complete_enrollment(
-                digest,
-                CertificateRecord(
-                    serial=serial,
-                    contract_id=contract,
-                    machine_name=f"pc-{i}",
-                    cert_pem=cert_pem.decode("ascii"),
-                    issued_at=now,
-                    not_after=cert.not_valid_after_utc.timestamp(),
-                ),
-                now=now,
-            )
-            path = agents_dir / f"{i}.pem"
-            path.write_bytes(private_key_to_pem(key) + cert_pem)
-            agents.append(Agent(serial, contract, str(path)))
-        token = _operator(store, data_dir)
-    finally:
-        store.close()
+
+    async def rows() -> None:
+        storage = await _open(data_dir)
+        try:
+            now = time.time()
+            dt = datetime.fromtimestamp(now, UTC)
+            for i in range(n_agents):
+                contract = f"B-{i:06d}"
+                key = generate_private_key()
+                cert = pki.ca.sign_client_csr(
+                    build_csr(key, common_name=contract), expected_common_name=contract, now=dt
+                )
+                cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+                serial = serial_hex(cert)
+                token = secrets.token_urlsafe(32)
+                digest = hashlib.sha256(token.encode()).hexdigest()
+                await storage.subscribers.add(contract, now=now, actor="bench")
+                await storage.subscribers.add_enrollment_token(
+                    contract, digest, now=now, expires_at=now + 3600, actor="bench"
+                )
+                await storage.subscribers.complete_enrollment(
+                    digest,
+                    CertificateRecord(
+                        serial=serial,
+                        contract_id=contract,
+                        machine_name=f"pc-{i}",
+                        cert_pem=cert_pem.decode("ascii"),
+                        issued_at=now,
+                        not_after=cert.not_valid_after_utc.timestamp(),
+                    ),
+                    now=now,
+                )
+                path = agents_dir / f"{i}.pem"
+                path.write_bytes(private_key_to_pem(key) + cert_pem)
+                agents.append(Agent(serial, contract, str(path)))
+        finally:
+            await storage.close()
+
+    asyncio.run(rows())
+    token = _operator(data_dir)
     return Fixture(
         data_dir=data_dir,
         ca_path=str(pki.ca_path),
@@ -125,7 +130,7 @@ async def _open(data_dir: Path) -> Storage:
     return await open_storage(data_dir / "broker.sqlite3", chain=chain)
 
 
-def _operator(store: SQLiteStore, data_dir: Path) -> str:
+def _operator(data_dir: Path) -> str:
     """Create the operator, set its password, log in once; the token serves every operator link."""
 
     async def run() -> str:

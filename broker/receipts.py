@@ -1,10 +1,12 @@
 """Checking consent receipts against the agent's certificate, live and offline.
 
-The same check runs when a decision arrives (``broker.sessions``) and when an auditor asks
-later (``python -m broker audit receipts SESSION``): the receipt text must be canonical, and its
-ECDSA signature must verify with the public key of the certificate it names (DESIGN §4). The
-offline check also holds each receipt to its session: its session id and certificate serial must
-be the session's, and a receipt may not appear twice or out of order (issue 11: replays).
+The same check runs when a decision arrives (the session host) and when an auditor asks
+later (``python -m broker audit receipts SESSION``: the session's ``consent_receipts`` rows, each held
+to its audit entry; the audit entries alone for sessions recorded before the rows existed): the
+receipt text must be canonical, and its ECDSA signature must verify with the public key of the
+certificate it names (DESIGN §4). The offline check also holds each receipt to its session: its
+session id and certificate serial must be the session's, and a receipt may not appear twice or out
+of order (issue 11: replays).
 """
 
 from __future__ import annotations
@@ -51,15 +53,29 @@ class ReceiptAudit:
     findings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """One receipt as stored: a ``consent_receipts`` row, or (older sessions) its audit entry."""
+
+    seq: int
+    serial: str
+    text: str | None
+    signature: str | None
+
+
 async def _session_record(
     entries: list[AuditEntry], storage: Storage, session_id: str
 ) -> tuple[str | None, str | None]:
-    """(contract, agent serial) of a session from the broker's own entries about it.
+    """(contract, agent serial) of a session from the broker's own records of it.
 
-    The serial comes from the ``support.request`` entry that created the session (the agent's
+    The session row when there is one (written by the session host since migration 2); else the
+    serial comes from the ``support.request`` entry that created the session (the agent's
     certificate on that connection), else from ``session.claim``/``session.end``; never from a
     receipt, which is what is being checked.
     """
+    row = await storage.sessions.get(session_id)
+    if row is not None:
+        return row.contract_id, row.serial
     contract: str | None = None
     serial: str | None = None
     for entry in entries:
@@ -78,6 +94,35 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+async def _stored_receipts(
+    storage: Storage, session_id: str, entries: list[AuditEntry], findings: list[str]
+) -> list[_Stored]:
+    """The receipt rows of the session, each held to its audit entry (the chain covers the entry, so
+    a row that differs from it was edited); a session without rows (recorded before the rows
+    existed) is read from its ``consent.receipt`` audit entries."""
+    logged = {e.seq: e for e in entries if e.action == "consent.receipt"}
+    rows = await storage.sessions.receipts(session_id)
+    if not rows:
+        return [
+            _Stored(
+                seq=e.seq,
+                serial=str(e.details.get("serial", "")),
+                text=_text(e.details.get("receipt")),
+                signature=_text(e.details.get("signature")),
+            )
+            for e in logged.values()
+        ]
+    for row in rows:
+        entry = logged.pop(row.audit_seq, None)
+        if entry is None or (entry.details.get("receipt"), entry.details.get("signature")) != (
+            row.receipt,
+            row.signature,
+        ):
+            findings.append(f"#{row.audit_seq}: the receipt row differs from its audit entry (edited)")
+    findings.extend(f"#{seq}: a consent.receipt audit entry without its receipt row" for seq in logged)
+    return [_Stored(seq=r.audit_seq, serial=r.serial, text=r.receipt, signature=r.signature) for r in rows]
+
+
 async def audit_session_receipts(storage: Storage, session_id: str) -> ReceiptAudit:
     """Verify each consent receipt of a session: signature, session id, agent serial, no
     duplicates, in order (第31条1項④⑤: the record of consent must be the subscriber's own, for this
@@ -91,19 +136,20 @@ async def audit_session_receipts(storage: Storage, session_id: str) -> ReceiptAu
     seen: dict[str, int] = {}
     last_time: float | None = None
     last_seq: int | None = None
-    receipts = [e for e in entries if e.action == "consent.receipt"]
+    receipts = await _stored_receipts(storage, session_id, entries, audit.findings)
     if not receipts:
         audit.findings.append("no consent receipts for this session")
-    for entry in receipts:
-        label = f"#{entry.seq}"
-        entry_serial = str(entry.details.get("serial", ""))
-        record = await storage.certificates.get(entry_serial)
+    for stored in receipts:
+        label = f"#{stored.seq}"
+        record = await storage.certificates.get(stored.serial)
         try:
             if record is None:
-                raise RefusedError(f"certificate {entry_serial} is not known")
-            text = str(entry.details["receipt"])
-            receipt = verify_receipt(text, str(entry.details["signature"]), record.cert_pem)
-        except (RefusedError, KeyError) as exc:
+                raise RefusedError(f"certificate {stored.serial} is not known")
+            if stored.text is None or stored.signature is None:
+                raise RefusedError("the receipt or its signature is missing")
+            text = stored.text
+            receipt = verify_receipt(text, stored.signature, record.cert_pem)
+        except RefusedError as exc:
             audit.findings.append(f"{label}: INVALID: {exc}")
             continue
         problems: list[str] = []
@@ -111,7 +157,7 @@ async def audit_session_receipts(storage: Storage, session_id: str) -> ReceiptAu
             problems.append(
                 f"it is a receipt of session {receipt.session_id}, not of this session (replayed)"
             )
-        if audit.serial is not None and (receipt.serial != audit.serial or entry_serial != audit.serial):
+        if audit.serial is not None and (receipt.serial != audit.serial or stored.serial != audit.serial):
             problems.append(
                 f"it is signed by certificate {receipt.serial}, not by this session's agent {audit.serial}"
             )
@@ -119,9 +165,9 @@ async def audit_session_receipts(storage: Storage, session_id: str) -> ReceiptAu
             problems.append(f"it duplicates receipt #{seen[text]} (replayed)")
         if last_time is not None and receipt.time < last_time:
             problems.append(f"it is older than receipt #{last_seq} before it (out of order, replayed)")
-        seen.setdefault(text, entry.seq)
+        seen.setdefault(text, stored.seq)
         if receipt.time >= (last_time if last_time is not None else receipt.time):
-            last_time, last_seq = receipt.time, entry.seq
+            last_time, last_seq = receipt.time, stored.seq
         audit.lines.append(
             f"{label} {_fmt_time(receipt.time)} session={session_id} {receipt.decision:<9}"
             f" operator={receipt.operator}"

@@ -25,6 +25,7 @@ from .core import (
     SaveInventory,
 )
 from .datakeys import DataKeyring
+from .errors import AlreadyExists
 from .inventory import InventoryVault
 from .storage import Storage
 
@@ -70,7 +71,20 @@ class SessionRecords:
                 now=command.at,
             )
         elif isinstance(command, PersistSessionEnd):
-            written = command.claimed and await storage.sessions.ended(
+            await self._end_session(command)
+        elif isinstance(command, PersistReceipt):
+            await self._write_receipt(command)
+        elif isinstance(command, SaveInventory):
+            return await self._save_inventory(command)
+        return None
+
+    async def _end_session(self, command: PersistSessionEnd) -> None:
+        """A claimed session's row is closed; a session nobody claimed gets its row now, already
+        ended (operator ``""``), so every session that got a code has one. Either way with the
+        ``session.end`` summary in the same transaction."""
+        storage = self.storage
+        if command.claimed:
+            if await storage.sessions.ended(
                 command.session_id,
                 now=command.at,
                 by=command.by,
@@ -78,51 +92,50 @@ class SessionRecords:
                 bytes_to_agent=command.bytes_to_agent,
                 bytes_to_operator=command.bytes_to_operator,
                 details=command.details,
-            )
-            if not written:  # never claimed: no row, the summary alone
-                await storage.audit.append(
-                    actor="broker",
-                    action="session.end",
-                    subject=command.session_id,
-                    details=command.details,
-                    now=command.at,
-                )
-        elif isinstance(command, PersistReceipt):
-            await self._write_receipt(command)
-        elif isinstance(command, SaveInventory):
-            return await self._save_inventory(command)
-        return None
+            ):
+                return
+        else:
+            contract, serial = command.details.get("contract"), command.details.get("serial")
+            requested = command.details.get("requested_at")
+            if isinstance(contract, str) and isinstance(serial, str) and isinstance(requested, int | float):
+                try:
+                    await storage.sessions.unclaimed(
+                        command.session_id,
+                        contract_id=contract,
+                        serial=serial,
+                        requested_at=float(requested),
+                        now=command.at,
+                        by=command.by,
+                        reason=command.reason,
+                        details=command.details,
+                    )
+                except AlreadyExists:
+                    pass  # another process wrote its row: the summary alone
+                else:
+                    return
+        # no row to close (or nothing to name one with): the summary alone, as before
+        await storage.audit.append(
+            actor="broker",
+            action="session.end",
+            subject=command.session_id,
+            details=command.details,
+            now=command.at,
+        )
 
     async def _write_receipt(self, command: PersistReceipt) -> None:
-        if command.viewer is None:
-            await self.storage.sessions.record_receipt(
-                session_id=command.session_id,
-                contract_id=command.contract_id,
-                serial=command.serial,
-                decision=command.decision,
-                granted=command.granted,
-                denied=command.denied,
-                receipt=command.receipt,
-                signature=command.signature,
-                now=command.at,
-            )
-            return
-        # A person decision also names its viewer (the receipt row has no column for it).
-        await self.storage.audit.append(
-            actor=f"agent:{command.serial}",
-            action="consent.receipt",
-            subject=command.session_id,
-            details={
-                "contract": command.contract_id,
-                "serial": command.serial,
-                "decision": command.decision,
-                "viewer": command.viewer,
-                "granted": list(command.granted),
-                "denied": list(command.denied),
-                "receipt": command.receipt,
-                "signature": command.signature,
-            },
+        """Scope and person decisions alike: the row (with the viewer a person decision names) and
+        its ``consent.receipt`` audit entry, one transaction."""
+        await self.storage.sessions.record_receipt(
+            session_id=command.session_id,
+            contract_id=command.contract_id,
+            serial=command.serial,
+            decision=command.decision,
+            granted=command.granted,
+            denied=command.denied,
+            receipt=command.receipt,
+            signature=command.signature,
             now=command.at,
+            viewer=command.viewer,
         )
 
     async def _save_inventory(self, command: SaveInventory) -> int:

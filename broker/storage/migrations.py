@@ -5,12 +5,13 @@ is a list of statements per dialect. :func:`migrate` applies the missing ones in
 (on PostgreSQL under an advisory lock, so two brokers starting at once do not both migrate) and
 records each in ``schema_version``.
 
-Migration 1 is the schema of the broker before this package (``broker/sqlite_store.py`` and
-``broker/sqlite_operators.py``), written with ``IF NOT EXISTS``: on an existing ``broker.sqlite3``
-it changes nothing and is only recorded, so such a file is upgraded in place (test:
-``tests/broker/storage/test_migrations.py``). Its PostgreSQL text is the same tables with
-PostgreSQL's types (``DOUBLE PRECISION`` for times, ``BYTEA`` for blobs, ``BIGINT`` for sequence
-numbers) and a trigger function for the append-only audit log.
+Migration 1 is the schema of the broker before this package (the synchronous store
+``broker/sqlite_store.py`` + ``broker/sqlite_operators.py``, since deleted), written with
+``IF NOT EXISTS``: on an existing ``broker.sqlite3`` it changes nothing and is only recorded, so such
+a file is upgraded in place (``tests/broker/storage/test_migrations.py``, on a file that store wrote:
+``fixtures/old_broker.sqlite3``). Its PostgreSQL text is the same tables with PostgreSQL's types
+(``DOUBLE PRECISION`` for times, ``BYTEA`` for blobs, ``BIGINT`` for sequence numbers) and a trigger
+function for the append-only audit log.
 """
 
 from __future__ import annotations
@@ -190,6 +191,12 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         "support codes, rate windows and lockouts shared by every process (schema_guards.py)",
         sqlite=guard_tables("REAL"),
         postgresql=guard_tables("DOUBLE PRECISION"),
+    ),
+    Migration(
+        4,
+        "the viewer a person decision names, on its consent receipt row",
+        sqlite=("ALTER TABLE consent_receipts ADD COLUMN viewer TEXT",),
+        postgresql=("ALTER TABLE consent_receipts ADD COLUMN viewer TEXT",),
     ),
 )
 

@@ -1,4 +1,4 @@
-"""Operator accounts and session tokens: the rules of ``broker/sqlite_operators.py`` over the repository.
+"""Operator accounts and session tokens: the rules of the old synchronous store, over the repository.
 
 Same operations, same audit actions (``operator.add``, ``operator.login``, ``operator.login_failed``,
 ``operator.locked``, ``operator.unlocked``, ``operator.password_changed`` or the caller's action,

@@ -1,5 +1,5 @@
-"""The operator repository: accounts and their session tokens (what ``broker/sqlite_operators.py``
-stores, in the same form: argon2id hashes, AES-GCM TOTP secret blobs, SHA-256 of bearer tokens)."""
+"""The operator repository: accounts and their session tokens (what the old synchronous store kept,
+in the same form: argon2id hashes, AES-GCM TOTP secret blobs, SHA-256 of bearer tokens)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ _COLS: Final = (
     " failed_logins, locked_until, last_totp_step, disabled"
 )
 
-#: Tokens are deleted this long after they expire (as ``broker.sqlite_operators.TOKEN_RETENTION``).
+#: Tokens are deleted this long after they expire.
 TOKEN_RETENTION: Final = 86_400.0
 
 

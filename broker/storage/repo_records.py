@@ -41,6 +41,8 @@ class ReceiptRecord:
     receipt: str
     signature: str
     audit_seq: int
+    viewer: str | None = None
+    """The colleague a person decision (invite / transfer) is about; None for a scope decision."""
 
 
 # -- inventory (別紙5; the store never sees plaintext) --------------------------------------------
@@ -155,7 +157,9 @@ async def list_sessions(tx: Tx, contract_id: str) -> list[SessionRecord]:
 
 # -- consent receipts -------------------------------------------------------------------------------
 
-_RECEIPT_COLS: Final = "id, session_id, serial, at, decision, granted, denied, receipt, signature, audit_seq"
+_RECEIPT_COLS: Final = (
+    "id, session_id, serial, at, decision, granted, denied, receipt, signature, audit_seq, viewer"
+)
 
 
 async def insert_receipt(
@@ -170,10 +174,11 @@ async def insert_receipt(
     receipt: str,
     signature: str,
     audit_seq: int,
+    viewer: str | None = None,
 ) -> int:
     row = await tx.fetchone(
         "INSERT INTO consent_receipts(session_id, serial, at, decision, granted, denied, receipt, signature,"
-        " audit_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        " audit_seq, viewer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             session_id,
             serial,
@@ -184,6 +189,7 @@ async def insert_receipt(
             receipt,
             signature,
             audit_seq,
+            viewer,
         ),
     )
     assert row is not None
@@ -206,6 +212,7 @@ async def receipts(tx: Tx, session_id: str) -> list[ReceiptRecord]:
             receipt=r[7],
             signature=r[8],
             audit_seq=int(r[9]),
+            viewer=r[10],
         )
         for r in rows
     ]

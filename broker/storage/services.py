@@ -2,7 +2,7 @@
 
 Each public method is one transaction: its checks, its rows and its audit entries commit together or
 not at all (a failure anywhere, a constraint of the database included, rolls back all of it). These
-rules lived in SQL code before (``broker/sqlite_store.py``); here they are plain Python over the
+rules lived in SQL code before (in the synchronous store, deleted); here they are plain Python over the
 repositories, the same on SQLite and PostgreSQL. Audit texts (actions, subjects, details) are those
 of the old store, so ``audit log`` reads the same. Operators: :mod:`broker.storage.operator_service`.
 """

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import AlreadyExists
 from . import repo_records
 from .db import Database
 from .repo_records import ReceiptRecord, SessionRecord
@@ -74,6 +75,35 @@ class SessionLog:
             )
         return True
 
+    async def unclaimed(
+        self,
+        session_id: str,
+        *,
+        contract_id: str,
+        serial: str,
+        requested_at: float,
+        now: float,
+        by: str,
+        reason: str,
+        details: dict[str, Any],
+    ) -> None:
+        """A session nobody claimed (the code expired, the subscriber cancelled): its row, already
+        ended, with no operator (``""``) and no bytes, and the ``session.end`` summary (``details`` as
+        given), in one transaction. So "did this subscriber ask for help on Tuesday" is answered by
+        :meth:`for_contract` whether or not anyone took the call."""
+        async with self.db.write() as tx:
+            if await repo_records.get_session(tx, session_id) is not None:
+                raise AlreadyExists(f"session {session_id} already has its row")
+            await repo_records.insert_session(
+                tx, session_id, contract_id=contract_id, serial=serial, operator="", now=requested_at
+            )
+            await repo_records.end_session(
+                tx, session_id, now=now, by=by, reason=reason, bytes_to_agent=0, bytes_to_operator=0
+            )
+            await self.audit.add(
+                tx, actor="broker", action="session.end", subject=session_id, details=details, now=now
+            )
+
     async def get(self, session_id: str) -> SessionRecord | None:
         async with self.db.read() as tx:
             return await repo_records.get_session(tx, session_id)
@@ -94,23 +124,23 @@ class SessionLog:
         receipt: str,
         signature: str,
         now: float,
+        viewer: str | None = None,
     ) -> ReceiptRecord:
-        """The receipt row and its ``consent.receipt`` audit entry (the old details), one transaction."""
+        """The receipt row and its ``consent.receipt`` audit entry (the old details), one transaction.
+
+        ``viewer``: the colleague a person decision (invite / transfer) is about, kept on the row and
+        in the entry; None for a scope decision (no ``viewer`` key in the entry, as before)."""
+        details: dict[str, Any] = {"contract": contract_id, "serial": serial, "decision": decision}
+        if viewer is not None:
+            details["viewer"] = viewer
+        details.update(granted=list(granted), denied=list(denied), receipt=receipt, signature=signature)
         async with self.db.write() as tx:
             seq = await self.audit.add(
                 tx,
                 actor=f"agent:{serial}",
                 action="consent.receipt",
                 subject=session_id,
-                details={
-                    "contract": contract_id,
-                    "serial": serial,
-                    "decision": decision,
-                    "granted": list(granted),
-                    "denied": list(denied),
-                    "receipt": receipt,
-                    "signature": signature,
-                },
+                details=details,
                 now=now,
             )
             receipt_id = await repo_records.insert_receipt(
@@ -124,6 +154,7 @@ class SessionLog:
                 receipt=receipt,
                 signature=signature,
                 audit_seq=seq,
+                viewer=viewer,
             )
         return ReceiptRecord(
             id=receipt_id,
@@ -136,6 +167,7 @@ class SessionLog:
             receipt=receipt,
             signature=signature,
             audit_seq=seq,
+            viewer=viewer,
         )
 
     async def receipts(self, session_id: str) -> list[ReceiptRecord]:

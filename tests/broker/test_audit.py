@@ -1,4 +1,5 @@
-"""The audit log's hash chain: pure functions, then tampering with a real SQLite file."""
+"""The audit log's hash chain: pure functions, then tampering with a real SQLite file under the
+broker's storage (``broker.storage``, keyed as the broker keys it)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from broker.audit import GENESIS_HASH, canonical_details, entry_hash, verify_chain
-from broker.sqlite_store import SQLiteStore
+from broker.storage import Storage, repo_audit
+from tests.broker.conftest import open_broker_storage
 
 T0 = 1_743_500_000.0
 
@@ -133,12 +135,12 @@ def test_head_mismatch_is_reported() -> None:
     assert report.problems == ["the recorded head of the chain does not match the last entry"]
 
 
-# -- a real SQLite file ----------------------------------------------------------------------------
+# -- a real SQLite file (the broker's storage) --------------------------------------------------------
 
 
-def _fill(store: SQLiteStore, n: int) -> None:
+async def _fill(storage: Storage, n: int) -> None:
     for i in range(n):
-        store.append_audit(
+        await storage.audit.append(
             actor="admin", action="test.entry", subject=f"C{i % 3}", details={"i": i}, now=T0 + i
         )
 
@@ -153,13 +155,14 @@ def _tamper(db_path: Path, *statements: str) -> None:
         db.close()
 
 
-def test_two_stores_on_one_file_keep_one_chain(db_path: Path) -> None:
-    broker = SQLiteStore(db_path)
-    cli = SQLiteStore(db_path)
+async def test_two_storages_on_one_file_keep_one_chain(db_path: Path) -> None:
+    """The broker and the admin CLI: two processes' worth of connections appending in turn."""
+    broker = await open_broker_storage(db_path)
+    cli = await open_broker_storage(db_path)
     try:
         for i in range(40):
             writer = broker if i % 3 else cli
-            seq = writer.append_audit(
+            seq = await writer.audit.append(
                 actor="broker" if writer is broker else "cli",
                 action="test.entry",
                 subject="C1",
@@ -168,105 +171,99 @@ def test_two_stores_on_one_file_keep_one_chain(db_path: Path) -> None:
             )
             assert seq == i + 1
         for reader in (broker, cli):
-            report = reader.verify_audit()
+            report = await reader.audit.verify()
             assert report.ok, report.problems
             assert report.checked == 40
-        entries = list(cli.audit_entries())
+        entries = await cli.audit.entries()
         assert [e.seq for e in entries] == list(range(1, 41))
         assert entries[0].prev_hash == GENESIS_HASH
         assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(entries))
         assert {e.actor for e in entries} == {"broker", "cli"}
     finally:
-        broker.close()
-        cli.close()
+        await broker.close()
+        await cli.close()
 
 
-def test_verify_reads_one_snapshot_while_another_connection_appends(db_path: Path) -> None:
-    """The broker's storage thread appends audit entries on a connection of its own (refused
-    connections): one appended between verify's read of the head and its read of the rows made an
-    intact chain look broken ("the recorded head of the chain does not match the last entry")."""
-    broker = SQLiteStore(db_path)
-    background = SQLiteStore(db_path)
+async def test_verify_reads_one_snapshot_while_another_connection_appends(db_path: Path) -> None:
+    """An entry appended by another connection between verify's read of the head and its read of
+    the rows must not make an intact chain look broken ("the recorded head of the chain does not
+    match the last entry"): verify runs in one read transaction."""
+    broker = await open_broker_storage(db_path)
+    other = await open_broker_storage(db_path)
     try:
-        _fill(broker, 3)
-        appended: list[int] = []
-
-        def between(statement: str) -> None:  # runs inside verify, after the head was read
-            if "MIN(seq)" in statement and not appended:
-                appended.append(
-                    background.append_audit(
-                        actor="broker", action="agent.refused", subject="x", details={}, now=T0
-                    )
-                )
-
-        broker._db.set_trace_callback(between)
-        report = broker.verify_audit()
-        broker._db.set_trace_callback(None)
-        assert appended == [4]
+        await _fill(broker, 3)
+        async with broker.db.read() as tx:
+            assert await tx.fetchone("SELECT value FROM meta WHERE key = 'audit_head'") is not None
+            appended = await other.audit.append(
+                actor="broker", action="agent.refused", subject="x", details={}, now=T0
+            )
+            report = await repo_audit.verify(tx, broker.audit.chain)
+        assert appended == 4
         assert report.ok, report.problems
         assert report.checked == 3  # the snapshot verify started with
-        assert broker.verify_audit().checked == 4
+        assert (await broker.audit.verify()).checked == 4
     finally:
-        broker.close()
-        background.close()
+        await broker.close()
+        await other.close()
 
 
-def test_chain_survives_reopening(db_path: Path) -> None:
-    first = SQLiteStore(db_path)
-    _fill(first, 5)
-    first.close()
-    second = SQLiteStore(db_path)
+async def test_chain_survives_reopening(db_path: Path) -> None:
+    first = await open_broker_storage(db_path)
+    await _fill(first, 5)
+    await first.close()
+    second = await open_broker_storage(db_path)
     try:
-        _fill(second, 5)
-        report = second.verify_audit()
+        await _fill(second, 5)
+        report = await second.audit.verify()
         assert report.ok
         assert report.checked == 10
     finally:
-        second.close()
+        await second.close()
 
 
-def test_audit_entries_by_subject(store: SQLiteStore) -> None:
-    _fill(store, 9)
-    assert [e.details["i"] for e in store.audit_entries(subject="C1")] == [1, 4, 7]
+async def test_audit_entries_by_subject(storage: Storage) -> None:
+    await _fill(storage, 9)
+    assert [e.details["i"] for e in await storage.audit.entries(subject="C1")] == [1, 4, 7]
 
 
-def test_triggers_refuse_update(store: SQLiteStore, db_path: Path) -> None:
-    _fill(store, 3)
+async def test_triggers_refuse_update(storage: Storage, db_path: Path) -> None:
+    await _fill(storage, 3)
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         _tamper(db_path, "UPDATE audit SET actor = 'mallory' WHERE seq = 2")
-    assert store.verify_audit().ok
-    assert [e.actor for e in store.audit_entries()] == ["admin"] * 3
+    assert (await storage.audit.verify()).ok
+    assert [e.actor for e in await storage.audit.entries()] == ["admin"] * 3
 
 
-def test_triggers_refuse_delete(store: SQLiteStore, db_path: Path) -> None:
-    _fill(store, 3)
+async def test_triggers_refuse_delete(storage: Storage, db_path: Path) -> None:
+    await _fill(storage, 3)
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         _tamper(db_path, "DELETE FROM audit WHERE seq = 3")
-    assert store.verify_audit().checked == 3
+    assert (await storage.audit.verify()).checked == 3
 
 
-def test_edited_row_is_reported(store: SQLiteStore, db_path: Path) -> None:
-    _fill(store, 5)
+async def test_edited_row_is_reported(storage: Storage, db_path: Path) -> None:
+    await _fill(storage, 5)
     _tamper(
         db_path,
         "DROP TRIGGER audit_no_update",
         """UPDATE audit SET details = '{"i":999}' WHERE seq = 3""",
     )
-    report = store.verify_audit()
+    report = await storage.audit.verify()
     assert not report.ok
     assert report.problems == ["entry 3 (test.entry) was changed: its hash does not match"]
 
 
-def test_edited_time_is_reported(store: SQLiteStore, db_path: Path) -> None:
-    _fill(store, 5)
+async def test_edited_time_is_reported(storage: Storage, db_path: Path) -> None:
+    await _fill(storage, 5)
     _tamper(db_path, "DROP TRIGGER audit_no_update", "UPDATE audit SET at = at + 1 WHERE seq = 2")
-    assert store.verify_audit().problems == ["entry 2 (test.entry) was changed: its hash does not match"]
+    report = await storage.audit.verify()
+    assert report.problems == ["entry 2 (test.entry) was changed: its hash does not match"]
 
 
-def test_deleted_middle_row_is_reported(store: SQLiteStore, db_path: Path) -> None:
-    _fill(store, 5)
+async def test_deleted_middle_row_is_reported(storage: Storage, db_path: Path) -> None:
+    await _fill(storage, 5)
     _tamper(db_path, "DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE seq = 3")
-    report = store.verify_audit()
+    report = await storage.audit.verify()
     assert report.checked == 4
     assert report.problems == [
         "entry 3 deleted (sequence jumps to 4)",
@@ -274,27 +271,27 @@ def test_deleted_middle_row_is_reported(store: SQLiteStore, db_path: Path) -> No
     ]
 
 
-def test_deleted_first_row_is_reported(store: SQLiteStore, db_path: Path) -> None:
-    _fill(store, 3)
+async def test_deleted_first_row_is_reported(storage: Storage, db_path: Path) -> None:
+    await _fill(storage, 3)
     _tamper(db_path, "DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE seq = 1")
-    assert "entry 1 deleted (sequence jumps to 2)" in store.verify_audit().problems
+    assert "entry 1 deleted (sequence jumps to 2)" in (await storage.audit.verify()).problems
 
 
-def test_deleted_last_row_is_reported_via_head(store: SQLiteStore, db_path: Path) -> None:
-    _fill(store, 5)
+async def test_deleted_last_row_is_reported_via_head(storage: Storage, db_path: Path) -> None:
+    await _fill(storage, 5)
     _tamper(db_path, "DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE seq = 5")
-    report = store.verify_audit()
+    report = await storage.audit.verify()
     assert report.checked == 4
     assert report.problems == ["entries after 4 up to 5 deleted"]
 
 
-def test_every_row_deleted_is_reported_via_head(store: SQLiteStore, db_path: Path) -> None:
-    _fill(store, 3)
+async def test_every_row_deleted_is_reported_via_head(storage: Storage, db_path: Path) -> None:
+    await _fill(storage, 3)
     _tamper(db_path, "DROP TRIGGER audit_no_delete", "DELETE FROM audit")
-    assert store.verify_audit().problems == ["entries after 0 up to 3 deleted"]
+    assert (await storage.audit.verify()).problems == ["entries after 0 up to 3 deleted"]
 
 
-def test_head_is_recorded_in_meta(store: SQLiteStore) -> None:
-    _fill(store, 2)
-    last = list(store.audit_entries())[-1]
-    assert store.get_meta("audit_head") == f'[2, "{last.hash}"]'
+async def test_head_is_recorded_in_meta(storage: Storage) -> None:
+    await _fill(storage, 2)
+    last = (await storage.audit.entries())[-1]
+    assert await storage.meta.get("audit_head") == f'[2, "{last.hash}"]'

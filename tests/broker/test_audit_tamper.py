@@ -18,8 +18,7 @@ import pytest
 from broker.audit import BREAK_ACTION, GENESIS_HASH, KEYED_ACTION, entry_hash
 from broker.auditkey import AUDIT_KEY_FILE, load_or_create_audit_key
 from broker.checkpoints import CHECKPOINT_FILE, Checkpointer
-from broker.sqlite_store import SQLiteStore
-from broker.storage import keyed_chain, open_storage
+from broker.storage import Storage, keyed_chain, open_storage
 from tests.helpers import PYTHON, ROOT, child_env
 
 T = TypeVar("T")
@@ -27,9 +26,31 @@ T = TypeVar("T")
 T0 = 1_743_500_000.0
 
 
-def _fill(store: SQLiteStore, n: int, start: int = 0) -> None:
+async def _fill(storage: Storage, n: int, start: int = 0) -> None:
     for i in range(start, start + n):
-        store.append_audit(actor="admin", action="test.entry", subject="C1", details={"i": i}, now=T0 + i)
+        await storage.audit.append(
+            actor="admin", action="test.entry", subject="C1", details={"i": i}, now=T0 + i
+        )
+
+
+async def _broker_storage(data_dir: Path) -> Storage:
+    """The storage as the broker and every admin command open it: the data dir's audit key (created
+    on the first start), and an old unkeyed chain given its transition then (broker/cli.py)."""
+    key = load_or_create_audit_key(data_dir)
+    storage = await open_storage(data_dir / "broker.sqlite3", chain=keyed_chain(key.chain))
+    await storage.audit.adopt_key(created=key.created)
+    return storage
+
+
+def _on_broker_storage(data_dir: Path, use: Callable[[Storage], Awaitable[T]]) -> T:
+    async def run() -> T:
+        storage = await _broker_storage(data_dir)
+        try:
+            return await use(storage)
+        finally:
+            await storage.close()
+
+    return asyncio.run(run())
 
 
 def _sql(db_path: Path, *statements: str) -> None:
@@ -110,12 +131,8 @@ async def _checkpointer(data_dir: Path, run: Callable[[Checkpointer], Awaitable[
 def filled(tmp_path: Path) -> tuple[Path, Path]:
     """A data dir with 10 keyed entries and a signed checkpoint at entry 10."""
     db_path = tmp_path / "broker.sqlite3"
-    store = SQLiteStore(db_path)
-    try:
-        _fill(store, 10)
-        assert asyncio.run(_checkpointer(tmp_path, lambda c: c.write(T0 + 100))) is not None
-    finally:
-        store.close()
+    _on_broker_storage(tmp_path, lambda storage: _fill(storage, 10))
+    assert asyncio.run(_checkpointer(tmp_path, lambda c: c.write(T0 + 100))) is not None
     return tmp_path, db_path
 
 
@@ -221,29 +238,31 @@ def test_append_after_a_cut_tail_records_the_break_instead_of_laundering(
     data_dir, db_path = filled
     (data_dir / CHECKPOINT_FILE).unlink()  # the chain alone must show it
     _sql(db_path, "DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE seq > 7")
-    store = SQLiteStore(db_path)
-    try:
-        with caplog.at_level(logging.ERROR, logger="broker.sqlite_store"):
-            seq = store.append_audit(actor="admin", action="after.cut", subject="C1", details={}, now=T0 + 50)
+
+    async def append_then_more(storage: Storage) -> None:
+        with caplog.at_level(logging.ERROR, logger="broker.storage.audit"):
+            seq = await storage.audit.append(
+                actor="admin", action="after.cut", subject="C1", details={}, now=T0 + 50
+            )
         assert "AUDIT LOG DAMAGED: the recorded head is entry 10 but the last entry is 7" in caplog.text
-        entries = list(store.audit_entries())
+        entries = await storage.audit.entries()
         assert [(e.seq, e.action) for e in entries[-2:]] == [(11, BREAK_ACTION), (12, "after.cut")]
         assert seq == 12
-        report = store.verify_audit()
+        report = await storage.audit.verify()
         assert not report.ok
         assert "entry 8–10 deleted (sequence jumps to 11)" in report.problems
         assert any("the broker found the chain damaged" in p for p in report.problems)
         # Later appends chain normally onto the recorded break; the break stays reported.
-        _fill(store, 3, start=100)
-        assert [e.action for e in store.audit_entries()].count(BREAK_ACTION) == 1
-        assert not store.verify_audit().ok
-    finally:
-        store.close()
+        await _fill(storage, 3, start=100)
+        assert [e.action for e in await storage.audit.entries()].count(BREAK_ACTION) == 1
+        assert not (await storage.audit.verify()).ok
+
+    _on_broker_storage(data_dir, append_then_more)
     assert "entry 8–10 deleted" in _broken(_cli(data_dir, "verify"))
 
 
 def test_append_after_a_forged_last_row_records_the_break(filled: tuple[Path, Path]) -> None:
-    _, db_path = filled
+    data_dir, db_path = filled
     db = sqlite3.connect(db_path, isolation_level=None)
     prev = db.execute("SELECT hash FROM audit WHERE seq = 10").fetchone()[0]
     forged = entry_hash(
@@ -252,14 +271,14 @@ def test_append_after_a_forged_last_row_records_the_break(filled: tuple[Path, Pa
     db.execute("INSERT INTO audit VALUES (11, ?, 'admin', 'x', 'C1', '{}', ?, ?)", (T0 + 11, prev, forged))
     db.execute("UPDATE meta SET value = ? WHERE key = 'audit_head'", (json.dumps([11, forged]),))
     db.close()
-    store = SQLiteStore(db_path)
-    try:
-        store.append_audit(actor="admin", action="next", subject="C1", details={}, now=T0 + 60)
-        actions = [e.action for e in store.audit_entries()]
+
+    async def append(storage: Storage) -> None:
+        await storage.audit.append(actor="admin", action="next", subject="C1", details={}, now=T0 + 60)
+        actions = [e.action for e in await storage.audit.entries()]
         assert actions[-2:] == [BREAK_ACTION, "next"]
-        assert "entry 11 (x) was changed: its hash does not match" in store.verify_audit().problems
-    finally:
-        store.close()
+        assert "entry 11 (x) was changed: its hash does not match" in (await storage.audit.verify()).problems
+
+    _on_broker_storage(data_dir, append)
 
 
 def test_forged_checkpoint_line_is_reported(filled: tuple[Path, Path]) -> None:
@@ -287,13 +306,9 @@ def test_broker_start_records_a_database_behind_its_last_checkpoint(filled: tupl
     )
     _move_head(db_path, 6, six)
     assert not asyncio.run(_checkpointer(data_dir, lambda c: c.check_last(T0 + 200)))
-    store = SQLiteStore(db_path)
-    try:
-        last = list(store.audit_entries())[-1]
-        assert last.action == BREAK_ACTION
-        assert "entry 10 of the last signed checkpoint is missing" in last.details["reason"]
-    finally:
-        store.close()
+    last = _on_broker_storage(data_dir, lambda storage: storage.audit.entries())[-1]
+    assert last.action == BREAK_ACTION
+    assert "entry 10 of the last signed checkpoint is missing" in last.details["reason"]
 
 
 # -- migration of a chain written before the key ------------------------------------------------------
@@ -301,9 +316,12 @@ def test_broker_start_records_a_database_behind_its_last_checkpoint(filled: tupl
 
 def _old_database(db_path: Path, n: int) -> None:
     """A database as the broker wrote it before the audit key: public SHA-256 chain, no key file."""
-    store = SQLiteStore(db_path)
-    store.close()
-    (db_path.parent / AUDIT_KEY_FILE).unlink()
+
+    async def schema() -> None:
+        await (await open_storage(db_path)).close()  # the tables, nothing else (no key file)
+
+    asyncio.run(schema())
+    assert not (db_path.parent / AUDIT_KEY_FILE).exists()
     db = sqlite3.connect(db_path, isolation_level=None)
     prev = GENESIS_HASH
     for seq in range(1, n + 1):
@@ -321,18 +339,17 @@ def _old_database(db_path: Path, n: int) -> None:
 def test_old_unkeyed_chain_is_verified_up_to_a_keyed_transition(tmp_path: Path) -> None:
     db_path = tmp_path / "broker.sqlite3"
     _old_database(db_path, 5)
-    store = SQLiteStore(db_path)  # first start with keys: creates the key, writes the transition
-    try:
-        assert store.audit_key.created
-        _fill(store, 3)
-        entries = list(store.audit_entries())
+
+    async def first_start(storage: Storage) -> None:  # creates the key, writes the transition
+        await _fill(storage, 3)
+        entries = await storage.audit.entries()
         assert entries[5].action == KEYED_ACTION
         assert entries[5].details["unkeyed_entries"] == 5
-        report = store.verify_audit()
+        report = await storage.audit.verify()
         assert report.ok, report.problems
         assert report.checked == 9
-    finally:
-        store.close()
+
+    _on_broker_storage(tmp_path, first_start)
     # The unkeyed part is still tamper-evident: the keyed transition pins its last hash.
     _sql(db_path, "DROP TRIGGER audit_no_update", "UPDATE audit SET action = 'other' WHERE seq = 2")
     db = sqlite3.connect(db_path, isolation_level=None)
@@ -352,7 +369,7 @@ def test_old_unkeyed_chain_is_verified_up_to_a_keyed_transition(tmp_path: Path) 
 def test_keyed_part_cut_off_is_not_migrated_again(tmp_path: Path) -> None:
     db_path = tmp_path / "broker.sqlite3"
     _old_database(db_path, 4)
-    SQLiteStore(db_path).close()  # migrated: transition at 5, key file now exists
+    _on_broker_storage(tmp_path, lambda storage: storage.audit.head())  # transition at 5, key file exists
     db = sqlite3.connect(db_path)
     four = db.execute("SELECT hash FROM audit WHERE seq = 4").fetchone()[0]
     db.close()
@@ -364,14 +381,13 @@ def test_keyed_part_cut_off_is_not_migrated_again(tmp_path: Path) -> None:
     )
     _move_head(db_path, 4, four)
     assert "entry 1 (old) was changed" in _broken(_cli(tmp_path, "verify"))
-    store = SQLiteStore(db_path)
-    try:
-        assert not store.audit_key.created
-        store.append_audit(actor="admin", action="next", subject="C1", details={}, now=T0 + 60)
-        assert [e.action for e in store.audit_entries()][-2:] == [BREAK_ACTION, "next"]
-        assert not store.verify_audit().ok
-    finally:
-        store.close()
+
+    async def next_start(storage: Storage) -> None:  # the key exists now: no second transition
+        await storage.audit.append(actor="admin", action="next", subject="C1", details={}, now=T0 + 60)
+        assert [e.action for e in await storage.audit.entries()][-2:] == [BREAK_ACTION, "next"]
+        assert not (await storage.audit.verify()).ok
+
+    _on_broker_storage(tmp_path, next_start)
 
 
 def test_a_file_that_is_not_a_database_is_an_error_not_a_traceback(tmp_path: Path) -> None:
@@ -396,9 +412,7 @@ async def test_the_consoles_verify_uses_the_checkpoints_too(tmp_path: Path) -> N
     from tests.helpers import in_process_broker
 
     async with in_process_broker(tmp_path / "data") as running:
-        store = SQLiteStore(running.config.db_path)  # another writer on the broker's file
-        _fill(store, 6)
-        store.close()
+        await _fill(running.broker.storage, 6)
         assert await running.broker.checkpoints.write(T0 + 10) is not None
         db_path = running.config.db_path
         db = sqlite3.connect(db_path)
@@ -424,13 +438,13 @@ def test_a_head_pushed_to_the_end_of_the_integer_range_does_not_stop_auditing(
 ) -> None:
     _, db_path = filled
     _move_head(db_path, 2**63 - 1, "a" * 64)
-    store = SQLiteStore(db_path)
-    try:
-        seq = store.append_audit(actor="admin", action="next", subject="C1", details={}, now=T0 + 60)
+
+    async def append(storage: Storage) -> None:
+        seq = await storage.audit.append(actor="admin", action="next", subject="C1", details={}, now=T0 + 60)
         assert seq == 12  # the break entry is 11, after the last real row
-        assert not store.verify_audit().ok
-    finally:
-        store.close()
+        assert not (await storage.audit.verify()).ok
+
+    _on_broker_storage(db_path.parent, append)
 
 
 # -- the same rules on the broker's storage (broker.storage), through the admin CLI -------------------
@@ -444,11 +458,7 @@ def test_an_admin_command_after_a_cut_tail_records_the_break(filled: tuple[Path,
     added = _admin(data_dir, "subscriber", "add", "C-AFTER")
     assert added.returncode == 0, added.stderr
     assert "AUDIT LOG DAMAGED: the recorded head is entry 10 but the last entry is 7" in added.stderr
-    store = SQLiteStore(db_path)
-    try:
-        actions = [(e.seq, e.action) for e in store.audit_entries()]
-    finally:
-        store.close()
+    actions = [(e.seq, e.action) for e in _on_broker_storage(data_dir, lambda st: st.audit.entries())]
     assert actions[-3:] == [(11, BREAK_ACTION), (12, "subscriber.add"), (13, "token.issue")]
     out = _broken(_cli(data_dir, "verify"))
     assert "entry 8–10 deleted (sequence jumps to 11)" in out

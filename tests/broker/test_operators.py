@@ -14,11 +14,11 @@ import pyotp
 import pytest
 from argon2 import PasswordHasher
 
+from broker.audit import AuditEntry, ChainReport
 from broker.auditkey import load_or_create_audit_key
 from broker.datakeys import DataKeyring
 from broker.errors import AlreadyExists, RefusedError
-from broker.operators import LOGIN_FAILED_MESSAGE, NewOperator, OperatorAccounts, hash_token
-from broker.sqlite_store import SQLiteStore
+from broker.operators import LOGIN_FAILED_MESSAGE, NewOperator, OperatorAccounts, OperatorRecord, hash_token
 from broker.storage import keyed_chain, open_storage
 from protocol.errors import ErrorCode
 from tests.helpers import event_loop_thread
@@ -40,7 +40,7 @@ def keyring(tmp_path: Path) -> DataKeyring:
 class SyncAccounts:
     """``OperatorAccounts`` (async, over ``broker.storage``) called from these synchronous tests: each
     call runs on an event loop in a thread of its own, logouts written before it returns. ``store``
-    (the old SQLiteStore on the same file and audit key) only inspects what was written."""
+    (:class:`Records`, another storage on the same file and audit key) only inspects what was written."""
 
     def __init__(self, db_path: Path, keyring: DataKeyring, loop: asyncio.AbstractEventLoop, **kw: Any):
         self.loop = loop
@@ -76,9 +76,40 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
         yield running
 
 
+class Records:
+    """What was written, read through a storage of its own on the same file (as the admin CLI would)."""
+
+    def __init__(self, db_path: Path, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        chain = keyed_chain(load_or_create_audit_key(db_path.parent).chain)
+        self.storage = self._run(open_storage(db_path, chain=chain))
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def get_operator(self, name: str) -> OperatorRecord | None:
+        return self._run(self.storage.operators.get(name))
+
+    def audit_entries(self, *, subject: str | None = None) -> list[AuditEntry]:
+        return self._run(self.storage.audit.entries(subject=subject))
+
+    def verify_audit(self) -> ChainReport:
+        return self._run(self.storage.audit.verify())
+
+    def close(self) -> None:
+        self._run(self.storage.close())
+
+
+@pytest.fixture
+def store(db_path: Path, loop: asyncio.AbstractEventLoop) -> Iterator[Records]:
+    records = Records(db_path, loop)
+    yield records
+    records.close()
+
+
 @pytest.fixture
 def accounts(
-    store: SQLiteStore, db_path: Path, keyring: DataKeyring, loop: asyncio.AbstractEventLoop
+    store: Records, db_path: Path, keyring: DataKeyring, loop: asyncio.AbstractEventLoop
 ) -> Iterator[SyncAccounts]:
     sync = SyncAccounts(db_path, keyring, loop, **FAST)
     yield sync
@@ -153,7 +184,7 @@ def test_duplicate_and_bad_names(accounts: SyncAccounts, alice: NewOperator) -> 
 
 
 def test_totp_secret_and_tokens_are_not_stored_in_plaintext(
-    accounts: SyncAccounts, alice: NewOperator, store: SQLiteStore, db_path: Path
+    accounts: SyncAccounts, alice: NewOperator, store: Records, db_path: Path
 ) -> None:
     result = accounts.login("alice", alice.initial_password, code(alice, T0), now=T0, peer=PEER)
     raw = db_bytes(db_path)
@@ -231,7 +262,7 @@ def test_one_step_of_drift_is_accepted_two_are_not(accounts: SyncAccounts, alice
 
 
 def test_five_failures_lock_even_the_right_credentials(
-    accounts: SyncAccounts, alice: NewOperator, store: SQLiteStore, db_path: Path
+    accounts: SyncAccounts, alice: NewOperator, store: Records, db_path: Path
 ) -> None:
     for i in range(5):
         error = refused(
@@ -266,7 +297,7 @@ def test_five_failures_lock_even_the_right_credentials(
 
 
 def test_lock_limits_are_configurable_and_admin_can_unlock(
-    store: SQLiteStore, keyring: DataKeyring, db_path: Path, loop: asyncio.AbstractEventLoop
+    store: Records, keyring: DataKeyring, db_path: Path, loop: asyncio.AbstractEventLoop
 ) -> None:
     accounts = SyncAccounts(db_path, keyring, loop, lock_after=2, lock_for=60.0, **FAST)
     bob = accounts.create("bob", role="supervisor", now=T0, actor="admin")
@@ -282,7 +313,7 @@ def test_lock_limits_are_configurable_and_admin_can_unlock(
 
 
 def test_unknown_name_failures_are_audited(
-    accounts: SyncAccounts, alice: NewOperator, store: SQLiteStore
+    accounts: SyncAccounts, alice: NewOperator, store: Records
 ) -> None:
     refused(lambda: _unknown_name(accounts, alice))
     [entry] = store.audit_entries(subject="mallory")
@@ -303,7 +334,7 @@ def test_token_authenticates_until_it_expires(accounts: SyncAccounts, alice: New
 
 
 def test_token_ttl_is_configurable(
-    store: SQLiteStore, keyring: DataKeyring, db_path: Path, loop: asyncio.AbstractEventLoop
+    store: Records, keyring: DataKeyring, db_path: Path, loop: asyncio.AbstractEventLoop
 ) -> None:
     accounts = SyncAccounts(db_path, keyring, loop, token_ttl=60.0, **FAST)
     new = accounts.create("carol", role="admin", now=T0, actor="admin")
@@ -312,7 +343,7 @@ def test_token_ttl_is_configurable(
     )
 
 
-def test_logout_revokes(accounts: SyncAccounts, alice: NewOperator, store: SQLiteStore) -> None:
+def test_logout_revokes(accounts: SyncAccounts, alice: NewOperator, store: Records) -> None:
     result = accounts.login("alice", alice.initial_password, code(alice, T0), now=T0, peer=PEER)
     accounts.logout(result.token, now=T0 + 1)
     assert refused(lambda: accounts.authenticate(result.token, now=T0 + 2)).code is ErrorCode.AUTH_REQUIRED
@@ -321,7 +352,7 @@ def test_logout_revokes(accounts: SyncAccounts, alice: NewOperator, store: SQLit
 
 
 def test_disabled_account_cannot_log_in_and_loses_its_tokens(
-    accounts: SyncAccounts, alice: NewOperator, store: SQLiteStore
+    accounts: SyncAccounts, alice: NewOperator, store: Records
 ) -> None:
     result = accounts.login("alice", alice.initial_password, code(alice, T0), now=T0, peer=PEER)
     accounts.set_disabled("alice", disabled=True, now=T0 + 1, actor="admin")
@@ -358,7 +389,7 @@ def test_change_password_rules(accounts: SyncAccounts, alice: NewOperator, db_pa
 
 
 def test_wrong_old_password_counts_towards_the_lock(
-    store: SQLiteStore, keyring: DataKeyring, db_path: Path, loop: asyncio.AbstractEventLoop
+    store: Records, keyring: DataKeyring, db_path: Path, loop: asyncio.AbstractEventLoop
 ) -> None:
     accounts = SyncAccounts(db_path, keyring, loop, lock_after=2, **FAST)
     new = accounts.create("dave", role="operator", now=T0, actor="admin")
@@ -371,7 +402,7 @@ def test_wrong_old_password_counts_towards_the_lock(
 
 
 def test_reset_password_gives_a_new_one_time_password(
-    accounts: SyncAccounts, alice: NewOperator, store: SQLiteStore
+    accounts: SyncAccounts, alice: NewOperator, store: Records
 ) -> None:
     accounts.change_password("alice", alice.initial_password, "correct horse battery", now=T0)
     fresh = accounts.reset_password("alice", now=T0 + 1, actor="admin")
@@ -382,7 +413,7 @@ def test_reset_password_gives_a_new_one_time_password(
 
 
 def test_hash_is_upgraded_when_argon2_parameters_change(
-    store: SQLiteStore,
+    store: Records,
     keyring: DataKeyring,
     accounts: SyncAccounts,
     alice: NewOperator,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.sqlite_store import SQLiteStore
+from broker.storage import open_storage
 from tests.e2e.conftest import ALWAYS_OPEN
 from tests.helpers import BrokerProcess
 from tests.wire.rawws import TEXT, RawWebSocket, frame
@@ -111,17 +111,17 @@ async def test_one_address_holds_a_bounded_number_of_unauthenticated_connections
             sock.close()
 
     # Audited once (a minute) with the count, not once per connection.
-    def refusals() -> list[dict[str, object]]:
-        store = SQLiteStore(broker.data_dir / "broker.sqlite3")
+    async def refusals() -> list[dict[str, object]]:
+        storage = await open_storage(broker.data_dir / "broker.sqlite3")  # reads only: no key needed
         try:
-            return [e.details for e in store.audit_entries() if e.action == "connection.refused"]
+            return [e.details for e in await storage.audit.entries() if e.action == "connection.refused"]
         finally:
-            store.close()
+            await storage.close()
 
     deadline = time.monotonic() + 10
-    while not refusals() and time.monotonic() < deadline:
+    while not await refusals() and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-    entries = refusals()
+    entries = await refusals()
     assert len(entries) == 1, entries
     assert entries[0]["addresses"] == {"127.0.0.1": entries[0]["count"]}
     assert 1 <= int(str(entries[0]["count"])) <= refused

@@ -39,7 +39,6 @@ NEVER_LOADED = (
     "cryptography",
     "broker.storage",
     "broker.store",
-    "broker.sqlite_store",
     "broker.session_host",
     "broker.server",
     "broker.peers",

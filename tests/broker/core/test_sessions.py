@@ -19,8 +19,6 @@ from cryptography.hazmat.primitives import serialization
 
 from broker.core import AgentPeer, OperatorPeer, SessionCore, SessionRules, Subscriber
 from broker.policy import CodeAttemptGuard, parse_hours
-from broker.sqlite_store import SQLiteStore
-from broker.store import CertificateRecord
 from certs import CertificateAuthority, build_csr, generate_private_key, serial_hex, sign
 from protocol.messages import (
     Claim,
@@ -40,7 +38,7 @@ from protocol.messages import (
 from protocol.receipts import ConsentReceipt, receipt_bytes
 from protocol.screen import Encoding, Rect, ScreenUpdate, encode_update
 
-from .driver import AuditRecord, CoreDriver, Recorder
+from .driver import CoreDriver, Recorder
 
 T0 = 1_800_000_000.0
 
@@ -48,7 +46,8 @@ T0 = 1_800_000_000.0
 @dataclass
 class World:
     store: Any
-    """The driver (audit rows in memory), or a real store they are copied into (make_stored_world)."""
+    """The driver (audit rows in memory), or a real storage its commands are written to
+    (``make_stored_world`` in tests/broker/test_receipts_audit.py)."""
     manager: CoreDriver
     agent: AgentPeer
     agent_out: Recorder
@@ -131,33 +130,6 @@ def make_world(tmp_path: Path | None = None) -> World:
     op = OperatorPeer(peer=op_out, address="127.0.0.1", name="op", display_name="Op", role="operator")
     manager.operator_attached(op)
     return World(manager, manager, agent, agent_out, op, op_out, key)
-
-
-def make_stored_world(tmp_path: Path) -> World:
-    """A world whose audit rows also go into a real SQLite store (for the real CLI to read)."""
-    world = make_world(tmp_path)
-    store = SQLiteStore(tmp_path / "broker.sqlite3")  # the CLI finds it
-    store.add_subscriber("C-1", now=T0 - 10, actor="test")
-    store.add_enrollment_token("C-1", "h" * 64, now=T0 - 10, expires_at=T0 + 100, actor="test")
-    store.complete_enrollment(
-        "h" * 64,
-        CertificateRecord(
-            serial=world.agent.serial,
-            contract_id="C-1",
-            machine_name="pc",
-            cert_pem=world.manager.certificates[world.agent.serial],
-            issued_at=T0 - 10,
-            not_after=T0 + 1e7,
-        ),
-        now=T0 - 10,
-    )
-
-    def copy(e: AuditRecord) -> None:
-        store.append_audit(actor=e.actor, action=e.action, subject=e.subject, details=e.details, now=e.at)
-
-    world.manager.on_record.append(copy)
-    world.store = store
-    return world
 
 
 def _frame() -> bytes:

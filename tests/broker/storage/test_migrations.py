@@ -3,82 +3,74 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import pytest
 
-from broker.auditkey import load_or_create_audit_key
-from broker.sqlite_store import SQLiteStore
-from broker.storage import MIGRATIONS, StoreError, keyed_chain, open_database, open_storage
+from broker.auditkey import AuditKey
+from broker.storage import MIGRATIONS, AuditChain, StoreError, keyed_chain, open_database, open_storage
 from broker.storage.migrations import Migration, applied_versions, migrate
-from broker.store import CertificateRecord, SubscriberStatus
+from broker.store import SubscriberStatus
 
 LATEST = [m.number for m in MIGRATIONS]
 
 
-def _old_broker_file(path: Path) -> None:
-    """A database as today's broker leaves it: contracts, a PC, an operator, inventory, audit."""
-    store = SQLiteStore(path)
-    try:
-        store.add_subscriber("C-1", now=10.0, actor="admin")
-        store.add_subscriber("C-2", now=11.0, actor="admin")
-        store.add_enrollment_token("C-1", "h1", now=12.0, expires_at=1000.0, actor="admin")
-        store.add_enrollment_token("C-1", "h2", now=12.5, expires_at=1000.0, actor="admin")
-        store.complete_enrollment(
-            "h1",
-            CertificateRecord(
-                serial="0a",
-                contract_id="C-1",
-                machine_name="pc",
-                cert_pem="PEM",
-                issued_at=13.0,
-                not_after=99999.0,
-            ),
-            now=13.0,
-        )
-        store.set_online("0a", online=True, now=14.0, peer="127.0.0.1", node="n1")
-        store.add_operator(
-            "alice",
-            display_name="Alice",
-            role="admin",
-            password_hash="argon",
-            totp_secret_blob=b"blob",
-            now=15.0,
-            actor="admin",
-        )
-        store.save_inventory(
-            contract_id="C-1",
-            serial="0a",
-            session_id="b1",
-            items=["os"],
-            items_blob=b"\x00enc",
-            credentials_blob=None,
-            now=16.0,
-        )
-        store.set_meta("public_url", "wss://old")
-    finally:
-        store.close()
+FIXTURES = Path(__file__).with_name("fixtures")
+OLD_FILE = FIXTURES / "old_broker.sqlite3"
+"""A database written by the broker before this package (``broker/sqlite_store.py``, since deleted);
+``fixtures/make_old_broker_db.py`` says how it was made and what is in it."""
 
 
-async def test_a_database_of_todays_broker_is_upgraded_in_place(tmp_path: Path) -> None:
+OLD_SECRET = bytes(range(32))
+"""The script's ``AUDIT_SECRET`` (the script cannot be imported: it names the deleted store)."""
+
+
+def _old_chain() -> AuditChain:
+    assert "AUDIT_SECRET = bytes(range(32))" in (FIXTURES / "make_old_broker_db.py").read_text()
+    return keyed_chain(AuditKey.from_secret(OLD_SECRET).chain)
+
+
+async def test_a_database_of_the_old_broker_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "broker.sqlite3"
-    _old_broker_file(path)
-    chain = keyed_chain(load_or_create_audit_key(tmp_path).chain)  # today's store made the key file
-
+    shutil.copyfile(OLD_FILE, path)
+    chain = _old_chain()
     storage = await open_storage(path, chain=chain)
     try:
         async with storage.db.read() as tx:
             assert await applied_versions(tx) == LATEST
         report = await storage.audit.verify()
         assert report.ok, report.problems
-        old_entries = report.checked
-        assert [s.contract_id for s in await storage.subscribers.list_all()] == ["C-1", "C-2"]
-        assert (await storage.certificates.get("0a")) is not None
+        assert report.checked == 10
+        actions = [e.action for e in await storage.audit.entries()]
+        assert actions[:2] == ["subscriber.add", "subscriber.add"]
+        assert actions[-1] == "session.end"
+        subscribers = await storage.subscribers.list_all()
+        assert [(s.contract_id, s.status) for s in subscribers] == [
+            ("C-1", SubscriberStatus.ACTIVE),
+            ("C-2", SubscriberStatus.SUSPENDED),
+        ]
+        used = await storage.subscribers.get_enrollment_token("h1")
+        unused = await storage.subscribers.get_enrollment_token("h2")
+        assert used is not None
+        assert used.used_at == 13.0
+        assert unused is not None
+        assert unused.used_at is None
+        certificate = await storage.certificates.get("0a")
+        assert certificate is not None
+        assert (certificate.contract_id, certificate.machine_name, certificate.issued_at) == (
+            "C-1",
+            "pc",
+            13.0,
+        )
         agents = await storage.presence.list_agents()
         assert [(a.serial, a.online) for a in agents] == [("0a", True)]
         operator = await storage.operators.get("alice")
         assert operator is not None
-        assert operator.totp_secret_blob == b"blob"
+        assert (operator.role, operator.totp_secret_blob) == ("admin", b"blob")
+        behind = await storage.operators.by_token("t-alice")
+        assert behind is not None
+        assert (behind[0].name, behind[1]) == ("alice", 5000.0)
         inventory = await storage.inventory.latest("C-1")
         assert inventory is not None
         assert inventory.items_blob == b"\x00enc"
@@ -92,20 +84,18 @@ async def test_a_database_of_todays_broker_is_upgraded_in_place(tmp_path: Path) 
         await storage.sessions.opened("b2", contract_id="C-2", serial="x", operator="alice", now=21.0)
         report = await storage.audit.verify()
         assert report.ok, report.problems
-        assert report.checked == old_entries + 2
+        assert report.checked == 10 + 2
+        token = await storage.subscribers.get_enrollment_token("h2")
+        assert token is not None
+        assert token.used_at == 20.0  # voided by the termination
     finally:
         await storage.close()
 
     again = await open_storage(path, chain=chain)  # nothing left to apply
-    await again.close()
-    old = SQLiteStore(path)  # and today's store still reads the upgraded file
     try:
-        assert old.verify_audit().ok
-        token = old.get_enrollment_token("h2")
-        assert token is not None
-        assert token.used_at == 20.0
+        assert (await again.audit.verify()).ok
     finally:
-        old.close()
+        await again.close()
 
 
 async def test_migrating_twice_applies_nothing(storage_url: str) -> None:
@@ -187,30 +177,3 @@ async def test_sqlite_urls_and_bare_paths_name_the_same_file(tmp_path: Path) -> 
             assert [s.contract_id for s in await storage.subscribers.list_all()] == ["C-1"]
         finally:
             await storage.close()
-
-
-async def test_todays_store_and_the_new_layer_share_one_file_and_one_chain(tmp_path: Path) -> None:
-    """During the move the admin CLI may still be the old one: both append to one chain."""
-    path = tmp_path / "broker.sqlite3"
-    old = SQLiteStore(path)
-    storage = await open_storage(path, chain=keyed_chain(old.audit_key.chain))
-    try:
-
-        def old_appends() -> None:
-            for i in range(30):
-                old.append_audit(actor="old", action="x", subject="s", details={"i": i}, now=float(i))
-
-        await asyncio.gather(
-            asyncio.to_thread(old_appends),
-            *(
-                storage.audit.append(actor="new", action="x", subject="s", details={"i": i}, now=1.0)
-                for i in range(30)
-            ),
-        )
-        report = await storage.audit.verify()
-        assert report.ok, report.problems
-        assert report.checked == 60
-        assert old.verify_audit().ok
-    finally:
-        old.close()
-        await storage.close()
