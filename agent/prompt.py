@@ -42,6 +42,7 @@ from .consent_window import (
     tk_consent_dialog,
 )
 from .core.texts import format_answer_summary
+from .i18n import is_japanese
 from .line_reader import DEFAULT_MAX_LINE, DEFAULT_MAX_PENDING, LineReader, hidden_input
 from .session_commands import ChatLine, Command, End, Grant, Help, Withdraw, parse_session_command
 
@@ -69,18 +70,6 @@ __all__ = [
 ]
 
 
-def _ja(lang: str) -> bool:
-    return lang.lower().startswith("ja")
-
-
-def _unique(scopes: Iterable[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(scopes))
-
-
-def _seconds(value: float) -> str:
-    return f"{value:g}"
-
-
 # -- the consent prompt ----------------------------------------------------------------------------
 
 
@@ -99,8 +88,8 @@ def _operator(request: ConsentRequest) -> str:
 def _labels(scopes: Iterable[str], lang: str) -> str:
     listed = [scope_label(s, lang) for s in scopes]
     if not listed:
-        return "なし" if _ja(lang) else "nothing"
-    return "、".join(listed) if _ja(lang) else ", ".join(listed)
+        return "なし" if is_japanese(lang) else "nothing"
+    return "、".join(listed) if is_japanese(lang) else ", ".join(listed)
 
 
 def format_consent_prompt(request: ConsentRequest, lang: str) -> str:
@@ -110,9 +99,9 @@ def format_consent_prompt(request: ConsentRequest, lang: str) -> str:
     with a closing line (after :data:`SEPARATOR` again) that restates in full what each answer
     grants. The operator's name goes through :func:`protocol.text.safe_text`. No trailing newline.
     """
-    scopes = _unique(request.scopes)
-    ja = _ja(lang)
-    timeout = _seconds(request.timeout)
+    scopes = tuple(dict.fromkeys(request.scopes))
+    ja = is_japanese(lang)
+    timeout = f"{request.timeout:g}"
     operator = _operator(request)
     lines: list[str] = ["", SEPARATOR]
     if ja:
@@ -194,7 +183,7 @@ def format_consent_prompt(request: ConsentRequest, lang: str) -> str:
 def format_control_confirmation(request: ConsentRequest, lang: str) -> str:
     """The confirmation step before ``input:control`` is granted in the terminal."""
     operator = _operator(request)
-    if _ja(lang):
+    if is_japanese(lang):
         return (
             "確認: マウスとキーボードの操作を許可すると、"
             f"オペレータ「{operator}」がこのパソコンを操作できます。"
@@ -224,7 +213,7 @@ def parse_consent_answer(text: str, scopes: Sequence[str]) -> set[str]:
     ``1-3``, full-width digits too): those lines. Anything else, including one bad number in a
     list, allows nothing: default deny, never a guess.
     """
-    listed = _unique(scopes)
+    listed = tuple(dict.fromkeys(scopes))
     answer = unicodedata.normalize("NFKC", text).strip().lower()
     if answer in _ALL_WORDS:
         return set(listed)
