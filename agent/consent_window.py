@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from protocol.messages import ConsentRequest
@@ -29,6 +29,7 @@ from protocol.text import safe_text
 
 from .consent import INVENTORY_PREFIX, SYSTEM_RESTART, scope_label
 from .errors import AgentError, AgentErrorCode
+from .i18n import is_japanese
 
 __all__ = [
     "DialogUnavailable",
@@ -37,18 +38,6 @@ __all__ = [
     "gui_available",
     "tk_consent_dialog",
 ]
-
-
-def _ja(lang: str) -> bool:
-    return lang.lower().startswith("ja")
-
-
-def _unique(scopes: Iterable[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(scopes))
-
-
-def _seconds(value: float) -> str:
-    return f"{value:g}"
 
 
 class DialogUnavailable(AgentError):
@@ -132,13 +121,13 @@ class _ConsentDialog:
             self.root = tk.Tk(screenName=display)
         except tk.TclError as exc:
             raise DialogUnavailable(f"cannot open a window: {exc}") from None
-        self.ja = _ja(lang)
+        self.ja = is_japanese(lang)
         self.deadline = time.monotonic() + timeout
         self.cancel = cancel
         self.on_shown = on_shown
         self.result: set[str] | None = None
         ja = self.ja
-        scopes = _unique(request.scopes)
+        scopes = tuple(dict.fromkeys(request.scopes))
         root = self.root
         root.title(_DIALOG_TITLE[0] if ja else _DIALOG_TITLE[1])
         root.resizable(False, False)
@@ -162,7 +151,7 @@ class _ConsentDialog:
             box.pack(anchor="w")
             self.variables[scope] = var
             self.boxes[scope] = box
-        seconds = _seconds(timeout)
+        seconds = f"{timeout:g}"
         notes = [
             f"チェックしない項目は許可されません。{seconds}秒以内に回答がない場合は、すべて拒否します。"
             if ja

@@ -351,14 +351,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
+def is_japanese(lang: str) -> bool:
+    """Whether ``lang`` (``ja``, ``ja_JP.UTF-8``, ``en`` …) asks for Japanese."""
+    return lang.lower().startswith("ja")
+
+
 def detect_lang(explicit: str | None = None, env: Mapping[str, str] | None = None) -> Lang:
     if explicit:
-        return "ja" if explicit.lower().startswith("ja") else "en"
+        return "ja" if is_japanese(explicit) else "en"
     env = os.environ if env is None else env
     for var in ("LC_ALL", "LC_MESSAGES", "LANG"):
         value = env.get(var)
         if value:
-            return "ja" if value.lower().startswith("ja") else "en"
+            return "ja" if is_japanese(value) else "en"
     return "en"
 
 

@@ -30,6 +30,7 @@ from typing import Any, Final
 from protocol.text import safe_text
 
 from .consent import INPUT_CONTROL, SCREEN_VIEW, scope_label
+from .i18n import is_japanese
 
 __all__ = ["TITLE", "describe", "main"]
 
@@ -45,14 +46,10 @@ _POLL_MS: Final = 50
 MAX_VIEWERS_SHOWN: Final = 16
 
 
-def _ja(lang: str) -> bool:
-    return lang.lower().startswith("ja")
-
-
 def describe(state: dict[str, Any]) -> dict[str, str]:
     """The indicator's texts for ``state`` (pure; also used by tests): headline, who, what, notice."""
     lang = str(state.get("lang") or "ja")
-    ja = _ja(lang)
+    ja = is_japanese(lang)
     granted = [str(s) for s in state.get("granted") or ()]
     if INPUT_CONTROL in granted:
         headline = "パソコンを操作されています" if ja else "Your PC is being controlled"
@@ -134,7 +131,7 @@ class _Indicator:
         self.emit({"event": "focus", "focused": focused})
 
     def _render(self) -> None:
-        ja = _ja(str(self.state.get("lang") or "ja"))
+        ja = is_japanese(str(self.state.get("lang") or "ja"))
         texts = describe(self.state)
         self.root.title(TITLE["ja" if ja else "en"])
         self.headline.configure(text=texts["headline"])

@@ -27,13 +27,14 @@ that is not one of :data:`REASONS` or a count out of range is read as one event,
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from protocol.errors import ErrorCode
 from protocol.messages import Error
 from protocol.session import Phase
+
+from .policy import AuditThrottle
 
 if TYPE_CHECKING:
     from .core.core import SessionCore
@@ -94,35 +95,13 @@ def parse_agent_refusal(msg: Error) -> AgentRefusal | None:
     return AgentRefusal(code, reason, count)
 
 
-class _Weighted:
-    """Per key: the first event after ``interval`` passes through with the count of the events held
-    back since; the others are held. Bounded: the oldest keys are forgotten beyond ``max_tracked``."""
-
-    def __init__(self, interval: float, max_tracked: int = 10_000) -> None:
-        self.interval = interval
-        self.max_tracked = max_tracked
-        self._state: OrderedDict[str, tuple[float, int]] = OrderedDict()
-
-    def note(self, key: str, count: int, now: float) -> int | None:
-        last, pending = self._state.get(key, (float("-inf"), 0))
-        pending += count
-        if now - last >= self.interval:
-            self._state[key] = (now, 0)
-            self._state.move_to_end(key)
-            while len(self._state) > self.max_tracked:
-                self._state.popitem(last=False)
-            return pending
-        self._state[key] = (last, pending)
-        return None
-
-
 class AgentRefusals:
     """Handles an agent's ``error`` messages about input it refused (see the module docstring);
     part of the pure session core (:class:`broker.core.SessionCore` owns one)."""
 
     def __init__(self, rules: SessionRules) -> None:
-        self._audits = _Weighted(rules.refusal_audit_interval)
-        self._notices = _Weighted(rules.operator_notice_interval)
+        self._audits = AuditThrottle(rules.refusal_audit_interval)
+        self._notices = AuditThrottle(rules.operator_notice_interval)
 
     def handle(self, core: SessionCore, event: AgentError, now: float) -> bool:
         """True when the error was a refusal report of the agent's live session (and was handled)."""
@@ -135,7 +114,7 @@ class AgentRefusals:
             return False
         session.refused_inputs += refusal.count
         key = f"{session.id}|{refusal.code.value}"
-        count = self._audits.note(key, refusal.count, now)
+        count = self._audits.note(key, now, refusal.count)
         if count is not None:
             core.audit(
                 "input.refused",
@@ -147,7 +126,7 @@ class AgentRefusals:
                 reason=refusal.reason,
                 count=count,
             )
-        if self._notices.note(key, refusal.count, now) is not None:
+        if self._notices.note(key, now, refusal.count) is not None:
             notice = Error(code=refusal.code.value, message=_TO_OPERATOR[refusal.code])
             for viewer in sorted(session.viewers, key=id):
                 if viewer.name is not None and viewer.name == session.operator:

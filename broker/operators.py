@@ -29,13 +29,11 @@ watch, every 0.5 s) drops what another process revoked, locked or disabled.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
 import re
 import secrets
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Literal, get_args
+from typing import TYPE_CHECKING, Final
 
 import pyotp
 from argon2 import PasswordHasher
@@ -45,6 +43,17 @@ from protocol.errors import ErrorCode
 
 from .datakeys import DataKeyError, DataKeyring
 from .errors import BrokerError, NotFound, RefusedError
+from .operator_records import (
+    ROLES,
+    LoginResult,
+    NewOperator,
+    OperatorIdentity,
+    OperatorRecord,
+    Role,
+    hash_token,
+    identity_of,
+    parse_role,
+)
 
 if TYPE_CHECKING:
     from .storage import Storage
@@ -64,9 +73,6 @@ __all__ = [
     "parse_role",
 ]
 
-Role = Literal["operator", "supervisor", "admin"]
-ROLES: Final[tuple[str, ...]] = get_args(Role)
-_ROLE_BY_NAME: Final[dict[str, Role]] = {"operator": "operator", "supervisor": "supervisor", "admin": "admin"}
 
 #: The one answer to every failed login (no user enumeration).
 LOGIN_FAILED_MESSAGE: Final = "login failed: wrong name, password or code"
@@ -78,87 +84,8 @@ TOTP_ISSUER: Final = "ISP Remote Support"
 SHIFT: Final = 8 * 3600.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OperatorRecord:
-    """One row of ``operators`` as the store returns it."""
-
-    name: str
-    display_name: str
-    role: Role
-    password_hash: str = field(repr=False)
-    totp_secret_blob: bytes = field(repr=False)
-    created_at: float
-    password_change_required: bool
-    failed_logins: int
-    locked_until: float | None
-    last_totp_step: int | None
-    disabled: bool
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NewOperator:
-    """What an admin hands to a new operator, once: nothing here is stored in the clear."""
-
-    name: str
-    initial_password: str = field(repr=False)
-    """One-time: the operator must change it at first login."""
-    totp_uri: str = field(repr=False)
-    """``otpauth://totp/…`` for an authenticator app (shown as a QR code or typed in)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoginResult:
-    token: str = field(repr=False)
-    expires_at: float
-    name: str
-    display_name: str
-    role: Role
-    password_change_required: bool
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OperatorIdentity:
-    """Who holds a valid token."""
-
-    name: str
-    display_name: str
-    role: Role
-    expires_at: float
-    password_change_required: bool
-
-
-def hash_token(token: str) -> str:
-    """SHA-256 hex: enough for a 256-bit random token (no salt or stretching needed, unlike passwords)."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def parse_role(role: str) -> Role:
-    """A role from user input (CLI, console), or ``RefusedError(INVALID_FIELD)``."""
-    checked = _ROLE_BY_NAME.get(role)
-    if checked is not None:
-        return checked
-    raise RefusedError(f"role must be one of {', '.join(ROLES)}", code=ErrorCode.INVALID_FIELD)
-
-
 def _auth_required() -> RefusedError:
     return RefusedError("not logged in, or the session expired: log in again", code=ErrorCode.AUTH_REQUIRED)
-
-
-def _identity(
-    found: tuple[OperatorRecord, float, float | None] | None, now: float
-) -> OperatorIdentity | None:
-    if found is None:
-        return None
-    record, expires_at, revoked_at = found
-    if revoked_at is not None or now >= expires_at or record.disabled:
-        return None
-    return OperatorIdentity(
-        name=record.name,
-        display_name=record.display_name,
-        role=record.role,
-        expires_at=expires_at,
-        password_change_required=record.password_change_required,
-    )
 
 
 def _totp_aad(name: str) -> bytes:
@@ -367,7 +294,7 @@ class OperatorAccounts:
         ``RefusedError(AUTH_REQUIRED)`` if it is unknown, expired, revoked, or the account disabled."""
         key = hash_token(token)
         found = await self._ops.by_token(key)
-        identity = _identity(found, now)
+        identity = identity_of(found, now)
         if identity is None:
             self._identities.pop(key, None)
             raise _auth_required()
@@ -399,7 +326,7 @@ class OperatorAccounts:
         for key in [k for k in self._identities if k not in keys]:
             del self._identities[key]
         for key in keys & self._identities.keys():
-            identity = _identity(await self._ops.by_token(key), now)
+            identity = identity_of(await self._ops.by_token(key), now)
             if identity is None:
                 self._identities.pop(key, None)
             else:

@@ -260,10 +260,11 @@ class AuditThrottle:
         self.max_tracked = max_tracked
         self._state: OrderedDict[str, tuple[float, int]] = OrderedDict()
 
-    def note(self, key: str, now: float) -> int | None:
-        """Count one event; returns the count to write now, or None while the key is throttled."""
+    def note(self, key: str, now: float, count: int = 1) -> int | None:
+        """Count ``count`` events (one by default); returns the count to write now (those held back
+        since the last entry included), or None while the key is throttled."""
         last, pending = self._state.get(key, (float("-inf"), 0))
-        pending += 1
+        pending += count
         if now - last >= self.interval:
             self._state[key] = (now, 0)
             self._state.move_to_end(key)

@@ -20,7 +20,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.identity import Identity
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -239,6 +242,25 @@ class InProcessBroker:
         if cert is not None and key is not None:
             ctx.load_cert_chain(cert, key)
         return ctx
+
+    async def enroll_agent(self, contract: str, data_dir: Path) -> Identity:
+        """A subscriber ``contract`` added to this broker and its agent enrolled for real (token, CSR)
+        into ``data_dir``; the agent's identity (certificate and key files)."""
+        from agent.enroll import enroll
+        from broker.enrollment import issue_token
+
+        await self.store.subscribers.add(contract, now=time.time(), actor="test")
+        token = await issue_token(self.store, contract, now=time.time(), ttl=3600, actor="test")
+        result = await enroll(
+            broker_url=self.url,
+            contract_id=contract,
+            token=token,
+            ca_fingerprint=self.pki.ca.fingerprint,
+            data_dir=data_dir,
+            confirm=lambda _fp: True,
+            machine_name="pc",
+        )
+        return result.identity
 
 
 @contextlib.asynccontextmanager

@@ -44,6 +44,7 @@ __all__ = [
     "BusState",
     "BusStats",
     "BusUnavailable",
+    "HandlerBus",
     "Handlers",
     "LocalBus",
     "LocalHub",
@@ -201,25 +202,14 @@ class Handlers:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-class LocalHub:
-    """The 'server' of in-process buses: what one publishes, every bus on the hub receives."""
+class HandlerBus:
+    """What both buses (:class:`LocalBus`, :class:`~.nats_bus.NatsBus`) share of the :class:`Bus`
+    protocol: the node id, the state, the counters and the subscriptions, all kept in one
+    :class:`Handlers`."""
 
-    def __init__(self) -> None:
-        self.buses: list[LocalBus] = []
-
-
-class LocalBus:
-    """The bus of the embedded single-process broker, or one node of an in-process test cluster.
-
-    Signals go through the same encode/decode as on NATS (so a signal that NATS would drop fails here
-    too) and are delivered on the next turn of the event loop, never inside :meth:`publish`, as they
-    would be from the network.
-    """
-
-    def __init__(self, node: str = "local", *, hub: LocalHub | None = None) -> None:
+    def __init__(self, node: str) -> None:
         self._handlers = Handlers(node)
         self.node = self._handlers.node
-        self.hub = hub if hub is not None else LocalHub()
 
     @property
     def state(self) -> BusState:
@@ -234,6 +224,26 @@ class LocalBus:
 
     def on_state(self, listener: StateListener) -> None:
         self._handlers.listeners.append(listener)
+
+
+class LocalHub:
+    """The 'server' of in-process buses: what one publishes, every bus on the hub receives."""
+
+    def __init__(self) -> None:
+        self.buses: list[LocalBus] = []
+
+
+class LocalBus(HandlerBus):
+    """The bus of the embedded single-process broker, or one node of an in-process test cluster.
+
+    Signals go through the same encode/decode as on NATS (so a signal that NATS would drop fails here
+    too) and are delivered on the next turn of the event loop, never inside :meth:`publish`, as they
+    would be from the network.
+    """
+
+    def __init__(self, node: str = "local", *, hub: LocalHub | None = None) -> None:
+        super().__init__(node)
+        self.hub = hub if hub is not None else LocalHub()
 
     async def start(self) -> None:
         if self not in self.hub.buses:

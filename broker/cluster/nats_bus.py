@@ -24,7 +24,7 @@ from typing import Final
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from .bus import BusState, BusStats, BusUnavailable, Handler, Handlers, S, StateListener
+from .bus import BusState, BusUnavailable, HandlerBus
 from .signals import DEFAULT_PREFIX, Signal, check_prefix, encode_signal, subject_for, subscriptions_for
 
 __all__ = ["DEFAULT_NATS_URL", "NatsBus"]
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 DEFAULT_NATS_URL: Final = "nats://127.0.0.1:4222"
 
 
-class NatsBus:
+class NatsBus(HandlerBus):
     def __init__(
         self,
         node: str,
@@ -57,8 +57,7 @@ class NatsBus:
         :param max_outstanding_pings: unanswered pings after which the connection counts as lost.
         :param pending_size: bytes of signals buffered while lost (NATS drops beyond it).
         """
-        self._handlers = Handlers(node)
-        self.node = self._handlers.node
+        super().__init__(node)
         self.url = url
         self.prefix = check_prefix(prefix)
         self.connect_timeout = connect_timeout
@@ -69,20 +68,6 @@ class NatsBus:
         self._nc: Client | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._closing = False
-
-    @property
-    def state(self) -> BusState:
-        return self._handlers.state
-
-    @property
-    def stats(self) -> BusStats:
-        return self._handlers.stats
-
-    def subscribe(self, signal_type: type[S], handler: Handler[S]) -> None:
-        self._handlers.add(signal_type, handler)
-
-    def on_state(self, listener: StateListener) -> None:
-        self._handlers.listeners.append(listener)
 
     async def start(self) -> None:
         if self._connecting is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.input_refusals import _Weighted, parse_agent_refusal
+from broker.input_refusals import parse_agent_refusal
 from protocol.errors import ErrorCode
 from protocol.messages import Error
 
@@ -52,14 +52,3 @@ def test_other_errors_are_not_refusals(code: str, message: str) -> None:
 def test_the_new_codes_are_stable() -> None:
     assert ErrorCode.INPUT_PAUSED.value == "input_paused"
     assert ErrorCode.SUBSCRIBER_BUSY.value == "subscriber_busy"
-
-
-def test_throttle_writes_one_entry_per_interval_with_the_count_held_back() -> None:
-    throttle = _Weighted(5.0, max_tracked=2)
-    assert throttle.note("s1", 3, 100.0) == 3
-    assert throttle.note("s1", 4, 101.0) is None
-    assert throttle.note("s1", 1, 104.9) is None
-    assert throttle.note("s1", 2, 105.0) == 7  # 4 + 1 held back, + 2 now
-    assert throttle.note("s2", 1, 105.0) == 1
-    assert throttle.note("s3", 1, 105.0) == 1  # bounded: s1 is forgotten
-    assert throttle.note("s1", 1, 105.1) == 1

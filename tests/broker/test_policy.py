@@ -152,6 +152,18 @@ def test_audit_throttle_writes_one_entry_per_interval_with_the_count() -> None:
     assert throttle.note("agent.refused:1.2.3.4", 60.0) == 4  # three held back plus this one
 
 
+def test_audit_throttle_adds_up_events_that_stand_for_several() -> None:
+    """An agent reports refused input with a count (broker/input_refusals.py)."""
+    throttle = AuditThrottle(5.0, max_tracked=2)
+    assert throttle.note("s1", 100.0, 3) == 3
+    assert throttle.note("s1", 101.0, 4) is None
+    assert throttle.note("s1", 104.9, 1) is None
+    assert throttle.note("s1", 105.0, 2) == 7  # 4 + 1 held back, + 2 now
+    assert throttle.note("s2", 105.0, 1) == 1
+    assert throttle.note("s3", 105.0, 1) == 1  # bounded: s1 is forgotten
+    assert throttle.note("s1", 105.1, 1) == 1
+
+
 def test_audit_throttle_memory_is_bounded() -> None:
     throttle = AuditThrottle(interval=60, max_tracked=5)
     for i in range(100):

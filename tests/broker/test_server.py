@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives import serialization
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from agent.enroll import enroll
 from agent.identity import Identity
 from broker.enrollment import issue_token
 from certs import CertificateAuthority, build_csr, generate_private_key, private_key_to_pem, serial_hex
@@ -44,21 +43,6 @@ async def _recv_json(ws: ClientConnection) -> dict[str, Any]:
     assert isinstance(frame, str)
     result: dict[str, Any] = json.loads(frame)
     return result
-
-
-async def _enrolled(broker: InProcessBroker, tmp_path: Path, contract: str) -> Identity:
-    await broker.store.subscribers.add(contract, now=time.time(), actor="test")
-    token = await issue_token(broker.store, contract, now=time.time(), ttl=3600, actor="test")
-    result = await enroll(
-        broker_url=broker.url,
-        contract_id=contract,
-        token=token,
-        ca_fingerprint=broker.pki.ca.fingerprint,
-        data_dir=tmp_path / contract,
-        confirm=lambda _fp: True,
-        machine_name="pc",
-    )
-    return result.identity
 
 
 def _agent_ctx(broker: InProcessBroker, identity: Identity) -> ssl.SSLContext:
@@ -144,7 +128,7 @@ async def test_two_enrollments_racing_for_one_token_issue_one_certificate(broker
 async def test_bad_messages_get_codes_and_the_connection_survives(
     broker: InProcessBroker, tmp_path: Path
 ) -> None:
-    identity = await _enrolled(broker, tmp_path, "C-3")
+    identity = await broker.enroll_agent("C-3", tmp_path / "C-3")
     ws = await _open_agent(broker, _agent_ctx(broker, identity))
     try:
         assert (await _recv_json(ws))["type"] == "hello"
@@ -163,7 +147,7 @@ async def test_bad_messages_get_codes_and_the_connection_survives(
 
 
 async def test_too_many_bad_messages_close_the_connection(broker: InProcessBroker, tmp_path: Path) -> None:
-    identity = await _enrolled(broker, tmp_path, "C-4")
+    identity = await broker.enroll_agent("C-4", tmp_path / "C-4")
     ws = await _open_agent(broker, _agent_ctx(broker, identity))
     await _recv_json(ws)
     for _ in range(10):
@@ -187,7 +171,7 @@ async def test_agent_path_requires_a_certificate(broker: InProcessBroker) -> Non
 async def test_revoked_certificate_is_refused_and_live_connection_closed(
     broker: InProcessBroker, tmp_path: Path
 ) -> None:
-    identity = await _enrolled(broker, tmp_path, "C-5")
+    identity = await broker.enroll_agent("C-5", tmp_path / "C-5")
     live = await _open_agent(broker, _agent_ctx(broker, identity))
     await _recv_json(live)
     await broker.store.certificates.revoke(identity.serial, now=time.time(), actor="test", reason="test")
@@ -255,7 +239,7 @@ async def test_certificate_from_our_ca_but_never_enrolled_is_unknown(
 
 
 async def test_broker_keeps_serving_after_hostile_clients(broker: InProcessBroker, tmp_path: Path) -> None:
-    identity = await _enrolled(broker, tmp_path, "C-6")
+    identity = await broker.enroll_agent("C-6", tmp_path / "C-6")
     good = await _open_agent(broker, _agent_ctx(broker, identity))
     await _recv_json(good)
     # Hostile clients: garbage before hello, wrong role, oversize frame, abrupt disconnects.

@@ -20,8 +20,6 @@ import pyotp
 import pytest
 from websockets.asyncio.client import connect
 
-from agent.enroll import enroll
-from broker.enrollment import issue_token
 from certs import load_private_key, sign
 from helpdesk import HelpdeskClient
 from protocol.messages import InputEvent
@@ -45,19 +43,7 @@ def _frame(seq: int, size: int) -> bytes:
 
 
 async def test_session_end_counts_the_bytes_sent_both_ways(broker: InProcessBroker, tmp_path: Path) -> None:
-    await broker.store.subscribers.add("C-7", now=time.time(), actor="test")
-    token = await issue_token(broker.store, "C-7", now=time.time(), ttl=3600, actor="test")
-    identity = (
-        await enroll(
-            broker_url=broker.url,
-            contract_id="C-7",
-            token=token,
-            ca_fingerprint=broker.pki.ca.fingerprint,
-            data_dir=tmp_path / "agent",
-            confirm=lambda _: True,
-            machine_name="pc",
-        )
-    ).identity
+    identity = await broker.enroll_agent("C-7", tmp_path / "agent")
     agent = await connect(
         f"{broker.url}/agent",
         ssl=broker.client_context(cert=identity.cert_path, key=identity.key_path),

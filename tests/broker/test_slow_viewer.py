@@ -24,10 +24,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from agent.enroll import enroll
 from agent.identity import Identity
 from broker.core import SessionRules
-from broker.enrollment import issue_token
 from certs import load_private_key, sign
 from helpdesk import HelpdeskClient
 from protocol.messages import Chat
@@ -77,19 +75,7 @@ async def test_slow_viewer_does_not_slow_anyone_and_memory_stays_bounded(
     broker: InProcessBroker, tmp_path: Path
 ) -> None:
     # A subscriber's agent, enrolled for real.
-    await broker.store.subscribers.add("C-9", now=time.time(), actor="test")
-    token = await issue_token(broker.store, "C-9", now=time.time(), ttl=3600, actor="test")
-    identity: Identity = (
-        await enroll(
-            broker_url=broker.url,
-            contract_id="C-9",
-            token=token,
-            ca_fingerprint=broker.pki.ca.fingerprint,
-            data_dir=tmp_path / "agent",
-            confirm=lambda _: True,
-            machine_name="pc",
-        )
-    ).identity
+    identity: Identity = await broker.enroll_agent("C-9", tmp_path / "agent")
     agent = await connect(
         f"{broker.url}/agent",
         ssl=broker.client_context(cert=identity.cert_path, key=identity.key_path),

@@ -24,9 +24,6 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from agent.connection import AgentClient
-from agent.enroll import enroll
-from agent.identity import Identity
-from broker.enrollment import issue_token
 from protocol import Closing
 from protocol.limits import Limits
 from tests.helpers import AgentProcess, InProcessBroker, in_process_broker, start_agent
@@ -48,21 +45,6 @@ async def broker(tmp_path: Path) -> AsyncIterator[InProcessBroker]:
         service_hours="00:00-00:00",
     ) as running:
         yield running
-
-
-async def _enrolled(broker: InProcessBroker, data_dir: Path, contract: str) -> Identity:
-    await broker.store.subscribers.add(contract, now=time.time(), actor="test")
-    token = await issue_token(broker.store, contract, now=time.time(), ttl=3600, actor="test")
-    result = await enroll(
-        broker_url=broker.url,
-        contract_id=contract,
-        token=token,
-        ca_fingerprint=broker.pki.ca.fingerprint,
-        data_dir=data_dir,
-        confirm=lambda _fp: True,
-        machine_name="pc",
-    )
-    return result.identity
 
 
 async def _until(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
@@ -93,7 +75,7 @@ async def _connects(broker: InProcessBroker, serial: str) -> int:
 
 
 async def _start(broker: InProcessBroker, tmp_path: Path, contract: str) -> tuple[str, AgentProcess]:
-    identity = await _enrolled(broker, tmp_path / contract, contract)
+    identity = await broker.enroll_agent(contract, tmp_path / contract)
     serial = identity.serial
     agent = start_agent(tmp_path / contract, *AGENT_ARGS)
     await _until(lambda: serial in broker.broker.agents, "agent connected")
@@ -144,7 +126,7 @@ async def test_stopped_agent_is_dropped_by_the_idle_timeout_and_marked_offline(
 async def test_previous_agent_with_json_ping_is_answered_and_kept(
     broker: InProcessBroker, tmp_path: Path
 ) -> None:
-    identity = await _enrolled(broker, tmp_path / "old", "C-HB3")
+    identity = await broker.enroll_agent("C-HB3", tmp_path / "old")
     old = Limits(heartbeat_interval=0.3, idle_timeout=1.5)
     client = AgentClient(identity, limits=old, legacy_limits=old)
     client.ping_frames = False  # as agents before issue 15: a JSON ping every interval
@@ -169,7 +151,7 @@ async def test_reconnect_resumes_the_tls_session_and_the_broker_still_knows_the_
 ) -> None:
     """TLS 1.3 session resumption (agent.tls_session): the second handshake is resumed, and the
     broker still reads the agent's certificate (kept in the session) and admits it by serial."""
-    identity = await _enrolled(broker, tmp_path / "resume", "C-HB4")
+    identity = await broker.enroll_agent("C-HB4", tmp_path / "resume")
     client = AgentClient(identity, limits=Limits(heartbeat_interval=0.3, idle_timeout=1.5))
     stop = asyncio.Event()
     task = asyncio.create_task(client.run(stop))
@@ -203,7 +185,7 @@ async def test_new_agent_falls_back_to_json_ping_on_a_broker_that_ignores_ping_f
     """A broker of the previous version answered Ping frames (websockets does) but did not count
     them, and dropped the agent for idleness. The agent then heartbeats with JSON for good."""
     monkeypatch.setattr(LinkPump, "ping_received", lambda self: None)  # the broker before issue 15
-    identity = await _enrolled(broker, tmp_path / "fallback", "C-HB5")
+    identity = await broker.enroll_agent("C-HB5", tmp_path / "fallback")
     short = Limits(heartbeat_interval=0.3, idle_timeout=1.5)
     client = AgentClient(identity, limits=short, legacy_limits=short)
     stop = asyncio.Event()

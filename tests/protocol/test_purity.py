@@ -1,7 +1,7 @@
 """``protocol/`` is pure (STYLE "Our own habits" 2): no I/O, no event loop, no clock, no randomness.
 
-Every ``protocol/*.py`` is parsed (never imported) and scanned for forbidden imports and calls,
-including files added later (e.g. ``protocol/screen.py``).
+Every ``protocol/**/*.py`` is parsed (never imported) and scanned for forbidden imports and calls,
+including files added later (e.g. ``protocol/screen.py``) and subpackages (``protocol/messages/``).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def violations(source: str, filename: str = "<test>") -> list[str]:
 
 
 def _protocol_files() -> list[Path]:
-    return sorted(PROTOCOL_DIR.glob("*.py"))
+    return sorted(PROTOCOL_DIR.rglob("*.py"))
 
 
 def _agent_core_files() -> list[Path]:
@@ -84,13 +84,14 @@ def _agent_core_files() -> list[Path]:
 
 
 def test_the_core_modules_are_scanned() -> None:
-    names = {p.name for p in _protocol_files()}
-    assert {"__init__.py", "codec.py", "errors.py", "limits.py", "link.py", "messages.py"} <= names
+    names = {p.relative_to(PROTOCOL_DIR).as_posix() for p in _protocol_files()}
+    assert {"__init__.py", "codec.py", "errors.py", "limits.py", "link.py", "messages/__init__.py"} <= names
+    assert {"messages/fields.py", "messages/session.py", "messages/operators.py"} <= names
 
 
-@pytest.mark.parametrize("path", _protocol_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", _protocol_files(), ids=lambda p: p.relative_to(PROTOCOL_DIR).as_posix())
 def test_protocol_module_is_pure(path: Path) -> None:
-    assert violations(path.read_text("utf-8"), path.name) == []
+    assert violations(path.read_text("utf-8"), path.relative_to(PROTOCOL_DIR).as_posix()) == []
 
 
 def test_the_agent_core_modules_are_scanned() -> None:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from broker.storage import open_storage
+from tests.broker.storage.start_signal import ready_then_wait_for
 
 COROUTINES = 4
 
@@ -20,12 +21,7 @@ COROUTINES = 4
 async def main(url: str, tag: str, count: int, go: Path) -> None:
     storage = await open_storage(url)
     try:
-        print("ready", flush=True)
-        deadline = time.monotonic() + 30
-        while not go.exists():
-            if time.monotonic() > deadline:
-                raise SystemExit("no go signal within 30 s")
-            await asyncio.sleep(0.01)
+        await ready_then_wait_for(go)
 
         async def worker(w: int) -> None:
             for i in range(w, count, COROUTINES):

@@ -16,12 +16,12 @@ import asyncio
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from broker.errors import RefusedError
 from broker.storage import open_storage
 from broker.storage.guards import CodeRules, SharedLimits, SupportCodes
+from tests.broker.storage.start_signal import ready_then_wait_for
 
 COROUTINES = 4
 #: The race test lets every coroutine try every code: no rate limit or lockout may get in the way.
@@ -34,12 +34,7 @@ async def main(url: str, go: Path, mode: str, now: float, args: list[str]) -> No
     storage = await open_storage(url)
     outcomes: list[str] = []
     try:
-        print("ready", flush=True)
-        deadline = time.monotonic() + 30
-        while not go.exists():
-            if time.monotonic() > deadline:
-                raise SystemExit("no go signal within 30 s")
-            await asyncio.sleep(0.01)
+        await ready_then_wait_for(go)
 
         async def claim(worker: int) -> None:
             codes = SupportCodes(storage.db, rules=GENEROUS)

@@ -1,0 +1,203 @@
+"""``python -m bench.loadgen idle``: simulated agents with real client certificates speaking the real
+protocol, reconnecting with the agent's own backoff, and one heartbeat scheduler per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import ssl
+import time
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from agent.backoff import Backoff
+from bench.common import emit
+from bench.load_io import MAX_SIZE, client_context, commands, recv_json, until_quit
+
+HEARTBEAT = 20.0
+
+
+STABLE_AFTER = 30.0  # as agent.connection: a connection that lasted this long resets the backoff
+
+
+PERMANENT = {"cert_revoked", "cert_unknown", "subscriber_terminated", "cert_required"}
+
+
+class IdleAgents:
+    def __init__(self, args: argparse.Namespace, agents: list[list[str]]) -> None:
+        self.url = args.url.rstrip("/") + ("/agent" if args.protocol == "broker" else "/echo")
+        self.protocol = args.protocol
+        self.ca = args.ca
+        self.agents = agents
+        self.sem = asyncio.Semaphore(args.concurrency)
+        self.tasks: list[asyncio.Task[None]] = []
+        self.connected = 0
+        self.connects = 0
+        self.attempts = 0
+        self.failed = 0
+        self.gave_up = 0
+        self.drops = 0
+        self.pings = 0
+        self.live: dict[int, ClientConnection] = {}
+        self.mode: str = args.heartbeat
+        self.interval: float = args.interval
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "event": "status",
+            "t": time.time(),
+            "started": len(self.tasks),
+            "connected": self.connected,
+            "connects": self.connects,
+            "attempts": self.attempts,
+            "failed": self.failed,
+            "gave_up": self.gave_up,
+            "drops": self.drops,
+            "pings": self.pings,
+        }
+
+    def start(self, n: int) -> None:
+        while len(self.tasks) < min(n, len(self.agents)):
+            self.tasks.append(asyncio.create_task(self.agent(len(self.tasks))))
+
+    async def _open(self, ctx: ssl.SSLContext, name: str) -> ClientConnection:
+        ws = await connect(
+            self.url,
+            ssl=ctx,
+            ping_interval=None,
+            compression=None,
+            open_timeout=15,
+            close_timeout=5,
+            max_size=MAX_SIZE,
+        )
+        try:
+            await ws.send(
+                json.dumps({"type": "hello", "versions": [1], "role": "agent", "software": "bench"})
+            )
+            await recv_json(ws, "hello", timeout=15)
+            await ws.send(
+                json.dumps({"type": "agent_status", "machine_name": name, "agent_version": "bench"})
+            )
+        except BaseException:
+            await ws.close()
+            raise
+        return ws
+
+    async def agent(self, index: int) -> None:
+        _serial, contract, pem = self.agents[index]
+        ctx = client_context(self.ca, pem)
+        backoff = Backoff()
+        while True:
+            started = time.monotonic()
+            try:
+                async with self.sem:
+                    self.attempts += 1
+                    ws = await self._open(ctx, f"pc-{contract}")
+            except (OSError, WebSocketException, TimeoutError, RuntimeError) as exc:
+                self.failed += 1
+                if any(code in str(exc) for code in PERMANENT):
+                    self.gave_up += 1
+                    return
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            self.connected += 1
+            self.connects += 1
+            self.live[index] = ws
+            try:
+                await self._serve(ws)
+            finally:
+                self.live.pop(index, None)
+                self.connected -= 1
+                self.drops += 1
+            if ws.close_reason in PERMANENT:
+                self.gave_up += 1
+                return
+            if time.monotonic() - started >= STABLE_AFTER:
+                backoff.reset()
+            await asyncio.sleep(backoff.next_delay())
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        """Read (and drop) what the server sends until the connection ends; heartbeats are sent by
+        :meth:`heartbeats`."""
+        with contextlib.suppress(ConnectionClosed):
+            async for _ in ws:
+                pass
+
+    async def heartbeats(self) -> None:
+        """``connected / interval`` heartbeats a second over the live connections, round-robin, each
+        at its own time (as independent agents' heartbeats arrive, not in bursts the server could
+        take in one read)."""
+        order: list[int] = []
+        position = 0
+        n = 0
+        due = time.monotonic()
+        while True:
+            live = len(self.live)
+            if self.mode == "none" or self.interval <= 0 or not live:
+                await asyncio.sleep(0.1)
+                due = time.monotonic()
+                continue
+            setting = (self.mode, self.interval)
+            due += self.interval / live
+            delay = due - time.monotonic()
+            if delay < -1.0:  # fell behind (a stall): do not catch up in a burst
+                due = time.monotonic()
+            while delay > 0 and (self.mode, self.interval) == setting:
+                await asyncio.sleep(min(delay, 0.1))  # a switch of heartbeat takes effect at once
+                delay = due - time.monotonic()
+            if (self.mode, self.interval) != setting:
+                due = time.monotonic()
+                continue
+            if position >= len(order):
+                order, position = list(self.live), 0
+            ws = self.live.get(order[position])
+            position += 1
+            if ws is None:
+                continue
+            n += 1
+            try:
+                if self.mode == "frame":
+                    waiter = asyncio.ensure_future(await ws.ping())
+                    waiter.add_done_callback(_ignore_outcome)
+                else:
+                    await ws.send(json.dumps({"type": "ping", "id": f"c{n}", "time": time.time()}))
+            except (ConnectionClosed, RuntimeError):
+                continue
+            self.pings += 1
+
+
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # a Pong that never came (connection closed): retrieved, not logged
+
+
+async def run_idle(args: argparse.Namespace) -> None:
+    manifest = json.loads(Path(args.manifest).read_text())
+    agents = manifest["agents"][args.start : args.start + args.count]
+    idle = IdleAgents(args, agents)
+    queue = commands()
+
+    async def report() -> None:
+        while True:
+            emit(idle.status())
+            await asyncio.sleep(0.5)
+
+    reporter = asyncio.create_task(report())
+    beats = asyncio.create_task(idle.heartbeats())
+    async for cmd in until_quit(queue, args.max_seconds):
+        if cmd["cmd"] == "connect":
+            idle.start(int(cmd["n"]))
+        elif cmd["cmd"] == "heartbeat":
+            idle.mode, idle.interval = str(cmd["mode"]), float(cmd["interval"])
+    reporter.cancel()
+    beats.cancel()
+    emit(idle.status())
+    for task in idle.tasks:
+        task.cancel()
+    await asyncio.gather(*idle.tasks, return_exceptions=True)
