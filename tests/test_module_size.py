@@ -10,18 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("broker", "agent", "protocol", "wire", "helpdesk", "certs", "bench")
 MAX_LINES = 500
-
-OVER_THE_LIMIT: dict[str, str] = {
-    "broker/sqlite_store.py": "the old synchronous store, replaced by broker/storage and deleted by the "
-    "old-store branch (issue 14); remove this entry when it lands",
-}
-"""Modules allowed over the limit, each with its reason. An entry whose module has come under the
-limit fails the test, so the list only shrinks; one whose module is gone is ignored."""
 
 
 def line_count(path: Path) -> int:
@@ -40,20 +31,9 @@ def test_every_package_is_counted() -> None:
 
 
 def test_no_module_is_over_the_limit() -> None:
-    over = {
-        name: lines
-        for p in modules()
-        if (lines := line_count(p)) > MAX_LINES
-        and (name := p.relative_to(ROOT).as_posix()) not in OVER_THE_LIMIT
-    }
+    counts = {p.relative_to(ROOT).as_posix(): line_count(p) for p in modules()}
+    over = {name: lines for name, lines in counts.items() if lines > MAX_LINES}
     assert over == {}, f"split these by what they hold (more than {MAX_LINES} lines): {over}"
-
-
-@pytest.mark.parametrize("name", sorted(OVER_THE_LIMIT))
-def test_an_allowed_module_is_still_over_the_limit(name: str) -> None:
-    path = ROOT / name
-    if path.exists():
-        assert line_count(path) > MAX_LINES, f"{name} is under the limit now: remove it from OVER_THE_LIMIT"
 
 
 def test_the_count_is_lines(tmp_path: Path) -> None:
