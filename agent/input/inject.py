@@ -179,16 +179,19 @@ class InputInjector:
             self._expect("key", sum(1 + needs_shift(c) for c in text))
             self._keyboard.type(text)
             return
+        typist = self._typist
+        keys = {char: typist.lookup(char) for char in dict.fromkeys(text)}
+        borrowed = typist.borrow_all([char for char, found in keys.items() if found is None])
         for char in text:
-            found = self._typist.lookup(char)
+            found = keys[char]
             if found is None:
-                borrowed = self._typist.borrow(char)
-                if borrowed is None:
+                keycode = borrowed.get(char)
+                if keycode is None:
                     raise InputRejected("this character cannot be typed on this keyboard")
-                found = (borrowed, False)
+                found = (keycode, False)
             keycode, shift = found
             self._expect("key", 1 + shift)
-            self._typist.type_char(keycode, shift)
+            typist.type_char(keycode, shift)
 
     def close(self) -> None:
         """Release held keys and buttons and close our own X connection."""

@@ -89,24 +89,59 @@ class XTestTypist:
     def borrow(self, char: str) -> int | None:
         """A keycode that types ``char`` (unshifted), borrowed from the spare ones; None if the
         server has no spare keycode."""
-        keysym = _char_to_keysym(char)
-        if keysym in self._borrowed:
-            self._borrowed[keysym] = self._borrowed.pop(keysym)  # most recently used last
-            return self._borrowed[keysym]
+        return self.borrow_all([char]).get(char)
+
+    def borrow_all(self, chars: list[str]) -> dict[str, int]:
+        """Borrowed keycodes for every character of ``chars``, mapped in ONE keymap change.
+
+        Each change makes the server send every client a MappingNotify, and a client re-reads
+        the keymap when it handles one. Several changes in quick succession (one per character of
+        a pasted word) were seen to leave a receiving program with a stale map now and then, so a
+        character typed right after its own change came out as nothing (issue 13, defect 6:
+        "é ü 日本語" lost "ü" and "語" about one run in three). One change for the whole text
+        leaves one notification, which the client handles before the key events that follow it.
+        Characters beyond the spare keycodes are left out (the caller refuses them)."""
+        wanted: dict[str, int] = {}
+        for char in chars:
+            wanted.setdefault(char, _char_to_keysym(char))
+        found: dict[str, int] = {}
+        for char, keysym in wanted.items():  # already borrowed: most recently used last
+            if keysym in self._borrowed:
+                self._borrowed[keysym] = self._borrowed.pop(keysym)
+                found[char] = self._borrowed[keysym]
         spare = self._spare_keycodes()
-        if not spare:
-            return None
-        used = set(self._borrowed.values())
-        free = [k for k in spare if k not in used]
-        if free:
-            keycode = free[0]
-        else:
-            oldest = next(iter(self._borrowed))
-            keycode = self._borrowed.pop(oldest)
-        self._display.change_keyboard_mapping(keycode, [(keysym, keysym)])
+        changes: dict[int, int] = {}
+        for char, keysym in wanted.items():
+            if char in found or not spare:
+                continue
+            used = set(self._borrowed.values()) | set(changes)
+            free = [k for k in spare if k not in used]
+            if free:
+                keycode = free[0]
+            else:
+                oldest = next((s for s, k in self._borrowed.items() if k not in found.values()), None)
+                if oldest is None:
+                    continue  # every spare keycode is taken by this very text
+                keycode = self._borrowed.pop(oldest)
+            changes[keycode] = keysym
+            self._borrowed[keysym] = keycode
+            found[char] = keycode
+        if changes:
+            self._remap(changes)
+        return found
+
+    def _remap(self, changes: dict[int, int]) -> None:
+        """Map each keycode of ``changes`` to its keysym (both levels) in one request over the
+        smallest range holding them; the keycodes between keep what they had."""
+        first, last = min(changes), max(changes)
+        current = self._display.get_keyboard_mapping(first, last - first + 1)
+        width = max(2, max((len(row) for row in current), default=2))
+        rows = []
+        for offset, row in enumerate(current):
+            keysym = changes.get(first + offset)
+            rows.append((keysym, keysym) + (0,) * (width - 2) if keysym is not None else tuple(row))
+        self._display.change_keyboard_mapping(first, rows)
         self._display.sync()
-        self._borrowed[keysym] = keycode
-        return keycode
 
     def key(self, keycode: int, *, down: bool) -> None:
         self._xtest.fake_input(self._display, self._X.KeyPress if down else self._X.KeyRelease, keycode)
