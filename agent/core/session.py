@@ -31,7 +31,7 @@ from protocol.messages import (
     SupportCodeIssued,
     SupportRequest,
 )
-from protocol.scopes import SCOPE_CONTROL, SCOPE_RESTART, SCOPE_VIEW
+from protocol.scopes import GRANTED, SCOPE_CONTROL, SCOPE_RESTART, SCOPE_VIEW
 from protocol.session import Phase
 from protocol.text import safe_text
 
@@ -279,7 +279,7 @@ class AgentCore(SessionBase):
         if self.end_on_resume:  # nobody confirmed on screen after the restart: end it (issue 16)
             self.confirmed = True
             return self.handle(i.EndRequested(reason="the subscriber did not confirm after the restart"), now)
-        granted = [scope for scope, status in msg.scopes.items() if status == "granted"]
+        granted = [scope for scope, status in msg.scopes.items() if status == GRANTED]
         if granted and self.record is not None:
             # Nothing allowed before the restart carries over: a signed withdrawal makes the broker agree.
             return [self._receipt(self.record.withdraw(granted, now)), *self._state(msg, now)]
