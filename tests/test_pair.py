@@ -1,0 +1,245 @@
+"""Whole support sessions through both session cores at once (tests/pair.py, one fake clock).
+
+The agent's core and the broker's core each have their own tests; these check that the two agree:
+what one sends the other understands (through the codec), both show the same granted scopes, and
+neither lets anything through that the subscriber's own record does not allow (DESIGN §2,
+第31条1項④, 別紙5).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.core import actions
+from protocol.messages import (
+    Chat,
+    Claim,
+    Claimed,
+    ConsentRequest,
+    Error,
+    InputEvent,
+    InventoryItem,
+    InventoryView,
+    ScopeRequest,
+    SessionEnd,
+    SessionState,
+)
+from protocol.scopes import ALL_SCOPES, GRANTED, INVENTORY_ITEMS, SCOPE_CONTROL, SCOPE_VIEW, TIMEOUT, WITHDRAWN
+
+from .pair import AgentBrokerPair, OperatorEndpoint
+
+MOVE = {"kind": "move", "x": 10, "y": 20}
+
+
+def claimed(*scopes: str, **kw: object) -> tuple[AgentBrokerPair, OperatorEndpoint]:
+    """A pair whose subscriber read the code out and whose operator claimed with ``scopes``."""
+    pair = AgentBrokerPair(**kw)  # type: ignore[arg-type]
+    op = pair.operator()
+    code = pair.request()
+    [answer] = [m for m in op.send(Claim(id="c1", code=code, scopes=scopes)) if isinstance(m, Claimed)]
+    assert answer.session_id == pair.session_id
+    return pair, op
+
+
+def granted(state: SessionState) -> frozenset[str]:
+    return frozenset(scope for scope, status in state.scopes.items() if status == GRANTED)
+
+
+def move(pair: AgentBrokerPair) -> InputEvent:
+    return InputEvent(session_id=pair.session_id, **MOVE)  # type: ignore[arg-type]
+
+
+# -- request, code, claim, consent -----------------------------------------------------------------
+
+
+def test_request_code_claim_and_the_consent_question_reach_the_subscriber() -> None:
+    pair, op = claimed(SCOPE_VIEW)
+    [ask] = pair.of(actions.AskConsent)
+    assert ask.request.scopes == (SCOPE_VIEW,)
+    assert ask.request.operator == "Op"
+    assert op.state().phase == "consent"
+    assert op.state().scopes == {SCOPE_VIEW: "requested"}
+    assert pair.of(actions.StartSharing) == []
+    assert pair.frame() is None  # nothing is captured before the answer
+
+
+@pytest.mark.parametrize("scope", ALL_SCOPES)
+def test_each_scope_granted_is_granted_on_both_sides(scope: str) -> None:
+    pair, op = claimed(scope)
+    pair.answer(scope, control_confirmed=True)
+    assert pair.agent_granted() == {scope} == pair.broker_granted()
+    assert granted(op.state()) == {scope}
+    [receipt] = pair.receipts()
+    assert receipt.granted == (scope,)
+    assert [e.details["granted"] for e in pair.audit("consent.receipt")] == [[scope]]
+
+
+@pytest.mark.parametrize("scope", ALL_SCOPES)
+def test_each_scope_refused_is_refused_on_both_sides(scope: str) -> None:
+    pair, op = claimed(scope)
+    pair.answer()
+    assert pair.agent_granted() == frozenset() == pair.broker_granted()
+    assert op.state().scopes == {scope: "denied"}
+    assert op.state().phase == "active"
+
+
+def test_control_without_the_typed_yes_is_not_granted_anywhere() -> None:
+    pair, op = claimed(SCOPE_VIEW, SCOPE_CONTROL)
+    pair.answer(SCOPE_VIEW, SCOPE_CONTROL, control_confirmed=False)
+    assert pair.agent_granted() == {SCOPE_VIEW} == pair.broker_granted()
+    assert op.state().scopes == {SCOPE_VIEW: "granted", SCOPE_CONTROL: "denied"}
+
+
+# -- frames and input ----------------------------------------------------------------------------
+
+
+def test_frames_flow_only_while_screen_view_is_granted_and_stop_at_once_on_withdraw() -> None:
+    pair, op = claimed(SCOPE_VIEW)
+    assert pair.frame() is None
+    pair.answer(SCOPE_VIEW)
+    assert len(pair.of(actions.StartSharing)) == 1
+    first = pair.frame(keyframe=True)
+    second = pair.frame()
+    assert first is not None and second is not None
+    assert op.screens == [first, second]
+    pair.withdraw(SCOPE_VIEW)
+    assert pair.of(actions.StopSharing)
+    assert pair.frame() is None  # the agent stops at once
+    assert op.state().scopes[SCOPE_VIEW] == WITHDRAWN
+    pair.force_frame()  # a frame still on its way, or a hostile agent: the broker drops it
+    assert op.screens == [first, second]
+    assert pair.broker.sessions[pair.session_id].refused_updates == 1
+
+
+def test_input_only_with_control_granted_by_the_typed_yes() -> None:
+    pair, op = claimed(SCOPE_VIEW, SCOPE_CONTROL)
+    pair.answer(SCOPE_VIEW)
+    refused = op.send(move(pair))
+    assert [m.code for m in refused if isinstance(m, Error)] == ["consent_required"]
+    assert pair.of(actions.InjectInput) == []
+    op.send(ScopeRequest(id="s2", session_id=pair.session_id, scopes=(SCOPE_CONTROL,)))
+    pair.answer(SCOPE_CONTROL, control_confirmed=True)
+    assert pair.agent_granted() == {SCOPE_VIEW, SCOPE_CONTROL} == pair.broker_granted()
+    assert op.send(move(pair)) == []
+    [injected] = pair.of(actions.InjectInput)
+    assert (injected.event.kind, injected.event.x, injected.event.y) == ("move", 10, 20)
+    pair.withdraw(SCOPE_CONTROL)
+    assert pair.of(actions.DenyInput)
+    op.send(move(pair))
+    assert len(pair.of(actions.InjectInput)) == 1
+
+
+# -- inventory (別紙5) ----------------------------------------------------------------------------
+
+
+def test_inventory_only_the_items_the_subscriber_allowed() -> None:
+    asked = tuple(f"inventory:{item}" for item in ("os", "cpu", "memory"))
+    pair, op = claimed(*asked)
+    pair.answer("inventory:os", "inventory:memory")
+    [collect] = pair.of(actions.CollectInventory)
+    assert collect.items == ("os", "memory")
+    found = [InventoryItem(item=item, available=True, value=f"v-{item}") for item in INVENTORY_ITEMS]
+    pair.collected(found)  # a collector that found more than it was asked: only the allowed go
+    view = op.last(InventoryView)
+    assert [item.item for item in view.items] == ["os", "memory"]
+    [(_, stored)] = pair.broker.inventories.values()
+    assert [item.item for item in stored.items] == ["os", "memory"]
+
+
+# -- chat and the end ------------------------------------------------------------------------------
+
+
+def test_chat_both_ways() -> None:
+    pair, op = claimed(SCOPE_VIEW)
+    pair.answer(SCOPE_VIEW)
+    op.send(Chat(session_id=pair.session_id, text="こんにちは"))
+    [shown] = pair.of(actions.ShowChat)
+    assert (shown.sender, shown.text) == ("Op", "こんにちは")
+    pair.chat("  はい  ")
+    line = op.last(Chat)
+    assert (line.sender, line.text) == ("subscriber", "はい")
+
+
+@pytest.mark.parametrize("side", ["subscriber", "operator"])
+def test_end_from_either_side_with_byte_counts_both_ways(side: str) -> None:
+    pair, op = claimed(SCOPE_VIEW, SCOPE_CONTROL)
+    pair.answer(SCOPE_VIEW, SCOPE_CONTROL, control_confirmed=True)
+    frames = [pair.frame(keyframe=True), pair.frame(), pair.frame()]
+    op.send(move(pair))
+    if side == "subscriber":
+        pair.end()
+    else:
+        op.send(SessionEnd(id="e1", session_id=pair.session_id, reason="done"))
+    assert pair.finished == 0
+    assert pair.session_id not in pair.broker.sessions
+    assert op.state().phase == "ended" and op.state().ended_by == side
+    assert pair.of(actions.StopSharing) and pair.of(actions.DenyInput)
+    [summary] = pair.audit("session.end")
+    screen_bytes = sum(len(f) for f in frames if f is not None)
+    assert summary.details["bytes_to_operator"] == screen_bytes == sum(map(len, op.screens)) > 0
+    assert summary.details["bytes_to_agent"] == pair.to_agent_bytes > 0
+    assert summary.details["ended_by"] == side
+    assert summary.details["scopes"] == sorted([SCOPE_VIEW, SCOPE_CONTROL])
+    assert summary.details["inputs"] == 1
+
+
+# -- timeouts --------------------------------------------------------------------------------------
+
+
+def test_no_answer_is_deny_on_both_sides_at_the_agents_60_seconds() -> None:
+    pair, op = claimed(SCOPE_VIEW, SCOPE_CONTROL)
+    pair.advance(59)
+    assert pair.of(actions.CloseQuestion) == []
+    pair.advance(1)
+    assert pair.of(actions.CloseQuestion)
+    [receipt] = pair.receipts()
+    assert receipt.decision == "timeout" and receipt.granted == ()
+    assert op.state().scopes == {SCOPE_VIEW: TIMEOUT, SCOPE_CONTROL: TIMEOUT}
+    assert pair.agent_granted() == frozenset() == pair.broker_granted()
+    assert pair.frame() is None
+
+
+def test_a_silent_agent_is_a_deny_after_the_brokers_slack_and_the_agent_agrees() -> None:
+    pair, op = claimed(SCOPE_VIEW)
+    pair.freeze()  # the agent hangs with the question open: its own timeout cannot reach the broker
+    pair.advance(60 + 15 - 0.5)
+    assert pair.audit("consent.timeout") == []
+    pair.advance(0.5)
+    assert [e.details["scopes"] for e in pair.audit("consent.timeout")] == [[SCOPE_VIEW]]
+    assert op.state().scopes == {SCOPE_VIEW: TIMEOUT}
+    pair.thaw()  # its overdue timer: the same default, deny, signed
+    [receipt] = pair.receipts()
+    assert receipt.decision == "timeout" and receipt.granted == ()
+    assert pair.agent_granted() == frozenset() == pair.broker_granted()
+    assert op.state().scopes == {SCOPE_VIEW: TIMEOUT}
+    assert pair.of(actions.Ignored) == []
+    assert pair.frame() is None
+
+
+# -- away and back ---------------------------------------------------------------------------------
+
+
+def test_agent_away_within_the_grace_and_back_resumes_the_session() -> None:
+    pair, op = claimed(SCOPE_VIEW)
+    pair.answer(SCOPE_VIEW)
+    assert pair.frame(keyframe=True) is not None
+    pair.drop()
+    assert pair.of(actions.StopSharing)
+    assert pair.frame() is None  # nothing flows until the broker confirms the session again
+    pair.advance(20)
+    pair.connect()
+    assert pair.audit("session.agent_back")
+    assert op.state().phase == "active"
+    assert pair.agent_granted() == {SCOPE_VIEW} == pair.broker_granted()
+    assert pair.frame() is not None
+    assert len(op.screens) == 2
+
+
+def test_agent_away_past_the_grace_ends_the_session_for_both() -> None:
+    pair, op = claimed(SCOPE_VIEW)
+    pair.answer(SCOPE_VIEW)
+    pair.drop()
+    pair.advance(31)
+    assert op.state().phase == "ended"
+    pair.connect()
+    assert pair.finished is not None
