@@ -24,7 +24,7 @@ play a hostile agent and a lying broker. See docs/testing.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -40,7 +40,10 @@ from broker.relay import ScreenPush
 from certs import CertificateAuthority, build_csr, generate_private_key, serial_hex
 from protocol import decode, encode
 from protocol.messages import (
+    Claim,
+    Claimed,
     ConsentDecision,
+    Error,
     InventoryItem,
     Message,
     SessionState,
@@ -50,7 +53,7 @@ from protocol.receipts import ConsentReceipt, parse_receipt
 from protocol.screen import Encoding, Rect, ScreenUpdate, encode_update
 from tests.broker.core.driver import AuditRecord, CoreDriver
 
-__all__ = ["CONTRACT", "T0", "AgentBrokerPair", "OperatorEndpoint"]
+__all__ = ["CONTRACT", "T0", "AgentBrokerPair", "OperatorEndpoint", "claimed", "cores_agree"]
 
 T0 = 1_800_000_000.0
 CONTRACT = "C-1"
@@ -168,6 +171,8 @@ class AgentBrokerPair:
         self._wires: list[_WirePeer] = []
         self._seq = 0
         self._capture = capture
+        self.expect_refusals = False
+        """Set by a test that plays a hostile or lying party: refusals and ignored messages expected."""
         self.frozen = False
         """The agent's process hangs (:meth:`freeze`): no timers, nothing read or sent."""
 
@@ -237,6 +242,8 @@ class AgentBrokerPair:
 
     def thaw(self) -> None:
         """The agent runs again: its overdue timers fire, then it reads what waited."""
+        self.expect_refusals = False
+        """Set by a test that plays a hostile or lying party: refusals and ignored messages expected."""
         self.frozen = False
         self.advance(0)
         self.pump()
@@ -345,6 +352,10 @@ class AgentBrokerPair:
     def sent_by_agent(self, kind: type[M]) -> list[M]:
         return [x.message for x in self.of(actions.Send) if isinstance(x.message, kind)]
 
+    def refusals_to_agent(self) -> list[Error]:
+        """``error`` messages the broker sent the agent (refusals of what the agent sent)."""
+        return [m for m in self._received if isinstance(m, Error)]
+
     def receipts(self) -> list[ConsentReceipt]:
         return [parse_receipt(m.receipt) for m in self.sent_by_agent(ConsentDecision)]
 
@@ -391,3 +402,31 @@ class AgentBrokerPair:
                 self._to_broker.append(decoded)
             elif isinstance(action, actions.Finish):
                 self.finished = action.exit_code
+
+
+_OPENED: list[AgentBrokerPair] = []
+
+
+def claimed(*scopes: str, **kw: object) -> tuple[AgentBrokerPair, OperatorEndpoint]:
+    """A pair whose subscriber read the code out and whose operator ("op") claimed with ``scopes``."""
+    pair = AgentBrokerPair(**kw)  # type: ignore[arg-type]
+    _OPENED.append(pair)
+    op = pair.operator()
+    code = pair.request()
+    answers = [m for m in op.send(Claim(id="c1", code=code, scopes=scopes)) if isinstance(m, Claimed)]
+    assert [m.session_id for m in answers] == [pair.session_id]
+    return pair, op
+
+
+def cores_agree() -> Iterator[None]:
+    """For an autouse fixture: after the test, in every session :func:`claimed` opened, the agent's
+    core never had to ignore the broker and neither side refused the other, unless the test plays
+    a hostile or lying party (``pair.expect_refusals = True``)."""
+    _OPENED.clear()
+    yield
+    for pair in _OPENED:
+        if not pair.expect_refusals:
+            assert pair.of(actions.Ignored) == []
+            assert pair.sent_by_agent(Error) == []
+            assert pair.refusals_to_agent() == []
+    _OPENED.clear()

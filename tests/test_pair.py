@@ -8,14 +8,13 @@ neither lets anything through that the subscriber's own record does not allow (D
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from agent.core import actions
 from protocol.messages import (
     Chat,
-    Claim,
-    Claimed,
-    ConsentRequest,
     Error,
     InputEvent,
     InventoryItem,
@@ -24,21 +23,24 @@ from protocol.messages import (
     SessionEnd,
     SessionState,
 )
-from protocol.scopes import ALL_SCOPES, GRANTED, INVENTORY_ITEMS, SCOPE_CONTROL, SCOPE_VIEW, TIMEOUT, WITHDRAWN
+from protocol.scopes import (
+    ALL_SCOPES,
+    GRANTED,
+    INVENTORY_ITEMS,
+    SCOPE_CONTROL,
+    SCOPE_VIEW,
+    TIMEOUT,
+    WITHDRAWN,
+)
 
-from .pair import AgentBrokerPair, OperatorEndpoint
+from .pair import AgentBrokerPair, claimed, cores_agree
 
 MOVE = {"kind": "move", "x": 10, "y": 20}
 
 
-def claimed(*scopes: str, **kw: object) -> tuple[AgentBrokerPair, OperatorEndpoint]:
-    """A pair whose subscriber read the code out and whose operator claimed with ``scopes``."""
-    pair = AgentBrokerPair(**kw)  # type: ignore[arg-type]
-    op = pair.operator()
-    code = pair.request()
-    [answer] = [m for m in op.send(Claim(id="c1", code=code, scopes=scopes)) if isinstance(m, Claimed)]
-    assert answer.session_id == pair.session_id
-    return pair, op
+@pytest.fixture(autouse=True)
+def _cores_agree() -> Iterator[None]:
+    yield from cores_agree()
 
 
 def granted(state: SessionState) -> frozenset[str]:
@@ -100,12 +102,14 @@ def test_frames_flow_only_while_screen_view_is_granted_and_stop_at_once_on_withd
     assert len(pair.of(actions.StartSharing)) == 1
     first = pair.frame(keyframe=True)
     second = pair.frame()
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     assert op.screens == [first, second]
     pair.withdraw(SCOPE_VIEW)
     assert pair.of(actions.StopSharing)
     assert pair.frame() is None  # the agent stops at once
     assert op.state().scopes[SCOPE_VIEW] == WITHDRAWN
+    pair.expect_refusals = True
     pair.force_frame()  # a frame still on its way, or a hostile agent: the broker drops it
     assert op.screens == [first, second]
     assert pair.broker.sessions[pair.session_id].refused_updates == 1
@@ -172,8 +176,10 @@ def test_end_from_either_side_with_byte_counts_both_ways(side: str) -> None:
         op.send(SessionEnd(id="e1", session_id=pair.session_id, reason="done"))
     assert pair.finished == 0
     assert pair.session_id not in pair.broker.sessions
-    assert op.state().phase == "ended" and op.state().ended_by == side
-    assert pair.of(actions.StopSharing) and pair.of(actions.DenyInput)
+    assert op.state().phase == "ended"
+    assert op.state().ended_by == side
+    assert pair.of(actions.StopSharing)
+    assert pair.of(actions.DenyInput)
     [summary] = pair.audit("session.end")
     screen_bytes = sum(len(f) for f in frames if f is not None)
     assert summary.details["bytes_to_operator"] == screen_bytes == sum(map(len, op.screens)) > 0
@@ -193,7 +199,8 @@ def test_no_answer_is_deny_on_both_sides_at_the_agents_60_seconds() -> None:
     pair.advance(1)
     assert pair.of(actions.CloseQuestion)
     [receipt] = pair.receipts()
-    assert receipt.decision == "timeout" and receipt.granted == ()
+    assert receipt.decision == "timeout"
+    assert receipt.granted == ()
     assert op.state().scopes == {SCOPE_VIEW: TIMEOUT, SCOPE_CONTROL: TIMEOUT}
     assert pair.agent_granted() == frozenset() == pair.broker_granted()
     assert pair.frame() is None
@@ -209,7 +216,8 @@ def test_a_silent_agent_is_a_deny_after_the_brokers_slack_and_the_agent_agrees()
     assert op.state().scopes == {SCOPE_VIEW: TIMEOUT}
     pair.thaw()  # its overdue timer: the same default, deny, signed
     [receipt] = pair.receipts()
-    assert receipt.decision == "timeout" and receipt.granted == ()
+    assert receipt.decision == "timeout"
+    assert receipt.granted == ()
     assert pair.agent_granted() == frozenset() == pair.broker_granted()
     assert op.state().scopes == {SCOPE_VIEW: TIMEOUT}
     assert pair.of(actions.Ignored) == []
@@ -241,5 +249,7 @@ def test_agent_away_past_the_grace_ends_the_session_for_both() -> None:
     pair.drop()
     pair.advance(31)
     assert op.state().phase == "ended"
-    pair.connect()
-    assert pair.finished is not None
+    pair.expect_refusals = True
+    pair.connect()  # too late: the broker no longer knows the session, the agent stops and says so
+    assert pair.refusals_to_agent()[-1].code == "not_found"
+    assert pair.finished == 6  # EXIT_SESSION_GONE
