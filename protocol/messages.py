@@ -26,7 +26,8 @@ import msgspec
 from .construction import Validating, input_problem
 from .errors import InvalidField
 from .limits import MAX_INPUT_TEXT
-from .scopes import SCOPE_PATTERN, ScopeStatus
+from .scopes import SCOPE_PATTERN
+from .scopes import ScopeStatus as ScopeStatus  # the status table lives in protocol.scopes
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+\Z")]
 """Request/response id chosen by the sender, echoed in the answer."""

@@ -66,11 +66,11 @@ SCOPE_PATTERN = "^(" + "|".join(ALL_SCOPES) + r")\Z"
 ScopeStatus = Literal["requested", "granted", "denied", "timeout", "withdrawn"]
 """Where one scope stands in a session (``session_state.scopes``); see :data:`SCOPE_STATUSES`."""
 
-REQUESTED: Final = "requested"
-GRANTED: Final = "granted"
-DENIED: Final = "denied"
-TIMEOUT: Final = "timeout"
-WITHDRAWN: Final = "withdrawn"
+REQUESTED: Final[ScopeStatus] = "requested"
+GRANTED: Final[ScopeStatus] = "granted"
+DENIED: Final[ScopeStatus] = "denied"
+TIMEOUT: Final[ScopeStatus] = "timeout"
+WITHDRAWN: Final[ScopeStatus] = "withdrawn"
 
 SCOPE_STATUSES: dict[ScopeStatus, str] = {
     REQUESTED: "asked; the subscriber has not answered yet (nothing flows)",
