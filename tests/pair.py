@@ -31,7 +31,7 @@ from typing import TypeVar
 
 from cryptography.hazmat.primitives import serialization
 
-from agent.core import AgentCore, CoreConfig, actions, inputs
+from agent.core import AgentCore, CoreConfig, Resume, actions, inputs
 from agent.receipts import sign_receipt
 from broker.core import AgentDisconnected, AgentFrame, AgentPeer, OperatorPeer, SessionCore, SessionRules
 from broker.core import Subscriber as ContractStatus
@@ -157,9 +157,13 @@ class AgentBrokerPair:
         )
         self.broker.subscribers[CONTRACT] = ContractStatus(status="active")
         self.broker.certificates[self.serial] = cert.public_bytes(serialization.Encoding.PEM).decode()
-        self.agent = AgentCore(
-            CoreConfig(serial=self.serial, sign=lambda r: sign_receipt(r, self.key), lang=lang, grace=grace)
+        self._config = CoreConfig(
+            serial=self.serial, sign=lambda r: sign_receipt(r, self.key), lang=lang, grace=grace
         )
+        self.agent = AgentCore(self._config)
+        self._process_start = 0
+        """Index in :attr:`actions` where the current agent process began (see :meth:`reboot`)."""
+        self._answered: set[str] = set()
         self.actions: list[actions.Action] = []
         """Everything the agent core asked its adapter to do, in order."""
         self.finished: int | None = None
@@ -236,6 +240,20 @@ class AgentBrokerPair:
         assert self.agent.session_id is not None
         return self.agent.session_id
 
+    def reboot(self, *, confirmed: bool = True) -> None:
+        """The PC restarts after the agent's ``Reboot``: the connection drops, and a new agent
+        process resumes the saved session (``SaveResume``) once the subscriber answered "続けますか？"
+        (``confirmed``), then connects."""
+        [save] = self.of(actions.SaveResume)[-1:]
+        self.drop()
+        self.agent = AgentCore(self._config)
+        self.finished = None
+        self._process_start = len(self.actions)
+        self._answered.clear()
+        resume = Resume(session_id=save.session_id, operator=save.operator, confirmed=confirmed)
+        self._agent_did(self.agent.resume(resume))
+        self.connect()
+
     def freeze(self) -> None:
         """The agent's process hangs with its connection open: messages wait, its timers do not fire."""
         self.frozen = True
@@ -272,12 +290,15 @@ class AgentBrokerPair:
         return self.actions[before:]
 
     def question(self, person: bool = False) -> str:
-        """The id of the last consent question put to the subscriber that is still open."""
+        """The id of the last consent question put to the subscriber that is still open (to answer it)."""
         kind: type[actions.AskConsent | actions.AskPerson] = (
             actions.AskPerson if person else actions.AskConsent
         )
-        closed = {x.question for x in self.of(actions.CloseQuestion)}
-        asked = [x.question for x in self.of(kind) if x.question not in closed]
+        since = self.actions[self._process_start :]
+        closed = self._answered | {x.question for x in since if isinstance(x, actions.CloseQuestion)}
+        asked = [x.question for x in since if isinstance(x, kind) and x.question not in closed]
+        assert asked, "no question is open"
+        self._answered.add(asked[-1])
         return asked[-1]
 
     def answer(self, *scopes: str, control_confirmed: bool = False) -> list[actions.Action]:
@@ -426,7 +447,10 @@ def cores_agree() -> Iterator[None]:
     yield
     for pair in _OPENED:
         if not pair.expect_refusals:
-            assert pair.of(actions.Ignored) == []
-            assert pair.sent_by_agent(Error) == []
-            assert pair.refusals_to_agent() == []
+            ignored = [(x.what, x.scopes) for x in pair.of(actions.Ignored)]
+            assert not ignored, f"the agent ignored the broker: {ignored}"
+            refused = pair.sent_by_agent(Error)
+            assert not refused, f"the agent refused the broker: {refused}"
+            refused = pair.refusals_to_agent()
+            assert not refused, f"the broker refused the agent: {refused}"
     _OPENED.clear()
