@@ -236,7 +236,12 @@ class AgentCore(SessionBase):
             by = safe_text(state.ended_by or "-", max_chars=32)
             return [*out, *self._sync(now, start=False), self._say("support.ended", by=by), *self._finish(0)]
         assert self.record is not None
-        disagreement = self.record.disagreements(state)
+        # A grant whose receipt is held for the guard's grace has not reached the broker yet: it
+        # still shows "requested", which is no contradiction (a broker showing more is one).
+        held = {scope for _, receipt, _ in self._pending for scope in receipt.granted}
+        disagreement = tuple(
+            s for s in self.record.disagreements(state) if s not in held or state.scopes.get(s) == GRANTED
+        )
         if disagreement:
             out.append(self._ignored("session_state contradicting the subscriber's consent", *disagreement))
         before = not self.record.permits("screen_update")
