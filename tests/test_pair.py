@@ -15,13 +15,17 @@ import pytest
 from agent.core import actions
 from protocol.messages import (
     Chat,
+    Credentials,
     Error,
     InputEvent,
     InventoryItem,
     InventoryView,
+    RevealCredentials,
     ScopeRequest,
+    ScreenRefresh,
     SessionEnd,
     SessionState,
+    Watch,
 )
 from protocol.scopes import (
     ALL_SCOPES,
@@ -253,3 +257,103 @@ def test_agent_away_past_the_grace_ends_the_session_for_both() -> None:
     pair.connect()  # too late: the broker no longer knows the session, the agent stops and says so
     assert pair.refusals_to_agent()[-1].code == "not_found"
     assert pair.finished == 6  # EXIT_SESSION_GONE
+
+
+# -- more flows both cores must agree on -----------------------------------------------------------
+
+
+def test_the_guards_grace_delays_the_grant_on_both_sides_and_a_state_meanwhile_is_no_contradiction() -> None:
+    pair, op = claimed(SCOPE_VIEW, grace=1.0)
+    pair.answer(SCOPE_VIEW)
+    assert pair.receipts() == []  # held for the consent guard's grace
+    assert pair.broker_granted() == frozenset()
+    assert pair.frame() is None
+    boss = pair.operator("boss", display_name="Boss", role="supervisor")
+    boss.send(Watch(id="w1", session_id=pair.session_id))  # a state broadcast inside the grace
+    pair.advance(1.0)
+    assert pair.agent_granted() == {SCOPE_VIEW} == pair.broker_granted()
+    assert pair.frame(keyframe=True) in op.screens
+
+
+def test_the_subscriber_grants_on_their_own_and_both_sides_agree() -> None:
+    pair, op = claimed(SCOPE_VIEW)
+    pair.answer(SCOPE_VIEW)
+    pair.grant(SCOPE_CONTROL)
+    assert pair.agent_granted() == {SCOPE_VIEW, SCOPE_CONTROL} == pair.broker_granted()
+    assert granted(op.state()) == {SCOPE_VIEW, SCOPE_CONTROL}
+    op.send(move(pair))
+    assert len(pair.of(actions.InjectInput)) == 1
+
+
+def test_withdrawing_everything_then_asked_again() -> None:
+    pair, op = claimed(SCOPE_VIEW, SCOPE_CONTROL)
+    pair.answer(SCOPE_VIEW, SCOPE_CONTROL, control_confirmed=True)
+    pair.withdraw(SCOPE_VIEW, SCOPE_CONTROL)
+    assert op.state().scopes == {SCOPE_VIEW: WITHDRAWN, SCOPE_CONTROL: WITHDRAWN}
+    assert pair.agent_granted() == frozenset() == pair.broker_granted()
+    op.send(ScopeRequest(id="s2", session_id=pair.session_id, scopes=(SCOPE_VIEW,)))
+    pair.answer(SCOPE_VIEW)
+    assert pair.agent_granted() == {SCOPE_VIEW} == pair.broker_granted()
+    assert len(pair.of(actions.StartSharing)) == 2  # one keyframe per grant
+    assert pair.frame() is not None
+
+
+def test_a_viewer_joining_a_running_stream_gets_a_keyframe_asked_of_the_agent() -> None:
+    pair, op = claimed(SCOPE_VIEW)
+    pair.answer(SCOPE_VIEW)
+    assert pair.of(actions.RefreshSharing) == []  # the grant itself starts with a keyframe
+    boss = pair.operator("boss", display_name="Boss", role="supervisor")
+    boss.send(Watch(id="w1", session_id=pair.session_id))
+    assert len(pair.of(actions.RefreshSharing)) == 1
+    op.send(ScreenRefresh(session_id=pair.session_id, monitor=2))
+    assert pair.of(actions.RefreshSharing)[-1].monitor == 2
+
+
+def test_the_operator_away_and_back_within_the_grace() -> None:
+    pair, op = claimed(SCOPE_VIEW)
+    pair.answer(SCOPE_VIEW)
+    op.detach()
+    pair.advance(20)
+    again = pair.operator()
+    again.send(Watch(id="w2", session_id=pair.session_id))
+    pair.advance(20)
+    assert again.state().phase == "active"
+    assert pair.frame(keyframe=True) in again.screens
+
+
+def test_the_operator_away_past_the_grace_ends_the_session_on_the_agent_too() -> None:
+    pair, op = claimed(SCOPE_VIEW)
+    pair.answer(SCOPE_VIEW)
+    op.detach()
+    pair.advance(30)
+    assert pair.finished == 0
+    assert pair.of(actions.StopSharing)
+    assert pair.audit("session.end")[-1].details["reason"] == "operator_lost"
+
+
+def test_the_router_login_travels_only_with_its_item_and_is_revealed_on_request() -> None:
+    pair, op = claimed("inventory:router", "inventory:os")
+    pair.answer("inventory:router")
+    [collect] = pair.of(actions.CollectInventory)
+    assert (collect.items, collect.ask_router_login) == (("router",), True)
+    pair.collected(
+        [InventoryItem(item="router", available=True, value="RT-500")],
+        router_account="admin",
+        router_password="s3cret",
+    )
+    view = op.last(InventoryView)
+    assert view.has_router_credentials
+    assert "s3cret" not in repr(view)
+    [answer] = op.send(RevealCredentials(id="rv", session_id=pair.session_id))
+    assert isinstance(answer, Credentials)
+    assert (answer.account, answer.password) == ("admin", "s3cret")
+    assert pair.audit("inventory.reveal")
+
+
+def test_ending_while_a_question_is_open_closes_it_and_denies() -> None:
+    pair, op = claimed(SCOPE_VIEW)
+    pair.end()
+    assert pair.of(actions.CloseQuestion)
+    assert op.state().phase == "ended"
+    assert op.state().scopes == {SCOPE_VIEW: "denied"}
+    assert pair.finished == 0
