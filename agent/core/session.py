@@ -217,6 +217,8 @@ class AgentCore(SessionBase):
         return [*self._sync(now, start=False), self._say("support.gone"), *self._finish(EXIT_SESSION_GONE)]
 
     def _ask(self, msg: ConsentRequest, now: float) -> list[a.Action]:
+        if self.questions.asking(msg) is not None:
+            return []  # asked again after a reconnect: the subscriber still sees the question
         question = self.questions.open(msg, now)
         if msg.viewer:
             return [a.AskPerson(question=question, request=msg)]
