@@ -22,6 +22,7 @@ from protocol.messages import (
     ScopeRequest,
     ScreenRefresh,
     SessionState,
+    Transfer,
     Viewer,
     Watch,
 )
@@ -232,3 +233,35 @@ def test_after_a_restart_the_subscriber_not_confirming_ends_the_session() -> Non
     assert op.state().phase == "ended"
     assert op.state().ended_by == "subscriber"
     assert pair.finished == 0
+
+
+def test_a_transfer_hands_the_session_over_and_control_does_not_carry_over() -> None:
+    pair, op = claimed(SCOPE_VIEW, SCOPE_CONTROL)
+    pair.answer(SCOPE_VIEW, SCOPE_CONTROL, control_confirmed=True)
+    colleague = pair.operator("bob", display_name="Bob")
+    op.send(Transfer(id="t1", session_id=pair.session_id, colleague="bob"))
+    pair.answer_person(True)
+    assert colleague.last(Invitation).status == "allowed"
+    assert pair.agent_granted() == {SCOPE_VIEW} == pair.broker_granted()
+    colleague.send(Watch(id="w1", session_id=pair.session_id))
+    assert colleague.state().operator == "Bob"
+    assert errors(colleague.send(move(pair))) == ["consent_required"]
+    assert errors(op.send(move(pair))) == ["not_allowed"]
+    assert pair.of(actions.InjectInput) == []
+    assert pair.frame() in colleague.screens
+
+
+# -- the connection -----------------------------------------------------------------------------
+
+
+def test_a_question_open_when_the_connection_dropped_is_asked_once_after_the_resume() -> None:
+    pair, op = claimed(SCOPE_VIEW)
+    pair.drop()
+    pair.advance(5)
+    pair.connect()
+    assert len(pair.of(actions.AskConsent)) == 1  # the broker asks again; the subscriber sees one question
+    pair.answer(SCOPE_VIEW)
+    pair.advance(120)  # no second question left to time out
+    assert pair.agent_granted() == {SCOPE_VIEW} == pair.broker_granted()
+    assert [r.decision for r in pair.receipts()] == ["answered"]
+    assert pair.frame() in op.screens
