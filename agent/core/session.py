@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from protocol.errors import ErrorCode
+from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
     Chat,
     ConsentRequest,
@@ -32,7 +32,7 @@ from protocol.messages import (
     SupportRequest,
 )
 from protocol.scopes import GRANTED, SCOPE_CONTROL, SCOPE_RESTART, SCOPE_VIEW
-from protocol.session import Phase
+from protocol.session import Phase, check_allowed
 from protocol.text import safe_text
 
 from ..i18n import error_text, t
@@ -134,7 +134,13 @@ class AgentCore(SessionBase):
         if isinstance(event, i.Granted):
             return self._change(self._decide(lambda: record.grant(event.scopes, now)), now, new=True)
         text = event.text.strip()
-        return [a.Send(message=Chat(session_id=self.session_id, text=text[:2000]))] if text else []
+        if not text:
+            return []
+        try:
+            check_allowed("chat", self.phase, record.granted)  # the broker's table, asked first
+        except ProtocolError:
+            return [self._say("support.chat_waiting")]  # nobody has taken the request yet
+        return [a.Send(message=Chat(session_id=self.session_id, text=text[:2000]))]
 
     def receive(self, msg: Message, now: float) -> list[a.Action]:
         """One message from the broker."""
@@ -226,6 +232,7 @@ class AgentCore(SessionBase):
 
     def _state(self, state: SessionState, now: float) -> list[a.Action]:
         self.confirmed = True
+        self.phase = Phase(state.phase)
         out: list[a.Action] = []
         if state.operator and state.operator != self.operator:
             self.operator = state.operator
