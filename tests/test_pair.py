@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from agent.core import actions
+from broker.core import Subscriber
 from protocol.messages import (
     Chat,
     Credentials,
@@ -20,6 +21,7 @@ from protocol.messages import (
     InputEvent,
     InventoryItem,
     InventoryView,
+    Queue,
     RevealCredentials,
     ScopeRequest,
     ScreenRefresh,
@@ -357,3 +359,67 @@ def test_ending_while_a_question_is_open_closes_it_and_denies() -> None:
     assert op.state().phase == "ended"
     assert op.state().scopes == {SCOPE_VIEW: "denied"}
     assert pair.finished == 0
+
+
+def test_chat_while_the_question_is_open() -> None:
+    pair, op = claimed(SCOPE_VIEW)
+    op.send(Chat(session_id=pair.session_id, text="画面を見せてください"))
+    assert [x.text for x in pair.of(actions.ShowChat)] == ["画面を見せてください"]
+    pair.chat("少々お待ちください")
+    assert op.last(Chat).text == "少々お待ちください"
+
+
+def test_the_subscriber_typing_before_anyone_claimed() -> None:
+    pair = AgentBrokerPair()
+    op = pair.operator()
+    pair.request()
+    out = pair.chat("もしもし")
+    assert [x.text for x in out if isinstance(x, actions.Say)] == [
+        "You can send messages once an operator has taken your request."
+    ]
+    assert pair.sent_by_agent(Chat) == []  # not sent only to be refused
+    assert op.of(Chat) == []
+
+
+def test_an_unclaimed_code_expires_and_the_agent_stops() -> None:
+    pair = AgentBrokerPair()
+    op = pair.operator()
+    pair.request()
+    pair.advance(599)
+    assert pair.of(actions.Finish) == []
+    pair.advance(1)
+    assert pair.finished == 0
+    assert pair.audit("session.end")[-1].details["reason"] == "code_expired"
+    assert op.last(Queue).requests == ()
+
+
+def test_the_subscriber_ends_before_anyone_claimed() -> None:
+    pair = AgentBrokerPair()
+    pair.request()
+    pair.end()
+    assert pair.finished == 0
+    [summary] = pair.audit("session.end")
+    assert summary.details["ended_by"] == "subscriber"
+    assert summary.details["started_at"] is None
+
+
+def test_a_suspended_contract_is_refused_and_the_agent_says_so() -> None:
+    pair = AgentBrokerPair()
+    pair.broker.subscribers["C-1"] = Subscriber(status="suspended")
+    pair.connect()
+    assert pair.finished == 5  # EXIT_REFUSED
+    assert pair.refusals_to_agent()[-1].code == "subscriber_suspended"
+    assert pair.audit("support.refused")
+
+
+def test_an_item_withdrawn_while_the_collectors_ran_is_not_sent() -> None:
+    pair, op = claimed("inventory:os", "inventory:cpu")
+    pair.answer("inventory:os", "inventory:cpu")
+    pair.withdraw("inventory:cpu")
+    pair.collected(
+        [
+            InventoryItem(item="os", available=True, value="Linux"),
+            InventoryItem(item="cpu", available=True, value="x"),
+        ]
+    )
+    assert [item.item for item in op.last(InventoryView).items] == ["os"]
