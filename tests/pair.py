@@ -151,12 +151,9 @@ class AgentBrokerPair:
             build_csr(self.key, common_name=CONTRACT), expected_common_name=CONTRACT, now=when
         )
         self.serial = serial_hex(cert)
-        self.broker = CoreDriver(
-            SessionCore(hours=parse_hours("00:00-00:00"), code_guard=CodeAttemptGuard(), rules=rules),
-            now=now,
-        )
-        self.broker.subscribers[CONTRACT] = ContractStatus(status="active")
-        self.broker.certificates[self.serial] = cert.public_bytes(serialization.Encoding.PEM).decode()
+        self._rules = rules
+        self._cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+        self.broker = self._new_broker()
         self._config = CoreConfig(
             serial=self.serial, sign=lambda r: sign_receipt(r, self.key), lang=lang, grace=grace
         )
@@ -253,6 +250,20 @@ class AgentBrokerPair:
         resume = Resume(session_id=save.session_id, operator=save.operator, confirmed=confirmed)
         self._agent_did(self.agent.resume(resume))
         self.connect()
+
+    def _new_broker(self) -> CoreDriver:
+        broker = CoreDriver(
+            SessionCore(hours=parse_hours("00:00-00:00"), code_guard=CodeAttemptGuard(), rules=self._rules),
+            now=self.now,
+        )
+        broker.subscribers[CONTRACT] = ContractStatus(status="active")
+        broker.certificates[self.serial] = self._cert_pem
+        return broker
+
+    def restart_broker(self) -> None:
+        """The broker process restarts: a fresh session core (sessions lived in its memory), the
+        same contracts and certificates; operators must log in again (:meth:`operator`)."""
+        self.broker = self._new_broker()
 
     def freeze(self) -> None:
         """The agent's process hangs with its connection open: messages wait, its timers do not fire."""

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from agent.core import actions
+from broker.core import Shutdown
 from protocol.messages import (
     Claim,
     Error,
@@ -265,3 +266,40 @@ def test_a_question_open_when_the_connection_dropped_is_asked_once_after_the_res
     assert pair.agent_granted() == {SCOPE_VIEW} == pair.broker_granted()
     assert [r.decision for r in pair.receipts()] == ["answered"]
     assert pair.frame() in op.screens
+
+
+def test_a_scope_asked_while_the_agent_was_away_is_asked_when_it_is_back() -> None:
+    pair, op = claimed(SCOPE_VIEW)
+    pair.answer(SCOPE_VIEW)
+    pair.drop()
+    op.send(ScopeRequest(id="s2", session_id=pair.session_id, scopes=(SCOPE_CONTROL,)))
+    assert errors(op.send(move(pair))) == ["consent_required"]
+    pair.connect()
+    assert [x.request.scopes for x in pair.of(actions.AskConsent)][-1] == (SCOPE_CONTROL,)
+    pair.answer(SCOPE_CONTROL, control_confirmed=True)
+    assert pair.agent_granted() == {SCOPE_VIEW, SCOPE_CONTROL} == pair.broker_granted()
+    assert op.send(move(pair)) == []
+    assert len(pair.of(actions.InjectInput)) == 1
+
+
+def test_the_broker_shutting_down_ends_the_session_on_the_agent() -> None:
+    pair, op = claimed(SCOPE_VIEW)
+    pair.answer(SCOPE_VIEW)
+    pair.broker.feed(Shutdown(), pair.now)
+    pair.pump()
+    assert op.state().phase == "ended"
+    assert pair.finished == 0
+    assert pair.of(actions.StopSharing)
+
+
+def test_a_broker_that_forgot_the_session_stops_the_agent_at_once() -> None:
+    pair, _ = claimed(SCOPE_VIEW)
+    pair.answer(SCOPE_VIEW)
+    pair.drop()
+    pair.restart_broker()  # a broker restart: sessions live in its memory
+    pair.expect_refusals = True
+    pair.connect()
+    assert pair.refusals_to_agent()[-1].code == "not_found"
+    assert pair.finished == 6  # EXIT_SESSION_GONE
+    assert pair.agent_granted() == frozenset()
+    assert pair.frame() is None
