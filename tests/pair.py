@@ -229,7 +229,8 @@ class AgentBrokerPair:
         return self.code()
 
     def code(self) -> str:
-        issued = [m for m in self._delivered() if isinstance(m, SupportCodeIssued)]
+        """The last support code the agent received."""
+        issued = [m for m in self._received if isinstance(m, SupportCodeIssued)]
         return issued[-1].code
 
     @property
@@ -405,7 +406,8 @@ class AgentBrokerPair:
     # -- delivery -------------------------------------------------------------------------------
 
     def pump(self) -> None:
-        """Deliver everything in flight, both ways, until both sides are quiet."""
+        """Deliver everything in flight, both ways (each direction in order, what the broker sent
+        first), until both sides are quiet; then close the connection of an agent that finished."""
         for _ in range(_MAX_STEPS):
             wire = self._link_wire
             if wire is not None and wire.inbox and not self.frozen:
@@ -422,9 +424,6 @@ class AgentBrokerPair:
         if self.finished is not None and self.link is not None:
             link, self.link = self.link, None  # the agent exited: its connection closes
             self.broker.feed(AgentDisconnected(agent=link), self.now)
-
-    def _delivered(self) -> list[Message]:
-        return self._received
 
     def _agent_did(self, out: list[actions.Action]) -> None:
         for action in out:
