@@ -43,13 +43,6 @@ def _marked(canvas: Canvas) -> bool:
 
 @pytest.mark.x11
 @pytest.mark.e2e
-@pytest.mark.xfail(
-    strict=True,
-    reason="the broker still sends its own screen_refresh after the grant (broker/sessions.py, the "
-    "receipt handler), a second keyframe; the session-core branch removes it. With that line removed "
-    "this test passes (checked on the agent-core branch); strict: it fails here once it passes, so the "
-    "marker is removed at the merge",
-)
 async def test_the_stream_starts_with_exactly_one_keyframe(
     broker: BrokerProcess, display: str, tmp_path: Path
 ) -> None:
