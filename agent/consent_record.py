@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from protocol.messages import ConsentRequest, SessionState, Viewer
 from protocol.receipts import ConsentReceipt
+from protocol.scopes import GRANTED
 from protocol.session import INVENTORY_PREFIX, REQUIREMENTS, Phase
 
 from .consent import (
@@ -142,7 +143,7 @@ class ConsentRecord(ConsentState):
         """
         if state.session_id != self.session_id:
             return ()
-        shown = {scope for scope, status in state.scopes.items() if status == "granted"}
+        shown = {scope for scope, status in state.scopes.items() if status == GRANTED}
         if Phase(state.phase) is Phase.ENDED:
             return ()
         return order_scopes(shown ^ set(self.granted))

@@ -67,6 +67,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Support code: {code}\nRead this number to the operator on the phone (valid {minutes} min, once).",
     ),
     "support.waiting": ("オペレータの対応をお待ちください…", "Waiting for an operator…"),
+    "support.chat_waiting": (
+        "オペレータが対応を始めるとメッセージを送れます。",
+        "You can send messages once an operator has taken your request.",
+    ),
     "support.closed": (
         "受付時間外です（受付時間 9:00～21:00 年中無休）。次の受付開始は {opening} です。",
         "The helpdesk is closed (open 9:00-21:00 every day, Japan time). It opens again at {opening}.",

@@ -12,13 +12,22 @@ equal) and the console's list in ``broker/static/js/scopes.js`` is generated fro
 
 from __future__ import annotations
 
+from typing import Final, Literal
+
 __all__ = [
     "ALL_SCOPES",
+    "DENIED",
+    "GRANTED",
     "INVENTORY_ITEMS",
+    "REQUESTED",
     "SCOPE_CONTROL",
     "SCOPE_PATTERN",
     "SCOPE_RESTART",
+    "SCOPE_STATUSES",
     "SCOPE_VIEW",
+    "TIMEOUT",
+    "WITHDRAWN",
+    "ScopeStatus",
     "render_js",
 ]
 
@@ -54,10 +63,35 @@ SCOPE_PATTERN = "^(" + "|".join(ALL_SCOPES) + r")\Z"
 """A regular expression matching exactly the known scopes (for ``msgspec.Meta(pattern=…)``)."""
 
 
+ScopeStatus = Literal["requested", "granted", "denied", "timeout", "withdrawn"]
+"""Where one scope stands in a session (``session_state.scopes``); see :data:`SCOPE_STATUSES`."""
+
+REQUESTED: Final[ScopeStatus] = "requested"
+GRANTED: Final[ScopeStatus] = "granted"
+DENIED: Final[ScopeStatus] = "denied"
+TIMEOUT: Final[ScopeStatus] = "timeout"
+WITHDRAWN: Final[ScopeStatus] = "withdrawn"
+
+SCOPE_STATUSES: dict[ScopeStatus, str] = {
+    REQUESTED: "asked; the subscriber has not answered yet (nothing flows)",
+    GRANTED: "allowed by the subscriber's signed answer and in force",
+    DENIED: "refused by the subscriber, or still unanswered when the session ended",
+    TIMEOUT: "no answer in time: the default, deny (第31条1項④)",
+    WITHDRAWN: "was granted, taken back by the subscriber or ended with the session",
+}
+"""The status table: every scope status, in order, with what it means. Only ``granted`` lets
+anything through; a scope never asked has no status (the console shows ``none``)."""
+
+
 def render_js() -> str:
     """The generated part of ``broker/static/js/scopes.js``."""
     items = "".join(f'  "{item}",\n' for item in INVENTORY_ITEMS)
-    return f'export const SCOPE_RESTART = "{SCOPE_RESTART}";\nexport const INVENTORY_ITEMS = [\n{items}];\n'
+    statuses = ", ".join(f'"{status}"' for status in ("none", *SCOPE_STATUSES))
+    return (
+        f'export const SCOPE_RESTART = "{SCOPE_RESTART}";\nexport const INVENTORY_ITEMS = [\n{items}];\n'
+        '/** The scope statuses of protocol/scopes.py, plus "none" for a scope never asked. */\n'
+        f"export const STATUSES = [{statuses}];\n"
+    )
 
 
 if __name__ == "__main__":

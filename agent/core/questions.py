@@ -22,6 +22,18 @@ class Questions:
         self._open[question] = (request, now + request.timeout)
         return question
 
+    def asking(self, request: ConsentRequest) -> str | None:
+        """The open question that already asks ``request`` (the broker sends an unanswered
+        request again when the agent reconnects), or None."""
+        for question, (open_request, _) in self._open.items():
+            if (open_request.id, open_request.scopes, open_request.viewer) == (
+                request.id,
+                request.scopes,
+                request.viewer,
+            ):
+                return question
+        return None
+
     def take(self, question: str) -> ConsentRequest | None:
         """The request ``question`` asked, closing it; None when it is not open (timed out, void)."""
         entry = self._open.pop(question, None)

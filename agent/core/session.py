@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from protocol.errors import ErrorCode
+from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
     Chat,
     ConsentRequest,
@@ -31,8 +31,8 @@ from protocol.messages import (
     SupportCodeIssued,
     SupportRequest,
 )
-from protocol.scopes import SCOPE_CONTROL, SCOPE_RESTART, SCOPE_VIEW
-from protocol.session import Phase
+from protocol.scopes import GRANTED, SCOPE_CONTROL, SCOPE_RESTART, SCOPE_VIEW
+from protocol.session import Phase, check_allowed
 from protocol.text import safe_text
 
 from ..i18n import error_text, t
@@ -134,7 +134,13 @@ class AgentCore(SessionBase):
         if isinstance(event, i.Granted):
             return self._change(self._decide(lambda: record.grant(event.scopes, now)), now, new=True)
         text = event.text.strip()
-        return [a.Send(message=Chat(session_id=self.session_id, text=text[:2000]))] if text else []
+        if not text:
+            return []
+        try:
+            check_allowed("chat", self.phase, record.granted)  # the broker's table, asked first
+        except ProtocolError:
+            return [self._say("support.chat_waiting")]  # nobody has taken the request yet
+        return [a.Send(message=Chat(session_id=self.session_id, text=text[:2000]))]
 
     def receive(self, msg: Message, now: float) -> list[a.Action]:
         """One message from the broker."""
@@ -217,6 +223,8 @@ class AgentCore(SessionBase):
         return [*self._sync(now, start=False), self._say("support.gone"), *self._finish(EXIT_SESSION_GONE)]
 
     def _ask(self, msg: ConsentRequest, now: float) -> list[a.Action]:
+        if self.questions.asking(msg) is not None:
+            return []  # asked again after a reconnect: the subscriber still sees the question
         question = self.questions.open(msg, now)
         if msg.viewer:
             return [a.AskPerson(question=question, request=msg)]
@@ -224,6 +232,7 @@ class AgentCore(SessionBase):
 
     def _state(self, state: SessionState, now: float) -> list[a.Action]:
         self.confirmed = True
+        self.phase = Phase(state.phase)
         out: list[a.Action] = []
         if state.operator and state.operator != self.operator:
             self.operator = state.operator
@@ -236,7 +245,12 @@ class AgentCore(SessionBase):
             by = safe_text(state.ended_by or "-", max_chars=32)
             return [*out, *self._sync(now, start=False), self._say("support.ended", by=by), *self._finish(0)]
         assert self.record is not None
-        disagreement = self.record.disagreements(state)
+        # A grant whose receipt is held for the guard's grace has not reached the broker yet: it
+        # still shows "requested", which is no contradiction (a broker showing more is one).
+        held = {scope for _, receipt, _ in self._pending for scope in receipt.granted}
+        disagreement = tuple(
+            s for s in self.record.disagreements(state) if s not in held or state.scopes.get(s) == GRANTED
+        )
         if disagreement:
             out.append(self._ignored("session_state contradicting the subscriber's consent", *disagreement))
         before = not self.record.permits("screen_update")
@@ -279,7 +293,7 @@ class AgentCore(SessionBase):
         if self.end_on_resume:  # nobody confirmed on screen after the restart: end it (issue 16)
             self.confirmed = True
             return self.handle(i.EndRequested(reason="the subscriber did not confirm after the restart"), now)
-        granted = [scope for scope, status in msg.scopes.items() if status == "granted"]
+        granted = [scope for scope, status in msg.scopes.items() if status == GRANTED]
         if granted and self.record is not None:
             # Nothing allowed before the restart carries over: a signed withdrawal makes the broker agree.
             return [self._receipt(self.record.withdraw(granted, now)), *self._state(msg, now)]

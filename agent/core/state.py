@@ -15,6 +15,7 @@ from protocol.messages import (
     ConsentRequest,
 )
 from protocol.receipts import ConsentReceipt
+from protocol.session import Phase
 from protocol.text import safe_text
 
 from ..consent import ConsentError, scope_label
@@ -80,6 +81,8 @@ class SessionBase:
         self.record: ConsentRecord | None = None
         self.operator = ""
         self.confirmed = False
+        self.phase = Phase.WAITING
+        """The session's phase as the broker last said (``session_state``): what may be sent now."""
         self.capture: int | None = None
         """The monitor a frame source shows (:class:`inputs.CaptureReady`); None: no capture."""
         self.effects = Effects(config.lang)

@@ -154,9 +154,7 @@ def _resume(core: SessionCore, agent: AgentPeer, msg: SupportRequest, now: float
     if after_restart:
         # Second line behind the agent (which withdraws before it restarts): nothing granted
         # before a restart of the PC carries over; the operator asks again (issue 16).
-        for scope in session.granted:
-            session.scopes[scope] = WITHDRAWN
-        session.granted = frozenset()
+        _withdraw_all(session)
     session.restart_until = None  # back: the normal grace applies again
     core.audit(
         "session.agent_back", session.id, now, contract=session.contract_id, after_restart=after_restart
@@ -173,6 +171,13 @@ def _resume(core: SessionCore, agent: AgentPeer, msg: SupportRequest, now: float
         colleagues.resend(core, session)
     elif session.pending is not None:
         core.ask_consent(session, session.pending.scopes, now, request_id=session.pending.request_id)
+
+
+def _withdraw_all(session: Session) -> None:
+    """Nothing granted before a restart of the PC carries over it (issue 16, 第31条1項④)."""
+    for scope in session.granted:
+        session.scopes[scope] = WITHDRAWN
+    session.granted = frozenset()
 
 
 def agent_session(agent: AgentPeer, session_id: str, core: SessionCore) -> Session:
@@ -199,6 +204,9 @@ def message(core: SessionCore, agent: AgentPeer, msg: Message, now: float) -> No
         session = agent_session(agent, msg.session_id, core)
         check_sender(Role.AGENT, "restart_notice", session.phase, session.granted)
         session.restart_until = now + core.rules.restart_grace
+        # The agent withdraws everything right after this notice (its signed receipt follows):
+        # the state broadcast now already says so, so it never contradicts the agent's record.
+        _withdraw_all(session)
         core.audit("session.restart", session.id, now, contract=session.contract_id)
         core.broadcast_state(session)
     elif isinstance(msg, MonitorLayout):

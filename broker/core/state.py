@@ -10,13 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from protocol.messages import InventoryView, Message, MonitorLayout, ScopeStatus, SessionState, Viewer
+from protocol.messages import InventoryView, Message, MonitorLayout, SessionState, Viewer
+from protocol.scopes import DENIED, GRANTED, REQUESTED, TIMEOUT, WITHDRAWN, ScopeStatus
 from protocol.session import Phase
 
 if TYPE_CHECKING:
     from broker.relay import ScreenPush
 
+# Scope statuses come from the status table in protocol.scopes (re-exported for the rule modules).
 __all__ = [
+    "DENIED",
+    "GRANTED",
+    "REQUESTED",
+    "TIMEOUT",
+    "WITHDRAWN",
     "AgentPeer",
     "OperatorPeer",
     "Peer",
@@ -25,13 +32,6 @@ __all__ = [
     "Session",
     "SessionRules",
 ]
-
-GRANTED: ScopeStatus = "granted"
-REQUESTED: ScopeStatus = "requested"
-DENIED: ScopeStatus = "denied"
-TIMEOUT: ScopeStatus = "timeout"
-WITHDRAWN: ScopeStatus = "withdrawn"
-"""Scope statuses, typed by :data:`protocol.messages.ScopeStatus` (the one list of them)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,6 +12,7 @@ import msgspec
 
 from ..construction import Validating
 from ..scopes import SCOPE_PATTERN
+from ..scopes import ScopeStatus as ScopeStatus
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+\Z")]
 """Request/response id chosen by the sender, echoed in the answer."""
@@ -38,7 +39,6 @@ eleven items of 別紙5 (``protocol/scopes.py``); any other is refused as ``inva
 Scopes = Annotated[tuple[Scope, ...], msgspec.Meta(max_length=16)]
 SessionId = Annotated[str, msgspec.Meta(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+\Z")]
 SupportCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}\Z")]
-ScopeStatus = Literal["requested", "granted", "denied", "timeout", "withdrawn"]
 SessionPhase = Literal["waiting", "consent", "active", "ended"]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 ChatText = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]

@@ -49,3 +49,14 @@ def test_unknown_scopes_are_invalid_fields(scope: str) -> None:
         with pytest.raises(InvalidField) as info:
             decode(raw)
         assert info.value.code.value == "invalid_field"
+
+
+def test_status_table_is_the_wire_type_and_the_messages_use_it() -> None:
+    from typing import get_args
+
+    from protocol import messages
+    from protocol.scopes import SCOPE_STATUSES, ScopeStatus
+
+    assert tuple(SCOPE_STATUSES) == get_args(ScopeStatus)
+    assert messages.ScopeStatus is ScopeStatus  # one definition, re-used by the wire type
+    assert all(SCOPE_STATUSES.values())

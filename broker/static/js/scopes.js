@@ -19,6 +19,8 @@ export const INVENTORY_ITEMS = [
   "memory",
   "router",
 ];
+/** The scope statuses of protocol/scopes.py, plus "none" for a scope never asked. */
+export const STATUSES = ["none", "requested", "granted", "denied", "timeout", "withdrawn"];
 // generated:end
 
 export function inventoryScope(item) {
@@ -27,9 +29,6 @@ export function inventoryScope(item) {
 
 /** Every scope the console shows a row for, in display order. */
 export const ALL_SCOPES = [SCOPE_VIEW, SCOPE_CONTROL, SCOPE_RESTART, ...INVENTORY_ITEMS.map(inventoryScope)];
-
-/** Statuses of protocol ScopeStatus, plus "none" for a scope never asked. */
-export const STATUSES = ["none", "requested", "granted", "denied", "timeout", "withdrawn"];
 
 /** A scope as an id/test-id fragment: "input:control" → "input-control". */
 export function scopeSlug(scope) {

@@ -83,6 +83,28 @@ def test_a_new_grant_is_announced_after_the_grace_time() -> None:
     assert d.of(actions.StartSharing) == [actions.StartSharing(monitor=1)]
 
 
+def test_a_state_during_the_grace_is_no_contradiction_but_a_lie_still_is() -> None:
+    d = AgentDriver(grace=0.5)
+    q = d.ask("screen:view", "input:control")
+    d.do(inputs.Answered(question=q, chosen=frozenset({"screen:view"})))
+    d.state({"screen:view": "requested", "input:control": "requested"})  # the receipt is not sent yet
+    assert d.of(actions.Ignored) == []
+    d.state({"screen:view": "requested", "input:control": "granted"})
+    assert [x.scopes for x in d.of(actions.Ignored)] == [("input:control",)]
+
+
+def test_a_request_sent_again_after_a_reconnect_is_not_asked_twice() -> None:
+    d = AgentDriver()
+    q = d.ask("screen:view")
+    [request] = [x.request for x in d.of(actions.AskConsent)]
+    d.do(inputs.Disconnected())
+    d.do(inputs.Connected())
+    assert d.receive(request) == []  # the broker's resume asks again: the same question stays open
+    d.do(inputs.Answered(question=q, chosen=frozenset({"screen:view"})))
+    d.advance(120)
+    assert [r.decision for r in d.receipts()] == ["answered"]
+
+
 def test_the_end_waits_for_the_broker_then_finishes() -> None:
     d = AgentDriver()
     d.ask("screen:view")

@@ -36,6 +36,15 @@ def test_chat_both_ways() -> None:
     assert d.take_sent() == [Chat(session_id=SESSION, text="thanks")]
 
 
+def test_chat_before_an_operator_took_the_request_is_not_sent() -> None:
+    d = AgentDriver()
+    d.code()
+    d.take_sent()
+    out = d.do(inputs.Typed(text="hello?"))
+    assert d.take_sent() == []  # the broker would refuse it (protocol.session: chat needs consent or active)
+    assert [type(x) for x in out] == [actions.Say]
+
+
 def test_ending_before_any_session_finishes_at_once() -> None:
     d = AgentDriver()
     assert d.do(inputs.EndRequested()) == [actions.Finish(exit_code=0)]
