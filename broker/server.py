@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from websockets.http11 import Request
 
@@ -55,6 +56,10 @@ from .relay import Sender
 from .session_host import SessionHost
 from .static_files import StaticFiles
 from .storage import Storage, keyed_chain, open_storage
+from .storage.guards import CodeRules
+
+if TYPE_CHECKING:
+    from .cluster.node import ClusterNode
 
 log = logging.getLogger("broker")
 
@@ -135,8 +140,11 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
             keyring=self.keyring,
             clock=self.clock,
             verify_audit=self._verify_audit,
+            node=self.config.node,
+            code_rules=CodeRules(lockout_for=self.config.code_lockout_for),
         )
         self.sessions.start()
+        await self._start_session_signals()
         self.operator_links = OperatorLinks(self.sessions)
         offline = await self.storage.presence.mark_node_offline(self.config.node, now=self.clock())
         if offline:
@@ -196,6 +204,8 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
     async def close(self) -> None:
         started = time.monotonic()
         await self.sessions.close()
+        if self.session_signals is not None:
+            await self.session_signals.close()
         # Thousands of agents drop at once now: one presence update and one audit entry for all of
         # them, instead of a transaction each (docs/PERFORMANCE.md, reconnect storm).
         self._closing = True
@@ -235,6 +245,29 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
             closed - started,
             time.monotonic() - closed,
         )
+
+    # -- sessions across processes (docs/cluster.md §7 step 4) ------------------------------------
+    # Kept apart on purpose: helper "cluster-wire" gives the server its one ``self.cluster``
+    # (presence, cuts, metrics); the integrator folds this node into it.
+
+    session_signals: ClusterNode | None = None
+    """The bus for the session signals (``--nats``): the queue of the whole cluster."""
+
+    async def _start_session_signals(self) -> None:
+        if self.config.nats_url is None:
+            return  # one process: its core holds every waiting request
+        from .cluster.node import ClusterConfig, ClusterNode
+
+        node = ClusterNode(
+            ClusterConfig(node_id=self.config.node, nats_url=self.config.nats_url, prefix=self.config.nats_prefix)
+        )
+        host = self.sessions
+        node.on_session_requested(lambda signal: host.refresh_queue())
+        node.on_recovered(host.refresh_queue)
+        host.signals = node
+        self.session_signals = node
+        await node.start()
+        await host.refresh_queue()
 
     async def _verify_audit(self) -> ChainReport:
         """The console's "verify": the chain and the data dir's signed checkpoints (docs/audit.md)."""

@@ -24,15 +24,17 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from protocol.errors import ErrorCode
 from protocol.messages import (
+    Claim,
     ConsentDecision,
     Error,
     Invite,
     Message,
     Queue,
+    QueueEntry,
     SupportRequest,
     Transfer,
 )
@@ -45,6 +47,8 @@ from .core import (
     AgentPeer,
     Audit,
     BrowseAudit,
+    ClusterQueue,
+    CodeClaimed,
     Command,
     ConsentDecided,
     Event,
@@ -66,16 +70,20 @@ from .core import (
     SendToOperator,
     Session,
     SessionCore,
+    SharedRequest,
     Shutdown,
     Subscriber,
     SupportRequested,
+    VoidCode,
 )
+from .core.agent_side import may_request
 from .datakeys import DataKeyring
 from .errors import BrokerError
 from .receipts import verify_receipt
 from .relay import ScreenPush
 from .session_records import SessionRecords, VerifyAudit
 from .storage import Storage
+from .storage.guards import CodeRules, SharedLimits, SupportCodes
 
 log = logging.getLogger("broker.sessions")
 
@@ -88,11 +96,17 @@ beyond it are dropped (the agent sends a keyframe when asked), control messages 
 Observer = Callable[[Command], None]
 Lookup = Callable[[], Awaitable[Event | None]]
 _Item = Event | Lookup
-_WRITES = (Audit, PersistSessionStart, PersistSessionEnd, PersistReceipt, SaveInventory)
+_WRITES = (Audit, PersistSessionStart, PersistSessionEnd, PersistReceipt, SaveInventory, VoidCode)
 """Commands the ordered writer runs, one after another."""
 
 
 T = TypeVar("T")
+
+
+class QueueSignals(Protocol):
+    """What the host tells the other processes (``broker.cluster.ClusterNode``): the queue changed."""
+
+    async def session_requested(self, session_id: str, contract_id: str) -> bool: ...
 
 
 class SessionHost:
@@ -106,8 +120,18 @@ class SessionHost:
         keyring: DataKeyring,
         clock: Callable[[], float],
         verify_audit: VerifyAudit | None = None,
+        node: str = "node-1",
+        code_rules: CodeRules | None = None,
     ) -> None:
         self.core = core
+        self.node = node
+        """This process's name in the support-code rows (which process holds the request)."""
+        self.codes = SupportCodes(storage.db, rules=code_rules)
+        """Support codes, claims and code-guess lockouts on the shared database (docs/cluster.md §2)."""
+        self.limits = SharedLimits(storage.db)
+        """The 第18条⑤ window per contract, shared by every process."""
+        self.signals: QueueSignals | None = None
+        """Set by the server when it runs in a cluster: the queue changed (``SessionRequested``)."""
         self.storage = storage
         self.keyring = keyring
         self.clock = clock
@@ -163,18 +187,33 @@ class SessionHost:
 
         async def read() -> Event:
             record = await self.storage.subscribers.get(agent.contract_id)
-            await self.flush()  # every request accepted so far is counted by the store ...
-            counted_at = self.clock()  # ... and the core adds those it accepts from now on
-            recent = await self.storage.audit.count(
-                action="support.request", subject=agent.contract_id, since=self.clock() - 3600
-            )
             subscriber = (
                 None
                 if record is None
                 else Subscriber(status=str(record.status.value), suspended_until=record.suspended_until)
             )
+            now = self.clock()
+            if may_request(self.core, subscriber, now) is not None:  # refused before any count
+                return SupportRequested(agent=agent, message=msg, subscriber=subscriber, recent_requests=0)
+            # 第18条⑤ on the shared database: exact across processes (docs/cluster.md §2).
+            rules = self.core.rules
+            wait = await self.limits.hit(
+                f"request:{agent.contract_id}", limit=rules.max_requests_per_hour, window=3600.0, now=now
+            )
+            if wait is not None:
+                shared = SharedRequest(limit_wait=wait)
+            else:
+                session_id = self.core.new_id()
+                code = await self.codes.issue(
+                    session_id=session_id,
+                    node=self.node,
+                    contract_id=agent.contract_id,
+                    now=now,
+                    ttl=rules.code_ttl,
+                )
+                shared = SharedRequest(limit_wait=None, session_id=session_id, code=code)
             return SupportRequested(
-                agent=agent, message=msg, subscriber=subscriber, recent_requests=recent, counted_at=counted_at
+                agent=agent, message=msg, subscriber=subscriber, recent_requests=0, shared=shared
             )
 
         self._from(agent, read)
@@ -213,6 +252,8 @@ class SessionHost:
                 return PersonAsked(operator=op, message=msg, known=record is not None, display_name=display)
 
             self._from(op, look_up)
+        elif isinstance(msg, Claim) and msg.code is not None:
+            self._from(op, lambda: self._claim_code(op, msg))
         else:
             self._from(op, OperatorMessage(operator=op, message=msg))
 
@@ -250,6 +291,56 @@ class SessionHost:
         finally:
             self._backlogs.pop(source, None)
 
+    async def _claim_code(self, op: OperatorPeer, msg: Claim) -> Event | None:
+        """The claim decided by the shared database: single use on every process, and the
+        code-guess lockout and rate limits counted for all of them (``SupportCodes.claim``)."""
+        if op.name is None or msg.code is None:
+            return OperatorMessage(operator=op, message=msg)  # the core refuses it as before
+        try:
+            row = await self.codes.claim(msg.code, operator=op.name, address=op.address, now=self.clock())
+        except BrokerError as exc:
+            refusal = Error(code=exc.code.value, message=exc.message, retry_after=exc.retry_after)
+            return CodeClaimed(operator=op, message=msg, session_id=None, refusal=refusal)
+        return CodeClaimed(operator=op, message=msg, session_id=row.session_id, node=row.node)
+
+    async def refresh_queue(self) -> None:
+        """Read the waiting requests of every process from the database (after a ``SessionRequested``
+        signal, or when the bus came back) and let the core push the queue to its operators."""
+        rows = await self.codes.waiting(now=self.clock())
+        entries = tuple(
+            QueueEntry(
+                session_id=row.session_id,
+                contract_id=row.contract_id,
+                machine_name="",
+                created_at=row.issued_at,
+                expires_at=row.expires_at,
+            )
+            for row in rows
+            if row.node != self.node
+        )
+        self.feed(ClusterQueue(entries=entries))
+
+    def _queue_changed(self, command: Command) -> None:
+        """Tell the other processes that this one's queue changed (they re-read it)."""
+        signals = self.signals
+        if signals is None:
+            return
+        if isinstance(command, Audit) and command.action == "support.request":
+            session_id = str(command.details.get("session", ""))
+            contract_id = command.subject
+        elif isinstance(command, PersistSessionStart | VoidCode):
+            session_id, contract_id = command.session_id, command.contract_id
+        else:
+            return
+        self._spawn(self._signal(signals, session_id, contract_id))
+
+    @staticmethod
+    async def _signal(signals: QueueSignals, session_id: str, contract_id: str) -> None:
+        try:
+            await signals.session_requested(session_id, contract_id)
+        except Exception:  # a signal is a hint; the database is the state of record
+            log.exception("could not signal the queue change")
+
     async def _verify(self, agent: AgentPeer, msg: ConsentDecision) -> Event:
         """The receipt checked against the agent's certificate (ECDSA in a thread, DESIGN §4)."""
         pem = self._certificates.get(agent.serial)
@@ -283,6 +374,7 @@ class SessionHost:
                 self._forward(command)
             elif isinstance(command, _WRITES):
                 self._writes.put_nowait(command)
+                self._queue_changed(command)
             elif isinstance(command, ReadCredentials):
                 self._spawn(self._read_credentials(command))
             elif isinstance(command, BrowseAudit):
@@ -333,6 +425,9 @@ class SessionHost:
             try:
                 if command is None:
                     return
+                if isinstance(command, VoidCode):
+                    await self.codes.void_session(command.session_id, now=command.at)
+                    continue
                 inventory_id = await self.records.write(command)
                 if isinstance(command, SaveInventory) and inventory_id is not None:
                     self.feed(InventoryStored(session_id=command.session_id, inventory_id=inventory_id))
