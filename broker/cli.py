@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="may read GET /metrics (default: loopback only); repeat for several",
     )
     cluster.add_argument(
-        "--nats", default=None, metavar="URL", help="cluster bus nats://host:4222 (the queue across processes)"
+        "--nats", default=None, metavar="URL", help="cluster bus nats://host:4222 (queue across processes)"
     )
     cluster.add_argument(
         "--nats-prefix",

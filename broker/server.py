@@ -258,8 +258,9 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
             return  # one process: its core holds every waiting request
         from .cluster.node import ClusterConfig, ClusterNode
 
+        config = self.config
         node = ClusterNode(
-            ClusterConfig(node_id=self.config.node, nats_url=self.config.nats_url, prefix=self.config.nats_prefix)
+            ClusterConfig(node_id=config.node, nats_url=config.nats_url, prefix=config.nats_prefix)
         )
         host = self.sessions
         node.on_session_requested(lambda signal: host.refresh_queue())

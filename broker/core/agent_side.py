@@ -55,7 +55,8 @@ def support_request(core: SessionCore, event: SupportRequested, now: float) -> N
         _check_may_request(core, event, now)
     except RefusedError as exc:
         if shared is not None and shared.session_id is not None and shared.code is not None:
-            core.emit(VoidCode(session_id=shared.session_id, contract_id=agent.contract_id, at=now))  # issued, yet refused after all
+            # issued, yet refused after all (the service hours closed in between): void it
+            core.emit(VoidCode(session_id=shared.session_id, contract_id=agent.contract_id, at=now))
         count = core._request_refusals.note(f"{agent.serial}|{exc.code.value}", now)
         if count is not None:
             core.audit(

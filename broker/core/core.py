@@ -64,7 +64,8 @@ from .state import (
 __all__ = ["MAX_QUEUE", "CodeGuardLike", "ServiceHoursLike", "SessionCore"]
 
 MAX_QUEUE = 10_000
-"""Entries in one ``queue`` message (the protocol's bound; the whole cluster's waiting requests, oldest first)."""
+"""Entries in one ``queue`` message (the protocol's bound): the whole cluster's waiting requests,
+oldest first."""
 
 
 class ServiceHoursLike(Protocol):
@@ -179,7 +180,10 @@ class SessionCore:
                 self.remote_queue = event.entries
                 self.broadcast_queue()
         elif isinstance(event, CodeClaimed):
-            self._guarded(event.operator, event.message.id, lambda: operator_side.code_claimed(self, event, now))
+            claimed = event
+            self._guarded(
+                claimed.operator, claimed.message.id, lambda: operator_side.code_claimed(self, claimed, now)
+            )
         elif isinstance(event, SupportRequested):
             agent_side.support_request(self, event, now)
         elif isinstance(event, AgentMessage | ConsentDecided):

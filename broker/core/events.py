@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocol.messages import Claim, ConsentDecision, Error, Invite, Message, QueueEntry, SupportRequest, Transfer
+from protocol.messages import (
+    Claim,
+    ConsentDecision,
+    Error,
+    Invite,
+    Message,
+    QueueEntry,
+    SupportRequest,
+    Transfer,
+)
 from protocol.receipts import ConsentReceipt
 
 from .state import AgentPeer, OperatorPeer

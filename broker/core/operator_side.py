@@ -203,9 +203,7 @@ def code_claimed(core: SessionCore, event: CodeClaimed, now: float) -> None:
             actor=f"operator:{op.name}",
             node=event.node or "",
         )
-        raise RefusedError(
-            "this request is held by another broker process", code=ErrorCode.NOT_FOUND
-        )
+        raise RefusedError("this request is held by another broker process", code=ErrorCode.NOT_FOUND)
     _take(core, op, msg, session, now)
 
 

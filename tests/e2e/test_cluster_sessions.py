@@ -1,0 +1,90 @@
+"""Sessions across broker processes (issue 15): three real broker processes on one PostgreSQL
+database and the NATS server, a real enrolled agent, operators with the helpdesk client, each on a
+process of its own. Support codes are single use across the cluster, code-guess lockouts hold on
+every process, and every process's operators see the waiting requests of all of them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpdesk import HelpdeskClient, HelpdeskError
+from tests.e2e.cluster import Cluster, cluster_database, start_cluster
+from tests.helpers import add_operator, login, start_support
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def database_url() -> Iterator[str]:
+    yield from cluster_database()
+
+
+@pytest.fixture(scope="module")
+def cluster(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    running = start_cluster(database_url, tmp_path_factory.mktemp("cluster"))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+async def _queued(op: HelpdeskClient, contract_id: str, *, present: bool = True) -> None:
+    """Wait until the operator's queue shows (or no longer shows) a request of ``contract_id``."""
+    for _ in range(300):
+        queue = await op.queue()
+        if (contract_id in {e.contract_id for e in queue.requests}) is present:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the queue never {'showed' if present else 'dropped'} {contract_id}")
+
+
+async def test_a_code_claimed_on_one_process_cannot_be_claimed_on_another(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster.enroll(tmp_path / "agent", "C-CL-1", via=0)  # the agent is held by broker-1
+    accounts = [add_operator(cluster.brokers[0], name) for name in ("alice1", "bob1", "carol1")]
+    support = start_support(tmp_path / "agent", "--test-pattern")
+    try:
+        code = support.support_code()
+        async with cluster.client(1) as bob, cluster.client(2) as carol:
+            await login(bob, accounts[1])
+            await login(carol, accounts[2])
+            # The request held by broker-1 is waiting in the queue of broker-2 and broker-3 too.
+            await _queued(bob, "C-CL-1")
+            await _queued(carol, "C-CL-1")
+            async with cluster.client(0) as alice:
+                await login(alice, accounts[0])
+                claimed = await alice.claim(code=code)
+                assert claimed.contract_id == "C-CL-1"
+                for other in (bob, carol):
+                    with pytest.raises(HelpdeskError) as refused:
+                        await other.claim(code=code)
+                    assert refused.value.code == "code_invalid"
+                # Claimed: gone from every process's queue.
+                await _queued(bob, "C-CL-1", present=False)
+                await _queued(carol, "C-CL-1", present=False)
+                await alice.end(claimed.session_id)
+    finally:
+        support.stop()
+
+
+async def test_code_guess_lockout_holds_on_every_process(cluster: Cluster) -> None:
+    mallory = add_operator(cluster.brokers[0], "mallory1")
+    async with cluster.client(1) as on_two, cluster.client(2) as on_three:
+        await login(on_two, mallory)
+        assert on_two.login_info is not None
+        await on_three.auth(on_two.login_info.token)  # the same login on another process (no TOTP replay)
+        # Ten wrong codes in a row on broker-2 (no request is waiting: every code is wrong) ...
+        for guess in range(10):
+            with pytest.raises(HelpdeskError) as wrong:
+                await on_two.claim(code=f"{guess:06d}")
+            assert wrong.value.code == "code_invalid"
+        # ... and broker-3 refuses the eleventh: the lockout is the cluster's, not one process's.
+        with pytest.raises(HelpdeskError) as locked:
+            await on_three.claim(code="123456")
+        assert locked.value.code == "account_locked"
+        assert locked.value.retry_after is not None and locked.value.retry_after > 800
