@@ -87,4 +87,5 @@ async def test_code_guess_lockout_holds_on_every_process(cluster: Cluster) -> No
         with pytest.raises(HelpdeskError) as locked:
             await on_three.claim(code="123456")
         assert locked.value.code == "account_locked"
-        assert locked.value.retry_after is not None and locked.value.retry_after > 800
+        assert locked.value.retry_after is not None
+        assert locked.value.retry_after > 800
