@@ -256,13 +256,38 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
     async def _start_session_signals(self) -> None:
         if self.config.nats_url is None:
             return  # one process: its core holds every waiting request
+        from .cluster.ca_files import node_credentials
+        from .cluster.link import Frame
+        from .cluster.link import Link as NodeLink
         from .cluster.node import ClusterConfig, ClusterNode
+        from .session_links import SessionLinks
 
         config = self.config
-        node = ClusterNode(
-            ClusterConfig(node_id=config.node, nats_url=config.nats_url, prefix=config.nats_prefix)
-        )
         host = self.sessions
+        credentials = None
+        if config.cluster_listen is not None:
+            credentials = await asyncio.to_thread(
+                node_credentials, config.data_dir, config.node, host=config.cluster_listen[0]
+            )
+        links: list[SessionLinks] = []
+
+        def link_frame(link: NodeLink, frame: Frame) -> None:
+            for forwarding in links:
+                forwarding.on_listener_frame(link, frame)
+
+        node = ClusterNode(
+            ClusterConfig(
+                node_id=config.node,
+                nats_url=config.nats_url,
+                prefix=config.nats_prefix,
+                link_listen=config.cluster_listen if credentials is not None else None,
+                link_credentials=credentials,
+            ),
+            on_link_frame=link_frame,
+        )
+        if credentials is not None:
+            links.append(SessionLinks(host, credentials=credentials, address=node.address))
+            host.links = links[0]
         node.on_session_requested(lambda signal: host.refresh_queue())
         node.on_recovered(host.refresh_queue)
         host.signals = node

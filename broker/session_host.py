@@ -81,6 +81,7 @@ from .datakeys import DataKeyring
 from .errors import BrokerError
 from .receipts import verify_receipt
 from .relay import ScreenPush
+from .session_links import SessionLinks
 from .session_records import SessionRecords, VerifyAudit
 from .storage import Storage
 from .storage.guards import CodeRules, SharedLimits, SupportCodes
@@ -130,6 +131,8 @@ class SessionHost:
         """Support codes, claims and code-guess lockouts on the shared database (docs/cluster.md §2)."""
         self.limits = SharedLimits(storage.db)
         """The 第18条⑤ window per contract, shared by every process."""
+        self.links: SessionLinks | None = None
+        """Set by the server with a link listener: operators' traffic to sessions held elsewhere."""
         self.signals: QueueSignals | None = None
         """Set by the server when it runs in a cluster: the queue changed (``SessionRequested``)."""
         self.storage = storage
@@ -240,9 +243,18 @@ class SessionHost:
     def operator_detached(self, op: OperatorPeer) -> None:
         """At once, not behind a read of that connection: the server clears the login right after
         (broker/operator_links.py), and no frame may be routed to it any more."""
+        if self.links is not None:
+            self.links.detached(op)
         self.feed(OperatorDetached(operator=op))
 
     def operator_message(self, op: OperatorPeer, msg: Message) -> None:
+        links = self.links
+        if links is not None:
+            node = links.holder(getattr(msg, "session_id", None))
+            if node is not None:  # the agent is on another process: it owns the session
+                session_id = str(getattr(msg, "session_id", ""))
+                self._from(op, lambda: self._forwarded(links.forward(op, node, session_id, msg)))
+                return
         if isinstance(msg, Invite | Transfer):
             colleague = msg.colleague
 
@@ -291,6 +303,10 @@ class SessionHost:
         finally:
             self._backlogs.pop(source, None)
 
+    @staticmethod
+    async def _forwarded(sending: Awaitable[None]) -> None:
+        await sending
+
     async def _claim_code(self, op: OperatorPeer, msg: Claim) -> Event | None:
         """The claim decided by the shared database: single use on every process, and the
         code-guess lockout and rate limits counted for all of them (``SupportCodes.claim``)."""
@@ -301,12 +317,23 @@ class SessionHost:
         except BrokerError as exc:
             refusal = Error(code=exc.code.value, message=exc.message, retry_after=exc.retry_after)
             return CodeClaimed(operator=op, message=msg, session_id=None, refusal=refusal)
+        links = self.links
+        if links is not None and row.node != self.node and row.session_id not in self.core.sessions:
+            # Claimed for this operator cluster-wide; the process holding the agent attaches them.
+            links.remote[row.session_id] = row.node
+            claim = Claim(id=msg.id, session_id=row.session_id, scopes=msg.scopes)
+            await links.forward(op, row.node, row.session_id, claim)
+            return None
         return CodeClaimed(operator=op, message=msg, session_id=row.session_id, node=row.node)
 
     async def refresh_queue(self) -> None:
         """Read the waiting requests of every process from the database (after a ``SessionRequested``
         signal, or when the bus came back) and let the core push the queue to its operators."""
         rows = await self.codes.waiting(now=self.clock())
+        if self.links is not None:
+            for row in rows:
+                if row.node != self.node:
+                    self.links.remote[row.session_id] = row.node
         entries = tuple(
             QueueEntry(
                 session_id=row.session_id,

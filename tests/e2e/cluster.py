@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from helpdesk import HelpdeskClient
-from tests.broker.cluster.natsserver import SHARED_NATS_URL, unique_prefix
+from tests.broker.cluster.natsserver import SHARED_NATS_URL, free_port, unique_prefix
 from tests.broker.storage.conftest import ADMIN_URL, _with_database
 from tests.e2e.conftest import ALWAYS_OPEN
 from tests.helpers import BrokerProcess, run_agent
@@ -81,6 +81,8 @@ def start_cluster(
                     SHARED_NATS_URL,
                     "--nats-prefix",
                     cluster.prefix,
+                    "--cluster-listen",
+                    f"127.0.0.1:{free_port()}",
                     *extra,
                 ),
             )

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from helpdesk import HelpdeskClient, HelpdeskError
+from helpdesk.canvas import Canvas
+from protocol.messages import Chat, Error, InventoryView
 from tests.e2e.cluster import Cluster, cluster_database, start_cluster
 from tests.helpers import add_operator, login, start_support
 
@@ -89,3 +91,75 @@ async def test_code_guess_lockout_holds_on_every_process(cluster: Cluster) -> No
         assert locked.value.code == "account_locked"
         assert locked.value.retry_after is not None
         assert locked.value.retry_after > 800
+
+
+async def _keyframe(op: HelpdeskClient) -> Canvas:
+    canvas = Canvas()
+    while canvas.keyframes == 0:
+        canvas.apply(await asyncio.wait_for(op.screen.get(), 30))
+    return canvas
+
+
+async def test_b_operator_on_another_process_runs_a_whole_session(cluster: Cluster, tmp_path: Path) -> None:
+    """The agent on broker-1, the operator on broker-2: the session crosses the node-to-node link;
+    broker-1 owns it (consent, the scope check of every input, the audit)."""
+    cluster.enroll(tmp_path / "agent", "C-CL-2", via=0)
+    dana = add_operator(cluster.brokers[0], "dana1")
+    support = start_support(tmp_path / "agent", "--test-pattern")
+    try:
+        code = support.support_code()
+        async with cluster.client(1) as op:
+            await login(op, dana)
+            await _queued(op, "C-CL-2")
+            claimed = await op.claim(code=code, scopes=["screen:view", "inventory:os", "input:control"])
+            session = claimed.session_id
+            assert claimed.contract_id == "C-CL-2"
+            prompt = support.wait_for("Control your mouse and keyboard")
+            assert "Dana1 (helpdesk)" in prompt
+            await op.watch(session)
+            support.type("1,2")  # the screen and the OS; not control
+            state = await op.wait_state(session, lambda s: s.scopes.get("input:control") == "denied")
+            assert state.scopes["screen:view"] == "granted"
+            assert state.scopes["inventory:os"] == "granted"
+
+            view = await op.next_event(InventoryView, timeout=30)
+            assert isinstance(view, InventoryView)
+            assert [item.item for item in view.items] == ["os"]
+            canvas = await _keyframe(op)
+            assert canvas.pixels is not None
+
+            # Input without control: refused by the agent's process, never applied.
+            await op.send_input(session, "move", x=10, y=20)
+            refusal = await op.next_event(Error)
+            assert isinstance(refusal, Error)
+            assert refusal.code == "consent_required"
+            assert "input applied" not in support.output.text()
+
+            support.type("/grant control")
+            support.wait_for('Type "yes"')
+            support.type("yes")
+            await op.wait_state(session, lambda s: s.scopes.get("input:control") == "granted")
+            await op.send_input(session, "move", x=10, y=20)
+            support.wait_for("input applied: move 10,20")
+
+            await op.chat(session, "こんにちは、別のプロセスから")
+            support.wait_for("こんにちは、別のプロセスから")
+            support.type("見えています")
+            while True:
+                chat = await op.next_event(Chat)
+                assert isinstance(chat, Chat)
+                if chat.sender == "subscriber":
+                    break
+            assert chat.text == "見えています"
+
+            await op.end(session)
+            ended = await op.wait_state(session, lambda s: s.phase == "ended")
+            assert ended.ended_by == "operator"
+        assert support.proc.wait(30) == 0
+    finally:
+        support.stop()
+    broker = cluster.brokers[0]
+    receipts = broker.cli("audit", "receipts", session)
+    assert "signature OK" in receipts.stdout, receipts.stdout
+    verified = broker.cli("audit", "verify")
+    assert "audit chain OK" in verified.stdout, verified.stdout
