@@ -108,6 +108,7 @@ class QueueSignals(Protocol):
     """What the host tells the other processes (``broker.cluster.ClusterNode``): the queue changed."""
 
     async def session_requested(self, session_id: str, contract_id: str) -> bool: ...
+    async def consent_changed(self, session_id: str, granted: tuple[str, ...]) -> bool: ...
 
 
 class SessionHost:
@@ -357,16 +358,20 @@ class SessionHost:
             contract_id = command.subject
         elif isinstance(command, PersistSessionStart | VoidCode):
             session_id, contract_id = command.session_id, command.contract_id
+        elif isinstance(command, PersistReceipt) and command.viewer is None:
+            # 第31条1項④: the receipt is on its way to the database; the other processes hear now.
+            self._spawn(self._signal(signals.consent_changed(command.session_id, command.granted)))
+            return
         else:
             return
-        self._spawn(self._signal(signals, session_id, contract_id))
+        self._spawn(self._signal(signals.session_requested(session_id, contract_id)))
 
     @staticmethod
-    async def _signal(signals: QueueSignals, session_id: str, contract_id: str) -> None:
+    async def _signal(sending: Awaitable[bool]) -> None:
         try:
-            await signals.session_requested(session_id, contract_id)
+            await sending
         except Exception:  # a signal is a hint; the database is the state of record
-            log.exception("could not signal the queue change")
+            log.exception("could not send a session signal")
 
     async def _verify(self, agent: AgentPeer, msg: ConsentDecision) -> Event:
         """The receipt checked against the agent's certificate (ECDSA in a thread, DESIGN §4)."""
