@@ -288,7 +288,7 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
         if credentials is not None:
             links.append(SessionLinks(host, credentials=credentials, address=node.address))
             host.links = links[0]
-        node.on_session_requested(lambda signal: host.refresh_queue())
+        node.on_session_requested(lambda signal: host.session_signal(signal.session_id, signal.node))
         node.on_recovered(host.refresh_queue)
         host.signals = node
         self.session_signals = node

@@ -69,6 +69,7 @@ from .core import (
     SendToAgent,
     SendToOperator,
     Session,
+    SessionAdopted,
     SessionCore,
     SharedRequest,
     Shutdown,
@@ -186,7 +187,10 @@ class SessionHost:
 
     def support_request(self, agent: AgentPeer, msg: SupportRequest) -> None:
         if msg.resume is not None:
-            self._from(agent, AgentMessage(agent=agent, message=msg))
+            if msg.resume in self.core.sessions:
+                self._from(agent, AgentMessage(agent=agent, message=msg))
+            else:  # held by a process that died or stopped: the database has it (step 10)
+                self._from(agent, lambda: self._adopt(agent, msg))
             return
 
         async def read() -> Event:
@@ -304,6 +308,36 @@ class SessionHost:
         finally:
             self._backlogs.pop(source, None)
 
+    async def _adopt(self, agent: AgentPeer, msg: SupportRequest) -> Event:
+        """The session row, its receipts in order and the operator, read before the event."""
+        session_id = msg.resume or ""
+        record = await self.storage.sessions.get(session_id)
+        if record is None or record.ended_at is not None or record.serial != agent.serial:
+            return AgentMessage(agent=agent, message=msg)  # the core answers not_found
+        receipts = await self.storage.sessions.receipts(session_id)
+        account = await self.storage.operators.get(record.operator)
+        scopes: dict[str, str] = {}
+        granted: tuple[str, ...] = ()
+        for receipt in receipts:  # as the core applies decisions (agent_side.consent_decision)
+            for scope in receipt.denied:
+                scopes[scope] = "timeout" if receipt.decision == "timeout" else "denied"
+            for scope in set(granted) - set(receipt.granted):
+                scopes[scope] = "withdrawn"
+            for scope in receipt.granted:
+                scopes[scope] = "granted"
+            granted = tuple(receipt.granted)
+        return SessionAdopted(
+            agent=agent,
+            message=msg,
+            contract_id=record.contract_id,
+            operator=record.operator,
+            operator_display=account.display_name if account is not None else record.operator,
+            started_at=record.started_at,
+            scopes=tuple(scopes.items()),
+            granted=granted,
+            decided=bool(receipts),
+        )
+
     @staticmethod
     async def _forwarded(sending: Awaitable[None]) -> None:
         await sending
@@ -326,6 +360,12 @@ class SessionHost:
             await links.forward(op, row.node, row.session_id, claim)
             return None
         return CodeClaimed(operator=op, message=msg, session_id=row.session_id, node=row.node)
+
+    async def session_signal(self, session_id: str, node: str) -> None:
+        """A ``SessionRequested`` from ``node``: the queue changed, or ``node`` adopted a session."""
+        if self.links is not None:
+            self.links.moved(session_id, node)
+        await self.refresh_queue()
 
     async def refresh_queue(self) -> None:
         """Read the waiting requests of every process from the database (after a ``SessionRequested``
@@ -353,7 +393,11 @@ class SessionHost:
         signals = self.signals
         if signals is None:
             return
-        if isinstance(command, Audit) and command.action == "support.request":
+        if isinstance(command, Audit) and command.action == "session.adopted":
+            # Its operator's process re-links to us (SessionLinks.moved): the sender is the holder.
+            session_id = command.subject
+            contract_id = str(command.details.get("contract", ""))
+        elif isinstance(command, Audit) and command.action == "support.request":
             session_id = str(command.details.get("session", ""))
             contract_id = command.subject
         elif isinstance(command, PersistSessionStart | VoidCode):

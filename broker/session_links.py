@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from protocol import decode, encode
-from protocol.messages import Message
+from protocol.messages import Claim, Message, SessionState, Watch
 from protocol.screen import FLAG_KEYFRAME, peek_header
 
 from .cluster.link import Frame, FrameKind, Link, LinkError, NodeCredentials, dial
@@ -55,6 +55,10 @@ class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 _ENVELOPE = msgspec.msgpack.Decoder(Envelope)
+ADDRESS_WAIT = 12.0
+"""Seconds a forward waits for the holder's link address: its heartbeat comes every 5 s
+(``broker.cluster.nodes``); a process that started after the holder has not heard one yet."""
+ADDRESS_WAIT_STEPS = 60
 _MAX_KEY = 32
 
 
@@ -103,6 +107,8 @@ class SessionLinks:
         self._keys: dict[OperatorPeer, str] = {}
         self._operators: dict[str, OperatorPeer] = {}
         self._used: dict[OperatorPeer, set[str]] = {}
+        self._watching: dict[str, set[OperatorPeer]] = {}
+        """Session id → our operators who claimed or watch it (re-linked when it moves)."""
         self._count = 0
         # B side
         self._remote_ops: dict[tuple[Link, str], OperatorPeer] = {}
@@ -149,6 +155,26 @@ class SessionLinks:
             )
             return
         self._used.setdefault(op, set()).add(node)
+        if isinstance(message, Claim | Watch):
+            self._watching.setdefault(session_id, set()).add(op)
+
+    def moved(self, session_id: str, node: str) -> None:
+        """``node`` now holds ``session_id`` (it adopted it after its agent reconnected there): our
+        operators of that session watch it again, there (over the link) or here (locally)."""
+        ops = self._watching.get(session_id)
+        if not ops:
+            return
+        if node == self.host.node:
+            if self.remote.pop(session_id, None) is None:
+                return
+        elif self.remote.get(session_id) == node:
+            return
+        else:
+            self.remote[session_id] = node
+        log.info("session %s moved to %s: re-linking %d operator(s)", session_id, node, len(ops))
+        for op in list(ops):
+            self._count += 1
+            self.host.operator_message(op, Watch(id=f"relink{self._count}", session_id=session_id))
 
     def detached(self, op: OperatorPeer) -> None:
         """An operator connection on this process is gone: the holders detach it too."""
@@ -156,6 +182,8 @@ class SessionLinks:
         if key is None:
             return
         self._operators.pop(key, None)
+        for watchers in self._watching.values():
+            watchers.discard(op)
         for node in self._used.pop(op, set()):
             link = self._links.get(node)
             if link is not None:
@@ -170,6 +198,11 @@ class SessionLinks:
         if pending is not None:
             return await asyncio.shield(pending)
         address = self.address(node)
+        for _ in range(ADDRESS_WAIT_STEPS):  # a node started before us: its next heartbeat says where
+            if address is not None:
+                break
+            await asyncio.sleep(ADDRESS_WAIT / ADDRESS_WAIT_STEPS)
+            address = self.address(node)
         if address is None:
             raise LinkError(f"no address known for {node}")
         host, _, port = address.rpartition(":")
@@ -210,7 +243,9 @@ class SessionLinks:
             except Exception:
                 log.warning("cluster link from %s: a message that does not decode", link.peer)
                 return
-            self.remote.setdefault(getattr(message, "session_id", None) or "", link.peer)
+            if isinstance(message, SessionState) and message.phase == "ended":
+                self._watching.pop(message.session_id, None)  # over: nothing to re-link
+                self.remote.pop(message.session_id, None)
             op.peer.send(message)
 
     # -- B: the agent's process -------------------------------------------------------------------

@@ -27,7 +27,7 @@ from ..errors import BrokerError, RefusedError
 from ..input_refusals import AgentRefusals
 from . import colleagues
 from .commands import ForwardFrame, PersistReceipt, RequestKeyframe, SaveInventory, VoidCode
-from .events import AgentFrame, ConsentDecided, FrameDelivered, Subscriber, SupportRequested
+from .events import AgentFrame, ConsentDecided, FrameDelivered, SessionAdopted, Subscriber, SupportRequested
 from .state import DENIED, GRANTED, TIMEOUT, WITHDRAWN, AgentPeer, Session
 
 if TYPE_CHECKING:
@@ -210,6 +210,46 @@ def _resume(core: SessionCore, agent: AgentPeer, msg: SupportRequest, now: float
         colleagues.resend(core, session)
     elif session.pending is not None:
         core.ask_consent(session, session.pending.scopes, now, request_id=session.pending.request_id)
+
+
+def adopt(core: SessionCore, event: SessionAdopted, now: float) -> None:
+    """Take over a live session from the database (docs/cluster.md §7 step 10): the operator is away
+    until their process re-links (the grace applies), the scopes are those of the last receipt,
+    and the agent, the authority, sends nothing its own consent record does not allow."""
+    agent, msg = event.agent, event.message
+    session_id = msg.resume or ""
+    if session_id in core.sessions:
+        _resume(core, agent, msg, now)
+        return
+    session = Session(
+        id=session_id,
+        contract_id=event.contract_id,
+        serial=agent.serial,
+        machine_name=agent.machine_name,
+        created_at=event.started_at,
+        code=None,
+        code_expires_at=event.started_at,
+        agent=None,
+        phase=Phase.ACTIVE if event.decided else Phase.CONSENT,
+        operator=event.operator,
+        operator_display=event.operator_display,
+        scopes=dict(event.scopes),  # type: ignore[arg-type]
+        granted=frozenset(event.granted),
+        ever_granted=set(event.granted),
+        claimed_at=event.started_at,
+        operator_away_since=now,
+    )
+    core.sessions[session.id] = session
+    core.audit(
+        "session.adopted",
+        session.id,
+        now,
+        contract=session.contract_id,
+        serial=agent.serial,
+        operator=session.operator,
+        granted=sorted(session.granted),
+    )
+    _resume(core, agent, msg, now)
 
 
 def agent_session(agent: AgentPeer, session_id: str, core: SessionCore) -> Session:

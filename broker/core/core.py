@@ -45,6 +45,7 @@ from .events import (
     OperatorDetached,
     OperatorMessage,
     PersonAsked,
+    SessionAdopted,
     Shutdown,
     SupportRequested,
 )
@@ -175,6 +176,8 @@ class SessionCore:
             agent_side.delivered(self, event)
         elif isinstance(event, OperatorMessage):
             self._guarded_operator(event.operator, event.message, now)
+        elif isinstance(event, SessionAdopted):
+            agent_side.adopt(self, event, now)
         elif isinstance(event, ClusterQueue):
             if event.entries != self.remote_queue:
                 self.remote_queue = event.entries

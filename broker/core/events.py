@@ -39,6 +39,7 @@ __all__ = [
     "OperatorDetached",
     "OperatorMessage",
     "PersonAsked",
+    "SessionAdopted",
     "SharedRequest",
     "Shutdown",
     "Subscriber",
@@ -175,6 +176,25 @@ class CodeClaimed:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SessionAdopted:
+    """An agent resumes a session this process does not hold (its process died, or a rolling restart
+    moved it): the host read the session row, its receipts and the operator from the database."""
+
+    agent: AgentPeer
+    message: SupportRequest
+    contract_id: str
+    operator: str
+    operator_display: str
+    started_at: float
+    scopes: tuple[tuple[str, str], ...]
+    """Each scope's status after the receipts in order (granted, denied, timeout, withdrawn)."""
+    granted: tuple[str, ...]
+    """What the last receipt granted: the broker's second line; the agent's own record decides."""
+    decided: bool
+    """Whether any receipt exists (else the session is still waiting for the first answer)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClusterQueue:
     """The waiting requests of the whole cluster, read from the shared database (live, unclaimed
     support codes) after a ``SessionRequested`` signal; the core shows those it does not hold itself."""
@@ -230,6 +250,7 @@ Event = (
     | OperatorMessage
     | CodeClaimed
     | ClusterQueue
+    | SessionAdopted
     | PersonAsked
     | InventoryStored
     | CredentialsRead
