@@ -203,7 +203,8 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
 
     async def close(self) -> None:
         started = time.monotonic()
-        await self.sessions.close()
+        # In a cluster a claimed session outlives this process: its agent resumes it on another.
+        await self.sessions.close(handoff=self.session_signals is not None)
         if self.session_signals is not None:
             await self.session_signals.close()
         # Thousands of agents drop at once now: one presence update and one audit entry for all of

@@ -160,9 +160,10 @@ class SessionHost:
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
-    async def close(self) -> None:
-        """End every session (their summaries are written), then let the writer finish."""
-        self.feed(Shutdown())
+    async def close(self, *, handoff: bool = False) -> None:
+        """End every session (their summaries are written), then let the writer finish. ``handoff``
+        (a cluster): claimed sessions stay open for another process to adopt (:class:`Shutdown`)."""
+        self.feed(Shutdown(handoff=handoff))
         if self._timer is not None:
             self._timer.cancel()
         for task in list(self._tasks):
@@ -255,7 +256,11 @@ class SessionHost:
     def operator_message(self, op: OperatorPeer, msg: Message) -> None:
         links = self.links
         if links is not None:
-            node = links.holder(getattr(msg, "session_id", None))
+            wanted = getattr(msg, "session_id", None)
+            if isinstance(wanted, str) and wanted not in self.core.sessions and wanted not in links.remote:
+                self._from(op, lambda: self._locate(op, wanted, msg))
+                return
+            node = links.holder(wanted)
             if node is not None:  # the agent is on another process: it owns the session
                 session_id = str(getattr(msg, "session_id", ""))
                 self._from(op, lambda: self._forwarded(links.forward(op, node, session_id, msg)))
@@ -307,6 +312,19 @@ class SessionHost:
             log.exception("a read for the session core failed")
         finally:
             self._backlogs.pop(source, None)
+
+    async def _locate(self, op: OperatorPeer, session_id: str, msg: Message) -> Event | None:
+        """A session this process has not heard of (an operator who reconnected here): the process
+        holding its agent, from the session row and the agent's presence row."""
+        links = self.links
+        record = await self.storage.sessions.get(session_id)
+        if links is not None and record is not None and record.ended_at is None:
+            node = await self.storage.presence.holder(record.serial)
+            if node is not None and node != self.node and session_id not in self.core.sessions:
+                links.remote[session_id] = node
+                await links.forward(op, node, session_id, msg)
+                return None
+        return OperatorMessage(operator=op, message=msg)
 
     async def _adopt(self, agent: AgentPeer, msg: SupportRequest) -> Event:
         """The session row, its receipts in order and the operator, read before the event."""

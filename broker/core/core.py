@@ -219,7 +219,13 @@ class SessionCore:
             self._guarded(event.operator, event.request_id, lambda: operator_side.reveal(self, event, now))
         elif isinstance(event, Shutdown):
             for session in list(self.sessions.values()):
-                self.end(session, by="broker", reason="broker shutting down", now=now)
+                if event.handoff and session.claimed_at is not None and session.phase is not Phase.ENDED:
+                    operator_side.flush_refusals(self, session, now)
+                    self.audit("session.handoff", session.id, now, contract=session.contract_id)
+                    del self.sessions[session.id]
+                    self._deadline.pop(session.id, None)
+                else:
+                    self.end(session, by="broker", reason="broker shutting down", now=now)
 
     def _guarded_operator(self, op: OperatorPeer, msg: Message, now: float) -> None:
         self._guarded(op, getattr(msg, "id", None), lambda: operator_side.message(self, op, msg, now))

@@ -234,7 +234,11 @@ class CredentialsRead:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Shutdown:
-    """The broker stops: every session ends."""
+    """The broker stops: every session ends — or, in a cluster (``handoff``), only those not claimed
+    yet: a claimed session stays open in the database and its agent resumes it on another process
+    (a rolling restart ends no session, docs/cluster.md)."""
+
+    handoff: bool = False
 
 
 Event = (

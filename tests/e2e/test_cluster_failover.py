@@ -139,3 +139,74 @@ async def test_c_kill_9_of_the_agents_process_the_session_continues_on_another(
     assert actions.count("session.end") == 1
     verified = alive.cli("audit", "verify")
     assert "audit chain OK" in verified.stdout, verified.stdout
+
+
+async def _moved_operator(cluster: Cluster, op: HelpdeskClient, to: int, session: str) -> HelpdeskClient:
+    """The operator's console moves to process ``to`` (its own process is about to restart): the
+    same login, the session watched again there."""
+    assert op.login_info is not None
+    moved = cluster.client(to)
+    await moved.connect()
+    await moved.auth(op.login_info.token)
+    await moved.watch(session)
+    await op.close()
+    return moved
+
+
+async def test_d_rolling_restart_of_every_process_ends_no_session(
+    front: tuple[Cluster, int], tmp_path: Path
+) -> None:
+    cluster, port = front
+    agent_dir = tmp_path / "agent"
+    args = cluster.brokers[0].add_subscriber("C-ROLL")
+    args[args.index("--broker") + 1] = f"wss://127.0.0.1:{port}"
+    enrolled = run_agent(agent_dir, *args, "--machine-name", "pc-roll", stdin="y\n")
+    assert enrolled.returncode == 0, enrolled.stderr
+    fay = add_operator(cluster.brokers[0], "fay1")
+    support = start_support(agent_dir, "--test-pattern")
+    op: HelpdeskClient | None = None
+    try:
+        code = support.support_code()
+        where = (_holder(cluster.database_url, code) + 1) % 3
+        op = cluster.client(where)
+        await op.connect()
+        await login(op, fay)
+        session = (await op.claim(code=code, scopes=["screen:view"])).session_id
+        support.wait_for("View your screen")
+        await op.watch(session)
+        support.type("1")
+        await op.wait_state(session, lambda s: s.scopes.get("screen:view") == "granted")
+        await _frames(op, 2)
+
+        for index, broker in enumerate(cluster.brokers):
+            if index == where:  # the console moves off the process that restarts now
+                where = (index + 1) % 3
+                op = await _moved_operator(cluster, op, where, session)
+            broker.stop()  # SIGTERM: a graceful stop hands the session over
+            broker.start()  # the same port; HAProxy takes it back after its health checks
+            while not op.screen.empty():
+                op.screen.get_nowait()
+            await _frames(op, 2)  # new frames after each restart
+            state = await op.wait_state(session, lambda s: s.phase == "active")
+            assert state.scopes["screen:view"] == "granted"
+            assert support.proc.poll() is None
+
+        await op.end(session)
+        await op.wait_state(session, lambda s: s.phase == "ended")
+        assert support.proc.wait(30) == 0
+    finally:
+        if op is not None:
+            await op.close()
+        support.stop()
+    with psycopg.connect(cluster.database_url) as conn:
+        ends = conn.execute(
+            "SELECT actor, details FROM audit WHERE action = 'session.end' AND subject = %s", (session,)
+        ).fetchall()
+        handoffs = conn.execute(
+            "SELECT count(*) FROM audit WHERE action = 'session.handoff' AND subject = %s", (session,)
+        ).fetchone()
+    assert len(ends) == 1, ends  # ended once: by the operator, at the end
+    assert handoffs is not None
+    assert handoffs[0] >= 1
+    verified = cluster.brokers[0].cli("audit", "verify")
+    assert "audit chain OK" in verified.stdout, verified.stdout
