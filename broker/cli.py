@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         type=listen_address,
         metavar="IP:PORT",
-        help="node-to-node links (not wired yet)",
+        help="node-to-node links for sessions across processes (with --nats)",
     )
 
     subscriber = sub.add_parser("subscriber", help="manage subscribers (contracts)").add_subparsers(
