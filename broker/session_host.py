@@ -35,6 +35,7 @@ from protocol.messages import (
     Message,
     Queue,
     QueueEntry,
+    ScopeStatus,
     SupportRequest,
     Transfer,
 )
@@ -334,7 +335,7 @@ class SessionHost:
             return AgentMessage(agent=agent, message=msg)  # the core answers not_found
         receipts = await self.storage.sessions.receipts(session_id)
         account = await self.storage.operators.get(record.operator)
-        scopes: dict[str, str] = {}
+        scopes: dict[str, ScopeStatus] = {}
         granted: tuple[str, ...] = ()
         for receipt in receipts:  # as the core applies decisions (agent_side.consent_decision)
             for scope in receipt.denied:

@@ -233,7 +233,7 @@ def adopt(core: SessionCore, event: SessionAdopted, now: float) -> None:
         phase=Phase.ACTIVE if event.decided else Phase.CONSENT,
         operator=event.operator,
         operator_display=event.operator_display,
-        scopes=dict(event.scopes),  # type: ignore[arg-type]
+        scopes=dict(event.scopes),
         granted=frozenset(event.granted),
         ever_granted=set(event.granted),
         claimed_at=event.started_at,

@@ -16,6 +16,7 @@ from protocol.messages import (
     Invite,
     Message,
     QueueEntry,
+    ScopeStatus,
     SupportRequest,
     Transfer,
 )
@@ -186,7 +187,7 @@ class SessionAdopted:
     operator: str
     operator_display: str
     started_at: float
-    scopes: tuple[tuple[str, str], ...]
+    scopes: tuple[tuple[str, ScopeStatus], ...]
     """Each scope's status after the receipts in order (granted, denied, timeout, withdrawn)."""
     granted: tuple[str, ...]
     """What the last receipt granted: the broker's second line; the agent's own record decides."""
