@@ -189,9 +189,10 @@ class SessionHost:
 
     def support_request(self, agent: AgentPeer, msg: SupportRequest) -> None:
         if msg.resume is not None:
-            if msg.resume in self.core.sessions:
+            if msg.resume in self.core.sessions or self.signals is None:
+                # One process (no cluster): a session it does not hold is gone (not_found, issue 12).
                 self._from(agent, AgentMessage(agent=agent, message=msg))
-            else:  # held by a process that died or stopped: the database has it (step 10)
+            else:  # held by a process of the cluster that died or stopped: the database has it
                 self._from(agent, lambda: self._adopt(agent, msg))
             return
 
@@ -391,9 +392,7 @@ class SessionHost:
         signal, or when the bus came back) and let the core push the queue to its operators."""
         rows = await self.codes.waiting(now=self.clock())
         if self.links is not None:
-            for row in rows:
-                if row.node != self.node:
-                    self.links.remote[row.session_id] = row.node
+            self.links.waiting({row.session_id: row.node for row in rows if row.node != self.node})
         entries = tuple(
             QueueEntry(
                 session_id=row.session_id,

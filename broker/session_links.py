@@ -158,6 +158,14 @@ class SessionLinks:
         if isinstance(message, Claim | Watch):
             self._watching.setdefault(session_id, set()).add(op)
 
+    def waiting(self, holders: dict[str, str]) -> None:
+        """The waiting requests of other processes (the queue, read from the database): their holders
+        are known from now on; those no longer waiting and watched by nobody here are forgotten (the
+        map stays as large as the queue plus our operators' sessions)."""
+        for session_id in [s for s in self.remote if s not in holders and s not in self._watching]:
+            del self.remote[session_id]
+        self.remote.update(holders)
+
     def moved(self, session_id: str, node: str) -> None:
         """``node`` now holds ``session_id`` (it adopted it after its agent reconnected there): our
         operators of that session watch it again, there (over the link) or here (locally)."""
