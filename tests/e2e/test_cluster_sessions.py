@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from broker.cluster.nats_bus import NatsBus
+from broker.cluster.signals import ConsentChanged
 from helpdesk import HelpdeskClient, HelpdeskError
 from helpdesk.canvas import Canvas
 from protocol.messages import Chat, Error, InventoryView
+from tests.broker.cluster.natsserver import SHARED_NATS_URL
 from tests.e2e.cluster import Cluster, cluster_database, start_cluster
 from tests.helpers import add_operator, login, start_support
 
@@ -105,8 +108,18 @@ async def test_b_operator_on_another_process_runs_a_whole_session(cluster: Clust
     broker-1 owns it (consent, the scope check of every input, the audit)."""
     cluster.enroll(tmp_path / "agent", "C-CL-2", via=0)
     dana = add_operator(cluster.brokers[0], "dana1")
+    # Listening on the cluster's bus as a fourth node: consent changes are published (第31条1項④).
+    bus = NatsBus("observer", url=SHARED_NATS_URL, prefix=cluster.prefix)
+    consent: list[ConsentChanged] = []
+    bus.subscribe(ConsentChanged, consent.append)
+    await bus.start()
     support = start_support(tmp_path / "agent", "--test-pattern")
     try:
+        for _ in range(100):
+            if bus.state.ready:
+                break
+            await asyncio.sleep(0.1)
+        assert bus.state.ready
         code = support.support_code()
         async with cluster.client(1) as op:
             await login(op, dana)
@@ -141,6 +154,14 @@ async def test_b_operator_on_another_process_runs_a_whole_session(cluster: Clust
             await op.wait_state(session, lambda s: s.scopes.get("input:control") == "granted")
             await op.send_input(session, "move", x=10, y=20)
             support.wait_for("input applied: move 10,20")
+            for _ in range(100):
+                if len(consent) >= 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert [(c.node, c.session_id, sorted(c.granted)) for c in consent[:2]] == [
+                ("broker-1", session, ["inventory:os", "screen:view"]),
+                ("broker-1", session, ["input:control", "inventory:os", "screen:view"]),
+            ]
 
             await op.chat(session, "こんにちは、別のプロセスから")
             support.wait_for("こんにちは、別のプロセスから")
@@ -158,6 +179,7 @@ async def test_b_operator_on_another_process_runs_a_whole_session(cluster: Clust
         assert support.proc.wait(30) == 0
     finally:
         support.stop()
+        await bus.close()
     broker = cluster.brokers[0]
     receipts = broker.cli("audit", "receipts", session)
     assert "signature OK" in receipts.stdout, receipts.stdout
