@@ -77,6 +77,9 @@ class ClusterReads:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         raise NotImplementedError
 
+    async def flush(self) -> None:
+        raise NotImplementedError
+
     async def _requested(self, agent: AgentPeer, msg: SupportRequest) -> Event:
         """A new support request: the contract, then the shared window and a code (docs/cluster.md §2)."""
         record = await self.storage.subscribers.get(agent.contract_id)
@@ -85,6 +88,17 @@ class ClusterReads:
             if record is None
             else Subscriber(status=str(record.status.value), suspended_until=record.suspended_until)
         )
+        if self.signals is None:
+            # One process (no cluster): the core counts and draws codes itself, as before; the
+            # count of the last hour is read from the audit after the writer caught up.
+            await self.flush()
+            counted_at = self.clock()
+            recent = await self.storage.audit.count(
+                action="support.request", subject=agent.contract_id, since=counted_at - 3600
+            )
+            return SupportRequested(
+                agent=agent, message=msg, subscriber=subscriber, recent_requests=recent, counted_at=counted_at
+            )
         now = self.clock()
         if may_request(self.core, subscriber, now) is not None:  # refused before any count
             return SupportRequested(agent=agent, message=msg, subscriber=subscriber, recent_requests=0)

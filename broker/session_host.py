@@ -230,7 +230,9 @@ class SessionHost(ClusterReads):
                 return PersonAsked(operator=op, message=msg, known=record is not None, display_name=display)
 
             self._from(op, look_up)
-        elif isinstance(msg, Claim) and msg.code is not None:
+        elif isinstance(msg, Claim) and msg.code is not None and self.signals is not None:
+            # A cluster: the database decides (single use on every process, shared lockouts). One
+            # process keeps its in-memory guard: a claim never waits for a locked SQLite file (issue 12).
             self._from(op, lambda: self._claim_code(op, msg))
         else:
             self._from(op, OperatorMessage(operator=op, message=msg))
