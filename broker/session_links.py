@@ -107,6 +107,8 @@ class SessionLinks:
         self._keys: dict[OperatorPeer, str] = {}
         self._operators: dict[str, OperatorPeer] = {}
         self._used: dict[OperatorPeer, set[str]] = {}
+        self._stale: set[str] = set()
+        """Sessions whose holder's link was lost: re-linked at their next holder's signal."""
         self._watching: dict[str, set[OperatorPeer]] = {}
         """Session id → our operators who claimed or watch it (re-linked when it moves)."""
         self._count = 0
@@ -164,6 +166,7 @@ class SessionLinks:
         map stays as large as the queue plus our operators' sessions)."""
         for session_id in [s for s in self.remote if s not in holders and s not in self._watching]:
             del self.remote[session_id]
+            self._stale.discard(session_id)
         self.remote.update(holders)
 
     def moved(self, session_id: str, node: str) -> None:
@@ -175,10 +178,11 @@ class SessionLinks:
         if node == self.host.node:
             if self.remote.pop(session_id, None) is None:
                 return
-        elif self.remote.get(session_id) == node:
+        elif self.remote.get(session_id) == node and session_id not in self._stale:
             return
         else:
             self.remote[session_id] = node
+        self._stale.discard(session_id)
         log.info("session %s moved to %s: re-linking %d operator(s)", session_id, node, len(ops))
         for op in list(ops):
             self._count += 1
@@ -232,6 +236,9 @@ class SessionLinks:
     def _forget(self, node: str, link: Link) -> None:
         if self._links.get(node) is link:
             del self._links[node]
+        # The holder's process went away: whoever adopts these sessions next — another process, or
+        # the same node id restarted — must get our operators' watch again (see moved()).
+        self._stale.update(s for s, holder in self.remote.items() if holder == node)
 
     def _from_holder(self, link: Link, frame: Frame) -> None:
         """B's answers and screen frames for our operators."""
@@ -254,6 +261,7 @@ class SessionLinks:
             if isinstance(message, SessionState) and message.phase == "ended":
                 self._watching.pop(message.session_id, None)  # over: nothing to re-link
                 self.remote.pop(message.session_id, None)
+                self._stale.discard(message.session_id)
             op.peer.send(message)
 
     # -- B: the agent's process -------------------------------------------------------------------

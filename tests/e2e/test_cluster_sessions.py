@@ -185,3 +185,38 @@ async def test_b_operator_on_another_process_runs_a_whole_session(cluster: Clust
     assert "signature OK" in receipts.stdout, receipts.stdout
     verified = broker.cli("audit", "verify")
     assert "audit chain OK" in verified.stdout, verified.stdout
+
+
+async def test_the_agents_process_restarts_and_the_session_goes_on_there(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The agent dials broker-1 only (no front door): broker-1 stops (SIGTERM) and comes back on the
+    same port with the same node id; the agent resumes there, the restarted process adopts the session
+    and the operator's process (broker-2) links again to the new incarnation."""
+    cluster.enroll(tmp_path / "agent", "C-CL-3", via=0)
+    gil = add_operator(cluster.brokers[0], "gil1")
+    support = start_support(tmp_path / "agent", "--test-pattern")
+    try:
+        code = support.support_code()
+        async with cluster.client(1) as op:
+            await login(op, gil)
+            session = (await op.claim(code=code, scopes=["screen:view"])).session_id
+            support.wait_for("View your screen")
+            await op.watch(session)
+            support.type("1")
+            await op.wait_state(session, lambda s: s.scopes.get("screen:view") == "granted")
+            await _keyframe(op)
+
+            cluster.brokers[0].stop()
+            cluster.brokers[0].start()
+            while not op.screen.empty():
+                op.screen.get_nowait()
+            canvas = await _keyframe(op)  # frames again, from the restarted process
+            assert canvas.pixels is not None
+            state = await op.wait_state(session, lambda s: s.phase == "active")
+            assert state.scopes["screen:view"] == "granted"
+            await op.end(session)
+            await op.wait_state(session, lambda s: s.phase == "ended")
+        assert support.proc.wait(30) == 0
+    finally:
+        support.stop()
