@@ -119,14 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="may read GET /metrics (default: loopback only); repeat for several",
     )
     cluster.add_argument(
-        "--nats", default=None, metavar="URL", help="cluster bus nats://host:4222 (not wired yet)"
+        "--nats", default=None, metavar="URL", help="cluster bus nats://host:4222 (queue across processes)"
+    )
+    cluster.add_argument(
+        "--nats-prefix",
+        default="isp.broker",
+        metavar="PREFIX",
+        help="subject prefix on the bus (default isp.broker; clusters sharing one NATS use different ones)",
     )
     cluster.add_argument(
         "--cluster-listen",
         default=None,
         type=listen_address,
         metavar="IP:PORT",
-        help="node-to-node links (not wired yet)",
+        help="node-to-node links for sessions across processes (with --nats)",
     )
 
     subscriber = sub.add_parser("subscriber", help="manage subscribers (contracts)").add_subparsers(
@@ -253,6 +259,7 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
         proxy_protocol_from=tuple(args.proxy_protocol_from),
         metrics_from=tuple(args.metrics_from or DEFAULT_METRICS_FROM),
         nats_url=args.nats,
+        nats_prefix=args.nats_prefix,
         cluster_listen=args.cluster_listen,
         session_rules=SessionRules(
             code_ttl=args.code_ttl,

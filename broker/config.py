@@ -137,8 +137,11 @@ class BrokerConfig:
     configured; add the Prometheus server's address."""
 
     nats_url: str | None = None
-    """The cluster bus (``nats://host:4222``); ``None``: one process, no NATS. Read once the cluster
-    is wired into the server (docs/cluster.md §7)."""
+    """The cluster bus (``nats://host:4222``); ``None``: one process, no NATS. With it, every process's
+    operators see the queue of the whole cluster (docs/cluster.md §7 step 4)."""
+
+    nats_prefix: str = "isp.broker"
+    """Subject prefix of this cluster on the bus (``serve --nats-prefix``)."""
 
     cluster_listen: tuple[str, int] | None = None
     """Where this process listens for node-to-node links (``IP:PORT``). Read once the cluster is

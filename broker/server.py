@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from websockets.http11 import Request
 
@@ -55,6 +56,10 @@ from .relay import Sender
 from .session_host import SessionHost
 from .static_files import StaticFiles
 from .storage import Storage, keyed_chain, open_storage
+from .storage.guards import CodeRules
+
+if TYPE_CHECKING:
+    from .cluster.node import ClusterNode
 
 log = logging.getLogger("broker")
 
@@ -135,8 +140,11 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
             keyring=self.keyring,
             clock=self.clock,
             verify_audit=self._verify_audit,
+            node=self.config.node,
+            code_rules=CodeRules(lockout_for=self.config.code_lockout_for),
         )
         self.sessions.start()
+        await self._start_session_signals()
         self.operator_links = OperatorLinks(self.sessions)
         offline = await self.storage.presence.mark_node_offline(self.config.node, now=self.clock())
         if offline:
@@ -195,7 +203,10 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
 
     async def close(self) -> None:
         started = time.monotonic()
-        await self.sessions.close()
+        # In a cluster a claimed session outlives this process: its agent resumes it on another.
+        await self.sessions.close(handoff=self.session_signals is not None)
+        if self.session_signals is not None:
+            await self.session_signals.close()
         # Thousands of agents drop at once now: one presence update and one audit entry for all of
         # them, instead of a transaction each (docs/PERFORMANCE.md, reconnect storm).
         self._closing = True
@@ -235,6 +246,55 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
             closed - started,
             time.monotonic() - closed,
         )
+
+    # -- sessions across processes (docs/cluster.md §7 step 4) ------------------------------------
+    # Kept apart on purpose: helper "cluster-wire" gives the server its one ``self.cluster``
+    # (presence, cuts, metrics); the integrator folds this node into it.
+
+    session_signals: ClusterNode | None = None
+    """The bus for the session signals (``--nats``): the queue of the whole cluster."""
+
+    async def _start_session_signals(self) -> None:
+        if self.config.nats_url is None:
+            return  # one process: its core holds every waiting request
+        from .cluster.ca_files import node_credentials
+        from .cluster.link import Frame
+        from .cluster.link import Link as NodeLink
+        from .cluster.node import ClusterConfig, ClusterNode
+        from .session_links import SessionLinks
+
+        config = self.config
+        host = self.sessions
+        credentials = None
+        if config.cluster_listen is not None:
+            credentials = await asyncio.to_thread(
+                node_credentials, config.data_dir, config.node, host=config.cluster_listen[0]
+            )
+        links: list[SessionLinks] = []
+
+        def link_frame(link: NodeLink, frame: Frame) -> None:
+            for forwarding in links:
+                forwarding.on_listener_frame(link, frame)
+
+        node = ClusterNode(
+            ClusterConfig(
+                node_id=config.node,
+                nats_url=config.nats_url,
+                prefix=config.nats_prefix,
+                link_listen=config.cluster_listen if credentials is not None else None,
+                link_credentials=credentials,
+            ),
+            on_link_frame=link_frame,
+        )
+        if credentials is not None:
+            links.append(SessionLinks(host, credentials=credentials, address=node.address))
+            host.links = links[0]
+        node.on_session_requested(lambda signal: host.session_signal(signal.session_id, signal.node))
+        node.on_recovered(host.refresh_queue)
+        host.signals = node
+        self.session_signals = node
+        await node.start()
+        await host.refresh_queue()
 
     async def _verify_audit(self) -> ChainReport:
         """The console's "verify": the chain and the data dir's signed checkpoints (docs/audit.md)."""

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from protocol.errors import ErrorCode
 from protocol.messages import (
+    Claim,
     ConsentDecision,
     Error,
     Invite,
@@ -67,15 +68,17 @@ from .core import (
     Session,
     SessionCore,
     Shutdown,
-    Subscriber,
-    SupportRequested,
+    VoidCode,
 )
 from .datakeys import DataKeyring
 from .errors import BrokerError
 from .receipts import verify_receipt
 from .relay import ScreenPush
+from .session_cluster import ClusterReads, QueueSignals
+from .session_links import SessionLinks
 from .session_records import SessionRecords, VerifyAudit
 from .storage import Storage
+from .storage.guards import CodeRules, SharedLimits, SupportCodes
 
 log = logging.getLogger("broker.sessions")
 
@@ -88,14 +91,14 @@ beyond it are dropped (the agent sends a keyframe when asked), control messages 
 Observer = Callable[[Command], None]
 Lookup = Callable[[], Awaitable[Event | None]]
 _Item = Event | Lookup
-_WRITES = (Audit, PersistSessionStart, PersistSessionEnd, PersistReceipt, SaveInventory)
+_WRITES = (Audit, PersistSessionStart, PersistSessionEnd, PersistReceipt, SaveInventory, VoidCode)
 """Commands the ordered writer runs, one after another."""
 
 
 T = TypeVar("T")
 
 
-class SessionHost:
+class SessionHost(ClusterReads):
     """Runs a :class:`SessionCore` for the broker (see the module docstring)."""
 
     def __init__(
@@ -106,8 +109,20 @@ class SessionHost:
         keyring: DataKeyring,
         clock: Callable[[], float],
         verify_audit: VerifyAudit | None = None,
+        node: str = "node-1",
+        code_rules: CodeRules | None = None,
     ) -> None:
         self.core = core
+        self.node = node
+        """This process's name in the support-code rows (which process holds the request)."""
+        self.codes = SupportCodes(storage.db, rules=code_rules)
+        """Support codes, claims and code-guess lockouts on the shared database (docs/cluster.md §2)."""
+        self.limits = SharedLimits(storage.db)
+        """The 第18条⑤ window per contract, shared by every process."""
+        self.links: SessionLinks | None = None
+        """Set by the server with a link listener: operators' traffic to sessions held elsewhere."""
+        self.signals: QueueSignals | None = None
+        """Set by the server when it runs in a cluster: the queue changed (``SessionRequested``)."""
         self.storage = storage
         self.keyring = keyring
         self.clock = clock
@@ -131,9 +146,10 @@ class SessionHost:
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
-    async def close(self) -> None:
-        """End every session (their summaries are written), then let the writer finish."""
-        self.feed(Shutdown())
+    async def close(self, *, handoff: bool = False) -> None:
+        """End every session (their summaries are written), then let the writer finish. ``handoff``
+        (a cluster): claimed sessions stay open for another process to adopt (:class:`Shutdown`)."""
+        self.feed(Shutdown(handoff=handoff))
         if self._timer is not None:
             self._timer.cancel()
         for task in list(self._tasks):
@@ -158,26 +174,14 @@ class SessionHost:
 
     def support_request(self, agent: AgentPeer, msg: SupportRequest) -> None:
         if msg.resume is not None:
-            self._from(agent, AgentMessage(agent=agent, message=msg))
+            if msg.resume in self.core.sessions or self.signals is None:
+                # One process (no cluster): a session it does not hold is gone (not_found, issue 12).
+                self._from(agent, AgentMessage(agent=agent, message=msg))
+            else:  # held by a process of the cluster that died or stopped: the database has it
+                self._from(agent, lambda: self._adopt(agent, msg))
             return
 
-        async def read() -> Event:
-            record = await self.storage.subscribers.get(agent.contract_id)
-            await self.flush()  # every request accepted so far is counted by the store ...
-            counted_at = self.clock()  # ... and the core adds those it accepts from now on
-            recent = await self.storage.audit.count(
-                action="support.request", subject=agent.contract_id, since=self.clock() - 3600
-            )
-            subscriber = (
-                None
-                if record is None
-                else Subscriber(status=str(record.status.value), suspended_until=record.suspended_until)
-            )
-            return SupportRequested(
-                agent=agent, message=msg, subscriber=subscriber, recent_requests=recent, counted_at=counted_at
-            )
-
-        self._from(agent, read)
+        self._from(agent, lambda: self._requested(agent, msg))
 
     def agent_message(self, agent: AgentPeer, msg: Message) -> None:
         if isinstance(msg, SupportRequest):
@@ -201,9 +205,22 @@ class SessionHost:
     def operator_detached(self, op: OperatorPeer) -> None:
         """At once, not behind a read of that connection: the server clears the login right after
         (broker/operator_links.py), and no frame may be routed to it any more."""
+        if self.links is not None:
+            self.links.detached(op)
         self.feed(OperatorDetached(operator=op))
 
     def operator_message(self, op: OperatorPeer, msg: Message) -> None:
+        links = self.links
+        if links is not None:
+            wanted = getattr(msg, "session_id", None)
+            if isinstance(wanted, str) and wanted not in self.core.sessions and wanted not in links.remote:
+                self._from(op, lambda: self._locate(op, wanted, msg))
+                return
+            node = links.holder(wanted)
+            if node is not None:  # the agent is on another process: it owns the session
+                session_id = str(getattr(msg, "session_id", ""))
+                self._from(op, lambda: self._forwarded(links.forward(op, node, session_id, msg)))
+                return
         if isinstance(msg, Invite | Transfer):
             colleague = msg.colleague
 
@@ -213,6 +230,10 @@ class SessionHost:
                 return PersonAsked(operator=op, message=msg, known=record is not None, display_name=display)
 
             self._from(op, look_up)
+        elif isinstance(msg, Claim) and msg.code is not None and self.signals is not None:
+            # A cluster: the database decides (single use on every process, shared lockouts). One
+            # process keeps its in-memory guard: a claim never waits for a locked SQLite file (issue 12).
+            self._from(op, lambda: self._claim_code(op, msg))
         else:
             self._from(op, OperatorMessage(operator=op, message=msg))
 
@@ -283,6 +304,7 @@ class SessionHost:
                 self._forward(command)
             elif isinstance(command, _WRITES):
                 self._writes.put_nowait(command)
+                self._queue_changed(command)
             elif isinstance(command, ReadCredentials):
                 self._spawn(self._read_credentials(command))
             elif isinstance(command, BrowseAudit):
@@ -333,6 +355,9 @@ class SessionHost:
             try:
                 if command is None:
                     return
+                if isinstance(command, VoidCode):
+                    await self.codes.void_session(command.session_id, now=command.at)
+                    continue
                 inventory_id = await self.records.write(command)
                 if isinstance(command, SaveInventory) and inventory_id is not None:
                     self.feed(InventoryStored(session_id=command.session_id, inventory_id=inventory_id))

@@ -18,6 +18,7 @@ from .commands import (
     SaveInventory,
     SendToAgent,
     SendToOperator,
+    VoidCode,
 )
 from .core import CodeGuardLike, ServiceHoursLike, SessionCore
 from .events import (
@@ -25,6 +26,8 @@ from .events import (
     AgentError,
     AgentFrame,
     AgentMessage,
+    ClusterQueue,
+    CodeClaimed,
     ConsentDecided,
     CredentialsRead,
     Event,
@@ -34,6 +37,8 @@ from .events import (
     OperatorDetached,
     OperatorMessage,
     PersonAsked,
+    SessionAdopted,
+    SharedRequest,
     Shutdown,
     Subscriber,
     SupportRequested,
@@ -48,6 +53,8 @@ __all__ = [
     "AgentPeer",
     "Audit",
     "BrowseAudit",
+    "ClusterQueue",
+    "CodeClaimed",
     "CodeGuardLike",
     "Command",
     "ConsentDecided",
@@ -74,9 +81,12 @@ __all__ = [
     "SendToOperator",
     "ServiceHoursLike",
     "Session",
+    "SessionAdopted",
     "SessionCore",
     "SessionRules",
+    "SharedRequest",
     "Shutdown",
     "Subscriber",
     "SupportRequested",
+    "VoidCode",
 ]

@@ -26,8 +26,8 @@ from protocol.session import ConsentRequired, Phase, Role, Trigger, check_sender
 from ..errors import BrokerError, RefusedError
 from ..input_refusals import AgentRefusals
 from . import colleagues
-from .commands import ForwardFrame, PersistReceipt, RequestKeyframe, SaveInventory
-from .events import AgentFrame, ConsentDecided, FrameDelivered, SupportRequested
+from .commands import ForwardFrame, PersistReceipt, RequestKeyframe, SaveInventory, VoidCode
+from .events import AgentFrame, ConsentDecided, FrameDelivered, SessionAdopted, Subscriber, SupportRequested
 from .state import DENIED, GRANTED, TIMEOUT, WITHDRAWN, AgentPeer, Session
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ __all__ = [
     "delivered",
     "disconnected",
     "frame",
+    "may_request",
     "message",
     "support_request",
 ]
@@ -49,9 +50,13 @@ def support_request(core: SessionCore, event: SupportRequested, now: float) -> N
     if msg.resume is not None:
         _resume(core, agent, msg, now)
         return
+    shared = event.shared
     try:
         _check_may_request(core, event, now)
     except RefusedError as exc:
+        if shared is not None and shared.session_id is not None and shared.code is not None:
+            # issued, yet refused after all (the service hours closed in between): void it
+            core.emit(VoidCode(session_id=shared.session_id, contract_id=agent.contract_id, at=now))
         count = core._request_refusals.note(f"{agent.serial}|{exc.code.value}", now)
         if count is not None:
             core.audit(
@@ -69,11 +74,15 @@ def support_request(core: SessionCore, event: SupportRequested, now: float) -> N
     for session in list(core.sessions.values()):  # end() removes from the dict
         if session.serial == agent.serial and session.phase is not Phase.ENDED:
             core.end(session, by="broker", reason="replaced by a new request", now=now)
-    code = core.new_code()
-    while code in core.by_code:
-        code = core.new_code()
+    shared_code = shared is not None and shared.session_id is not None and shared.code is not None
+    if shared is not None and shared.session_id is not None and shared.code is not None:
+        session_id, code = shared.session_id, shared.code  # single use on every process
+    else:
+        session_id, code = core.new_id(), core.new_code()
+        while code in core.by_code:
+            code = core.new_code()
     session = Session(
-        id=core.new_id(),
+        id=session_id,
         contract_id=agent.contract_id,
         serial=agent.serial,
         machine_name=agent.machine_name,
@@ -81,9 +90,11 @@ def support_request(core: SessionCore, event: SupportRequested, now: float) -> N
         code=code,
         code_expires_at=now + core.rules.code_ttl,
         agent=agent,
+        shared_code=shared_code,
     )
     core.sessions[session.id] = session
-    core.by_code[code] = session
+    if not shared_code:
+        core.by_code[code] = session
     core.accepted_requests.setdefault(agent.contract_id, deque()).append(now)
     agent.session = session
     core.touch(session)
@@ -95,8 +106,23 @@ def support_request(core: SessionCore, event: SupportRequested, now: float) -> N
     core.broadcast_queue()
 
 
+def may_request(core: SessionCore, subscriber: Subscriber | None, now: float) -> RefusedError | None:
+    """The refusal a request of this subscriber gets now before any count (terminated, suspended,
+    closed), or None. The host asks before it counts the request in the shared window and takes a
+    code (a refused request uses neither); the core checks again on the event."""
+    try:
+        _check_status(core, subscriber, now)
+    except RefusedError as exc:
+        return exc
+    return None
+
+
 def _check_may_request(core: SessionCore, event: SupportRequested, now: float) -> None:
-    subscriber = event.subscriber
+    _check_status(core, event.subscriber, now)
+    _check_limit(core, event, now)
+
+
+def _check_status(core: SessionCore, subscriber: Subscriber | None, now: float) -> None:
     if subscriber is None or subscriber.status == "terminated":
         raise RefusedError("the contract is terminated", code=ErrorCode.SUBSCRIBER_TERMINATED)
     if subscriber.status == "suspended" and (
@@ -114,7 +140,18 @@ def _check_may_request(core: SessionCore, event: SupportRequested, now: float) -
             code=ErrorCode.SERVICE_CLOSED,
             retry_after=max(0.0, core.hours.next_opening(now) - now),
         )
+
+
+def _check_limit(core: SessionCore, event: SupportRequested, now: float) -> None:
     limit = core.rules.max_requests_per_hour
+    if event.shared is not None:
+        if event.shared.limit_wait is not None:  # the shared window (every process) is full
+            raise RefusedError(
+                f"more than {limit} support requests in an hour (第18条⑤)",
+                code=ErrorCode.RATE_LIMITED,
+                retry_after=event.shared.limit_wait,
+            )
+        return
     if event.recent_requests + _accepted_since(core, event.agent.contract_id, event, now) >= limit:
         raise RefusedError(
             f"more than {limit} support requests in an hour (第18条⑤)",
@@ -178,6 +215,46 @@ def _withdraw_all(session: Session) -> None:
     for scope in session.granted:
         session.scopes[scope] = WITHDRAWN
     session.granted = frozenset()
+
+
+def adopt(core: SessionCore, event: SessionAdopted, now: float) -> None:
+    """Take over a live session from the database (docs/cluster.md §7 step 10): the operator is away
+    until their process re-links (the grace applies), the scopes are those of the last receipt,
+    and the agent, the authority, sends nothing its own consent record does not allow."""
+    agent, msg = event.agent, event.message
+    session_id = msg.resume or ""
+    if session_id in core.sessions:
+        _resume(core, agent, msg, now)
+        return
+    session = Session(
+        id=session_id,
+        contract_id=event.contract_id,
+        serial=agent.serial,
+        machine_name=agent.machine_name,
+        created_at=event.started_at,
+        code=None,
+        code_expires_at=event.started_at,
+        agent=None,
+        phase=Phase.ACTIVE if event.decided else Phase.CONSENT,
+        operator=event.operator,
+        operator_display=event.operator_display,
+        scopes=dict(event.scopes),
+        granted=frozenset(event.granted),
+        ever_granted=set(event.granted),
+        claimed_at=event.started_at,
+        operator_away_since=now,
+    )
+    core.sessions[session.id] = session
+    core.audit(
+        "session.adopted",
+        session.id,
+        now,
+        contract=session.contract_id,
+        serial=agent.serial,
+        operator=session.operator,
+        granted=sorted(session.granted),
+    )
+    _resume(core, agent, msg, now)
 
 
 def agent_session(agent: AgentPeer, session_id: str, core: SessionCore) -> Session:

@@ -26,6 +26,7 @@ __all__ = [
     "SaveInventory",
     "SendToAgent",
     "SendToOperator",
+    "VoidCode",
 ]
 
 
@@ -145,6 +146,16 @@ class BrowseAudit:
     message: AuditQuery | AuditVerify
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoidCode:
+    """A waiting request ended before a claim: its support code no longer works on any process
+    (``SupportCodes.void_session``)."""
+
+    session_id: str
+    contract_id: str
+    at: float
+
+
 Command = (
     SendToAgent
     | SendToOperator
@@ -157,4 +168,5 @@ Command = (
     | SaveInventory
     | ReadCredentials
     | BrowseAudit
+    | VoidCode
 )

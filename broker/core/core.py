@@ -28,12 +28,14 @@ from protocol.session import Phase, Trigger, transition
 from ..errors import BrokerError, RefusedError
 from ..policy import AuditThrottle
 from . import agent_side, colleagues, operator_side
-from .commands import Audit, Command, PersistSessionEnd, SendToAgent, SendToOperator
+from .commands import Audit, Command, PersistSessionEnd, SendToAgent, SendToOperator, VoidCode
 from .events import (
     AgentDisconnected,
     AgentError,
     AgentFrame,
     AgentMessage,
+    ClusterQueue,
+    CodeClaimed,
     ConsentDecided,
     CredentialsRead,
     Event,
@@ -43,6 +45,7 @@ from .events import (
     OperatorDetached,
     OperatorMessage,
     PersonAsked,
+    SessionAdopted,
     Shutdown,
     SupportRequested,
 )
@@ -59,7 +62,11 @@ from .state import (
     SessionRules,
 )
 
-__all__ = ["CodeGuardLike", "ServiceHoursLike", "SessionCore"]
+__all__ = ["MAX_QUEUE", "CodeGuardLike", "ServiceHoursLike", "SessionCore"]
+
+MAX_QUEUE = 10_000
+"""Entries in one ``queue`` message (the protocol's bound): the whole cluster's waiting requests,
+oldest first."""
 
 
 class ServiceHoursLike(Protocol):
@@ -94,6 +101,9 @@ class SessionCore:
         self.sessions: dict[str, Session] = {}
         self.by_code: dict[str, Session] = {}
         self.operators: set[OperatorPeer] = set()
+        self.remote_queue: tuple[QueueEntry, ...] = ()
+        """Waiting requests held by other processes of the cluster (the host reads them from the
+        shared database on a ``SessionRequested`` signal: :class:`ClusterQueue`)."""
         self.accepted_requests: dict[str, deque[float]] = {}
         """Per contract: when this core accepted support requests in the last hour (第18条⑤)."""
         self._ids = 0
@@ -143,19 +153,19 @@ class SessionCore:
         waiting = sorted(
             (s for s in self.sessions.values() if s.phase is Phase.WAITING), key=lambda s: s.created_at
         )
-        return Queue(
-            id=request_id,
-            requests=tuple(
-                QueueEntry(
-                    session_id=s.id,
-                    contract_id=s.contract_id,
-                    machine_name=s.machine_name,
-                    created_at=s.created_at,
-                    expires_at=s.code_expires_at,
-                )
-                for s in waiting
-            ),
-        )
+        local = [
+            QueueEntry(
+                session_id=s.id,
+                contract_id=s.contract_id,
+                machine_name=s.machine_name,
+                created_at=s.created_at,
+                expires_at=s.code_expires_at,
+            )
+            for s in waiting
+        ]
+        remote = [e for e in self.remote_queue if e.session_id not in self.sessions]
+        entries = sorted(local + remote, key=lambda e: e.created_at) if remote else local
+        return Queue(id=request_id, requests=tuple(entries[:MAX_QUEUE]))
 
     # -- dispatch ---------------------------------------------------------------------------------
 
@@ -166,6 +176,17 @@ class SessionCore:
             agent_side.delivered(self, event)
         elif isinstance(event, OperatorMessage):
             self._guarded_operator(event.operator, event.message, now)
+        elif isinstance(event, SessionAdopted):
+            agent_side.adopt(self, event, now)
+        elif isinstance(event, ClusterQueue):
+            if event.entries != self.remote_queue:
+                self.remote_queue = event.entries
+                self.broadcast_queue()
+        elif isinstance(event, CodeClaimed):
+            claimed = event
+            self._guarded(
+                claimed.operator, claimed.message.id, lambda: operator_side.code_claimed(self, claimed, now)
+            )
         elif isinstance(event, SupportRequested):
             agent_side.support_request(self, event, now)
         elif isinstance(event, AgentMessage | ConsentDecided):
@@ -198,7 +219,13 @@ class SessionCore:
             self._guarded(event.operator, event.request_id, lambda: operator_side.reveal(self, event, now))
         elif isinstance(event, Shutdown):
             for session in list(self.sessions.values()):
-                self.end(session, by="broker", reason="broker shutting down", now=now)
+                if event.handoff and session.claimed_at is not None and session.phase is not Phase.ENDED:
+                    operator_side.flush_refusals(self, session, now)
+                    self.audit("session.handoff", session.id, now, contract=session.contract_id)
+                    del self.sessions[session.id]
+                    self._deadline.pop(session.id, None)
+                else:
+                    self.end(session, by="broker", reason="broker shutting down", now=now)
 
     def _guarded_operator(self, op: OperatorPeer, msg: Message, now: float) -> None:
         self._guarded(op, getattr(msg, "id", None), lambda: operator_side.message(self, op, msg, now))
@@ -302,6 +329,8 @@ class SessionCore:
         if session.code is not None:
             self.by_code.pop(session.code, None)
             session.code = None
+            if session.shared_code:
+                self.emit(VoidCode(session_id=session.id, contract_id=session.contract_id, at=now))
         for scope, status in session.scopes.items():
             if status in (GRANTED, REQUESTED):
                 session.scopes[scope] = WITHDRAWN if status == GRANTED else DENIED

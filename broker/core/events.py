@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocol.messages import ConsentDecision, Error, Invite, Message, SupportRequest, Transfer
+from protocol.messages import (
+    Claim,
+    ConsentDecision,
+    Error,
+    Invite,
+    Message,
+    QueueEntry,
+    ScopeStatus,
+    SupportRequest,
+    Transfer,
+)
 from protocol.receipts import ConsentReceipt
 
 from .state import AgentPeer, OperatorPeer
@@ -19,6 +29,8 @@ __all__ = [
     "AgentError",
     "AgentFrame",
     "AgentMessage",
+    "ClusterQueue",
+    "CodeClaimed",
     "ConsentDecided",
     "CredentialsRead",
     "Event",
@@ -28,6 +40,8 @@ __all__ = [
     "OperatorDetached",
     "OperatorMessage",
     "PersonAsked",
+    "SessionAdopted",
+    "SharedRequest",
     "Shutdown",
     "Subscriber",
     "SupportRequested",
@@ -44,6 +58,20 @@ class Subscriber:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SharedRequest:
+    """What the shared database said about a support request (docs/cluster.md §2, step 4), read by
+    the host before the event: the 第18条⑤ window (``SharedLimits.hit("request:<contract>", 5, 3600)``)
+    and, when it counted, the code ``SupportCodes.issue`` took for ``session_id`` (single use across
+    every process). The core uses these instead of its own count and code."""
+
+    limit_wait: float | None
+    """None: the request was counted; else the seconds until one more fits (refused)."""
+    session_id: str | None = None
+    code: str | None = None
+    """The issued code (None when the limit refused: nothing was issued)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SupportRequested:
     """A ``support_request`` without ``resume``; the host read the contract and the count first."""
 
@@ -56,6 +84,9 @@ class SupportRequested:
     counted_at: float | None = None
     """When ``recent_requests`` was read (after the host's writer was flushed): requests this core
     accepted from then on are not in it yet and are added by the core. None: the count is complete."""
+    shared: SharedRequest | None = None
+    """The shared database's answer (limit and code); the broker always reads it. None only where no
+    store answers (the pure-core tests): then the core counts and draws the code itself."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +162,48 @@ class OperatorMessage:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CodeClaimed:
+    """A ``claim`` by code; the host claimed the code in the shared database first
+    (``SupportCodes.claim``: single use cluster-wide, code-guess lockouts and rate limits shared)."""
+
+    operator: OperatorPeer
+    message: Claim
+    session_id: str | None
+    """The session the code belonged to (None: refused, see ``refusal``)."""
+    node: str | None = None
+    """The process that holds that session's agent."""
+    refusal: Error | None = None
+    """``code_invalid`` / ``account_locked`` / ``rate_limited`` with ``retry_after``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionAdopted:
+    """An agent resumes a session this process does not hold (its process died, or a rolling restart
+    moved it): the host read the session row, its receipts and the operator from the database."""
+
+    agent: AgentPeer
+    message: SupportRequest
+    contract_id: str
+    operator: str
+    operator_display: str
+    started_at: float
+    scopes: tuple[tuple[str, ScopeStatus], ...]
+    """Each scope's status after the receipts in order (granted, denied, timeout, withdrawn)."""
+    granted: tuple[str, ...]
+    """What the last receipt granted: the broker's second line; the agent's own record decides."""
+    decided: bool
+    """Whether any receipt exists (else the session is still waiting for the first answer)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterQueue:
+    """The waiting requests of the whole cluster, read from the shared database (live, unclaimed
+    support codes) after a ``SessionRequested`` signal; the core shows those it does not hold itself."""
+
+    entries: tuple[QueueEntry, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PersonAsked:
     """An ``invite`` or ``transfer``; the host looked the colleague's account up first."""
 
@@ -162,7 +235,11 @@ class CredentialsRead:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Shutdown:
-    """The broker stops: every session ends."""
+    """The broker stops: every session ends — or, in a cluster (``handoff``), only those not claimed
+    yet: a claimed session stays open in the database and its agent resumes it on another process
+    (a rolling restart ends no session, docs/cluster.md)."""
+
+    handoff: bool = False
 
 
 Event = (
@@ -176,6 +253,9 @@ Event = (
     | OperatorAttached
     | OperatorDetached
     | OperatorMessage
+    | CodeClaimed
+    | ClusterQueue
+    | SessionAdopted
     | PersonAsked
     | InventoryStored
     | CredentialsRead

@@ -32,14 +32,14 @@ from protocol.session import SCREEN, NotAllowed, Phase, Role, Trigger, check_sen
 
 from ..errors import RefusedError
 from . import agent_side
-from .commands import BrowseAudit, PersistSessionStart, ReadCredentials
-from .events import CredentialsRead
+from .commands import BrowseAudit, PersistSessionStart, ReadCredentials, VoidCode
+from .events import CodeClaimed, CredentialsRead
 from .state import OperatorPeer, Session
 
 if TYPE_CHECKING:
     from .core import SessionCore
 
-__all__ = ["detached", "flush_refusals", "message", "reveal", "role", "sent", "viewed"]
+__all__ = ["code_claimed", "detached", "flush_refusals", "message", "reveal", "role", "sent", "viewed"]
 
 
 def message(core: SessionCore, op: OperatorPeer, msg: Message, now: float) -> None:
@@ -180,11 +180,42 @@ def _claim(core: SessionCore, op: OperatorPeer, msg: Claim, now: float) -> None:
             raise RefusedError("this request was already taken", code=ErrorCode.NOT_ALLOWED)
     else:
         raise RefusedError("claim needs a code or a session id", code=ErrorCode.INVALID_FIELD)
+    _take(core, op, msg, session, now)
+
+
+def code_claimed(core: SessionCore, event: CodeClaimed, now: float) -> None:
+    """A claim by code the shared database decided (single use on every process, shared lockouts)."""
+    op, msg = event.operator, event.message
+    assert op.name is not None
+    if event.refusal is not None:
+        code = ErrorCode(event.refusal.code)
+        if code is ErrorCode.CODE_INVALID:
+            core.audit("claim.failed", op.name, now, actor=f"operator:{op.name}", address=op.address)
+        raise RefusedError(event.refusal.message, code=code, retry_after=event.refusal.retry_after)
+    session = core.sessions.get(event.session_id or "")
+    if session is None or session.phase is not Phase.WAITING:
+        # Claimed in the database, but the request is not waiting here: its agent is held by another
+        # process (event.node) or it ended in between. The code is used up either way.
+        core.audit(
+            "claim.elsewhere",
+            event.session_id or op.name,
+            now,
+            actor=f"operator:{op.name}",
+            node=event.node or "",
+        )
+        raise RefusedError("this request is held by another broker process", code=ErrorCode.NOT_FOUND)
+    _take(core, op, msg, session, now)
+
+
+def _take(core: SessionCore, op: OperatorPeer, msg: Claim, session: Session, now: float) -> None:
+    assert op.name is not None
     if session.agent is None:
         raise RefusedError("the subscriber's PC is not connected right now", code=ErrorCode.NOT_FOUND)
     session.phase = transition(session.phase, Trigger.CLAIM)
     if session.code is not None:
         core.by_code.pop(session.code, None)
+        if session.shared_code and msg.code is None:  # taken from the queue: no process may claim the code
+            core.emit(VoidCode(session_id=session.id, contract_id=session.contract_id, at=now))
         session.code = None  # single use
     session.operator = op.name
     session.operator_display = op.display_name

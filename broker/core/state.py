@@ -158,6 +158,9 @@ class Session:
     end_reason: str = ""
     allowed_viewers: set[str] = field(default_factory=set)
     """Colleagues (operator accounts) the subscriber allowed by name to see the screen."""
+    shared_code: bool = False
+    """The code is a row of the shared database (docs/cluster.md §2): voided there if the request
+    ends unclaimed, claimed there (not in :attr:`SessionCore.by_code`)."""
 
     def viewer_list(self) -> tuple[Viewer, ...]:
         """Everyone who can see the screen now: the session's operator first, then every read-only

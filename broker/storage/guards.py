@@ -158,6 +158,12 @@ class SupportCodes:
         async with self.db.read() as tx:
             return await repo_guards.get_code(tx, code)
 
+    async def waiting(self, *, now: float, limit: int = 10_000) -> list[CodeRow]:
+        """Live, unclaimed codes of every process, oldest first (the cluster's queue; never shown as
+        codes: the caller keeps session, contract and times)."""
+        async with self.db.read() as tx:
+            return await repo_guards.waiting_codes(tx, now=now, limit=limit)
+
     async def live(self, *, now: float) -> int:
         """Codes issued, unexpired and unclaimed (a metric)."""
         async with self.db.read() as tx:

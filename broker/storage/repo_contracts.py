@@ -203,6 +203,11 @@ async def mark_node_offline(tx: Tx, node: str) -> int:
     return await tx.execute("UPDATE presence SET online = 0 WHERE node = ? AND online = 1", (node,))
 
 
+async def presence_node(tx: Tx, serial: str) -> str | None:
+    row = await tx.fetchone("SELECT node FROM presence WHERE serial = ? AND online = 1", (serial,))
+    return str(row[0]) if row and row[0] is not None else None
+
+
 async def list_agents(tx: Tx) -> list[AgentPresence]:
     rows = await tx.fetchall(
         "SELECT c.serial, c.contract_id, c.machine_name, COALESCE(p.online, 0), p.last_seen,"

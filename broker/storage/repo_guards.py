@@ -83,6 +83,16 @@ async def delete_expired_codes(tx: Tx, *, now: float) -> int:
     return await tx.execute("DELETE FROM support_codes WHERE expires_at <= ?", (now,))
 
 
+async def waiting_codes(tx: Tx, *, now: float, limit: int) -> list[CodeRow]:
+    """Live, unclaimed codes, oldest first: the waiting requests of every process (the queue)."""
+    rows = await tx.fetchall(
+        f"SELECT {_CODE_COLS} FROM support_codes WHERE claimed_at IS NULL AND expires_at > ?"
+        " ORDER BY issued_at LIMIT ?",
+        (now, limit),
+    )
+    return [CodeRow(*r) for r in rows]
+
+
 async def count_live_codes(tx: Tx, *, now: float) -> int:
     row = await tx.fetchone(
         "SELECT COUNT(*) FROM support_codes WHERE claimed_at IS NULL AND expires_at > ?", (now,)

@@ -309,6 +309,11 @@ class Presence:
         async with self.db.write(durable=False) as tx:
             return await repo_contracts.mark_node_offline(tx, node)
 
+    async def holder(self, serial: str) -> str | None:
+        """The node an agent is connected to now (None: offline)."""
+        async with self.db.read() as tx:
+            return await repo_contracts.presence_node(tx, serial)
+
     async def list_agents(self) -> list[AgentPresence]:
         async with self.db.read() as tx:
             return await repo_contracts.list_agents(tx)

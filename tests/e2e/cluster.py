@@ -1,0 +1,94 @@
+"""Three broker processes on one PostgreSQL database and one NATS server (issue 15), for the
+cluster end-to-end tests: a database with a random name and a NATS subject prefix per module,
+one data directory (the CA, the audit key and the data keys are the cluster's), stable node ids.
+
+No PostgreSQL or NATS server is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from helpdesk import HelpdeskClient
+from tests.broker.cluster.natsserver import SHARED_NATS_URL, free_port, unique_prefix
+from tests.broker.storage.conftest import ADMIN_URL, _with_database
+from tests.e2e.conftest import ALWAYS_OPEN
+from tests.helpers import BrokerProcess, run_agent
+
+__all__ = ["Cluster", "cluster_database", "start_cluster"]
+
+
+@dataclass
+class Cluster:
+    database_url: str
+    prefix: str
+    data_dir: Path
+    brokers: list[BrokerProcess] = field(default_factory=list)
+
+    def client(self, index: int) -> HelpdeskClient:
+        return HelpdeskClient(self.brokers[index].url, cafile=self.data_dir / "ca.pem")
+
+    def enroll(self, agent_dir: Path, contract_id: str, *, via: int) -> str:
+        """Register a contract and enroll an agent that dials broker ``via``; its certificate ID."""
+        broker = self.brokers[via]
+        args = [a if not a.startswith("wss://") else broker.url for a in broker.add_subscriber(contract_id)]
+        result = run_agent(agent_dir, *args, "--machine-name", f"pc-{contract_id}", stdin="y\n")
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split("Client certificate ID: ")[1].split()[0]
+
+    def stop(self) -> None:
+        for broker in self.brokers:
+            broker.stop()
+
+
+def cluster_database() -> Iterator[str]:
+    name = f"broker_cluster_{secrets.token_hex(6)}"
+    try:
+        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL does not answer at {ADMIN_URL} ({exc})", pytrace=False)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield _with_database(ADMIN_URL, name)
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def start_cluster(
+    database_url: str, data_dir: Path, *, count: int = 3, extra: tuple[str, ...] = ()
+) -> Cluster:
+    """``count`` broker processes, started one after the other (the first creates the CA and
+    migrates the database)."""
+    cluster = Cluster(database_url=database_url, prefix=unique_prefix(), data_dir=data_dir)
+    try:
+        for index in range(count):
+            broker = BrokerProcess(
+                data_dir,
+                extra_args=(
+                    *ALWAYS_OPEN,
+                    "--database",
+                    database_url,
+                    "--node-id",
+                    f"broker-{index + 1}",
+                    "--nats",
+                    SHARED_NATS_URL,
+                    "--nats-prefix",
+                    cluster.prefix,
+                    "--cluster-listen",
+                    f"127.0.0.1:{free_port()}",
+                    *extra,
+                ),
+            )
+            broker.env["BROKER_DATABASE"] = database_url  # the admin CLI on the same database
+            cluster.brokers.append(broker.start())
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
