@@ -9,7 +9,7 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from protocol.text import safe_text
 
@@ -19,6 +19,9 @@ from .enrollment import issue_token
 from .errors import NotFound
 from .pki import load_pki, read_ca_fingerprint
 from .storage import Storage
+
+if TYPE_CHECKING:
+    from .cluster.node import CutReason
 from .store import SubscriberStatus
 
 MAX_SUSPENSION_DAYS = 183  # 第18条: suspension for up to 6 months
@@ -53,6 +56,28 @@ def _write_enroll_file(path: Path, url: str, contract_id: str, token: str, finge
     values = {"format": "isp-remote-support-enroll/1", "broker": url, "contract_id": contract_id}
     values |= {"token": token, "ca_fingerprint": f"sha256:{fingerprint}"}
     write_secret_file(path, json.dumps(values, indent=2).encode() + b"\n")
+
+
+async def _cut(
+    args: argparse.Namespace,
+    out: TextIO,
+    *,
+    serials: tuple[str, ...] = (),
+    contract_id: str | None = None,
+    reason: CutReason,
+) -> None:
+    """After the transaction committed: with ``--nats`` / ``$BROKER_NATS``, tell every broker to close
+    the agent's connection now (docs/cluster.md); without, or when NATS does not answer, the brokers'
+    revocation poll does it within its interval."""
+    nats_url: str | None = getattr(args, "nats", None)
+    if not nats_url:
+        return
+    from .cluster.node import publish_cut_once
+
+    if await publish_cut_once(nats_url, serials=serials, contract_id=contract_id, reason=reason):
+        print("the brokers were told to cut the connection now", file=out)
+    else:
+        print("NATS did not answer: the brokers' revocation poll will cut the connection", file=out)
 
 
 async def admin(args: argparse.Namespace, storage: Storage, data_dir: Path, out: TextIO) -> int:
@@ -103,6 +128,7 @@ async def admin(args: argparse.Namespace, storage: Storage, data_dir: Path, out:
                 reason=args.reason,
             )
             print(f"{args.contract_id} suspended until {_fmt_time(now + days * DAY)}", file=out)
+            await _cut(args, out, contract_id=args.contract_id, reason="suspended")
             return 0
         if args.action == "resume":
             await storage.subscribers.set_status(
@@ -118,6 +144,7 @@ async def admin(args: argparse.Namespace, storage: Storage, data_dir: Path, out:
                 f"{args.contract_id} terminated; revoked certificates: {', '.join(revoked) or 'none'}",
                 file=out,
             )
+            await _cut(args, out, contract_id=args.contract_id, reason="terminated")
             return 0
     if args.command == "cert":
         if args.action == "revoke":
@@ -126,6 +153,7 @@ async def admin(args: argparse.Namespace, storage: Storage, data_dir: Path, out:
                 print(f"certificate {serial} was already revoked", file=out)
             else:
                 print(f"certificate {serial} revoked", file=out)
+            await _cut(args, out, serials=(serial,), reason="revoked")
             return 0
         if args.action == "list":
             for c in await storage.certificates.list_all():

@@ -40,6 +40,7 @@ from .audit import ChainReport
 from .auditkey import load_or_create_audit_key
 from .background import BackgroundWriter
 from .checkpoints import CHECKPOINT_FILE, Checkpointer, verify_audit_and_checkpoints
+from .cluster_host import ClusterHost
 from .config import BrokerConfig
 from .core import AgentPeer, SessionCore
 from .datakeys import DataKeyring
@@ -50,7 +51,7 @@ from .operator_links import OperatorLinks
 from .operators import OperatorAccounts
 from .peers import AgentConnection, SenderPeer
 from .pki import Pki
-from .policy import AuditThrottle, CodeAttemptGuard, RateLimit, parse_hours
+from .policy import AuditThrottle, CodeAttemptGuard, parse_hours
 from .relay import Sender
 from .session_host import SessionHost
 from .static_files import StaticFiles
@@ -65,7 +66,7 @@ HSTS = "max-age=63072000"
 (docs/hardening.md); no includeSubDomains, since the broker may share its domain with other hosts."""
 
 
-class Broker(HttpRoutes, OperatorCommands, Admission):
+class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
     """Owns the listener, the live agent connections and the periodic housekeeping tasks."""
 
     storage: Storage
@@ -98,8 +99,7 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
         self.static = StaticFiles()
         self._closing = False
         self._refusal_audits = AuditThrottle()
-        self._enroll_attempts = RateLimit(config.enroll_attempts_per_minute, 60.0)
-        self._login_attempts = RateLimit(config.login_attempts_per_minute, 60.0)
+        self._cluster_init()  # metrics, the login and enrollment limits (broker.cluster_host)
         self.keyring = DataKeyring.open(config.data_dir / "keys")
         # The keyed HMAC chain (docs/audit.md): its key is a file in the data dir, outside the
         # database, whichever database that is.
@@ -129,6 +129,9 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
         self.checkpoints = Checkpointer(
             self.storage.audit, self.audit_key, self.config.data_dir / CHECKPOINT_FILE
         )
+        # self.cluster (the bus, presence, cuts; it marks this node's old presence rows offline),
+        # shared limits, metrics and the readiness probe: broker.cluster_host.
+        await self._cluster_start()
         self.sessions = SessionHost(
             self.session_core,
             self.storage,
@@ -138,12 +141,9 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
         )
         self.sessions.start()
         self.operator_links = OperatorLinks(self.sessions)
-        offline = await self.storage.presence.mark_node_offline(self.config.node, now=self.clock())
-        if offline:
-            log.info("marked %d agents of node %s offline after restart", offline, self.config.node)
         await self._refresh_revoked()
         tuning.set_tls_read_buffer(self.config.tls_read_buffer)
-        self.background = BackgroundWriter(self.storage)
+        self.background = BackgroundWriter(self.storage, timed=lambda: self.metrics.time_storage("write"))
         self.background.start()
         # No permessage-deflate (the lean server offers no extensions): screen updates are already
         # compressed (PNG/JPEG/zlib), zlib state on every idle connection costs memory, and
@@ -161,14 +161,19 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
             on_refused=self._audit_connection_refusals,
             response_headers={"Strict-Transport-Security": HSTS},
         )
-        await self._server.listen(
-            self.config.host,
-            self.config.port,
-            ssl_context=harden_server_context(self.pki.server_ssl_context()),
-            backlog=self.config.listen_backlog,
-            reuse_port=self.config.reuse_port,
-            proxy_from=self.config.proxy_protocol_from,
-        )
+        try:
+            await self._server.listen(
+                self.config.host,
+                self.config.port,
+                ssl_context=harden_server_context(self.pki.server_ssl_context()),
+                backlog=self.config.listen_backlog,
+                reuse_port=self.config.reuse_port,
+                proxy_from=self.config.proxy_protocol_from,
+            )
+        except BaseException:  # the port is taken, …: close what start() opened, so the process exits
+            await self._abort_start()
+            raise
+        self._cluster_listening()
         await self.storage.meta.set("public_url", self.url)
         await self.checkpoints.check_last(self.clock())
         await self.checkpoints.write(self.clock())
@@ -179,6 +184,12 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
             asyncio.create_task(self._presence_flush()),
         ]
         return self._server
+
+    async def _abort_start(self) -> None:
+        await self.sessions.close()
+        await self._cluster_close()
+        await self.background.close(5.0)
+        await self.storage.close()
 
     @property
     def port(self) -> int:
@@ -215,6 +226,7 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
         for task in list(self._admissions):
             task.cancel()
         self._flush_seen()
+        await self._cluster_close()
         if not await self.background.close(30.0):
             log.error("storage did not finish its queue in 30 s")
         await self.accounts.drain()
@@ -248,6 +260,9 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
     def _open(self, conn: WireConnection, request: Request) -> Handler:
         """A WebSocket on one of the paths ``_process_request`` let through was accepted."""
         path = request.path.split("?", 1)[0]
+        self.metrics.count_handshake(
+            "agent" if path == "/agent" else "operator" if path == "/operator" else "enroll", ok=True
+        )
         if path == "/agent":
             return self._agent(conn)
         if path == "/operator":
@@ -307,6 +322,7 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
                     ),
                     "agent.connect",
                 )
+                self._presence_changed(serial, record.contract_id, online=True)
             elif isinstance(event, BinaryReceived):
                 if not conn.streaming:  # idle agents keep the small buffer; a streaming one gets room
                     conn.streaming = True
@@ -334,6 +350,8 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
                         ),
                         "agent.disconnect",
                     )
+                    if not online:
+                        self._presence_changed(serial, record.contract_id, online=False)
 
         pump = self._pump(ws, "agent", sender, on_event, on_lost)
         conn = AgentConnection(
