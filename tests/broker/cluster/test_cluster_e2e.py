@@ -279,3 +279,29 @@ def test_metrics_and_readiness_follow_nats(cluster: Cluster, tmp_path: Path) -> 
     assert "told to cut" in cluster.admin("cert", "revoke", serial)
     assert cut_after(cluster, node, "cert_revoked", started, offset=offset) < 30
     wait_until(lambda: sum(cluster.agents_by_port().values()) == 0 or None, what="agent cut")
+
+
+def test_readiness_follows_postgresql(cluster: Cluster) -> None:
+    """The database refuses connections and its sessions are ended (the shared server keeps running):
+    every process says it is not ready, and logs it; allowed again, every process is ready again."""
+    name = cluster.database.rsplit("/", 1)[1]
+    with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+            wait_until(lambda: ready_statuses(cluster) == [503, 503, 503] or None, timeout=60, what="503")
+            _, body = cluster.get(cluster.ports[1], "/readyz")
+            storage = json.loads(body)["checks"]["storage"]
+            assert storage["ok"] is False
+            assert "postgres" not in storage["detail"]  # the kind of failure only, never the URL or user
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    wait_until(lambda: ready_statuses(cluster) == [200, 200, 200] or None, timeout=60, what="200 again")
+    for i in (1, 2, 3):
+        log = cluster.log(i)
+        assert "database unreachable: not ready" in log
+        assert "database answers again: ready" in log
+    # And the brokers work on it again: an admin command through the database, seen by a process.
+    assert "C-PG" in cluster.admin("subscriber", "add", "C-PG")
