@@ -239,8 +239,8 @@ class ClusterHost:
                     conn.pump.close(CLOSE_POLICY, code.value)
                     self.metrics.count_refusal(code)
                     cut += 1
-        if cut:
-            log.info("cluster: cut %d agent connection(s) (%s, from %s)", cut, code.value, signal.node)
+        # Logged on every process, also when it held none (cuts are rare; the line shows the signal came).
+        log.info("cluster: cut %d agent connection(s) (%s, from %s)", cut, code.value, signal.node)
         if signal.reason == "revoked" or signal.reason == "terminated":
             self._spawn(self._refresh_revoked_logged())  # the CRL and the next admissions
 
