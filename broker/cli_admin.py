@@ -21,7 +21,7 @@ from .pki import load_pki, read_ca_fingerprint
 from .storage import Storage
 
 if TYPE_CHECKING:
-    from .cluster.node import CutReason
+    from .cluster.node import CutPublisher, CutReason
 from .store import SubscriberStatus
 
 MAX_SUSPENSION_DAYS = 183  # 第18条: suspension for up to 6 months
@@ -58,8 +58,12 @@ def _write_enroll_file(path: Path, url: str, contract_id: str, token: str, finge
     write_secret_file(path, json.dumps(values, indent=2).encode() + b"\n")
 
 
+CUT_COMMANDS = {("cert", "revoke"), ("subscriber", "terminate"), ("subscriber", "suspend")}
+"""Admin commands after which the agent's connection is cut on whichever broker holds it."""
+
+
 async def _cut(
-    args: argparse.Namespace,
+    publisher: CutPublisher | None,
     out: TextIO,
     *,
     serials: tuple[str, ...] = (),
@@ -67,21 +71,36 @@ async def _cut(
     reason: CutReason,
 ) -> None:
     """After the transaction committed: with ``--nats`` / ``$BROKER_NATS``, tell every broker to close
-    the agent's connection now (docs/cluster.md); without, or when NATS does not answer, the brokers'
-    revocation poll does it within its interval."""
-    nats_url: str | None = getattr(args, "nats", None)
-    if not nats_url:
+    the agent's connection now (docs/cluster.md §8); without, or when NATS does not answer, the
+    brokers' revocation poll does it within its interval."""
+    if publisher is None:
         return
-    from .cluster.node import publish_cut_once
-
-    if await publish_cut_once(nats_url, serials=serials, contract_id=contract_id, reason=reason):
+    if await publisher.publish(serials=serials, contract_id=contract_id, reason=reason):
         print("the brokers were told to cut the connection now", file=out)
     else:
         print("NATS did not answer: the brokers' revocation poll will cut the connection", file=out)
 
 
 async def admin(args: argparse.Namespace, storage: Storage, data_dir: Path, out: TextIO) -> int:
-    """One admin command against an open storage."""
+    """One admin command against an open storage. A command that cuts an agent connects to NATS first
+    (meanwhile the transaction runs) and publishes right after its commit."""
+    publisher: CutPublisher | None = None
+    nats_url: str | None = getattr(args, "nats", None)
+    if nats_url and (args.command, getattr(args, "action", None)) in CUT_COMMANDS:
+        from .cluster.node import CutPublisher
+
+        publisher = CutPublisher(nats_url)
+        await publisher.start()
+    try:
+        return await _admin(args, storage, data_dir, out, publisher)
+    finally:
+        if publisher is not None:
+            await publisher.close()
+
+
+async def _admin(
+    args: argparse.Namespace, storage: Storage, data_dir: Path, out: TextIO, publisher: CutPublisher | None
+) -> int:
     now = time.time()
     actor = _actor()
     if args.command == "subscriber":
@@ -128,7 +147,7 @@ async def admin(args: argparse.Namespace, storage: Storage, data_dir: Path, out:
                 reason=args.reason,
             )
             print(f"{args.contract_id} suspended until {_fmt_time(now + days * DAY)}", file=out)
-            await _cut(args, out, contract_id=args.contract_id, reason="suspended")
+            await _cut(publisher, out, contract_id=args.contract_id, reason="suspended")
             return 0
         if args.action == "resume":
             await storage.subscribers.set_status(
@@ -144,7 +163,7 @@ async def admin(args: argparse.Namespace, storage: Storage, data_dir: Path, out:
                 f"{args.contract_id} terminated; revoked certificates: {', '.join(revoked) or 'none'}",
                 file=out,
             )
-            await _cut(args, out, contract_id=args.contract_id, reason="terminated")
+            await _cut(publisher, out, contract_id=args.contract_id, reason="terminated")
             return 0
     if args.command == "cert":
         if args.action == "revoke":
@@ -153,7 +172,7 @@ async def admin(args: argparse.Namespace, storage: Storage, data_dir: Path, out:
                 print(f"certificate {serial} was already revoked", file=out)
             else:
                 print(f"certificate {serial} revoked", file=out)
-            await _cut(args, out, serials=(serial,), reason="revoked")
+            await _cut(publisher, out, serials=(serial,), reason="revoked")
             return 0
         if args.action == "list":
             for c in await storage.certificates.list_all():
