@@ -90,8 +90,8 @@ class SharedAddressLimit:
 
     An in-memory window of the same size is checked first: an address already over the limit on this
     process is refused without touching the database, so a flood costs at most ``limit`` database
-    writes per address per window per process. Before :meth:`attach` (or without a database) only the
-    in-memory window counts."""
+    writes per address per window per process. Before :meth:`attach`, or while the database fails,
+    only the in-memory window counts (the attempt itself then meets the same failure)."""
 
     def __init__(self, name: str, limit: int, window: float) -> None:
         self.name = name
@@ -110,9 +110,16 @@ class SharedAddressLimit:
         self.local.record(address, now)
         if self.shared is None:
             return None
-        return await self.shared.hit(
-            f"{self.name}:addr:{address}", limit=self.limit, window=self.window, now=now
-        )
+        try:
+            return await self.shared.hit(
+                f"{self.name}:addr:{address}", limit=self.limit, window=self.window, now=now
+            )
+        except Exception as exc:  # a full disk, PostgreSQL away: the in-memory window still holds, and
+            # the login or enrollment itself answers storage_unavailable honestly
+            log.warning(
+                "shared %s limit not counted: the database failed (%s)", self.name, type(exc).__name__
+            )
+            return None
 
 
 class ClusterHost:

@@ -75,3 +75,15 @@ def test_the_admin_cli_says_when_nats_does_not_answer(tmp_path: Path) -> None:
     # Without NATS configured nothing is said about it (the single process's poll does it).
     plain = cli("subscriber", "suspend", "C-NONATS", "--days", "1")
     assert "NATS" not in plain.stdout
+
+
+async def test_a_failing_database_leaves_the_in_memory_window(tmp_path: Path) -> None:
+    from broker.storage import open_storage
+
+    broken = await open_storage(tmp_path / "gone.sqlite3")
+    limit = SharedAddressLimit("login", 2, 60.0)
+    limit.attach(SharedLimits(broken.db))
+    await broken.close()  # every statement fails from now on
+    answers = [await limit.hit("203.0.113.9", 1_000.0 + i) for i in range(3)]
+    assert answers[:2] == [None, None]  # not refused for the database's sake: the login answers that
+    assert answers[2] is not None  # still limited by this process's own window
