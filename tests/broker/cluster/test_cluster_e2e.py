@@ -33,7 +33,7 @@ from tests.helpers import (
     wait_until,
 )
 
-from .natsserver import PrivateNats, free_port
+from .natsserver import PrivateNats, free_port, port_answers
 
 POLL_LINE = re.compile(r"INFO broker: closing connections of revoked certificate")
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -49,6 +49,7 @@ class Cluster:
     database: str
     nats: PrivateNats
     ports: list[int]
+    link_ports: list[int]
     front: int
     env: dict[str, str]
     agents: list[AgentProcess] = field(default_factory=list)
@@ -139,10 +140,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         CLUSTER_DATABASE=database,
         CLUSTER_NATS=nats.url,
         CLUSTER_PORTS=" ".join(map(str, ports)),
-        CLUSTER_LINK_PORTS=" ".join(str(free_port()) for _ in range(3)),
+        CLUSTER_LINK_PORTS=" ".join(map(str, link_ports := [free_port() for _ in range(3)])),
         CLUSTER_FRONT=f"127.0.0.1:{(front := free_port())}",
     )
-    found = Cluster(base / "cluster", database, nats, ports, front, env)
+    found = Cluster(base / "cluster", database, nats, ports, link_ports, front, env)
     try:
         up = found.script("up")
         assert "database created" in up.stdout
@@ -276,6 +277,11 @@ def test_metrics_and_readiness_follow_nats(cluster: Cluster, tmp_path: Path) -> 
         status, body = cluster.get(port, "/readyz")
         assert status == 200, body
         assert json.loads(body)["checks"]["storage"]["detail"].startswith("postgresql answers")
+    # Each process listens for node-to-node links (--cluster-listen), with certificates of the
+    # cluster CA kept in the shared data dir (not the agents' CA).
+    assert all(port_answers(port) for port in cluster.link_ports)
+    cluster_ca = (cluster.dir / "data" / "cluster-ca" / "ca.pem").read_bytes()
+    assert cluster_ca != (cluster.dir / "data" / "ca.pem").read_bytes()
     # NATS goes away: every process says it is not ready (and logs it); back: ready again.
     cluster.nats.stop()
     wait_until(lambda: ready_statuses(cluster) == [503, 503, 503] or None, timeout=30, what="503 everywhere")
