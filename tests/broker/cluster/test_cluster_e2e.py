@@ -151,10 +151,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     finally:
         for agent in found.agents:
             agent.stop()
-        found.script("down", check=False)
+        down = found.script("down", check=False)
         nats.stop()
         with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    # `down` stopped every process it started (before the database went).
+    assert down.returncode == 0, down.stderr
+    assert not any(port_answers(port) for port in [*ports, *link_ports, front])
 
 
 def cut_after(cluster: Cluster, node: int, code: str, since: float, *, offset: int) -> float:
