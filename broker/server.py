@@ -229,18 +229,22 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
         await self._cluster_close()
         if not await self.background.close(30.0):
             log.error("storage did not finish its queue in 30 s")
-        await self.accounts.drain()
-        now = self.clock()
-        await self.storage.presence.mark_node_offline(self.config.node, now=now)
-        await self.storage.audit.append(
-            actor="broker",
-            action="broker.stop",
-            subject=self.config.node,
-            details={"disconnected": connected},
-            now=now,
-        )
-        await self.checkpoints.write(now)
-        await self.storage.close()
+        try:
+            await self.accounts.drain()
+            now = self.clock()
+            await self.storage.presence.mark_node_offline(self.config.node, now=now)
+            await self.storage.audit.append(
+                actor="broker",
+                action="broker.stop",
+                subject=self.config.node,
+                details={"disconnected": connected},
+                now=now,
+            )
+            await self.checkpoints.write(now)
+        except Exception as exc:  # the database is gone: stop anyway (the other nodes mark our agents)
+            log.error("stopping without the final records: the database failed (%s)", type(exc).__name__)
+        finally:
+            await self.storage.close()
         log.info(
             "stopped: %d agent connections closed in %.1f s, records written in %.1f s",
             connected,
