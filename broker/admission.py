@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from protocol import Event, Link, Received
 from protocol.errors import ErrorCode
@@ -29,9 +29,12 @@ from .config import BrokerConfig
 from .enrollment import enroll
 from .errors import BrokerError, RefusedError
 from .pki import Pki
-from .policy import AuditThrottle, RateLimit
+from .policy import AuditThrottle
 from .storage import Storage
 from .store import CertificateRecord, SubscriberStatus
+
+if TYPE_CHECKING:
+    from .cluster_host import SharedAddressLimit
 
 log = logging.getLogger("broker")
 
@@ -120,7 +123,7 @@ class Admission:
     storage: Storage
     background: BackgroundWriter
     _refusal_audits: AuditThrottle
-    _enroll_attempts: RateLimit
+    _enroll_attempts: SharedAddressLimit
 
     def _link(self, expect: str) -> Link:
         raise NotImplementedError
@@ -137,6 +140,9 @@ class Admission:
         """Every refusal is audited, but a client repeating the same one gets one entry a minute
         (with the count), so it cannot grow the log without bound."""
         now = self.clock()
+        metrics = getattr(self, "metrics", None)
+        if metrics is not None:
+            metrics.count_refusal(code)
         count = self._refusal_audits.note(f"{action}|{subject}|{code.value}|{peer}", now)
         if count is None:
             return
@@ -171,13 +177,12 @@ class Admission:
                 request = event.message
                 now = self.clock()
                 try:
-                    if (retry := self._enroll_attempts.check(peer, now)) is not None:
+                    if (retry := await self._enroll_attempts.hit(peer, now)) is not None:
                         raise RefusedError(
                             "too many enrollment attempts from this address",
                             code=ErrorCode.RATE_LIMITED,
                             retry_after=retry,
                         )
-                    self._enroll_attempts.record(peer, now)
                     reply = await enroll(self.storage, self.pki.ca, request, now=now)
                 except BrokerError as exc:
                     # A storage failure cannot be audited either (the same store); it is logged.

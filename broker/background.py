@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 
 from .storage import Storage, StorageBusy
 
@@ -39,10 +40,13 @@ class BackgroundWriter:
         max_pending: int = DEFAULT_MAX_PENDING,
         busy_retry_for: float = 120.0,
         busy_retry_pause: float = 0.2,
+        timed: Callable[[], AbstractContextManager[None]] = nullcontext,
     ) -> None:
         """``busy_retry_for``: how long a record waits for a database another process keeps locked
         (each try already waits the storage's busy timeout) before it is dropped and logged."""
         self.storage = storage
+        self.timed = timed
+        """Around each write (the broker's ``metrics.time_storage("write")``)."""
         self.max_pending = max_pending
         self.busy_retry_for = busy_retry_for
         self.busy_retry_pause = busy_retry_pause
@@ -99,7 +103,8 @@ class BackgroundWriter:
         deadline = asyncio.get_running_loop().time() + self.busy_retry_for
         while True:
             try:
-                await write(self.storage)
+                with self.timed():
+                    await write(self.storage)
                 return
             except StorageBusy:
                 if asyncio.get_running_loop().time() >= deadline:

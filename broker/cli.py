@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="sqlite:///path, a path, or postgresql://user@host/db (default: $BROKER_DATABASE or"
         " broker.sqlite3 in the data dir); serve and every admin command use it (docs/storage.md)",
     )
+    parser.add_argument(
+        "--nats",
+        default=os.environ.get("BROKER_NATS") or None,
+        metavar="URL",
+        help="the cluster bus nats://host:4222 (default: $BROKER_NATS): serve joins the cluster; cert"
+        " revoke and subscriber suspend/terminate cut the agent on whichever broker holds it at once",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the broker (creates CA, certificate, database on first start)")
@@ -118,8 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IP[/BITS]",
         help="may read GET /metrics (default: loopback only); repeat for several",
     )
-    cluster.add_argument(
-        "--nats", default=None, metavar="URL", help="cluster bus nats://host:4222 (queue across processes)"
+    cluster.add_argument(  # also accepted before ``serve``; the same as the global --nats
+        "--nats",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help="cluster bus nats://host:4222 (default: $BROKER_NATS; none: one process, no NATS)",
     )
     cluster.add_argument(
         "--nats-prefix",
@@ -132,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         type=listen_address,
         metavar="IP:PORT",
-        help="node-to-node links for sessions across processes (with --nats)",
+        help="node-to-node links for sessions across processes: this node's address other nodes dial"
+        " (certificates from the cluster CA in the data dir)",
     )
 
     subscriber = sub.add_parser("subscriber", help="manage subscribers (contracts)").add_subparsers(

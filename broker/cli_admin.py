@@ -9,7 +9,7 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from protocol.text import safe_text
 
@@ -19,6 +19,9 @@ from .enrollment import issue_token
 from .errors import NotFound
 from .pki import load_pki, read_ca_fingerprint
 from .storage import Storage
+
+if TYPE_CHECKING:
+    from .cluster.node import CutPublisher, CutReason
 from .store import SubscriberStatus
 
 MAX_SUSPENSION_DAYS = 183  # 第18条: suspension for up to 6 months
@@ -55,8 +58,49 @@ def _write_enroll_file(path: Path, url: str, contract_id: str, token: str, finge
     write_secret_file(path, json.dumps(values, indent=2).encode() + b"\n")
 
 
+CUT_COMMANDS = {("cert", "revoke"), ("subscriber", "terminate"), ("subscriber", "suspend")}
+"""Admin commands after which the agent's connection is cut on whichever broker holds it."""
+
+
+async def _cut(
+    publisher: CutPublisher | None,
+    out: TextIO,
+    *,
+    serials: tuple[str, ...] = (),
+    contract_id: str | None = None,
+    reason: CutReason,
+) -> None:
+    """After the transaction committed: with ``--nats`` / ``$BROKER_NATS``, tell every broker to close
+    the agent's connection now (docs/cluster.md §8); without, or when NATS does not answer, the
+    brokers' revocation poll does it within its interval."""
+    if publisher is None:
+        return
+    if await publisher.publish(serials=serials, contract_id=contract_id, reason=reason):
+        print("the brokers were told to cut the connection now", file=out)
+    else:
+        print("NATS did not answer: the brokers' revocation poll will cut the connection", file=out)
+
+
 async def admin(args: argparse.Namespace, storage: Storage, data_dir: Path, out: TextIO) -> int:
-    """One admin command against an open storage."""
+    """One admin command against an open storage. A command that cuts an agent connects to NATS first
+    (meanwhile the transaction runs) and publishes right after its commit."""
+    publisher: CutPublisher | None = None
+    nats_url: str | None = getattr(args, "nats", None)
+    if nats_url and (args.command, getattr(args, "action", None)) in CUT_COMMANDS:
+        from .cluster.node import CutPublisher
+
+        publisher = CutPublisher(nats_url)
+        await publisher.start()
+    try:
+        return await _admin(args, storage, data_dir, out, publisher)
+    finally:
+        if publisher is not None:
+            await publisher.close()
+
+
+async def _admin(
+    args: argparse.Namespace, storage: Storage, data_dir: Path, out: TextIO, publisher: CutPublisher | None
+) -> int:
     now = time.time()
     actor = _actor()
     if args.command == "subscriber":
@@ -103,6 +147,7 @@ async def admin(args: argparse.Namespace, storage: Storage, data_dir: Path, out:
                 reason=args.reason,
             )
             print(f"{args.contract_id} suspended until {_fmt_time(now + days * DAY)}", file=out)
+            await _cut(publisher, out, contract_id=args.contract_id, reason="suspended")
             return 0
         if args.action == "resume":
             await storage.subscribers.set_status(
@@ -118,6 +163,7 @@ async def admin(args: argparse.Namespace, storage: Storage, data_dir: Path, out:
                 f"{args.contract_id} terminated; revoked certificates: {', '.join(revoked) or 'none'}",
                 file=out,
             )
+            await _cut(publisher, out, contract_id=args.contract_id, reason="terminated")
             return 0
     if args.command == "cert":
         if args.action == "revoke":
@@ -126,6 +172,7 @@ async def admin(args: argparse.Namespace, storage: Storage, data_dir: Path, out:
                 print(f"certificate {serial} was already revoked", file=out)
             else:
                 print(f"certificate {serial} revoked", file=out)
+            await _cut(publisher, out, serials=(serial,), reason="revoked")
             return 0
         if args.action == "list":
             for c in await storage.certificates.list_all():

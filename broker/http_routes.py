@@ -54,7 +54,7 @@ class HttpRoutes:
 
     def _ops(self) -> OpsEndpoints:
         """``/metrics`` and ``/readyz`` (docs/cluster.md §3) over the host's ``metrics`` and ``cluster``
-        once it has them; until then a registry of this process's own with the agents it holds."""
+        (:class:`broker.cluster_host.ClusterHost`); the gauges are read from the host at each call."""
         ops: OpsEndpoints | None = getattr(self, "_ops_endpoints", None)
         metrics: BrokerMetrics | None = getattr(self, "metrics", None)
         if ops is None:
@@ -65,7 +65,10 @@ class HttpRoutes:
             self._ops_endpoints = ops
         cluster: Any = getattr(self, "cluster", None)
         ops.watch_bus(cluster.bus if cluster is not None else None)
-        if metrics is None:
+        refresh: Any = getattr(self, "_refresh_metrics", None)
+        if refresh is not None:
+            refresh()
+        else:
             agents: dict[str, set[Any]] = getattr(self, "agents", {})
             ops.metrics.agents.set(sum(len(c) for c in agents.values()))
         return ops

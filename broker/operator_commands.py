@@ -11,6 +11,7 @@ worker thread) holds that operator's later messages, in order, until it is done
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from protocol import CLOSE_POLICY, Event, Received
 from protocol.errors import ErrorCode
@@ -23,9 +24,11 @@ from .operator_links import OperatorLinks
 from .operators import OperatorAccounts
 from .ordered import BacklogFull, OrderedDispatch
 from .peers import SenderPeer
-from .policy import RateLimit
 from .relay import Sender
 from .session_host import SessionHost
+
+if TYPE_CHECKING:
+    from .cluster_host import SharedAddressLimit
 
 __all__ = ["OperatorCommands"]
 
@@ -37,7 +40,7 @@ class OperatorCommands:
     sessions: SessionHost
     accounts: OperatorAccounts
     operator_links: OperatorLinks
-    _login_attempts: RateLimit
+    _login_attempts: SharedAddressLimit
 
     def _pump(
         self,
@@ -140,13 +143,12 @@ class OperatorCommands:
 
     async def _operator_login(self, op: OperatorPeer, message: Login | Auth, now: float) -> None:
         if isinstance(message, Login):
-            if (retry := self._login_attempts.check(op.address, now)) is not None:
+            if (retry := await self._login_attempts.hit(op.address, now)) is not None:
                 raise RefusedError(
                     "too many login attempts from this address",
                     code=ErrorCode.RATE_LIMITED,
                     retry_after=retry,
                 )
-            self._login_attempts.record(op.address, now)
             # argon2id is deliberately slow (tens of ms): OperatorAccounts verifies in a worker
             # thread, so logins, good or hostile, never stall the relay of everyone else.
             result = await self.accounts.login(

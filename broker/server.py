@@ -41,6 +41,7 @@ from .audit import ChainReport
 from .auditkey import load_or_create_audit_key
 from .background import BackgroundWriter
 from .checkpoints import CHECKPOINT_FILE, Checkpointer, verify_audit_and_checkpoints
+from .cluster_host import ClusterHost
 from .config import BrokerConfig
 from .core import AgentPeer, SessionCore
 from .datakeys import DataKeyring
@@ -51,7 +52,7 @@ from .operator_links import OperatorLinks
 from .operators import OperatorAccounts
 from .peers import AgentConnection, SenderPeer
 from .pki import Pki
-from .policy import AuditThrottle, CodeAttemptGuard, RateLimit, parse_hours
+from .policy import AuditThrottle, CodeAttemptGuard, parse_hours
 from .relay import Sender
 from .session_host import SessionHost
 from .static_files import StaticFiles
@@ -59,7 +60,7 @@ from .storage import Storage, keyed_chain, open_storage
 from .storage.guards import CodeRules
 
 if TYPE_CHECKING:
-    from .cluster.node import ClusterNode
+    pass
 
 log = logging.getLogger("broker")
 
@@ -70,7 +71,7 @@ HSTS = "max-age=63072000"
 (docs/hardening.md); no includeSubDomains, since the broker may share its domain with other hosts."""
 
 
-class Broker(HttpRoutes, OperatorCommands, Admission):
+class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
     """Owns the listener, the live agent connections and the periodic housekeeping tasks."""
 
     storage: Storage
@@ -103,8 +104,7 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
         self.static = StaticFiles()
         self._closing = False
         self._refusal_audits = AuditThrottle()
-        self._enroll_attempts = RateLimit(config.enroll_attempts_per_minute, 60.0)
-        self._login_attempts = RateLimit(config.login_attempts_per_minute, 60.0)
+        self._cluster_init()  # metrics, the login and enrollment limits (broker.cluster_host)
         self.keyring = DataKeyring.open(config.data_dir / "keys")
         # The keyed HMAC chain (docs/audit.md): its key is a file in the data dir, outside the
         # database, whichever database that is.
@@ -134,6 +134,9 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
         self.checkpoints = Checkpointer(
             self.storage.audit, self.audit_key, self.config.data_dir / CHECKPOINT_FILE
         )
+        # self.cluster (the bus, presence, cuts; it marks this node's old presence rows offline),
+        # shared limits, metrics and the readiness probe: broker.cluster_host.
+        await self._cluster_start()
         self.sessions = SessionHost(
             self.session_core,
             self.storage,
@@ -144,14 +147,11 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
             code_rules=CodeRules(lockout_for=self.config.code_lockout_for),
         )
         self.sessions.start()
-        await self._start_session_signals()
+        await self._cluster_sessions(self.sessions)
         self.operator_links = OperatorLinks(self.sessions)
-        offline = await self.storage.presence.mark_node_offline(self.config.node, now=self.clock())
-        if offline:
-            log.info("marked %d agents of node %s offline after restart", offline, self.config.node)
         await self._refresh_revoked()
         tuning.set_tls_read_buffer(self.config.tls_read_buffer)
-        self.background = BackgroundWriter(self.storage)
+        self.background = BackgroundWriter(self.storage, timed=lambda: self.metrics.time_storage("write"))
         self.background.start()
         # No permessage-deflate (the lean server offers no extensions): screen updates are already
         # compressed (PNG/JPEG/zlib), zlib state on every idle connection costs memory, and
@@ -169,14 +169,19 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
             on_refused=self._audit_connection_refusals,
             response_headers={"Strict-Transport-Security": HSTS},
         )
-        await self._server.listen(
-            self.config.host,
-            self.config.port,
-            ssl_context=harden_server_context(self.pki.server_ssl_context()),
-            backlog=self.config.listen_backlog,
-            reuse_port=self.config.reuse_port,
-            proxy_from=self.config.proxy_protocol_from,
-        )
+        try:
+            await self._server.listen(
+                self.config.host,
+                self.config.port,
+                ssl_context=harden_server_context(self.pki.server_ssl_context()),
+                backlog=self.config.listen_backlog,
+                reuse_port=self.config.reuse_port,
+                proxy_from=self.config.proxy_protocol_from,
+            )
+        except BaseException:  # the port is taken, …: close what start() opened, so the process exits
+            await self._abort_start()
+            raise
+        self._cluster_listening()
         await self.storage.meta.set("public_url", self.url)
         await self.checkpoints.check_last(self.clock())
         await self.checkpoints.write(self.clock())
@@ -187,6 +192,12 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
             asyncio.create_task(self._presence_flush()),
         ]
         return self._server
+
+    async def _abort_start(self) -> None:
+        await self.sessions.close()
+        await self._cluster_close()
+        await self.background.close(5.0)
+        await self.storage.close()
 
     @property
     def port(self) -> int:
@@ -204,9 +215,7 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
     async def close(self) -> None:
         started = time.monotonic()
         # In a cluster a claimed session outlives this process: its agent resumes it on another.
-        await self.sessions.close(handoff=self.session_signals is not None)
-        if self.session_signals is not None:
-            await self.session_signals.close()
+        await self.sessions.close(handoff=self.clustered)
         # Thousands of agents drop at once now: one presence update and one audit entry for all of
         # them, instead of a transaction each (docs/PERFORMANCE.md, reconnect storm).
         self._closing = True
@@ -226,75 +235,31 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
         for task in list(self._admissions):
             task.cancel()
         self._flush_seen()
+        await self._cluster_close()
         if not await self.background.close(30.0):
             log.error("storage did not finish its queue in 30 s")
-        await self.accounts.drain()
-        now = self.clock()
-        await self.storage.presence.mark_node_offline(self.config.node, now=now)
-        await self.storage.audit.append(
-            actor="broker",
-            action="broker.stop",
-            subject=self.config.node,
-            details={"disconnected": connected},
-            now=now,
-        )
-        await self.checkpoints.write(now)
-        await self.storage.close()
+        try:
+            await self.accounts.drain()
+            now = self.clock()
+            await self.storage.presence.mark_node_offline(self.config.node, now=now)
+            await self.storage.audit.append(
+                actor="broker",
+                action="broker.stop",
+                subject=self.config.node,
+                details={"disconnected": connected},
+                now=now,
+            )
+            await self.checkpoints.write(now)
+        except Exception as exc:  # the database is gone: stop anyway (the other nodes mark our agents)
+            log.error("stopping without the final records: the database failed (%s)", type(exc).__name__)
+        finally:
+            await self.storage.close()
         log.info(
             "stopped: %d agent connections closed in %.1f s, records written in %.1f s",
             connected,
             closed - started,
             time.monotonic() - closed,
         )
-
-    # -- sessions across processes (docs/cluster.md §7 step 4) ------------------------------------
-    # Kept apart on purpose: helper "cluster-wire" gives the server its one ``self.cluster``
-    # (presence, cuts, metrics); the integrator folds this node into it.
-
-    session_signals: ClusterNode | None = None
-    """The bus for the session signals (``--nats``): the queue of the whole cluster."""
-
-    async def _start_session_signals(self) -> None:
-        if self.config.nats_url is None:
-            return  # one process: its core holds every waiting request
-        from .cluster.ca_files import node_credentials
-        from .cluster.link import Frame
-        from .cluster.link import Link as NodeLink
-        from .cluster.node import ClusterConfig, ClusterNode
-        from .session_links import SessionLinks
-
-        config = self.config
-        host = self.sessions
-        credentials = None
-        if config.cluster_listen is not None:
-            credentials = await asyncio.to_thread(
-                node_credentials, config.data_dir, config.node, host=config.cluster_listen[0]
-            )
-        links: list[SessionLinks] = []
-
-        def link_frame(link: NodeLink, frame: Frame) -> None:
-            for forwarding in links:
-                forwarding.on_listener_frame(link, frame)
-
-        node = ClusterNode(
-            ClusterConfig(
-                node_id=config.node,
-                nats_url=config.nats_url,
-                prefix=config.nats_prefix,
-                link_listen=config.cluster_listen if credentials is not None else None,
-                link_credentials=credentials,
-            ),
-            on_link_frame=link_frame,
-        )
-        if credentials is not None:
-            links.append(SessionLinks(host, credentials=credentials, address=node.address))
-            host.links = links[0]
-        node.on_session_requested(lambda signal: host.session_signal(signal.session_id, signal.node))
-        node.on_recovered(host.refresh_queue)
-        host.signals = node
-        self.session_signals = node
-        await node.start()
-        await host.refresh_queue()
 
     async def _verify_audit(self) -> ChainReport:
         """The console's "verify": the chain and the data dir's signed checkpoints (docs/audit.md)."""
@@ -308,6 +273,9 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
     def _open(self, conn: WireConnection, request: Request) -> Handler:
         """A WebSocket on one of the paths ``_process_request`` let through was accepted."""
         path = request.path.split("?", 1)[0]
+        self.metrics.count_handshake(
+            "agent" if path == "/agent" else "operator" if path == "/operator" else "enroll", ok=True
+        )
         if path == "/agent":
             return self._agent(conn)
         if path == "/operator":
@@ -367,6 +335,7 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
                     ),
                     "agent.connect",
                 )
+                self._presence_changed(serial, record.contract_id, online=True)
             elif isinstance(event, BinaryReceived):
                 if not conn.streaming:  # idle agents keep the small buffer; a streaming one gets room
                     conn.streaming = True
@@ -394,6 +363,8 @@ class Broker(HttpRoutes, OperatorCommands, Admission):
                         ),
                         "agent.disconnect",
                     )
+                    if not online:
+                        self._presence_changed(serial, record.contract_id, online=False)
 
         pump = self._pump(ws, "agent", sender, on_event, on_lost)
         conn = AgentConnection(

@@ -199,6 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keepalive-idle", type=float, default=60.0)
     parser.add_argument("--check-interval", type=float, default=2.0)
     parser.add_argument(
+        "--maxconn", type=int, default=200_000, help="connections (HAProxy needs 2 descriptors each)"
+    )
+    parser.add_argument(
         "--send-proxy", action="store_true", help="PROXY v2 (brokers: serve --proxy-protocol-from)"
     )
     parser.add_argument("--source", default=None, help="IP HAProxy connects to the brokers from")
@@ -222,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_interval=args.check_interval,
             send_proxy=args.send_proxy,
             source=args.source,
+            maxconn=args.maxconn,
         )
     except HAProxyConfigError as exc:
         print(f"error [{exc.code.value}]: {exc.message}", file=sys.stderr)

@@ -71,6 +71,8 @@ class OpsEndpoints:
         self._db: Database | None = None
         self._task: asyncio.Task[None] | None = None
         self._bus: Bus | None = None
+        self.on_probe: Callable[[bool, str], None] | None = None
+        """Called with each probe's result (the host logs a change: database lost, back)."""
 
     # -- /metrics ----------------------------------------------------------------------------------
 
@@ -107,6 +109,8 @@ class OpsEndpoints:
             if self._db is not None:
                 check = await probe_storage(self._db, timeout=self.probe_timeout, metrics=self.metrics)
                 self.last = (self.clock(), check)
+                if self.on_probe is not None:
+                    self.on_probe(check.ok, check.detail)
             await asyncio.sleep(self.probe_interval)
 
     def readiness(self, bus: Bus | None) -> Readiness:

@@ -83,7 +83,7 @@ def test_metrics_and_readiness_of_a_real_broker(tmp_path: Path, stoppers: list[o
     assert answer["ready"] is True
     assert answer["checks"]["storage"]["ok"] is True
     assert answer["checks"]["storage"]["detail"].startswith("sqlite answers")
-    assert answer["checks"]["bus"]["detail"] == "single process: no cluster bus"
+    assert answer["checks"]["bus"]["detail"] == "connected"
     # An agent connects: the gauge a dashboard shows counts it.
     serial = enrolled_agent(broker, tmp_path / "agent", "C-MET")
     stoppers.append(start_agent(tmp_path / "agent"))
