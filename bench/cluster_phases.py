@@ -4,8 +4,10 @@ idle measurement, the kill -9 storm, and the bare TLS handshake baseline."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,8 @@ Log = Callable[[str], None]
 KEYS = ("connected", "connects", "attempts", "failed", "gave_up", "drops", "pings", "offered", "resumed")
 TUNED = 4 * 1024
 PER = 10_000
+MEMORY_FLOOR = 2 * 2**30
+"""Stop the ramp when the machine has less memory than this available (other work runs here)."""
 
 
 def _cpu(pids: list[int]) -> float:
@@ -159,6 +163,22 @@ class Cluster:
         inodes = _port_inodes(self.port)
         return [0 if i in self.killed else _held(c.pid, inodes) for i, c in enumerate(self.children)]
 
+    def online(self) -> int:
+        """Agents the database says are online (brokers; for echo servers: a large number)."""
+        if self.kind != "broker":
+            return 1 << 62
+        query = "SELECT count(*) FROM presence WHERE online = 1"
+        if self.database:
+            import psycopg
+
+            with psycopg.connect(self.database, connect_timeout=5) as conn:
+                row = conn.execute(query).fetchone()
+        else:
+            uri = f"file:{self.data_dir / 'broker.sqlite3'}?mode=ro"
+            with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as db:
+                row = db.execute(query).fetchone()
+        return int(row[0]) if row else 0
+
     def error_lines(self) -> int:
         """Lines of the processes' recent stderr (the last 200 each) that report an error."""
         return sum(1 for c in self.children for line in c.errors if "ERROR" in line or "Traceback" in line)
@@ -176,6 +196,7 @@ class Fleet:
     ) -> None:
         self.children: list[Child] = []
         self.counts: list[int] = []
+        self.memory_guard = False
         for start in range(0, args.agents, args.per_process):
             count = min(args.per_process, args.agents - start)
             self.counts.append(count)
@@ -221,12 +242,20 @@ class Fleet:
         for child in self.children:
             child.send(command)
 
-    def connect_all(self, n: int, *, timeout: float) -> float:
+    def connect_all(self, n: int, *, timeout: float, log: Log) -> float:
+        """Start every agent; wait until ``n`` are connected, ``timeout`` passes or the machine runs
+        short of memory (then the agents not yet started are not started: the run goes on with
+        the ones connected, and the report says so)."""
         t0 = time.monotonic()
         for child, count in zip(self.children, self.counts, strict=True):
             child.send({"cmd": "connect", "n": count})
         while time.monotonic() - t0 < timeout and self.status()["connected"] < n:
             time.sleep(0.5)
+            if psutil.virtual_memory().available < MEMORY_FLOOR:
+                log(f"  memory guard: under {MEMORY_FLOOR / 2**30:.0f} GiB available, ramp stopped")
+                self.memory_guard = True
+                self.send_all({"cmd": "hold"})
+                break
         return time.monotonic() - t0
 
     def rss(self) -> int:
@@ -242,10 +271,13 @@ class Fleet:
             child.stop(30)
 
 
-def _settle(cluster: Cluster, *, limit: float, sample: float = 2.0) -> float:
-    """Wait until the servers' CPU stops falling (the work queued behind the connects, such as
-    presence and audit writes, has drained), at most ``limit`` seconds; the seconds waited."""
+def _settle(cluster: Cluster, connected: int, *, limit: float, sample: float = 2.0) -> float:
+    """Wait until the work queued behind the connects has drained: every connected agent's
+    presence row says online (the brokers write presence and audit in the background, in order)
+    and the servers' CPU stops falling; at most ``limit`` seconds. The seconds waited."""
     t0 = time.monotonic()
+    while time.monotonic() - t0 < limit and cluster.online() < connected:
+        time.sleep(sample)
     previous = float("inf")
     while time.monotonic() - t0 < limit:
         c0, w0 = cluster.cpu(), time.monotonic()
@@ -257,6 +289,18 @@ def _settle(cluster: Cluster, *, limit: float, sample: float = 2.0) -> float:
     return time.monotonic() - t0
 
 
+def _floor(cluster: Cluster, fleet: Fleet, args: argparse.Namespace, left: Callable[[], float]) -> float:
+    """The servers' CPU with the same connections and no heartbeat at all (their timers and polls),
+    over half the window; the heartbeat is switched back on after."""
+    fleet.send_all({"cmd": "heartbeat", "mode": "none", "interval": 0})
+    time.sleep(1.0)
+    c0, t0 = cluster.cpu(), time.monotonic()
+    time.sleep(min(args.window / 2, max(1.0, left() - 60)))
+    floor = (cluster.cpu() - c0) / (time.monotonic() - t0)
+    fleet.send_all({"cmd": "heartbeat", "mode": "frame", "interval": args.interval})
+    return floor
+
+
 def idle_phase(
     cluster: Cluster, fleet: Fleet, args: argparse.Namespace, left: Callable[[], float], log: Log
 ) -> dict[str, Any]:
@@ -265,21 +309,28 @@ def idle_phase(
     time.sleep(1.0)
     rss0 = cluster.rss()
     cpu0, t0 = cluster.cpu(), time.monotonic()
-    seconds = fleet.connect_all(n, timeout=max(30.0, left() - 120))
+    seconds = fleet.connect_all(n, timeout=max(30.0, left() - 120), log=log)
+    available = psutil.virtual_memory().available
     connect_cpu = (cluster.cpu() - cpu0) / max(1e-9, time.monotonic() - t0)
     status = fleet.status()
     log(f"  {cluster.kind}: {status['connected']:,} of {n:,} connected in {seconds:.1f} s")
     fleet.send_all({"cmd": "heartbeat", "mode": "frame", "interval": args.interval})
-    settle = _settle(cluster, limit=min(args.max_settle, max(2.0, left() - 90)))
+    settle = _settle(cluster, status["connected"], limit=min(args.max_settle, max(2.0, left() - 90)))
     log(f"  {cluster.kind}: CPU settled after {settle:.0f} s (the writes behind the connects drained)")
     rss = cluster.rss()
     pings0 = fleet.status()["pings"]
     cpu0, t0 = cluster.cpu(), time.monotonic()
-    time.sleep(min(args.window, max(1.0, left() - 60)))
+    samples: list[float] = []
+    end = t0 + min(args.window, max(1.0, left() - 60))
+    while time.monotonic() < end:
+        c, w = cluster.cpu(), time.monotonic()
+        time.sleep(min(5.0, max(0.1, end - w)))
+        samples.append(round((cluster.cpu() - c) / (time.monotonic() - w) * 100, 1))
     wall = time.monotonic() - t0
     cpu = (cluster.cpu() - cpu0) / wall
     after = fleet.status()
     connected = after["connected"]
+    floor = _floor(cluster, fleet, args, left)
     row = {
         "connected": connected,
         "rss_mib": round(rss / 2**20, 1),
@@ -292,6 +343,11 @@ def idle_phase(
         "connects_per_s": round(status["connected"] / seconds, 1) if seconds > 0 else 0.0,
         "connect_cpu_pct": round(connect_cpu * 100, 1),
         "settle_s": round(settle, 1),
+        "cpu_pct_samples": samples,
+        "floor_cpu_pct": round(floor * 100, 2),
+        "heartbeat_cpu_pct_per_10k": round(max(0.0, cpu - floor) * 100 * PER / max(1, connected), 3),
+        "memory_guard": fleet.memory_guard,
+        "available_gib_after_ramp": round(available / 2**30, 1),
         "failed": after["failed"],
         "drops": after["drops"],
         "per_process": cluster.connections(),
@@ -300,7 +356,8 @@ def idle_phase(
     }
     log(
         f"  {cluster.kind}: {row['kib_per_agent']} KiB/agent ({row['rss_mib']} MiB over {cluster.n}), "
-        f"CPU {row['cpu_pct']} % = {row['cpu_pct_per_10k']} % per 10k at {row['heartbeats_per_s']} Pings/s; "
+        f"CPU {row['cpu_pct']} % = {row['cpu_pct_per_10k']} % per 10k at {row['heartbeats_per_s']} Pings/s "
+        f"(no heartbeat: {row['floor_cpu_pct']} %); "
         f"per process {row['per_process']}"
     )
     return row

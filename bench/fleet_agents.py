@@ -14,8 +14,8 @@ Idle agents as ``bench.loadgen idle`` makes them (a real client certificate each
 
 Commands on stdin (JSON lines): ``{"cmd": "connect", "n": N}``, ``{"cmd": "heartbeat", "mode":
 "frame"|"json"|"none", "interval": s}``, ``{"cmd": "concurrency", "n": N}`` (attempts in
-flight from now on: the ramp is paced, a storm is not), ``{"cmd": "quit"}``. A status line every
-0.5 s on stdout.
+flight from now on: the ramp is paced, a storm is not), ``{"cmd": "hold"}`` (agents that have not
+tried yet never do), ``{"cmd": "quit"}``. A status line every 0.5 s on stdout.
 Bounded: the process ends after ``--max-seconds`` whatever happens.
 """
 
@@ -47,6 +47,8 @@ class ResumingAgents(IdleAgents):
         self.resume = not args.no_resume
         self.offered = 0
         self.resumed = 0
+        self.holding = False
+        """Agents that have not yet made their first attempt do not make it."""
 
     def status(self) -> dict[str, Any]:
         return {**super().status(), "offered": self.offered, "resumed": self.resumed}
@@ -58,10 +60,14 @@ class ResumingAgents(IdleAgents):
         if self.resume:
             enable_resumption(ctx, cache)
         backoff = Backoff()
+        first = True
         while True:
             started = time.monotonic()
             try:
                 async with self.sem:
+                    if first and self.holding:
+                        return
+                    first = False
                     self.attempts += 1
                     offered = cache.session is not None
                     ws = await self._open(ctx, f"pc-{contract}")
@@ -96,8 +102,7 @@ class ResumingAgents(IdleAgents):
 
 
 async def run(args: argparse.Namespace) -> None:
-    manifest = json.loads(Path(args.manifest).read_text())
-    agents = manifest["agents"][args.start : args.start + args.count]
+    agents = json.loads(Path(args.manifest).read_text())["agents"][args.start : args.start + args.count]
     fleet = ResumingAgents(args, agents)
     queue = commands()
 
@@ -113,6 +118,8 @@ async def run(args: argparse.Namespace) -> None:
             fleet.start(int(cmd["n"]))
         elif cmd["cmd"] == "heartbeat":
             fleet.mode, fleet.interval = str(cmd["mode"]), float(cmd["interval"])
+        elif cmd["cmd"] == "hold":  # start no more agents (the orchestrator's memory guard)
+            fleet.holding = True
         elif cmd["cmd"] == "concurrency":  # later attempts only; real agents have no such limit
             fleet.sem = asyncio.Semaphore(int(cmd["n"]))
     reporter.cancel()
