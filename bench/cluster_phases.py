@@ -219,8 +219,8 @@ class Fleet:
                         str(count),
                         "--concurrency",
                         str(args.ramp_concurrency),
-                        "--heartbeat",
-                        "none",  # switched on once all are connected: the rate is then exact
+                        "--interval",
+                        str(args.interval),
                         "--max-seconds",
                         str(args.max_minutes * 60),
                     ],

@@ -30,12 +30,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from agent.backoff import Backoff
 from agent.tls_session import SessionCache, enable_resumption
 from bench.common import emit, raise_nofile
-from bench.loadgen import PERMANENT, STABLE_AFTER, IdleAgents, client_context, commands, until_quit
+from bench.loadgen import (
+    PERMANENT,
+    STABLE_AFTER,
+    IdleAgents,
+    _ignore_outcome,
+    client_context,
+    commands,
+    until_quit,
+)
 from broker import tuning
 
 
@@ -52,6 +60,42 @@ class ResumingAgents(IdleAgents):
 
     def status(self) -> dict[str, Any]:
         return {**super().status(), "offered": self.offered, "resumed": self.resumed}
+
+    async def heartbeats(self) -> None:
+        """``connected / interval`` heartbeats a second, round-robin, like ``IdleAgents.heartbeats``
+        but with the gap to the next one recomputed from the live count at every step, so the rate
+        follows a fleet that is still connecting (a gap taken at 1 connected agent would be the
+        whole interval, and the first agents would reach the broker's idle timeout)."""
+        order: list[int] = []
+        position = 0
+        last = time.monotonic()
+        while True:
+            live = len(self.live)
+            now = time.monotonic()
+            if self.mode == "none" or self.interval <= 0 or not live:
+                await asyncio.sleep(0.1)
+                last = time.monotonic()
+                continue
+            due = last + self.interval / live
+            if now < due:
+                await asyncio.sleep(min(due - now, 0.1))
+                continue
+            last = max(due, now - 1.0)  # behind after a stall: no catch-up burst
+            if position >= len(order):
+                order, position = list(self.live), 0
+            ws = self.live.get(order[position])
+            position += 1
+            if ws is None:
+                continue
+            try:
+                if self.mode == "frame":
+                    waiter = asyncio.ensure_future(await ws.ping())
+                    waiter.add_done_callback(_ignore_outcome)
+                else:
+                    await ws.send(json.dumps({"type": "ping", "id": f"c{self.pings}", "time": time.time()}))
+            except (ConnectionClosed, RuntimeError):
+                continue
+            self.pings += 1
 
     async def agent(self, index: int) -> None:
         _serial, contract, pem = self.agents[index]
