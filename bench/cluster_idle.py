@@ -128,8 +128,12 @@ def run(args: argparse.Namespace, log: Log) -> dict[str, Any]:
             with Cluster("broker", args.brokers, tmp, database=url, log=log) as brokers:
                 fleet = Fleet(brokers, manifest, fx.ca_path, args, protocol="broker")
                 try:
-                    result["broker"] = idle_phase(brokers, fleet, args, left, log)
-                    if not args.no_storm and result["broker"]["connected"] >= args.agents and left() > 30:
+                    reserve = 120 + (0 if args.no_storm else args.storm_reserve)
+                    reserve += 0 if args.no_echo else args.echo_reserve
+                    result["broker"] = idle_phase(
+                        brokers, fleet, args, left, log, n=args.agents, reserve=reserve
+                    )
+                    if not args.no_storm and result["broker"]["connected"] > 0 and left() > 30:
                         result["storm"] = storm_phase(brokers, fleet, args, left, log)
                 finally:
                     fleet.stop()
@@ -137,7 +141,9 @@ def run(args: argparse.Namespace, log: Log) -> dict[str, Any]:
                 with Cluster("echo", args.brokers, tmp, database=None, log=log) as echoes:
                     fleet = Fleet(echoes, manifest, fx.ca_path, args, protocol="echo")
                     try:
-                        result["echo"] = idle_phase(echoes, fleet, args, left, log)
+                        # the same count as the brokers held, for the ratio
+                        n = result["broker"]["connected"] if "broker" in result else args.agents
+                        result["echo"] = idle_phase(echoes, fleet, args, left, log, n=n, reserve=90)
                     finally:
                         fleet.stop()
             if left() > 20:
@@ -211,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
         "--ramp-concurrency", type=int, default=32, help="attempts in flight per load process"
     )
     parser.add_argument("--storm-deadline", type=float, default=180.0)
+    parser.add_argument(
+        "--storm-reserve", type=float, default=240.0, help="seconds of the run kept for the storm"
+    )
+    parser.add_argument(
+        "--echo-reserve", type=float, default=300.0, help="seconds of the run kept for the echo baseline"
+    )
     parser.add_argument("--handshake-seconds", type=float, default=5.0)
     parser.add_argument("--no-storm", action="store_true")
     parser.add_argument("--no-echo", action="store_true")

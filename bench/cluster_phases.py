@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 
 from bench.common import Child, free_port
-from bench.harness import PLANS, Context
+from bench.harness import PLANS, Context, spread
 from bench.tls_handshakes import _measure
 
 Log = Callable[[str], None]
@@ -197,6 +197,7 @@ class Fleet:
         self.children: list[Child] = []
         self.counts: list[int] = []
         self.memory_guard = False
+        self.time_cut = False
         for start in range(0, args.agents, args.per_process):
             count = min(args.per_process, args.agents - start)
             self.counts.append(count)
@@ -247,13 +248,18 @@ class Fleet:
         short of memory (then the agents not yet started are not started: the run goes on with
         the ones connected, and the report says so)."""
         t0 = time.monotonic()
-        for child, count in zip(self.children, self.counts, strict=True):
+        for child, count in zip(self.children, spread(n, self.counts), strict=True):
             child.send({"cmd": "connect", "n": count})
-        while time.monotonic() - t0 < timeout and self.status()["connected"] < n:
+        while self.status()["connected"] < n:
             time.sleep(0.5)
             if psutil.virtual_memory().available < MEMORY_FLOOR:
                 log(f"  memory guard: under {MEMORY_FLOOR / 2**30:.0f} GiB available, ramp stopped")
                 self.memory_guard = True
+                self.send_all({"cmd": "hold"})
+                break
+            if time.monotonic() - t0 >= timeout:
+                log(f"  ramp stopped after {timeout:.0f} s (the run's time budget)")
+                self.time_cut = True
                 self.send_all({"cmd": "hold"})
                 break
         return time.monotonic() - t0
@@ -302,14 +308,22 @@ def _floor(cluster: Cluster, fleet: Fleet, args: argparse.Namespace, left: Calla
 
 
 def idle_phase(
-    cluster: Cluster, fleet: Fleet, args: argparse.Namespace, left: Callable[[], float], log: Log
+    cluster: Cluster,
+    fleet: Fleet,
+    args: argparse.Namespace,
+    left: Callable[[], float],
+    log: Log,
+    *,
+    n: int,
+    reserve: float,
 ) -> dict[str, Any]:
-    """Connect every agent; RSS per agent over all processes; CPU over a window of heartbeats."""
-    n = args.agents
+    """Connect ``n`` agents, keeping ``reserve`` seconds of the run for what follows (a ramp cut
+    short goes on with the agents connected); RSS per agent over all processes; CPU over a window
+    of heartbeats, then without."""
     time.sleep(1.0)
     rss0 = cluster.rss()
     cpu0, t0 = cluster.cpu(), time.monotonic()
-    seconds = fleet.connect_all(n, timeout=max(30.0, left() - 120), log=log)
+    seconds = fleet.connect_all(n, timeout=max(30.0, left() - reserve), log=log)
     available = psutil.virtual_memory().available
     connect_cpu = (cluster.cpu() - cpu0) / max(1e-9, time.monotonic() - t0)
     status = fleet.status()
@@ -347,6 +361,7 @@ def idle_phase(
         "floor_cpu_pct": round(floor * 100, 2),
         "heartbeat_cpu_pct_per_10k": round(max(0.0, cpu - floor) * 100 * PER / max(1, connected), 3),
         "memory_guard": fleet.memory_guard,
+        "ramp_cut_by_time": fleet.time_cut,
         "available_gib_after_ramp": round(available / 2**30, 1),
         "failed": after["failed"],
         "drops": after["drops"],
