@@ -115,6 +115,8 @@ def run(args: argparse.Namespace, log: Log) -> dict[str, Any]:
         with ExitStack() as stack:
             fx, url = stack.enter_context(_database(args.database, tmp, args.agents, log))
             result["setup_seconds"] = round(fx.setup_seconds, 1)
+            if url is not None:
+                result["database_name"] = url.rsplit("/", 1)[1]
             log(f"  {args.agents:,} agents enrolled in {fx.setup_seconds:.0f} s")
             manifest = tmp / "bench-manifest.json"
             if fx.setup_seconds > 0:
