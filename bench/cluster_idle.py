@@ -26,7 +26,9 @@ line (also written to ``--json`` if given). Small scale for development::
 
     python -m bench.cluster_idle --agents 3000 --brokers 3 --per-process 1000
 
-The issue-15 run (docs/PERFORMANCE.md), about 15 minutes, both cores busy::
+The issue-15 run (docs/PERFORMANCE.md; each load process connects from its own 127.0.0.N, since
+one source address reaches one port from at most 28,232 ephemeral ports), ≤ 20 minutes, both
+cores busy; enrol once first with ``--setup-only`` (about 8 minutes for 100,000)::
 
     python -m bench.cluster_idle --agents 100000 --brokers 6 --per-process 5000 \\
         --fixtures /tmp/bench-fx --json bench/results/cluster-idle.json

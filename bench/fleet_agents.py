@@ -25,23 +25,27 @@ import argparse
 import asyncio
 import json
 import os
+import ssl
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from agent.backoff import Backoff
 from agent.tls_session import SessionCache, enable_resumption
 from bench.common import emit, raise_nofile
 from bench.loadgen import (
+    MAX_SIZE,
     PERMANENT,
     STABLE_AFTER,
     IdleAgents,
     _ignore_outcome,
     client_context,
     commands,
+    recv_json,
     until_quit,
 )
 from broker import tuning
@@ -56,10 +60,38 @@ class ResumingAgents(IdleAgents):
         self.offered = 0
         self.resumed = 0
         self.holding = False
+        self.source: str | None = args.source
         """Agents that have not yet made their first attempt do not make it."""
 
     def status(self) -> dict[str, Any]:
         return {**super().status(), "offered": self.offered, "resumed": self.resumed}
+
+    async def _open(self, ctx: ssl.SSLContext, name: str) -> ClientConnection:
+        """As ``IdleAgents._open``, from this process's own loopback source address: one source
+        address reaches one server port from at most the ephemeral port range (28,232 ports by
+        default, ``net.ipv4.ip_local_port_range``), which a 100,000-agent fleet exceeds."""
+        ws = await connect(
+            self.url,
+            ssl=ctx,
+            ping_interval=None,
+            compression=None,
+            open_timeout=15,
+            close_timeout=5,
+            max_size=MAX_SIZE,
+            local_addr=(self.source, 0) if self.source else None,
+        )
+        try:
+            await ws.send(
+                json.dumps({"type": "hello", "versions": [1], "role": "agent", "software": "bench"})
+            )
+            await recv_json(ws, "hello", timeout=15)
+            await ws.send(
+                json.dumps({"type": "agent_status", "machine_name": name, "agent_version": "bench"})
+            )
+        except BaseException:
+            await ws.close()
+            raise
+        return ws
 
     async def heartbeats(self) -> None:
         """``connected / interval`` heartbeats a second, round-robin, like ``IdleAgents.heartbeats``
@@ -187,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--interval", type=float, default=300.0, help="seconds between one agent's heartbeats"
     )
+    parser.add_argument("--source", default=None, help="local address of the agents' sockets (127.0.0.N)")
     parser.add_argument("--no-resume", action="store_true", help="full TLS handshakes on every reconnect")
     parser.add_argument("--max-seconds", type=float, default=1200.0)
     args = parser.parse_args(argv)
