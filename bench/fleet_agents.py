@@ -1,0 +1,233 @@
+"""One load process of the cluster bench: ``python -m bench.fleet_agents --url … --start S --count N``.
+
+Idle agents as ``bench.loadgen idle`` makes them (a real client certificate each, ``hello``,
+``agent_status``, WebSocket Ping heartbeats from one scheduler per process at exactly
+``connected / interval`` a second) and reconnecting as ``agent.connection.AgentConnection`` does:
+
+- after a drop or a failed attempt, sleep ``agent.backoff.Backoff().next_delay()`` (1 s doubling
+  to 60 s, full jitter, at least 0.2 s) and try again; a connection that lasted
+  ``STABLE_AFTER`` (30 s) resets the backoff; only a permanent refusal (revoked or unknown
+  certificate, terminated contract) ends an agent ("gave up");
+- TLS session resumption as the agent (``agent.tls_session``): each agent's own context offers its
+  last session, remembered once the broker's ``hello`` has arrived (the TLS 1.3 ticket comes after
+  the handshake). The status line counts ``offered`` and ``resumed`` handshakes.
+
+Commands on stdin (JSON lines): ``{"cmd": "connect", "n": N}``, ``{"cmd": "heartbeat", "mode":
+"frame"|"json"|"none", "interval": s}``, ``{"cmd": "concurrency", "n": N}`` (attempts in
+flight from now on: the ramp is paced, a storm is not), ``{"cmd": "hold"}`` (agents that have not
+tried yet never do), ``{"cmd": "quit"}``. A status line every 0.5 s on stdout.
+Bounded: the process ends after ``--max-seconds`` whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import ssl
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from agent.backoff import Backoff
+from agent.tls_session import SessionCache, enable_resumption
+from bench.common import emit, raise_nofile
+from bench.loadgen import (
+    MAX_SIZE,
+    PERMANENT,
+    STABLE_AFTER,
+    IdleAgents,
+    _ignore_outcome,
+    client_context,
+    commands,
+    recv_json,
+    until_quit,
+)
+from broker import tuning
+
+
+class ResumingAgents(IdleAgents):
+    """``IdleAgents`` whose reconnects offer the last TLS session, as the real agent's do."""
+
+    def __init__(self, args: argparse.Namespace, agents: list[list[str]]) -> None:
+        super().__init__(args, agents)
+        self.resume = not args.no_resume
+        self.offered = 0
+        self.resumed = 0
+        self.holding = False
+        self.source: str | None = args.source
+        """Agents that have not yet made their first attempt do not make it."""
+
+    def status(self) -> dict[str, Any]:
+        return {**super().status(), "offered": self.offered, "resumed": self.resumed}
+
+    async def _open(self, ctx: ssl.SSLContext, name: str) -> ClientConnection:
+        """As ``IdleAgents._open``, from this process's own loopback source address: one source
+        address reaches one server port from at most the ephemeral port range (28,232 ports by
+        default, ``net.ipv4.ip_local_port_range``), which a 100,000-agent fleet exceeds."""
+        ws = await connect(
+            self.url,
+            ssl=ctx,
+            ping_interval=None,
+            compression=None,
+            open_timeout=15,
+            close_timeout=5,
+            max_size=MAX_SIZE,
+            local_addr=(self.source, 0) if self.source else None,
+        )
+        try:
+            await ws.send(
+                json.dumps({"type": "hello", "versions": [1], "role": "agent", "software": "bench"})
+            )
+            await recv_json(ws, "hello", timeout=15)
+            await ws.send(
+                json.dumps({"type": "agent_status", "machine_name": name, "agent_version": "bench"})
+            )
+        except BaseException:
+            await ws.close()
+            raise
+        return ws
+
+    async def heartbeats(self) -> None:
+        """``connected / interval`` heartbeats a second, round-robin, like ``IdleAgents.heartbeats``
+        but with the gap to the next one recomputed from the live count at every step, so the rate
+        follows a fleet that is still connecting (a gap taken at 1 connected agent would be the
+        whole interval, and the first agents would reach the broker's idle timeout)."""
+        order: list[int] = []
+        position = 0
+        last = time.monotonic()
+        while True:
+            live = len(self.live)
+            now = time.monotonic()
+            if self.mode == "none" or self.interval <= 0 or not live:
+                await asyncio.sleep(0.1)
+                last = time.monotonic()
+                continue
+            due = last + self.interval / live
+            if now < due:
+                await asyncio.sleep(min(due - now, 0.1))
+                continue
+            last = max(due, now - 1.0)  # behind after a stall: no catch-up burst
+            if position >= len(order):
+                order, position = list(self.live), 0
+            ws = self.live.get(order[position])
+            position += 1
+            if ws is None:
+                continue
+            try:
+                if self.mode == "frame":
+                    waiter = asyncio.ensure_future(await ws.ping())
+                    waiter.add_done_callback(_ignore_outcome)
+                else:
+                    await ws.send(json.dumps({"type": "ping", "id": f"c{self.pings}", "time": time.time()}))
+            except (ConnectionClosed, RuntimeError):
+                continue
+            self.pings += 1
+
+    async def agent(self, index: int) -> None:
+        _serial, contract, pem = self.agents[index]
+        ctx = client_context(self.ca, pem)
+        cache = SessionCache()
+        if self.resume:
+            enable_resumption(ctx, cache)
+        backoff = Backoff()
+        first = True
+        while True:
+            started = time.monotonic()
+            try:
+                async with self.sem:
+                    if first and self.holding:
+                        return
+                    first = False
+                    self.attempts += 1
+                    offered = cache.session is not None
+                    ws = await self._open(ctx, f"pc-{contract}")
+            except (OSError, WebSocketException, TimeoutError, RuntimeError) as exc:
+                self.failed += 1
+                if any(code in str(exc) for code in PERMANENT):
+                    self.gave_up += 1
+                    return
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            ssl_object = ws.transport.get_extra_info("ssl_object")
+            if offered:
+                self.offered += 1
+                if ssl_object is not None and ssl_object.session_reused:
+                    self.resumed += 1
+            cache.remember(ssl_object)  # after the broker's hello: the ticket has arrived
+            self.connected += 1
+            self.connects += 1
+            self.live[index] = ws
+            try:
+                await self._serve(ws)
+            finally:
+                self.live.pop(index, None)
+                self.connected -= 1
+                self.drops += 1
+            if ws.close_reason in PERMANENT:
+                self.gave_up += 1
+                return
+            if time.monotonic() - started >= STABLE_AFTER:
+                backoff.reset()
+            await asyncio.sleep(backoff.next_delay())
+
+
+async def run(args: argparse.Namespace) -> None:
+    agents = json.loads(Path(args.manifest).read_text())["agents"][args.start : args.start + args.count]
+    fleet = ResumingAgents(args, agents)
+    queue = commands()
+
+    async def report() -> None:
+        while True:
+            emit(fleet.status())
+            await asyncio.sleep(0.5)
+
+    reporter = asyncio.create_task(report())
+    beats = asyncio.create_task(fleet.heartbeats())
+    async for cmd in until_quit(queue, args.max_seconds):
+        if cmd["cmd"] == "connect":
+            fleet.start(int(cmd["n"]))
+        elif cmd["cmd"] == "heartbeat":
+            fleet.mode, fleet.interval = str(cmd["mode"]), float(cmd["interval"])
+        elif cmd["cmd"] == "hold":  # start no more agents (the orchestrator's memory guard)
+            fleet.holding = True
+        elif cmd["cmd"] == "concurrency":  # later attempts only; real agents have no such limit
+            fleet.sem = asyncio.Semaphore(int(cmd["n"]))
+    reporter.cancel()
+    beats.cancel()
+    emit(fleet.status())
+    sys.stdout.flush()
+    # Leave without closing thousands of connections one by one: the exit closes every socket.
+    os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.fleet_agents", description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True, help="wss://127.0.0.1:PORT")
+    parser.add_argument("--ca", required=True)
+    parser.add_argument("--manifest", required=True)
+    parser.add_argument("--protocol", choices=("broker", "echo"), default="broker")
+    parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--concurrency", type=int, default=64, help="connection attempts in flight")
+    parser.add_argument("--heartbeat", choices=("frame", "json", "none"), default="frame")
+    parser.add_argument(
+        "--interval", type=float, default=300.0, help="seconds between one agent's heartbeats"
+    )
+    parser.add_argument("--source", default=None, help="local address of the agents' sockets (127.0.0.N)")
+    parser.add_argument("--no-resume", action="store_true", help="full TLS handshakes on every reconnect")
+    parser.add_argument("--max-seconds", type=float, default=1200.0)
+    args = parser.parse_args(argv)
+    raise_nofile()
+    tuning.set_tls_read_buffer(tuning.DEFAULT_TLS_READ_BUFFER)  # keeps the load processes small
+    asyncio.run(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""``bench.cluster_idle`` runs end to end at a tiny scale: several broker processes on one port,
+one killed with SIGKILL, every agent back on the others, the echo and bare TLS baselines measured
+(not a speed test: nothing here checks a time or a ratio, only that each figure was measured)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+import psycopg
+import pytest
+
+from bench.cluster_fixtures import ADMIN_URL
+from tests.helpers import PYTHON, ROOT, child_env
+
+pytestmark = pytest.mark.e2e
+
+TINY = ("--agents", "30", "--brokers", "2", "--per-process", "15", "--window", "1", "--max-settle", "4")
+
+
+def _run(*args: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [PYTHON, "-m", "bench.cluster_idle", *TINY, "--handshake-seconds", "1", "--max-minutes", "4", *args],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return data
+
+
+def _check_storm(data: dict[str, Any]) -> None:
+    storm = data["storm"]
+    killed = int(storm["killed_node"][1:]) - 1
+    assert storm["dropped"] > 0
+    assert storm["all_back_s"] is not None, storm
+    assert storm["reconnected"] == storm["dropped"]
+    assert storm["gave_up"] == 0
+    # Every reconnecting agent offered the TLS session of its first connection, as the agent does.
+    assert storm["offered"] == storm["reconnected"]
+    # The killed process holds nothing; the survivor holds every agent.
+    assert storm["counts_after"][killed] == 0
+    assert sum(storm["counts_after"]) >= 30
+
+
+def test_cluster_bench_on_sqlite_measures_brokers_storm_and_baselines() -> None:
+    data = _run()
+    for server in ("broker", "echo"):
+        row = data[server]
+        assert row["connected"] == 30
+        assert row["drops"] == 0
+        assert row["kib_per_agent"] > 0
+        assert len(row["per_process"]) == 2
+    _check_storm(data)
+    assert data["tls_bare"]["handshakes"] > 0
+    assert data["tls_bare"]["failed"] == 0
+
+
+def test_cluster_bench_on_postgresql_drops_its_database() -> None:
+    data = _run("--database", "postgres", "--no-echo")
+    assert data["broker"]["connected"] == 30
+    _check_storm(data)
+    with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+        left = admin.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'bench_cluster_%'"
+        ).fetchall()
+    assert left == []
