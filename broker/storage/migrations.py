@@ -168,6 +168,13 @@ def _sessions(real: str, bigint: str, serial_pk: str) -> tuple[str, ...]:
     )
 
 
+_REVOKED_INDEX: Final = (
+    "CREATE INDEX IF NOT EXISTS certificates_revoked ON certificates (revoked_at, serial)"
+    " WHERE revoked_at IS NOT NULL"
+)
+"""A partial index: it holds only revoked certificates, so the watch's read grows with revocations,
+not with every certificate ever issued."""
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         1,
@@ -197,6 +204,13 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         "the viewer a person decision names, on its consent receipt row",
         sqlite=("ALTER TABLE consent_receipts ADD COLUMN viewer TEXT",),
         postgresql=("ALTER TABLE consent_receipts ADD COLUMN viewer TEXT",),
+    ),
+    Migration(
+        5,
+        "an index of revoked certificates: the revocation watch reads only them (bench: the full scan of"
+        " 100,000 certificates every 5 s was most of an idle broker's CPU)",
+        sqlite=(_REVOKED_INDEX,),
+        postgresql=(_REVOKED_INDEX,),
     ),
 )
 
