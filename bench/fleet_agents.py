@@ -37,12 +37,12 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from agent.backoff import Backoff
 from agent.tls_session import SessionCache, enable_resumption
 from bench.common import emit, raise_nofile
+from bench.load_idle import ignore_outcome
 from bench.loadgen import (
     MAX_SIZE,
     PERMANENT,
     STABLE_AFTER,
     IdleAgents,
-    _ignore_outcome,
     client_context,
     commands,
     recv_json,
@@ -122,7 +122,7 @@ class ResumingAgents(IdleAgents):
             try:
                 if self.mode == "frame":
                     waiter = asyncio.ensure_future(await ws.ping())
-                    waiter.add_done_callback(_ignore_outcome)
+                    waiter.add_done_callback(ignore_outcome)
                 else:
                     await ws.send(json.dumps({"type": "ping", "id": f"c{self.pings}", "time": time.time()}))
             except (ConnectionClosed, RuntimeError):

@@ -164,7 +164,7 @@ class IdleAgents:
             try:
                 if self.mode == "frame":
                     waiter = asyncio.ensure_future(await ws.ping())
-                    waiter.add_done_callback(_ignore_outcome)
+                    waiter.add_done_callback(ignore_outcome)
                 else:
                     await ws.send(json.dumps({"type": "ping", "id": f"c{n}", "time": time.time()}))
             except (ConnectionClosed, RuntimeError):
@@ -172,7 +172,7 @@ class IdleAgents:
             self.pings += 1
 
 
-def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+def ignore_outcome(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()  # a Pong that never came (connection closed): retrieved, not logged
 
