@@ -31,21 +31,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
-from agent.backoff import Backoff
 from agent.tls_session import SessionCache, enable_resumption
 from bench.common import emit, raise_nofile
 from bench.load_idle import ignore_outcome
 from bench.loadgen import (
-    MAX_SIZE,
-    PERMANENT,
-    STABLE_AFTER,
     IdleAgents,
-    client_context,
     commands,
-    recv_json,
     until_quit,
 )
 from broker import tuning
@@ -59,39 +53,9 @@ class ResumingAgents(IdleAgents):
         self.resume = not args.no_resume
         self.offered = 0
         self.resumed = 0
-        self.holding = False
-        self.source: str | None = args.source
-        """Agents that have not yet made their first attempt do not make it."""
 
     def status(self) -> dict[str, Any]:
         return {**super().status(), "offered": self.offered, "resumed": self.resumed}
-
-    async def _open(self, ctx: ssl.SSLContext, name: str) -> ClientConnection:
-        """As ``IdleAgents._open``, from this process's own loopback source address: one source
-        address reaches one server port from at most the ephemeral port range (28,232 ports by
-        default, ``net.ipv4.ip_local_port_range``), which a 100,000-agent fleet exceeds."""
-        ws = await connect(
-            self.url,
-            ssl=ctx,
-            ping_interval=None,
-            compression=None,
-            open_timeout=15,
-            close_timeout=5,
-            max_size=MAX_SIZE,
-            local_addr=(self.source, 0) if self.source else None,
-        )
-        try:
-            await ws.send(
-                json.dumps({"type": "hello", "versions": [1], "role": "agent", "software": "bench"})
-            )
-            await recv_json(ws, "hello", timeout=15)
-            await ws.send(
-                json.dumps({"type": "agent_status", "machine_name": name, "agent_version": "bench"})
-            )
-        except BaseException:
-            await ws.close()
-            raise
-        return ws
 
     async def heartbeats(self) -> None:
         """``connected / interval`` heartbeats a second, round-robin, like ``IdleAgents.heartbeats``
@@ -129,52 +93,22 @@ class ResumingAgents(IdleAgents):
                 continue
             self.pings += 1
 
-    async def agent(self, index: int) -> None:
-        _serial, contract, pem = self.agents[index]
-        ctx = client_context(self.ca, pem)
+    def _session(self, ctx: ssl.SSLContext) -> SessionCache:
         cache = SessionCache()
         if self.resume:
             enable_resumption(ctx, cache)
-        backoff = Backoff()
-        first = True
-        while True:
-            started = time.monotonic()
-            try:
-                async with self.sem:
-                    if first and self.holding:
-                        return
-                    first = False
-                    self.attempts += 1
-                    offered = cache.session is not None
-                    ws = await self._open(ctx, f"pc-{contract}")
-            except (OSError, WebSocketException, TimeoutError, RuntimeError) as exc:
-                self.failed += 1
-                if any(code in str(exc) for code in PERMANENT):
-                    self.gave_up += 1
-                    return
-                await asyncio.sleep(backoff.next_delay())
-                continue
-            ssl_object = ws.transport.get_extra_info("ssl_object")
-            if offered:
-                self.offered += 1
-                if ssl_object is not None and ssl_object.session_reused:
-                    self.resumed += 1
-            cache.remember(ssl_object)  # after the broker's hello: the ticket has arrived
-            self.connected += 1
-            self.connects += 1
-            self.live[index] = ws
-            try:
-                await self._serve(ws)
-            finally:
-                self.live.pop(index, None)
-                self.connected -= 1
-                self.drops += 1
-            if ws.close_reason in PERMANENT:
-                self.gave_up += 1
-                return
-            if time.monotonic() - started >= STABLE_AFTER:
-                backoff.reset()
-            await asyncio.sleep(backoff.next_delay())
+        return cache
+
+    def _offers(self, session: SessionCache) -> bool:
+        return session.session is not None
+
+    def _opened(self, ws: ClientConnection, session: SessionCache, offered: bool) -> None:
+        ssl_object = ws.transport.get_extra_info("ssl_object")
+        if offered:
+            self.offered += 1
+            if ssl_object is not None and ssl_object.session_reused:
+                self.resumed += 1
+        session.remember(ssl_object)  # after the broker's hello: the ticket has arrived
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -47,6 +47,10 @@ class IdleAgents:
         self.live: dict[int, ClientConnection] = {}
         self.mode: str = args.heartbeat
         self.interval: float = args.interval
+        self.holding = False
+        """Agents that have not yet made their first attempt do not make it."""
+        self.source: str | None = getattr(args, "source", None)
+        """The local address to connect from (None: the kernel's choice)."""
 
     def status(self) -> dict[str, Any]:
         return {
@@ -75,6 +79,7 @@ class IdleAgents:
             open_timeout=15,
             close_timeout=5,
             max_size=MAX_SIZE,
+            local_addr=(self.source, 0) if self.source else None,
         )
         try:
             await ws.send(
@@ -89,15 +94,33 @@ class IdleAgents:
             raise
         return ws
 
+    def _session(self, ctx: ssl.SSLContext) -> Any:
+        """Per-agent state for :meth:`_offers` and :meth:`_opened` (none here)."""
+        return None
+
+    def _offers(self, session: Any) -> bool:
+        """Whether the next attempt offers a TLS session (never here)."""
+        return False
+
+    def _opened(self, ws: ClientConnection, session: Any, offered: bool) -> None:
+        """A connection is up (after the broker's hello)."""
+
     async def agent(self, index: int) -> None:
+        """One agent: connect, serve, reconnect with the real agent's backoff until told to stop."""
         _serial, contract, pem = self.agents[index]
         ctx = client_context(self.ca, pem)
+        session = self._session(ctx)
         backoff = Backoff()
+        first = True
         while True:
             started = time.monotonic()
             try:
                 async with self.sem:
+                    if first and self.holding:
+                        return
+                    first = False
                     self.attempts += 1
+                    offered = self._offers(session)
                     ws = await self._open(ctx, f"pc-{contract}")
             except (OSError, WebSocketException, TimeoutError, RuntimeError) as exc:
                 self.failed += 1
@@ -106,6 +129,7 @@ class IdleAgents:
                     return
                 await asyncio.sleep(backoff.next_delay())
                 continue
+            self._opened(ws, session, offered)
             self.connected += 1
             self.connects += 1
             self.live[index] = ws
