@@ -7,17 +7,13 @@ No PostgreSQL or NATS server is a failure, never a skip.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
-import pytest
-
 from helpdesk import HelpdeskClient
 from tests.broker.cluster.natsserver import SHARED_NATS_URL, free_port, unique_prefix
-from tests.broker.storage.conftest import ADMIN_URL, _with_database
+from tests.broker.storage.conftest import temporary_database
 from tests.e2e.conftest import ALWAYS_OPEN
 from tests.helpers import BrokerProcess, run_agent
 
@@ -48,17 +44,7 @@ class Cluster:
 
 
 def cluster_database() -> Iterator[str]:
-    name = f"broker_cluster_{secrets.token_hex(6)}"
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL does not answer at {ADMIN_URL} ({exc})", pytrace=False)
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield _with_database(ADMIN_URL, name)
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from temporary_database("broker_cluster")
 
 
 def start_cluster(

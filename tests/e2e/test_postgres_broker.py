@@ -8,7 +8,6 @@ a database with a random name is created and dropped. No server is a failure, ne
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,24 +15,14 @@ import psycopg
 import pytest
 
 from helpdesk import HelpdeskClient
-from tests.broker.storage.conftest import ADMIN_URL, _with_database
+from tests.broker.storage.conftest import temporary_database
 from tests.e2e.conftest import ALWAYS_OPEN
 from tests.helpers import BrokerProcess, add_operator, login, run_agent, start_agent, wait_until
 
 
 @pytest.fixture
 def database_url() -> Iterator[str]:
-    name = f"broker_e2e_{secrets.token_hex(6)}"
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL does not answer at {ADMIN_URL} ({exc})", pytrace=False)
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield _with_database(ADMIN_URL, name)
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from temporary_database("broker_e2e")
 
 
 def _actions(url: str) -> list[str]:

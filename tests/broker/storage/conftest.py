@@ -29,10 +29,10 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """URL of a fresh database on the test server, dropped after the test session."""
-    name = f"broker_test_{secrets.token_hex(6)}"
+def temporary_database(prefix: str) -> Iterator[str]:
+    """URL of a fresh database ``<prefix>_<random>`` on the test server, dropped (``FORCE``) when the
+    generator ends; no server is a failure, never a skip."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
     try:
         admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
@@ -46,6 +46,12 @@ def postgres_database() -> Iterator[str]:
             yield _with_database(ADMIN_URL, name)
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """URL of a fresh database on the test server, dropped after the test session."""
+    yield from temporary_database("broker_test")
 
 
 def new_schema_url(database_url: str) -> str:
