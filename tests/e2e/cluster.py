@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpdesk import HelpdeskClient
+from protocol.messages import Error
 from tests.broker.cluster.natsserver import SHARED_NATS_URL, free_port, unique_prefix
 from tests.broker.storage.conftest import temporary_database
 from tests.e2e.conftest import ALWAYS_OPEN
-from tests.helpers import BrokerProcess, run_agent
+from tests.helpers import BrokerProcess, SupportProcess, run_agent
 
-__all__ = ["Cluster", "cluster_database", "start_cluster"]
+__all__ = ["Cluster", "cluster_database", "input_needs_control", "start_cluster"]
 
 
 @dataclass
@@ -78,3 +79,21 @@ def start_cluster(
         cluster.stop()
         raise
     return cluster
+
+
+async def input_needs_control(
+    op: HelpdeskClient, support: SupportProcess, session: str, x: int, y: int
+) -> None:
+    """Input is refused (``consent_required``, nothing applied) until the subscriber grants control
+    with the typed yes, then applied: whichever process the operator and the agent are on."""
+    await op.send_input(session, "move", x=x, y=y)
+    refusal = await op.next_event(Error)
+    assert isinstance(refusal, Error)
+    assert refusal.code == "consent_required"
+    assert "input applied" not in support.output.text()
+    support.type("/grant control")
+    support.wait_for('Type "yes"')
+    support.type("yes")
+    await op.wait_state(session, lambda s: s.scopes.get("input:control") == "granted")
+    await op.send_input(session, "move", x=x, y=y)
+    support.wait_for(f"input applied: move {x},{y}")

@@ -19,10 +19,9 @@ import pytest
 from broker.cluster.haproxy import Backend, FrontDoor, render
 from helpdesk import HelpdeskClient
 from helpdesk.canvas import Canvas
-from protocol.messages import Error
 from tests.broker.cluster.natsserver import free_port
 from tests.broker.cluster.test_haproxy import HAProxy, show_stat
-from tests.e2e.cluster import Cluster, cluster_database, start_cluster
+from tests.e2e.cluster import Cluster, cluster_database, input_needs_control, start_cluster
 from tests.helpers import add_operator, login, run_agent, start_support, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -115,17 +114,7 @@ async def test_c_kill_9_of_the_agents_process_the_session_continues_on_another(
             assert state.scopes["input:control"] == "denied"
 
             # Input still needs input:control (the agent's process refuses it; nothing applied).
-            await op.send_input(session, "move", x=5, y=6)
-            refusal = await op.next_event(Error)
-            assert isinstance(refusal, Error)
-            assert refusal.code == "consent_required"
-            assert "input applied" not in support.output.text()
-            support.type("/grant control")
-            support.wait_for('Type "yes"')
-            support.type("yes")
-            await op.wait_state(session, lambda s: s.scopes.get("input:control") == "granted")
-            await op.send_input(session, "move", x=5, y=6)
-            support.wait_for("input applied: move 5,6")
+            await input_needs_control(op, support, session, 5, 6)
 
             await op.end(session)
             await op.wait_state(session, lambda s: s.phase == "ended")

@@ -15,9 +15,9 @@ from broker.cluster.nats_bus import NatsBus
 from broker.cluster.signals import ConsentChanged
 from helpdesk import HelpdeskClient, HelpdeskError
 from helpdesk.canvas import Canvas
-from protocol.messages import Chat, Error, InventoryView
+from protocol.messages import Chat, InventoryView
 from tests.broker.cluster.natsserver import SHARED_NATS_URL
-from tests.e2e.cluster import Cluster, cluster_database, start_cluster
+from tests.e2e.cluster import Cluster, cluster_database, input_needs_control, start_cluster
 from tests.helpers import add_operator, login, start_support
 
 pytestmark = pytest.mark.e2e
@@ -142,18 +142,7 @@ async def test_b_operator_on_another_process_runs_a_whole_session(cluster: Clust
             assert canvas.pixels is not None
 
             # Input without control: refused by the agent's process, never applied.
-            await op.send_input(session, "move", x=10, y=20)
-            refusal = await op.next_event(Error)
-            assert isinstance(refusal, Error)
-            assert refusal.code == "consent_required"
-            assert "input applied" not in support.output.text()
-
-            support.type("/grant control")
-            support.wait_for('Type "yes"')
-            support.type("yes")
-            await op.wait_state(session, lambda s: s.scopes.get("input:control") == "granted")
-            await op.send_input(session, "move", x=10, y=20)
-            support.wait_for("input applied: move 10,20")
+            await input_needs_control(op, support, session, 10, 20)
             for _ in range(100):
                 if len(consent) >= 2:
                     break
