@@ -35,12 +35,10 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from agent.tls_session import SessionCache, enable_resumption
-from bench.common import emit, raise_nofile
-from bench.load_idle import ignore_outcome
+from bench.common import raise_nofile
+from bench.load_idle import drive, ignore_outcome
 from bench.loadgen import (
     IdleAgents,
-    commands,
-    until_quit,
 )
 from broker import tuning
 
@@ -113,28 +111,7 @@ class ResumingAgents(IdleAgents):
 
 async def run(args: argparse.Namespace) -> None:
     agents = json.loads(Path(args.manifest).read_text())["agents"][args.start : args.start + args.count]
-    fleet = ResumingAgents(args, agents)
-    queue = commands()
-
-    async def report() -> None:
-        while True:
-            emit(fleet.status())
-            await asyncio.sleep(0.5)
-
-    reporter = asyncio.create_task(report())
-    beats = asyncio.create_task(fleet.heartbeats())
-    async for cmd in until_quit(queue, args.max_seconds):
-        if cmd["cmd"] == "connect":
-            fleet.start(int(cmd["n"]))
-        elif cmd["cmd"] == "heartbeat":
-            fleet.mode, fleet.interval = str(cmd["mode"]), float(cmd["interval"])
-        elif cmd["cmd"] == "hold":  # start no more agents (the orchestrator's memory guard)
-            fleet.holding = True
-        elif cmd["cmd"] == "concurrency":  # later attempts only; real agents have no such limit
-            fleet.sem = asyncio.Semaphore(int(cmd["n"]))
-    reporter.cancel()
-    beats.cancel()
-    emit(fleet.status())
+    await drive(ResumingAgents(args, agents), args)
     sys.stdout.flush()
     # Leave without closing thousands of connections one by one: the exit closes every socket.
     os._exit(0)

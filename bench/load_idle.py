@@ -201,27 +201,36 @@ def ignore_outcome(future: asyncio.Future[Any]) -> None:
         future.exception()  # a Pong that never came (connection closed): retrieved, not logged
 
 
-async def run_idle(args: argparse.Namespace) -> None:
-    manifest = json.loads(Path(args.manifest).read_text())
-    agents = manifest["agents"][args.start : args.start + args.count]
-    idle = IdleAgents(args, agents)
+async def drive(fleet: IdleAgents, args: argparse.Namespace) -> None:
+    """Run ``fleet`` under the orchestrator's commands on stdin (connect, heartbeat, hold,
+    concurrency), reporting its status twice a second, until ``quit`` or ``--max-seconds``."""
     queue = commands()
 
     async def report() -> None:
         while True:
-            emit(idle.status())
+            emit(fleet.status())
             await asyncio.sleep(0.5)
 
     reporter = asyncio.create_task(report())
-    beats = asyncio.create_task(idle.heartbeats())
+    beats = asyncio.create_task(fleet.heartbeats())
     async for cmd in until_quit(queue, args.max_seconds):
         if cmd["cmd"] == "connect":
-            idle.start(int(cmd["n"]))
+            fleet.start(int(cmd["n"]))
         elif cmd["cmd"] == "heartbeat":
-            idle.mode, idle.interval = str(cmd["mode"]), float(cmd["interval"])
+            fleet.mode, fleet.interval = str(cmd["mode"]), float(cmd["interval"])
+        elif cmd["cmd"] == "hold":  # start no more agents (the orchestrator's memory guard)
+            fleet.holding = True
+        elif cmd["cmd"] == "concurrency":  # later attempts only; real agents have no such limit
+            fleet.sem = asyncio.Semaphore(int(cmd["n"]))
     reporter.cancel()
     beats.cancel()
-    emit(idle.status())
+    emit(fleet.status())
+
+
+async def run_idle(args: argparse.Namespace) -> None:
+    manifest = json.loads(Path(args.manifest).read_text())
+    idle = IdleAgents(args, manifest["agents"][args.start : args.start + args.count])
+    await drive(idle, args)
     for task in idle.tasks:
         task.cancel()
     await asyncio.gather(*idle.tasks, return_exceptions=True)
