@@ -53,8 +53,9 @@ import psutil
 
 from bench import fixtures
 from bench.cluster_fixtures import create_postgres, postgres_database
-from bench.cluster_phases import Cluster, Fleet, handshake_baseline, idle_phase, storm_phase
+from bench.cluster_phases import Cluster, Fleet, idle_phase, storm_phase
 from bench.common import machine_info, raise_nofile
+from bench.tls_handshakes import handshake_baseline
 
 Log = Callable[[str], None]
 
@@ -229,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--handshake-seconds", type=float, default=5.0)
     parser.add_argument("--no-storm", action="store_true")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy on one broker during the idle window and the storm"
+    )
     parser.add_argument("--no-echo", action="store_true")
     parser.add_argument("--max-minutes", type=float, default=20.0, help="the whole run, wall time")
     parser.add_argument(

@@ -16,9 +16,9 @@ from typing import Any
 
 import psutil
 
+from bench.cluster_spy import Spy
 from bench.common import Child, free_port
-from bench.harness import PLANS, Context, spread
-from bench.tls_handshakes import _measure
+from bench.harness import spread
 
 Log = Callable[[str], None]
 KEYS = ("connected", "connects", "attempts", "failed", "gave_up", "drops", "pings", "offered", "resumed")
@@ -241,6 +241,14 @@ class Fleet:
                 total[key] += int(last.get(key, 0))
         return total
 
+    def failed_kinds(self) -> dict[str, int]:
+        """Failed attempts by exception class, summed over the load processes."""
+        kinds: dict[str, int] = {}
+        for child in self.children:
+            for kind, count in ((child.last("status") or {}).get("failed_kinds") or {}).items():
+                kinds[kind] = kinds.get(kind, 0) + int(count)
+        return kinds
+
     def send_all(self, command: dict[str, Any]) -> None:
         for child in self.children:
             child.send(command)
@@ -334,6 +342,10 @@ def idle_phase(
     settle = _settle(cluster, status["connected"], limit=min(args.max_settle, max(2.0, left() - 90)))
     log(f"  {cluster.kind}: CPU settled after {settle:.0f} s (the writes behind the connects drained)")
     rss = cluster.rss()
+    floor_before = _floor(cluster, fleet, args, left)  # a drain still going on shows here, not as heartbeats
+    spy = Spy(getattr(args, "profile", False) and cluster.kind == "broker")
+    counts = cluster.connections()
+    spy.start(cluster.children[counts.index(max(counts))].pid, "idle", seconds=args.window)
     pings0 = fleet.status()["pings"]
     cpu0, t0 = cluster.cpu(), time.monotonic()
     samples: list[float] = []
@@ -344,9 +356,14 @@ def idle_phase(
         samples.append(round((cluster.cpu() - c) / (time.monotonic() - w) * 100, 1))
     wall = time.monotonic() - t0
     cpu = (cluster.cpu() - cpu0) / wall
+    profile = spy.finish()
     after = fleet.status()
     connected = after["connected"]
     floor = _floor(cluster, fleet, args, left)
+    log(
+        f"  {cluster.kind}: CPU {cpu * 100:.1f} % with heartbeats (5 s samples {samples}); "
+        f"without: {floor_before * 100:.1f} % before, {floor * 100:.1f} % after"
+    )
     row = {
         "connected": connected,
         "rss_mib": round(rss / 2**20, 1),
@@ -361,6 +378,8 @@ def idle_phase(
         "settle_s": round(settle, 1),
         "cpu_pct_samples": samples,
         "floor_cpu_pct": round(floor * 100, 2),
+        "floor_before_cpu_pct": round(floor_before * 100, 2),
+        "profile": profile,
         "heartbeat_cpu_pct_per_10k": round(max(0.0, cpu - floor) * 100 * PER / max(1, connected), 3),
         "memory_guard": fleet.memory_guard,
         "ramp_cut_by_time": fleet.time_cut,
@@ -392,6 +411,10 @@ def storm_phase(
     before = fleet.status()
     survivors = [c.pid for i, c in enumerate(cluster.children) if i != victim and i not in cluster.killed]
     cpu0 = _cpu(survivors)
+    spy = Spy(getattr(args, "profile", False))
+    alive = [i for i in range(cluster.n) if i != victim and i not in cluster.killed]
+    busiest = max(alive, key=counts.__getitem__)
+    spy.start(cluster.children[busiest].pid, "storm", seconds=20)
     t_kill = time.monotonic()
     cluster.kill(victim)
     deadline = t_kill + min(args.storm_deadline, max(10.0, left() - 30))
@@ -417,6 +440,7 @@ def storm_phase(
             back_at = now
             break
     cpu = _cpu(survivors) - cpu0
+    profile = spy.finish()
     after = fleet.status()
     reconnects = after["connects"] - before["connects"]
     dropped = after["drops"] - before["drops"]
@@ -439,6 +463,8 @@ def storm_phase(
         "connects_per_s": round(reconnects / wall, 1) if wall > 0 else 0.0,
         "peak_connects_per_s": round(peak, 1),
         "failed": after["failed"] - before["failed"],
+        "failed_kinds": fleet.failed_kinds(),
+        "profile": profile,
         "gave_up": after["gave_up"] - before["gave_up"],
         "offered": after["offered"] - before["offered"],
         "resumed": after["resumed"] - before["resumed"],
@@ -455,30 +481,4 @@ def storm_phase(
         f"resumed {row['resumed']} of {row['offered']} offered; "
         f"{row['connects_per_cpu_s']} connects per CPU-s"
     )
-    return row
-
-
-def handshake_baseline(data_dir: Path, ca: str, manifest: Path, seconds: float, log: Log) -> dict[str, Any]:
-    """Full TLS handshakes per CPU-second of the bare asyncio TLS server (``bench.tls_handshakes``)."""
-    port = free_port()
-    bare = Child(
-        ["-m", "bench.tls_handshakes", "bare", "--data-dir", str(data_dir), "--port", str(port)],
-        name="bare-tls",
-    )
-    try:
-        bare.wait_for("listening", timeout=30)
-        ctx = Context(
-            plan=PLANS["quick"],
-            data_dir=data_dir,
-            manifest=manifest,
-            ca=ca,
-            fingerprint="",
-            n_agents=1,
-            log=log,
-        )
-        options = argparse.Namespace(seconds=seconds, concurrency=8)
-        row = _measure(ctx, bare.pid, port, options, False)
-    finally:
-        bare.stop(10)
-    log(f"  bare asyncio TLS: {row['per_core']} full handshakes per CPU-second")
     return row

@@ -41,6 +41,8 @@ class IdleAgents:
         self.connects = 0
         self.attempts = 0
         self.failed = 0
+        self.failed_kinds: dict[str, int] = {}
+        """Failed attempts by exception class (a timeout, a reset, a refused TLS handshake …)."""
         self.gave_up = 0
         self.drops = 0
         self.pings = 0
@@ -61,6 +63,7 @@ class IdleAgents:
             "connects": self.connects,
             "attempts": self.attempts,
             "failed": self.failed,
+            "failed_kinds": self.failed_kinds,
             "gave_up": self.gave_up,
             "drops": self.drops,
             "pings": self.pings,
@@ -124,6 +127,8 @@ class IdleAgents:
                     ws = await self._open(ctx, f"pc-{contract}")
             except (OSError, WebSocketException, TimeoutError, RuntimeError) as exc:
                 self.failed += 1
+                kind = type(exc).__name__
+                self.failed_kinds[kind] = self.failed_kinds.get(kind, 0) + 1
                 if any(code in str(exc) for code in PERMANENT):
                     self.gave_up += 1
                     return

@@ -13,11 +13,20 @@ from bench.processes import Context
 
 
 def start_profile(pid: int, ctx: Context, name: str, *, seconds: float) -> subprocess.Popen[bytes] | None:
+    proc = spawn_spy(pid, ctx.data_dir / f"profile-{name}.txt", seconds=seconds)
+    if proc is None:
+        ctx.profiles[name] = {"error": NO_SPY}
+    return proc
+
+
+NO_SPY = "py-spy not installed (pip install py-spy)"
+
+
+def spawn_spy(pid: int, out: Path, *, seconds: float) -> subprocess.Popen[bytes] | None:
+    """``py-spy record`` of ``pid`` for ``seconds`` into ``out`` (collapsed stacks); None without py-spy."""
     spy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
     if not Path(spy).exists():
-        ctx.profiles[name] = {"error": "py-spy not installed (pip install py-spy)"}
         return None
-    out = ctx.data_dir / f"profile-{name}.txt"
     return subprocess.Popen(
         [
             spy,
@@ -39,23 +48,26 @@ def start_profile(pid: int, ctx: Context, name: str, *, seconds: float) -> subpr
     )
 
 
-def finish_profile(proc: subprocess.Popen[bytes] | None, ctx: Context, name: str) -> None:
-    if proc is None:
-        return
+def finish_spy(proc: subprocess.Popen[bytes], out: Path, name: str) -> dict[str, Any]:
+    """Stop ``proc`` (it writes what it has), summarise ``out`` and keep a copy in bench/results/."""
     proc.send_signal(2)  # SIGINT: py-spy writes what it has
     try:
         _, err = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
         _, err = proc.communicate()
-    path = ctx.data_dir / f"profile-{name}.txt"
-    if not path.exists():
-        ctx.profiles[name] = {"error": err.decode(errors="replace")[-500:]}
-        return
-    ctx.profiles[name] = summarize_profile(path.read_text())
+    if not out.exists():
+        return {"error": err.decode(errors="replace")[-500:]}
     keep = ROOT / "bench" / "results" / f"profile-{name}.txt"
     keep.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, keep)
+    shutil.copy(out, keep)
+    return summarize_profile(out.read_text())
+
+
+def finish_profile(proc: subprocess.Popen[bytes] | None, ctx: Context, name: str) -> None:
+    if proc is None:
+        return
+    ctx.profiles[name] = finish_spy(proc, ctx.data_dir / f"profile-{name}.txt", name)
 
 
 def _short(frame: str) -> str:

@@ -27,6 +27,7 @@ import ssl
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,34 @@ def _measure(
         "handshakes": result["handshakes"],
         "failed": result["failed"],
     }
+
+
+def handshake_baseline(
+    data_dir: Path, ca: str, manifest: Path, seconds: float, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Full TLS handshakes per CPU-second of the bare asyncio TLS server (``bench.tls_handshakes``)."""
+    port = free_port()
+    bare = Child(
+        ["-m", "bench.tls_handshakes", "bare", "--data-dir", str(data_dir), "--port", str(port)],
+        name="bare-tls",
+    )
+    try:
+        bare.wait_for("listening", timeout=30)
+        ctx = Context(
+            plan=PLANS["quick"],
+            data_dir=data_dir,
+            manifest=manifest,
+            ca=ca,
+            fingerprint="",
+            n_agents=1,
+            log=log,
+        )
+        options = argparse.Namespace(seconds=seconds, concurrency=8)
+        row = _measure(ctx, bare.pid, port, options, False)
+    finally:
+        bare.stop(10)
+    log(f"  bare asyncio TLS: {row['per_core']} full handshakes per CPU-second")
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,7 +49,7 @@ def _check_storm(data: dict[str, Any]) -> None:
 
 
 def test_cluster_bench_on_sqlite_measures_brokers_storm_and_baselines() -> None:
-    data = _run()
+    data = _run("--profile")
     for server in ("broker", "echo"):
         row = data[server]
         assert row["connected"] == 30
@@ -57,6 +57,12 @@ def test_cluster_bench_on_sqlite_measures_brokers_storm_and_baselines() -> None:
         assert row["kib_per_agent"] > 0
         assert len(row["per_process"]) == 2
     _check_storm(data)
+    # --profile: py-spy recorded the busiest broker in the idle window and a survivor in the storm.
+    for phase in (data["broker"], data["storm"]):
+        assert "error" not in phase["profile"], phase["profile"]
+        assert phase["profile"]["pid"] > 0
+    assert data["echo"]["profile"] is None  # only brokers are profiled
+    assert data["broker"]["floor_before_cpu_pct"] >= 0
     assert data["tls_bare"]["handshakes"] > 0
     assert data["tls_bare"]["failed"] == 0
 
