@@ -188,6 +188,8 @@ class Admission:
                     # A storage failure cannot be audited either (the same store); it is logged.
                     if exc.code is not ErrorCode.STORAGE_UNAVAILABLE:
                         self._audit_refusal("enroll.refused", request.contract_id, exc.code, peer)
+                    elif (metrics := getattr(self, "metrics", None)) is not None:
+                        metrics.count_refusal(exc.code)  # counted, though it cannot be audited
                     await runner.send(
                         Error(
                             id=request.id,
@@ -201,6 +203,8 @@ class Admission:
                 await runner.send(reply)
                 await runner.close(1000, "enrolled")
             elif isinstance(event, Received):
+                if (metrics := getattr(self, "metrics", None)) is not None:
+                    metrics.count_refusal(ErrorCode.UNEXPECTED_MESSAGE)
                 await runner.send(Error(code=ErrorCode.UNEXPECTED_MESSAGE.value, message="expected enroll"))
 
         await runner.run(on_event)

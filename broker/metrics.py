@@ -58,7 +58,8 @@ DEFAULT_PROBE_TIMEOUT: Final = 2.0
 
 Direction = Literal["to_agent", "to_operator"]
 DropReason = Literal["stale_frame", "queue_full", "no_consent"]
-HandshakePath = Literal["agent", "operator", "enroll"]
+HandshakePath = Literal["agent", "operator", "enroll", "tls"]
+"""``tls``: the TLS handshake itself failed, before any path was sent."""
 StorageOp = Literal["read", "write", "probe"]
 
 _ERROR_CODES: Final = frozenset(code.value for code in ErrorCode)

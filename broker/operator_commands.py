@@ -75,6 +75,7 @@ class OperatorCommands:
                 try:
                     dispatch.push(event.message)
                 except BacklogFull:
+                    self.sessions.relayed.metrics.count_refusal(ErrorCode.RATE_LIMITED)
                     pump.send(Error(code=ErrorCode.RATE_LIMITED.value, message="too many messages at once"))
                     pump.close(CLOSE_POLICY, ErrorCode.RATE_LIMITED.value)
 
@@ -91,6 +92,7 @@ class OperatorCommands:
     def _operator_refused(
         self, op: OperatorPeer, request_id: str | None, exc: BrokerError, now: float
     ) -> None:
+        self.sessions.relayed.metrics.count_refusal(exc.code)
         op.peer.send(
             Error(id=request_id, code=exc.code.value, message=exc.message, retry_after=exc.retry_after)
         )

@@ -50,6 +50,8 @@ class Detacher(Protocol):
 class OperatorLinks:
     def __init__(self, sessions: Detacher) -> None:
         self.sessions = sessions
+        self.refused: Callable[[ErrorCode], None] | None = None
+        """Counts each refusal sent (the server's ``metrics.count_refusal``)."""
         self._links: dict[OperatorPeer, Closable] = {}
 
     def __len__(self) -> int:
@@ -95,6 +97,8 @@ class OperatorLinks:
             op.name = op.token = None
             op.expires_at = None
             link.send(Error(code=ErrorCode.AUTH_REQUIRED.value, message=f"{reason}: log in again"))
+            if self.refused is not None:
+                self.refused(ErrorCode.AUTH_REQUIRED)
             link.close(CLOSE_POLICY, ErrorCode.AUTH_REQUIRED.value)
             self._links.pop(op, None)
             log.info("closed an operator connection of %s: %s", name, reason)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from protocol import encode
@@ -19,13 +20,18 @@ __all__ = ["AgentConnection", "SenderPeer"]
 class SenderPeer:
     """A connection as the session manager sees it: typed messages in, queued frames out."""
 
-    __slots__ = ("sender",)
+    __slots__ = ("counted", "sender")
 
-    def __init__(self, sender: Sender) -> None:
+    def __init__(self, sender: Sender, *, counted: Callable[[int], None] | None = None) -> None:
         self.sender = sender
+        self.counted = counted
+        """Told the size of every message sent (an agent's: ``broker_relay_bytes{to_agent}``)."""
 
     def send(self, message: Message) -> None:
-        self.sender.send_control(encode(message).decode("utf-8"))
+        frame = encode(message).decode("utf-8")
+        if self.counted is not None:
+            self.counted(len(frame))
+        self.sender.send_control(frame)
 
     def send_screen(self, frame: bytes, *, keyframe: bool) -> ScreenPush:
         return self.sender.send_screen(frame, keyframe=keyframe)

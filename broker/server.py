@@ -46,6 +46,7 @@ from .config import BrokerConfig
 from .core import AgentPeer, SessionCore
 from .datakeys import DataKeyring
 from .errors import RefusedError
+from .host_metrics import handshake_failed
 from .http_routes import HttpRoutes
 from .operator_commands import OperatorCommands
 from .operator_links import OperatorLinks
@@ -145,10 +146,12 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
             verify_audit=self._verify_audit,
             node=self.config.node,
             code_rules=CodeRules(lockout_for=self.config.code_lockout_for),
+            metrics=self.metrics,
         )
         self.sessions.start()
         await self._cluster_sessions(self.sessions)
         self.operator_links = OperatorLinks(self.sessions)
+        self.operator_links.refused = self.metrics.count_refusal
         await self._refresh_revoked()
         tuning.set_tls_read_buffer(self.config.tls_read_buffer)
         self.background = BackgroundWriter(self.storage, timed=lambda: self.metrics.time_storage("write"))
@@ -167,6 +170,7 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
             max_size=self.config.limits.max_text_bytes,
             max_unauthenticated_per_address=self.config.max_unauthenticated_per_address,
             on_refused=self._audit_connection_refusals,
+            on_handshake_failed=handshake_failed(self.metrics),
             response_headers={"Strict-Transport-Security": HSTS},
         )
         try:
@@ -273,11 +277,9 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
     def _open(self, conn: WireConnection, request: Request) -> Handler:
         """A WebSocket on one of the paths ``_process_request`` let through was accepted."""
         path = request.path.split("?", 1)[0]
-        self.metrics.count_handshake(
-            "agent" if path == "/agent" else "operator" if path == "/operator" else "enroll", ok=True
-        )
-        if path == "/agent":
+        if path == "/agent":  # counted once its certificate is admitted or refused (_agent_admitted)
             return self._agent(conn)
+        self.metrics.count_handshake("operator" if path == "/operator" else "enroll", ok=True)
         if path == "/operator":
             return self._operator(conn)
         # /enroll, the one other path _process_request lets through: a few messages, easiest to
@@ -309,16 +311,18 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
         try:
             record = await self._admit_agent(serial, peer)
         except RefusedError as exc:  # one ``error`` before any hello, then a policy close (reason: code)
+            self.metrics.count_handshake("agent", ok=False)  # no certificate, unknown, revoked, …
             pump = LinkPump(ws, self._link("agent"), lambda event: None, clock=self.clock)
             pump.send(Error(code=exc.code.value, message=exc.message))
             pump.close(CLOSE_POLICY, exc.code.value)
             return pump
         assert serial is not None  # _admit_agent refuses a connection without a certificate
+        self.metrics.count_handshake("agent", ok=True)
         ws.authenticated()  # a certificate of ours, admitted: no longer counted against its address
         ws.allow_size(self.config.limits.max_binary_bytes)  # screen updates
         sender = Sender(ws)
         session_peer = AgentPeer(
-            peer=SenderPeer(sender),
+            peer=SenderPeer(sender, counted=self.sessions.relayed.to_agent.inc),
             serial=serial,
             contract_id=record.contract_id,
             machine_name=record.machine_name,
@@ -431,6 +435,7 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
             for serial in [s for s in self.agents if s in revoked]:
                 log.info("closing connections of revoked certificate %s", serial)
                 for conn in list(self.agents.get(serial, ())):
+                    self.metrics.count_refusal(ErrorCode.CERT_REVOKED)
                     conn.pump.send(
                         Error(code=ErrorCode.CERT_REVOKED.value, message="this certificate has been revoked")
                     )

@@ -38,6 +38,7 @@ from .core import (
 )
 from .core.agent_side import may_request
 from .errors import BrokerError
+from .host_metrics import RelayMetrics
 from .session_links import SessionLinks
 from .storage import Storage
 from .storage.guards import SharedLimits, SupportCodes
@@ -70,6 +71,7 @@ class ClusterReads:
     limits: SharedLimits
     links: SessionLinks | None
     signals: QueueSignals | None
+    relayed: RelayMetrics
 
     def feed(self, event: Event) -> None:
         raise NotImplementedError
@@ -82,7 +84,8 @@ class ClusterReads:
 
     async def _requested(self, agent: AgentPeer, msg: SupportRequest) -> Event:
         """A new support request: the contract, then the shared window and a code (docs/cluster.md §2)."""
-        record = await self.storage.subscribers.get(agent.contract_id)
+        with self.relayed.storage("read"):
+            record = await self.storage.subscribers.get(agent.contract_id)
         subscriber = (
             None
             if record is None
@@ -93,9 +96,10 @@ class ClusterReads:
             # count of the last hour is read from the audit after the writer caught up.
             await self.flush()
             counted_at = self.clock()
-            recent = await self.storage.audit.count(
-                action="support.request", subject=agent.contract_id, since=counted_at - 3600
-            )
+            with self.relayed.storage("read"):
+                recent = await self.storage.audit.count(
+                    action="support.request", subject=agent.contract_id, since=counted_at - 3600
+                )
             return SupportRequested(
                 agent=agent, message=msg, subscriber=subscriber, recent_requests=recent, counted_at=counted_at
             )
@@ -104,20 +108,22 @@ class ClusterReads:
             return SupportRequested(agent=agent, message=msg, subscriber=subscriber, recent_requests=0)
         # 第18条⑤ on the shared database: exact across processes (docs/cluster.md §2).
         rules = self.core.rules
-        wait = await self.limits.hit(
-            f"request:{agent.contract_id}", limit=rules.max_requests_per_hour, window=3600.0, now=now
-        )
+        with self.relayed.storage("write"):
+            wait = await self.limits.hit(
+                f"request:{agent.contract_id}", limit=rules.max_requests_per_hour, window=3600.0, now=now
+            )
         if wait is not None:
             shared = SharedRequest(limit_wait=wait)
         else:
             session_id = self.core.new_id()
-            code = await self.codes.issue(
-                session_id=session_id,
-                node=self.node,
-                contract_id=agent.contract_id,
-                now=now,
-                ttl=rules.code_ttl,
-            )
+            with self.relayed.storage("write"):
+                code = await self.codes.issue(
+                    session_id=session_id,
+                    node=self.node,
+                    contract_id=agent.contract_id,
+                    now=now,
+                    ttl=rules.code_ttl,
+                )
             shared = SharedRequest(limit_wait=None, session_id=session_id, code=code)
         return SupportRequested(
             agent=agent, message=msg, subscriber=subscriber, recent_requests=0, shared=shared
@@ -146,11 +152,13 @@ class ClusterReads:
     async def _adopt(self, agent: AgentPeer, msg: SupportRequest) -> Event:
         """The session row, its receipts in order and the operator, read before the event."""
         session_id = msg.resume or ""
-        record = await self.storage.sessions.get(session_id)
+        with self.relayed.storage("read"):
+            record = await self.storage.sessions.get(session_id)
         if record is None or record.ended_at is not None or record.serial != agent.serial:
             return AgentMessage(agent=agent, message=msg)  # the core answers not_found
-        receipts = await self.storage.sessions.receipts(session_id)
-        account = await self.storage.operators.get(record.operator)
+        with self.relayed.storage("read"):
+            receipts = await self.storage.sessions.receipts(session_id)
+            account = await self.storage.operators.get(record.operator)
         scopes: dict[str, ScopeStatus] = {}
         granted: tuple[str, ...] = ()
         for receipt in receipts:  # as the core applies decisions (agent_side.consent_decision)

@@ -72,6 +72,8 @@ from .core import (
 )
 from .datakeys import DataKeyring
 from .errors import BrokerError
+from .host_metrics import RelayMetrics
+from .metrics import BrokerMetrics
 from .receipts import verify_receipt
 from .relay import ScreenPush
 from .session_cluster import ClusterReads, QueueSignals
@@ -111,8 +113,11 @@ class SessionHost(ClusterReads):
         verify_audit: VerifyAudit | None = None,
         node: str = "node-1",
         code_rules: CodeRules | None = None,
+        metrics: BrokerMetrics | None = None,
     ) -> None:
         self.core = core
+        self.relayed = RelayMetrics(metrics)
+        """Relay bytes and drops, storage latency (broker/host_metrics.py)."""
         self.node = node
         """This process's name in the support-code rows (which process holds the request)."""
         self.codes = SupportCodes(storage.db, rules=code_rules)
@@ -225,7 +230,8 @@ class SessionHost(ClusterReads):
             colleague = msg.colleague
 
             async def look_up() -> Event:
-                record = await self.storage.operators.get(colleague)
+                with self.relayed.storage("read"):
+                    record = await self.storage.operators.get(colleague)
                 display = record.display_name if record is not None else ""
                 return PersonAsked(operator=op, message=msg, known=record is not None, display_name=display)
 
@@ -241,7 +247,11 @@ class SessionHost(ClusterReads):
 
     def feed(self, event: Event) -> None:
         """One event into the core now; its commands run at once."""
+        session = event.agent.session if isinstance(event, AgentFrame) else None
+        refused = session.refused_updates if session is not None else 0
         self.run(self.core.handle(event, self.clock()))
+        if session is not None and session.refused_updates != refused:
+            self.relayed.no_consent.inc()  # refused by its session: not active, screen:view not granted
         self._arm()
 
     def _from(self, source: object, item: _Item) -> None:
@@ -256,6 +266,7 @@ class SessionHost(ClusterReads):
             self._spawn(self._drain(source, backlog))
             return
         if len(backlog) >= MAX_BACKLOG and isinstance(item, AgentFrame):
+            self.relayed.queue_full.inc()
             return  # a screen update behind a slow read: dropped (a keyframe follows on request)
         backlog.append(item)
 
@@ -275,7 +286,8 @@ class SessionHost(ClusterReads):
         """The receipt checked against the agent's certificate (ECDSA in a thread, DESIGN §4)."""
         pem = self._certificates.get(agent.serial)
         if pem is None:
-            record = await self.storage.certificates.get(agent.serial)
+            with self.relayed.storage("read"):
+                record = await self.storage.certificates.get(agent.serial)
             if record is None:
                 refusal = Error(code=ErrorCode.CERT_UNKNOWN.value, message="unknown certificate")
                 return ConsentDecided(agent=agent, message=msg, receipt=None, refusal=refusal)
@@ -298,8 +310,12 @@ class SessionHost(ClusterReads):
                     log.exception("a session observer failed")
             if isinstance(command, SendToAgent | RequestKeyframe):
                 command.agent.peer.send(command.message)
+                if isinstance(command.message, Error):
+                    self.relayed.metrics.count_refusal(command.message.code)
             elif isinstance(command, SendToOperator):
                 command.operator.peer.send(command.message)
+                if isinstance(command.message, Error):
+                    self.relayed.metrics.count_refusal(command.message.code)
             elif isinstance(command, ForwardFrame):
                 self._forward(command)
             elif isinstance(command, _WRITES):
@@ -317,6 +333,10 @@ class SessionHost(ClusterReads):
             if result is not ScreenPush.DROPPED:
                 delivered += len(command.data)
             behind = behind or result is ScreenPush.BEHIND
+            if result is not ScreenPush.QUEUED:
+                self.relayed.screen(result)
+        if delivered:
+            self.relayed.to_operator.inc(delivered)
         self.feed(FrameDelivered(session_id=command.session_id, delivered_bytes=delivered, behind=behind))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -356,9 +376,11 @@ class SessionHost(ClusterReads):
                 if command is None:
                     return
                 if isinstance(command, VoidCode):
-                    await self.codes.void_session(command.session_id, now=command.at)
+                    with self.relayed.storage("write"):
+                        await self.codes.void_session(command.session_id, now=command.at)
                     continue
-                inventory_id = await self.records.write(command)
+                with self.relayed.storage("write"):
+                    inventory_id = await self.records.write(command)
                 if isinstance(command, SaveInventory) and inventory_id is not None:
                     self.feed(InventoryStored(session_id=command.session_id, inventory_id=inventory_id))
             except Exception:
@@ -374,8 +396,12 @@ class SessionHost(ClusterReads):
         if inventory_id is None:
             session = self.core.sessions.get(command.session_id)
             inventory_id = session.inventory_id if session is not None else None
-        self.feed(await self.records.read_credentials(command, inventory_id))
+        with self.relayed.storage("read"):
+            read = await self.records.read_credentials(command, inventory_id)
+        self.feed(read)
 
     async def _browse(self, command: BrowseAudit) -> None:
         await self.flush()
-        command.operator.peer.send(await self.records.browse(command))
+        with self.relayed.storage("read"):
+            page = await self.records.browse(command)
+        command.operator.peer.send(page)

@@ -145,6 +145,7 @@ class SessionLinks:
             link.send_text(session_id, msgspec.msgpack.encode(envelope))
         except LinkError as exc:
             log.warning("cluster link to %s: %s", node, exc.message)
+            self.host.relayed.metrics.count_refusal("not_found")
             from protocol.errors import ErrorCode
             from protocol.messages import Error
 
@@ -251,7 +252,9 @@ class SessionLinks:
                 keyframe = bool(peek_header(body).flags & FLAG_KEYFRAME)
             except Exception:
                 return
-            op.peer.send_screen(body, keyframe=keyframe)
+            result = op.peer.send_screen(body, keyframe=keyframe)
+            if result is not ScreenPush.QUEUED:
+                self.host.relayed.screen(result)  # our operator's own queue (the holder counts its bytes)
         elif frame.kind is FrameKind.TEXT:
             try:
                 message = decode(body)

@@ -122,6 +122,12 @@ class _TlsProtocol(asyncio.sslproto.SSLProtocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         app: Any = self._app_protocol
+        if getattr(self, "_app_state", None) is asyncio.sslproto.AppProtocolState.STATE_INIT:
+            # The TLS handshake never completed (a refused or missing client certificate where one
+            # is required, a protocol mismatch, a timeout, a peer that left): the listener counts it.
+            server = getattr(app, "server", None)
+            if server is not None:
+                server.handshake_failed(None)
         try:
             super().connection_lost(exc)
         finally:

@@ -293,6 +293,8 @@ class WireConnection(asyncio.Protocol):
             response = ws.accept(request)
             if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS and not server.serving:
                 response = ws.reject(http.HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n")
+            if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
+                server.handshake_failed(request.path)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -365,6 +367,10 @@ class WireServer:
     on_refused:
         Called at most once per ``refusal_report_interval`` seconds with the connections refused
         by the cap since the last call (address → count), so a flood costs one audit entry a minute.
+    on_handshake_failed:
+        Called with ``None`` when a TLS handshake did not complete (also a TCP connection that never
+        started one, such as a plain TCP health check), and with the request path when a WebSocket
+        upgrade was answered with anything but 101. Never with plain HTTP answers.
     fail_linger:
         Seconds a connection we failed (1002, 1007, 1009) is still read and discarded before it is
         closed, so the peer can read our close frame instead of a TCP reset (1 s).
@@ -399,6 +405,7 @@ class WireServer:
         on_refused: gate.RefusalReport | None = None,
         refusal_report_interval: float = 60.0,
         response_headers: Mapping[str, str] | None = None,
+        on_handshake_failed: Callable[[str | None], None] | None = None,
         fail_linger: float = 1.0,
         ws_logger: logging.Logger | None = None,
         tcp_keepalive: tuple[int, int, int] | None = (
@@ -410,6 +417,7 @@ class WireServer:
         self.tcp_keepalive = tcp_keepalive
         self.response_headers: Mapping[str, str] = dict(response_headers or {})
         self.fail_linger = fail_linger
+        self.on_handshake_failed = on_handshake_failed
         self.process_request = process_request
         self.open_handler = open_handler
         self.max_size = max_size
@@ -426,6 +434,15 @@ class WireServer:
         """The listening port (after :meth:`listen`; the real one when 0 was asked for)."""
         self._server: asyncio.Server | None = None
         self.loop = asyncio.get_running_loop()
+
+    def handshake_failed(self, path: str | None) -> None:
+        """Tell ``on_handshake_failed``: TLS did not complete (``None``), or a WebSocket upgrade on
+        ``path`` was answered with anything but 101 (a bad upgrade request, shutting down)."""
+        if self.on_handshake_failed is not None:
+            try:
+                self.on_handshake_failed(path)
+            except Exception:
+                log.exception("reporting a failed handshake failed")
 
     def new_connection(self, peer: str, *, counted: bool = False) -> WireConnection:
         """The protocol of one accepted connection (``counted``: the gate counted it for ``peer``)."""

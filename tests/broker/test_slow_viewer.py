@@ -211,6 +211,11 @@ async def test_slow_viewer_does_not_slow_anyone_and_memory_stays_bounded(
     assert queue.screen_bytes <= queue.max_screen_bytes
     assert queue.dropped_updates > 0
     assert refreshes >= 1  # the agent was asked for a keyframe for the slow viewer
+    # ... and the drops are on /metrics: the viewer fell behind at least once (its queue was full).
+    registry = broker.broker.metrics.registry
+    assert (registry.get_sample_value("broker_relay_drops_total", {"reason": "queue_full"}) or 0) >= 1
+    relayed = registry.get_sample_value("broker_relay_bytes_total", {"direction": "to_operator"}) or 0
+    assert relayed >= 10 * FRAME_BYTES  # before anyone fell behind, frames went out whole
 
     # When the slow viewer finally reads, every control message is there, in order.
     slow_chats: list[str] = []
