@@ -1,13 +1,13 @@
 """A live session survives ``kill -9`` of the broker process holding its agent (issue 15): three
-real broker processes on PostgreSQL and NATS behind Debian's HAProxy (TLS passed through), the agent
-through the front door, the operator on another process. After the kill the agent reconnects
-through HAProxy to a surviving process, which adopts the session from the database; the operator's
-process re-links; new frames reach the operator, input still needs ``input:control``, and the audit
-chain verifies."""
+real broker processes on PostgreSQL and NATS behind Debian's HAProxy (TLS passed through, PROXY v2),
+the agent and the operator through the front door, on different processes. After the kill the agent
+reconnects through HAProxy to a surviving process, which adopts the session from the database; the
+operator's process re-links; new frames reach the operator, input still needs ``input:control``, and
+the audit chain verifies. A rolling restart (the operator on each process's own port, moving off the
+one about to restart) ends no session."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 from collections.abc import Iterator
@@ -16,13 +16,17 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from broker.cluster.haproxy import Backend, FrontDoor, render
 from helpdesk import HelpdeskClient
-from helpdesk.canvas import Canvas
-from tests.broker.cluster.natsserver import free_port
-from tests.broker.cluster.test_haproxy import HAProxy, show_stat
-from tests.e2e.cluster import Cluster, cluster_database, input_needs_control, start_cluster
-from tests.helpers import add_operator, login, run_agent, start_support, wait_until
+from tests.e2e.cluster import (
+    Cluster,
+    cluster_database,
+    frames,
+    front_operator,
+    holder,
+    input_needs_control,
+    running_cluster,
+)
+from tests.helpers import add_operator, login, start_support
 
 pytestmark = pytest.mark.e2e
 
@@ -33,63 +37,23 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def front(database_url: str, tmp_path: Path) -> Iterator[tuple[Cluster, int]]:
-    cluster = start_cluster(database_url, tmp_path / "cluster")
-    port = free_port()
-    stats = tmp_path / "haproxy.sock"
-    door = FrontDoor(
-        listen=("127.0.0.1", port),
-        backends=tuple(Backend(f"broker{i + 1}", "127.0.0.1", b.port) for i, b in enumerate(cluster.brokers)),
-        check_interval=0.5,
-        maxconn=1000,
-        stats_socket=str(stats),
-    )
-    haproxy = HAProxy(render(door), tmp_path)
-    haproxy.start()
-    try:
-        wait_until(
-            lambda: stats.exists() and set(show_stat(stats).values()) == {"UP"},
-            what="every broker UP in HAProxy",
-        )
-        yield cluster, port
-    finally:
-        haproxy.stop()
-        cluster.stop()
-
-
-def _holder(database_url: str, code: str) -> int:
-    """Index of the broker process that issued ``code`` (its node id is ``broker-<n>``)."""
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT node FROM support_codes WHERE code = %s", (code,)).fetchone()
-    assert row is not None
-    return int(str(row[0]).rsplit("-", 1)[1]) - 1
-
-
-async def _frames(op: HelpdeskClient, count: int) -> Canvas:
-    canvas = Canvas()
-    seen = 0
-    while canvas.keyframes == 0 or seen < count:
-        canvas.apply(await asyncio.wait_for(op.screen.get(), 30))
-        seen += 1
-    return canvas
+def cluster(database_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    with running_cluster(database_url, tmp_path) as running:
+        yield running
 
 
 async def test_c_kill_9_of_the_agents_process_the_session_continues_on_another(
-    front: tuple[Cluster, int], tmp_path: Path
+    cluster: Cluster, tmp_path: Path
 ) -> None:
-    cluster, port = front
     agent_dir = tmp_path / "agent"
-    args = cluster.brokers[0].add_subscriber("C-KILL")
-    args[args.index("--broker") + 1] = f"wss://127.0.0.1:{port}"  # the agent dials the front door
-    enrolled = run_agent(agent_dir, *args, "--machine-name", "pc-kill", stdin="y\n")
-    assert enrolled.returncode == 0, enrolled.stderr
+    cluster.enroll(agent_dir, "C-KILL", via=None)  # the agent dials the front door
     erin = add_operator(cluster.brokers[0], "erin1")
     support = start_support(agent_dir, "--test-pattern")
     try:
         code = support.support_code()
-        holder = _holder(cluster.database_url, code)
-        other = (holder + 1) % 3
-        async with cluster.client(other) as op:  # the operator on a process that does not hold the agent
+        agents = holder(cluster.database_url, code)
+        # The operator through the front door too, on a process that does not hold the agent.
+        async with front_operator(cluster, {0, 1, 2} - {agents}) as (op, other):
             await login(op, erin)
             claimed = await op.claim(code=code, scopes=["screen:view", "input:control"])
             session = claimed.session_id
@@ -97,9 +61,9 @@ async def test_c_kill_9_of_the_agents_process_the_session_continues_on_another(
             await op.watch(session)
             support.type("1")  # the screen only
             await op.wait_state(session, lambda s: s.scopes.get("screen:view") == "granted")
-            await _frames(op, 2)
+            await frames(op, 2)
 
-            victim = cluster.brokers[holder]
+            victim = cluster.brokers[agents]
             assert victim.proc is not None
             os.kill(victim.proc.pid, signal.SIGKILL)
             victim.proc.wait(10)
@@ -107,7 +71,7 @@ async def test_c_kill_9_of_the_agents_process_the_session_continues_on_another(
                 op.screen.get_nowait()
 
             # The session continues: new frames from the process that adopted it.
-            canvas = await _frames(op, 2)
+            canvas = await frames(op, 2)
             assert canvas.pixels is not None
             state = await op.wait_state(session, lambda s: s.phase == "active")
             assert state.scopes["screen:view"] == "granted"
@@ -142,21 +106,15 @@ async def _moved_operator(cluster: Cluster, op: HelpdeskClient, to: int, session
     return moved
 
 
-async def test_d_rolling_restart_of_every_process_ends_no_session(
-    front: tuple[Cluster, int], tmp_path: Path
-) -> None:
-    cluster, port = front
+async def test_d_rolling_restart_of_every_process_ends_no_session(cluster: Cluster, tmp_path: Path) -> None:
     agent_dir = tmp_path / "agent"
-    args = cluster.brokers[0].add_subscriber("C-ROLL")
-    args[args.index("--broker") + 1] = f"wss://127.0.0.1:{port}"
-    enrolled = run_agent(agent_dir, *args, "--machine-name", "pc-roll", stdin="y\n")
-    assert enrolled.returncode == 0, enrolled.stderr
+    cluster.enroll(agent_dir, "C-ROLL", via=None)
     fay = add_operator(cluster.brokers[0], "fay1")
     support = start_support(agent_dir, "--test-pattern")
     op: HelpdeskClient | None = None
     try:
         code = support.support_code()
-        where = (_holder(cluster.database_url, code) + 1) % 3
+        where = (holder(cluster.database_url, code) + 1) % 3
         op = cluster.client(where)
         await op.connect()
         await login(op, fay)
@@ -165,7 +123,7 @@ async def test_d_rolling_restart_of_every_process_ends_no_session(
         await op.watch(session)
         support.type("1")
         await op.wait_state(session, lambda s: s.scopes.get("screen:view") == "granted")
-        await _frames(op, 2)
+        await frames(op, 2)
 
         for index, broker in enumerate(cluster.brokers):
             if index == where:  # the console moves off the process that restarts now
@@ -175,7 +133,7 @@ async def test_d_rolling_restart_of_every_process_ends_no_session(
             broker.start()  # the same port; HAProxy takes it back after its health checks
             while not op.screen.empty():
                 op.screen.get_nowait()
-            await _frames(op, 2)  # new frames after each restart
+            await frames(op, 2)  # new frames after each restart
             state = await op.wait_state(session, lambda s: s.phase == "active")
             assert state.scopes["screen:view"] == "granted"
             assert support.proc.poll() is None
