@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Protocol
 
-from protocol.messages import Claim, Error, Message, QueueEntry, ScopeStatus, SupportRequest
+from protocol.messages import Claim, Error, Message, QueueEntry, ScopeStatus, SessionState, SupportRequest
 
 from .core import (
     AgentMessage,
@@ -39,6 +39,7 @@ from .core import (
 from .core.agent_side import may_request
 from .errors import BrokerError
 from .session_links import SessionLinks
+from .session_sweep import Swept
 from .storage import Storage
 from .storage.guards import SharedLimits, SupportCodes
 
@@ -49,7 +50,26 @@ LOCATE_WAIT = 10.0
 (a reconnect after a stop or crash takes a few seconds; the grace is 30 s)."""
 LOCATE_STEPS = 40
 
-__all__ = ["ClusterReads", "QueueSignals"]
+__all__ = ["ClusterReads", "QueueSignals", "scopes_after"]
+
+
+def scopes_after(
+    receipts: Iterable[tuple[str, tuple[str, ...], tuple[str, ...]]],
+) -> tuple[tuple[tuple[str, ScopeStatus], ...], tuple[str, ...]]:
+    """Each scope's status and what the last receipt granted, after the stored scope receipts
+    ``(decision, granted, denied)`` in order, as the core applies decisions
+    (``agent_side.consent_decision``): what an adopted session starts from."""
+    scopes: dict[str, ScopeStatus] = {}
+    granted: tuple[str, ...] = ()
+    for decision, now_granted, denied in receipts:
+        for scope in denied:
+            scopes[scope] = "timeout" if decision == "timeout" else "denied"
+        for scope in set(granted) - set(now_granted):
+            scopes[scope] = "withdrawn"
+        for scope in now_granted:
+            scopes[scope] = "granted"
+        granted = tuple(now_granted)
+    return tuple(scopes.items()), granted
 
 
 class QueueSignals(Protocol):
@@ -151,16 +171,9 @@ class ClusterReads:
             return AgentMessage(agent=agent, message=msg)  # the core answers not_found
         receipts = await self.storage.sessions.receipts(session_id)
         account = await self.storage.operators.get(record.operator)
-        scopes: dict[str, ScopeStatus] = {}
-        granted: tuple[str, ...] = ()
-        for receipt in receipts:  # as the core applies decisions (agent_side.consent_decision)
-            for scope in receipt.denied:
-                scopes[scope] = "timeout" if receipt.decision == "timeout" else "denied"
-            for scope in set(granted) - set(receipt.granted):
-                scopes[scope] = "withdrawn"
-            for scope in receipt.granted:
-                scopes[scope] = "granted"
-            granted = tuple(receipt.granted)
+        if not await self.storage.sessions.adopted(session_id, node=self.node):
+            return AgentMessage(agent=agent, message=msg)  # ended meanwhile (swept): not_found
+        scopes, granted = scopes_after((r.decision, r.granted, r.denied) for r in receipts)
         return SessionAdopted(
             agent=agent,
             message=msg,
@@ -168,7 +181,7 @@ class ClusterReads:
             operator=record.operator,
             operator_display=account.display_name if account is not None else record.operator,
             started_at=record.started_at,
-            scopes=tuple(scopes.items()),
+            scopes=scopes,
             granted=granted,
             decided=bool(receipts),
         )
@@ -197,10 +210,35 @@ class ClusterReads:
         return CodeClaimed(operator=op, message=msg, session_id=row.session_id, node=row.node)
 
     async def session_signal(self, session_id: str, node: str) -> None:
-        """A ``SessionRequested`` from ``node``: the queue changed, or ``node`` adopted a session."""
-        if self.links is not None:
-            self.links.moved(session_id, node)
+        """A ``SessionRequested`` from ``node``: the queue changed, or ``node`` adopted a session, or
+        ``node`` swept it (its process died and its agent did not come back: our operators are told
+        it ended, from its row)."""
+        links = self.links
+        if links is not None:
+            record = None
+            if links.watched(session_id) and session_id not in self.core.sessions:
+                record = await self.storage.sessions.get(session_id)
+            if record is not None and record.ended_at is not None:
+                links.ended(
+                    SessionState(
+                        session_id=session_id,
+                        phase="ended",
+                        contract_id=record.contract_id,
+                        operator=record.operator,
+                        ended_by=record.ended_by,
+                        reason=record.reason or "",
+                    )
+                )
+            else:
+                links.moved(session_id, node)
         await self.refresh_queue()
+
+    async def swept(self, done: Swept) -> None:
+        """This process's sweep ended an orphaned session: our operators and the others' hear it."""
+        signals = self.signals
+        if signals is not None:
+            await self._signal(signals.session_requested(done.session_id, done.contract_id))
+        await self.session_signal(done.session_id, self.node)
 
     async def refresh_queue(self) -> None:
         """Read the waiting requests of every process from the database (after a ``SessionRequested``

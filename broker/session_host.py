@@ -137,7 +137,7 @@ class SessionHost(ClusterReads):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._certificates: dict[str, str] = {}
-        self.records = SessionRecords(storage, keyring=keyring, verify_audit=verify_audit)
+        self.records = SessionRecords(storage, keyring=keyring, verify_audit=verify_audit, node=node)
         """The storage side: writes of the ordered writer, reads of tasks (broker/session_records.py)."""
 
     # -- lifecycle --------------------------------------------------------------------------------
