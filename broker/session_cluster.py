@@ -15,7 +15,9 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Protocol
 
+from protocol.errors import ProtocolError
 from protocol.messages import Claim, Error, Message, QueueEntry, ScopeStatus, SessionState, SupportRequest
+from protocol.receipts import parse_receipt
 
 from .core import (
     AgentMessage,
@@ -25,6 +27,7 @@ from .core import (
     CodeClaimed,
     Command,
     Event,
+    OpenQuestion,
     OperatorMessage,
     OperatorPeer,
     PersistReceipt,
@@ -50,7 +53,7 @@ LOCATE_WAIT = 10.0
 (a reconnect after a stop or crash takes a few seconds; the grace is 30 s)."""
 LOCATE_STEPS = 40
 
-__all__ = ["ClusterReads", "QueueSignals", "scopes_after"]
+__all__ = ["ClusterReads", "QueueSignals", "open_question", "scopes_after"]
 
 
 def scopes_after(
@@ -70,6 +73,32 @@ def scopes_after(
             scopes[scope] = "granted"
         granted = tuple(now_granted)
     return tuple(scopes.items()), granted
+
+
+def open_question(entries: Iterable[tuple[str, dict[str, Any]]]) -> OpenQuestion | None:
+    """The scope question a session's audit entries (in order) leave open: the last ``consent.ask``
+    that no scope receipt answered (as ``agent_side.consent_decision`` clears it) and no
+    ``consent.timeout`` closed. Person questions (invite, transfer) are not carried over."""
+    question: OpenQuestion | None = None
+    for action, details in entries:
+        if action == "consent.ask":
+            question = OpenQuestion(
+                request_id=str(details.get("request", "")),
+                scopes=tuple(str(s) for s in details.get("scopes", ())),
+                deadline=float(details.get("deadline", 0.0)),
+            )
+        elif question is None:
+            continue
+        elif action == "consent.timeout":
+            question = None
+        elif action == "consent.receipt" and "viewer" not in details:
+            try:
+                asked = set(parse_receipt(str(details.get("receipt", ""))).asked)
+            except ProtocolError:
+                asked = set()
+            if details.get("decision") in ("answered", "timeout") or set(question.scopes) <= asked:
+                question = None
+    return question
 
 
 class QueueSignals(Protocol):
@@ -102,12 +131,7 @@ class ClusterReads:
 
     async def _requested(self, agent: AgentPeer, msg: SupportRequest) -> Event:
         """A new support request: the contract, then the shared window and a code (docs/cluster.md §2)."""
-        record = await self.storage.subscribers.get(agent.contract_id)
-        subscriber = (
-            None
-            if record is None
-            else Subscriber(status=str(record.status.value), suspended_until=record.suspended_until)
-        )
+        subscriber = await self._subscriber(agent.contract_id)
         if self.signals is None:
             # One process (no cluster): the core counts and draws codes itself, as before; the
             # count of the last hour is read from the audit after the writer caught up.
@@ -171,6 +195,8 @@ class ClusterReads:
             return AgentMessage(agent=agent, message=msg)  # the core answers not_found
         receipts = await self.storage.sessions.receipts(session_id)
         account = await self.storage.operators.get(record.operator)
+        entries = await self.storage.audit.entries(subject=session_id)
+        subscriber = await self._subscriber(agent.contract_id)
         if not await self.storage.sessions.adopted(session_id, node=self.node):
             return AgentMessage(agent=agent, message=msg)  # ended meanwhile (swept): not_found
         scopes, granted = scopes_after((r.decision, r.granted, r.denied) for r in receipts)
@@ -184,7 +210,21 @@ class ClusterReads:
             scopes=scopes,
             granted=granted,
             decided=bool(receipts),
+            question=open_question((e.action, e.details) for e in entries),
+            subscriber=subscriber,
         )
+
+    async def _subscriber(self, contract_id: str) -> Subscriber | None:
+        record = await self.storage.subscribers.get(contract_id)
+        if record is None:
+            return None
+        return Subscriber(status=str(record.status.value), suspended_until=record.suspended_until)
+
+    async def _resumed(self, agent: AgentPeer, msg: SupportRequest) -> Event:
+        """A resume of a session this process holds, with the contract read first: a contract cut
+        (suspended, terminated) while the agent was away ends the session instead (第18条)."""
+        subscriber = await self._subscriber(agent.contract_id)
+        return SupportRequested(agent=agent, message=msg, subscriber=subscriber, recent_requests=0)
 
     @staticmethod
     async def _forwarded(sending: Awaitable[None]) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from broker.cluster.node import publish_cut_once
+from tests.broker.cluster.natsserver import SHARED_NATS_URL
 from tests.e2e.cluster import Cluster, cluster_database, start_cluster
 from tests.helpers import add_operator, login, start_support
 
@@ -75,3 +77,42 @@ async def test_a_session_whose_process_and_agent_died_is_swept_once(cluster: Clu
     assert '"held_by":"broker-1"' in str(ends[0][0]).replace(" ", "")
     verified = cluster.brokers[2].cli("audit", "verify")
     assert "audit chain OK" in verified.stdout, verified.stdout
+
+
+async def test_a_contract_suspended_during_a_session_ends_it_on_the_agents_resume(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """第18条 in a cluster: the contract is suspended (the admin CLI) and the cut closes the agent's
+    connection on broker-1; the agent reconnects and is admitted (suspension refuses requests, not
+    connections, as in one process), but its resume is refused and the session ends, instead of going
+    on as before."""
+    cluster.enroll(tmp_path / "agent", "C-SUSP", via=0)
+    bea = add_operator(cluster.brokers[0], "bea1")
+    support = start_support(tmp_path / "agent", "--test-pattern")
+    try:
+        code = support.support_code()
+        async with cluster.client(1) as op:
+            await login(op, bea)
+            session = (await op.claim(code=code, scopes=["screen:view"])).session_id
+            support.wait_for("View your screen")
+            await op.watch(session)
+            support.type("1")
+            await op.wait_state(session, lambda s: s.scopes.get("screen:view") == "granted")
+
+            assert "suspended" in cluster.brokers[2].cli("subscriber", "suspend", "C-SUSP").stdout
+            sent = await publish_cut_once(
+                SHARED_NATS_URL, contract_id="C-SUSP", reason="suspended", prefix=cluster.prefix
+            )
+            assert sent
+            state = await op.wait_state(session, lambda s: s.phase == "ended", timeout=60)
+            assert (state.ended_by, state.reason) == ("broker", "subscriber_suspended")
+        support.proc.wait(30)  # the agent's session ended: it stops
+    finally:
+        support.stop()
+    with psycopg.connect(cluster.database_url) as conn:
+        row = conn.execute("SELECT reason FROM support_sessions WHERE id = %s", (session,)).fetchone()
+        resumed = conn.execute(
+            "SELECT count(*) FROM audit WHERE action = 'agent.refused' AND subject = 'C-SUSP'"
+        ).fetchone()
+    assert row == ("subscriber_suspended",)
+    assert resumed == (0,)  # admitted: the connection itself was not refused
