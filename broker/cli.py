@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=600.0,
         help="seconds a PC that announced a restart (system:restart) may take to come back",
     )
+    serve.add_argument(
+        "--session-sweep",
+        type=float,
+        default=60.0,
+        help="seconds between sweeps of sessions whose process died (cluster only)",
+    )
     serve.add_argument("--max-requests-per-hour", type=int, default=5, help="per subscriber (第18条⑤)")
     serve.add_argument("--code-ttl", type=float, default=600.0, help="support code lifetime in seconds")
     serve.add_argument(
@@ -272,6 +278,7 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
         nats_url=args.nats,
         nats_prefix=args.nats_prefix,
         cluster_listen=args.cluster_listen,
+        session_sweep_interval=args.session_sweep,
         session_rules=SessionRules(
             code_ttl=args.code_ttl,
             consent_timeout=args.consent_timeout,

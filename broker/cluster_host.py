@@ -39,6 +39,7 @@ from .metrics import PHASES, BrokerMetrics
 from .peers import AgentConnection
 from .policy import RateLimit
 from .session_links import SessionLinks
+from .session_sweep import SessionSweep
 from .storage import Storage
 from .storage.guards import SharedLimits
 
@@ -181,6 +182,17 @@ class ClusterHost:
         self.cluster.on_recovered(host.refresh_queue)
         host.signals = self.cluster
         await host.refresh_queue()
+        cluster = self.cluster
+        self._sweep = SessionSweep(
+            self.storage,
+            node=self.config.node,
+            live_nodes=lambda: [n.node for n in cluster.nodes()],
+            ready=lambda: cluster.ready,
+            grace=self.config.session_rules.grace,
+            on_swept=host.swept,
+            interval=self.config.session_sweep_interval,
+        )
+        self._sweep.start()
 
     @property
     def clustered(self) -> bool:
@@ -196,6 +208,9 @@ class ClusterHost:
         ops: OpsEndpoints | None = getattr(self, "_ops_endpoints", None)
         if ops is not None:
             await ops.close()
+        sweep: SessionSweep | None = getattr(self, "_sweep", None)
+        if sweep is not None:
+            await sweep.close()
         cluster: ClusterNode | None = getattr(self, "cluster", None)
         if cluster is not None:
             await cluster.close()

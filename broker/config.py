@@ -147,6 +147,11 @@ class BrokerConfig:
     """Where this process listens for node-to-node links (``IP:PORT``). Read once the cluster is
     wired into the server (docs/cluster.md §7)."""
 
+    session_sweep_interval: float = 60.0
+    """Seconds between two sweeps of orphaned sessions (``serve --session-sweep``; with ``--nats``
+    only): open claimed sessions whose process is gone and whose agent did not come back within the
+    grace are ended by a live process (broker/session_sweep.py, docs/cluster.md §6a)."""
+
     @property
     def url(self) -> str:
         if self.public_url:

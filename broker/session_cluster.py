@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Protocol
 
-from protocol.messages import Claim, Error, Message, QueueEntry, ScopeStatus, SupportRequest
+from protocol.errors import ProtocolError
+from protocol.messages import Claim, Error, Message, QueueEntry, ScopeStatus, SessionState, SupportRequest
+from protocol.receipts import parse_receipt
 
 from .core import (
     AgentMessage,
@@ -25,6 +27,7 @@ from .core import (
     CodeClaimed,
     Command,
     Event,
+    OpenQuestion,
     OperatorMessage,
     OperatorPeer,
     PersistReceipt,
@@ -40,6 +43,7 @@ from .core.agent_side import may_request
 from .errors import BrokerError
 from .host_metrics import RelayMetrics
 from .session_links import SessionLinks
+from .session_sweep import Swept
 from .storage import Storage
 from .storage.guards import SharedLimits, SupportCodes
 
@@ -50,7 +54,52 @@ LOCATE_WAIT = 10.0
 (a reconnect after a stop or crash takes a few seconds; the grace is 30 s)."""
 LOCATE_STEPS = 40
 
-__all__ = ["ClusterReads", "QueueSignals"]
+__all__ = ["ClusterReads", "QueueSignals", "open_question", "scopes_after"]
+
+
+def scopes_after(
+    receipts: Iterable[tuple[str, tuple[str, ...], tuple[str, ...]]],
+) -> tuple[tuple[tuple[str, ScopeStatus], ...], tuple[str, ...]]:
+    """Each scope's status and what the last receipt granted, after the stored scope receipts
+    ``(decision, granted, denied)`` in order, as the core applies decisions
+    (``agent_side.consent_decision``): what an adopted session starts from."""
+    scopes: dict[str, ScopeStatus] = {}
+    granted: tuple[str, ...] = ()
+    for decision, now_granted, denied in receipts:
+        for scope in denied:
+            scopes[scope] = "timeout" if decision == "timeout" else "denied"
+        for scope in set(granted) - set(now_granted):
+            scopes[scope] = "withdrawn"
+        for scope in now_granted:
+            scopes[scope] = "granted"
+        granted = tuple(now_granted)
+    return tuple(scopes.items()), granted
+
+
+def open_question(entries: Iterable[tuple[str, dict[str, Any]]]) -> OpenQuestion | None:
+    """The scope question a session's audit entries (in order) leave open: the last ``consent.ask``
+    that no scope receipt answered (as ``agent_side.consent_decision`` clears it) and no
+    ``consent.timeout`` closed. Person questions (invite, transfer) are not carried over."""
+    question: OpenQuestion | None = None
+    for action, details in entries:
+        if action == "consent.ask":
+            question = OpenQuestion(
+                request_id=str(details.get("request", "")),
+                scopes=tuple(str(s) for s in details.get("scopes", ())),
+                deadline=float(details.get("deadline", 0.0)),
+            )
+        elif question is None:
+            continue
+        elif action == "consent.timeout":
+            question = None
+        elif action == "consent.receipt" and "viewer" not in details:
+            try:
+                asked = set(parse_receipt(str(details.get("receipt", ""))).asked)
+            except ProtocolError:
+                asked = set()
+            if details.get("decision") in ("answered", "timeout") or set(question.scopes) <= asked:
+                question = None
+    return question
 
 
 class QueueSignals(Protocol):
@@ -85,12 +134,7 @@ class ClusterReads:
     async def _requested(self, agent: AgentPeer, msg: SupportRequest) -> Event:
         """A new support request: the contract, then the shared window and a code (docs/cluster.md §2)."""
         with self.relayed.storage("read"):
-            record = await self.storage.subscribers.get(agent.contract_id)
-        subscriber = (
-            None
-            if record is None
-            else Subscriber(status=str(record.status.value), suspended_until=record.suspended_until)
-        )
+            subscriber = await self._subscriber(agent.contract_id)
         if self.signals is None:
             # One process (no cluster): the core counts and draws codes itself, as before; the
             # count of the last hour is read from the audit after the writer caught up.
@@ -159,16 +203,13 @@ class ClusterReads:
         with self.relayed.storage("read"):
             receipts = await self.storage.sessions.receipts(session_id)
             account = await self.storage.operators.get(record.operator)
-        scopes: dict[str, ScopeStatus] = {}
-        granted: tuple[str, ...] = ()
-        for receipt in receipts:  # as the core applies decisions (agent_side.consent_decision)
-            for scope in receipt.denied:
-                scopes[scope] = "timeout" if receipt.decision == "timeout" else "denied"
-            for scope in set(granted) - set(receipt.granted):
-                scopes[scope] = "withdrawn"
-            for scope in receipt.granted:
-                scopes[scope] = "granted"
-            granted = tuple(receipt.granted)
+            entries = await self.storage.audit.entries(subject=session_id)
+            subscriber = await self._subscriber(agent.contract_id)
+        with self.relayed.storage("write"):
+            moved = await self.storage.sessions.adopted(session_id, node=self.node)
+        if not moved:
+            return AgentMessage(agent=agent, message=msg)  # ended meanwhile (swept): not_found
+        scopes, granted = scopes_after((r.decision, r.granted, r.denied) for r in receipts)
         return SessionAdopted(
             agent=agent,
             message=msg,
@@ -176,10 +217,25 @@ class ClusterReads:
             operator=record.operator,
             operator_display=account.display_name if account is not None else record.operator,
             started_at=record.started_at,
-            scopes=tuple(scopes.items()),
+            scopes=scopes,
             granted=granted,
             decided=bool(receipts),
+            question=open_question((e.action, e.details) for e in entries),
+            subscriber=subscriber,
         )
+
+    async def _subscriber(self, contract_id: str) -> Subscriber | None:
+        record = await self.storage.subscribers.get(contract_id)
+        if record is None:
+            return None
+        return Subscriber(status=str(record.status.value), suspended_until=record.suspended_until)
+
+    async def _resumed(self, agent: AgentPeer, msg: SupportRequest) -> Event:
+        """A resume of a session this process holds, with the contract read first: a contract cut
+        (suspended, terminated) while the agent was away ends the session instead (第18条)."""
+        with self.relayed.storage("read"):
+            subscriber = await self._subscriber(agent.contract_id)
+        return SupportRequested(agent=agent, message=msg, subscriber=subscriber, recent_requests=0)
 
     @staticmethod
     async def _forwarded(sending: Awaitable[None]) -> None:
@@ -205,10 +261,35 @@ class ClusterReads:
         return CodeClaimed(operator=op, message=msg, session_id=row.session_id, node=row.node)
 
     async def session_signal(self, session_id: str, node: str) -> None:
-        """A ``SessionRequested`` from ``node``: the queue changed, or ``node`` adopted a session."""
-        if self.links is not None:
-            self.links.moved(session_id, node)
+        """A ``SessionRequested`` from ``node``: the queue changed, or ``node`` adopted a session, or
+        ``node`` swept it (its process died and its agent did not come back: our operators are told
+        it ended, from its row)."""
+        links = self.links
+        if links is not None:
+            record = None
+            if links.watched(session_id) and session_id not in self.core.sessions:
+                record = await self.storage.sessions.get(session_id)
+            if record is not None and record.ended_at is not None:
+                links.ended(
+                    SessionState(
+                        session_id=session_id,
+                        phase="ended",
+                        contract_id=record.contract_id,
+                        operator=record.operator,
+                        ended_by=record.ended_by,
+                        reason=record.reason or "",
+                    )
+                )
+            else:
+                links.moved(session_id, node)
         await self.refresh_queue()
+
+    async def swept(self, done: Swept) -> None:
+        """This process's sweep ended an orphaned session: our operators and the others' hear it."""
+        signals = self.signals
+        if signals is not None:
+            await self._signal(signals.session_requested(done.session_id, done.contract_id))
+        await self.session_signal(done.session_id, self.node)
 
     async def refresh_queue(self) -> None:
         """Read the waiting requests of every process from the database (after a ``SessionRequested``

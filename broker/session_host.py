@@ -142,7 +142,7 @@ class SessionHost(ClusterReads):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._certificates: dict[str, str] = {}
-        self.records = SessionRecords(storage, keyring=keyring, verify_audit=verify_audit)
+        self.records = SessionRecords(storage, keyring=keyring, verify_audit=verify_audit, node=node)
         """The storage side: writes of the ordered writer, reads of tasks (broker/session_records.py)."""
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -181,7 +181,8 @@ class SessionHost(ClusterReads):
         if msg.resume is not None:
             if msg.resume in self.core.sessions or self.signals is None:
                 # One process (no cluster): a session it does not hold is gone (not_found, issue 12).
-                self._from(agent, AgentMessage(agent=agent, message=msg))
+                # The contract is read first: one suspended meanwhile does not resume (第18条).
+                self._from(agent, lambda: self._resumed(agent, msg))
             else:  # held by a process of the cluster that died or stopped: the database has it
                 self._from(agent, lambda: self._adopt(agent, msg))
             return

@@ -189,6 +189,19 @@ class SessionLinks:
             self._count += 1
             self.host.operator_message(op, Watch(id=f"relink{self._count}", session_id=session_id))
 
+    def watched(self, session_id: str) -> bool:
+        """Whether operators of this process claimed or watch this session (held elsewhere)."""
+        return bool(self._watching.get(session_id))
+
+    def ended(self, state: SessionState) -> None:
+        """The session ended without its holder telling us (swept after its process died): our
+        operators of it get its last state; nothing is left to re-link."""
+        session_id = state.session_id
+        self.remote.pop(session_id, None)
+        self._stale.discard(session_id)
+        for op in sorted(self._watching.pop(session_id, set()), key=lambda o: self._keys.get(o, "")):
+            op.peer.send(state)
+
     def detached(self, op: OperatorPeer) -> None:
         """An operator connection on this process is gone: the holders detach it too."""
         key = self._keys.pop(op, None)

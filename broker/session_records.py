@@ -45,8 +45,11 @@ class SessionRecords:
         *,
         keyring: DataKeyring,
         verify_audit: VerifyAudit | None = None,
+        node: str = "",
     ) -> None:
         self.storage = storage
+        self.node = node
+        """Written on each session row opened here (the cluster's sweep, docs/cluster.md §6a)."""
         self.keyring = keyring
         self.vault = InventoryVault(keyring)
         self.verify_audit = verify_audit
@@ -69,6 +72,7 @@ class SessionRecords:
                 serial=command.serial,
                 operator=command.operator,
                 now=command.at,
+                node=self.node,
             )
         elif isinstance(command, PersistSessionEnd):
             await self._end_session(command)
@@ -94,6 +98,9 @@ class SessionRecords:
                 details=command.details,
             ):
                 return
+            record = await storage.sessions.get(command.session_id)
+            if record is not None and record.ended_at is not None:
+                return  # already ended elsewhere (swept: docs/cluster.md §6a): one summary only
         else:
             contract, serial = command.details.get("contract"), command.details.get("serial")
             requested = command.details.get("requested_at")

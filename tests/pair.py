@@ -416,7 +416,7 @@ class AgentBrokerPair:
                 if self.finished is None:
                     self._agent_did(self.agent.receive(message, self.now))
             elif self._to_broker and self.link is not None:
-                self.broker.agent_message(self.link, self._to_broker.pop(0), self.now)
+                self._to_broker_core(self.link, self._to_broker.pop(0))
             else:
                 break
         else:
@@ -424,6 +424,10 @@ class AgentBrokerPair:
         if self.finished is not None and self.link is not None:
             link, self.link = self.link, None  # the agent exited: its connection closes
             self.broker.feed(AgentDisconnected(agent=link), self.now)
+
+    def _to_broker_core(self, link: AgentPeer, message: Message) -> None:
+        """One message of the agent reaches the broker (``tests/pair_cluster.py`` adopts a resume)."""
+        self.broker.agent_message(link, message, self.now)
 
     def _agent_did(self, out: list[actions.Action]) -> None:
         for action in out:

@@ -28,7 +28,7 @@ from ..input_refusals import AgentRefusals
 from . import colleagues
 from .commands import ForwardFrame, PersistReceipt, RequestKeyframe, SaveInventory, VoidCode
 from .events import AgentFrame, ConsentDecided, FrameDelivered, SessionAdopted, Subscriber, SupportRequested
-from .state import DENIED, GRANTED, TIMEOUT, WITHDRAWN, AgentPeer, Session
+from .state import DENIED, GRANTED, REQUESTED, TIMEOUT, WITHDRAWN, AgentPeer, PendingConsent, Session
 
 if TYPE_CHECKING:
     from .core import SessionCore
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AgentRefusals",
     "consent_decision",
+    "contract_refusal",
     "delivered",
     "disconnected",
     "frame",
@@ -47,8 +48,8 @@ __all__ = [
 
 def support_request(core: SessionCore, event: SupportRequested, now: float) -> None:
     agent, msg = event.agent, event.message
-    if msg.resume is not None:
-        _resume(core, agent, msg, now)
+    if msg.resume is not None:  # the host read the contract with it: a cut contract does not resume
+        _resume(core, agent, msg, now, refusal=contract_refusal(event.subscriber, now))
         return
     shared = event.shared
     try:
@@ -122,7 +123,27 @@ def _check_may_request(core: SessionCore, event: SupportRequested, now: float) -
     _check_limit(core, event, now)
 
 
+def contract_refusal(subscriber: Subscriber | None, now: float) -> RefusedError | None:
+    """Why this contract may not have a session now (terminated, suspended: 第18条, 第20条/第21条),
+    or None. Service hours are not asked: a session under way when they close goes on."""
+    try:
+        _check_contract(subscriber, now)
+    except RefusedError as exc:
+        return exc
+    return None
+
+
 def _check_status(core: SessionCore, subscriber: Subscriber | None, now: float) -> None:
+    _check_contract(subscriber, now)
+    if not core.hours.is_open(now):
+        raise RefusedError(
+            "outside service hours (別記1)",
+            code=ErrorCode.SERVICE_CLOSED,
+            retry_after=max(0.0, core.hours.next_opening(now) - now),
+        )
+
+
+def _check_contract(subscriber: Subscriber | None, now: float) -> None:
     if subscriber is None or subscriber.status == "terminated":
         raise RefusedError("the contract is terminated", code=ErrorCode.SUBSCRIBER_TERMINATED)
     if subscriber.status == "suspended" and (
@@ -133,12 +154,6 @@ def _check_status(core: SessionCore, subscriber: Subscriber | None, now: float) 
             "the service is suspended (第18条)",
             code=ErrorCode.SUBSCRIBER_SUSPENDED,
             retry_after=None if until is None else until - now,
-        )
-    if not core.hours.is_open(now):
-        raise RefusedError(
-            "outside service hours (別記1)",
-            code=ErrorCode.SERVICE_CLOSED,
-            retry_after=max(0.0, core.hours.next_opening(now) - now),
         )
 
 
@@ -177,7 +192,9 @@ def _accepted_since(core: SessionCore, contract_id: str, event: SupportRequested
     return sum(1 for at in accepted if at >= event.counted_at)
 
 
-def _resume(core: SessionCore, agent: AgentPeer, msg: SupportRequest, now: float) -> None:
+def _resume(
+    core: SessionCore, agent: AgentPeer, msg: SupportRequest, now: float, refusal: RefusedError | None = None
+) -> None:
     session = core.sessions.get(msg.resume or "")
     if session is None or session.serial != agent.serial or session.phase is Phase.ENDED:
         core.send_agent(
@@ -187,6 +204,17 @@ def _resume(core: SessionCore, agent: AgentPeer, msg: SupportRequest, now: float
     session.agent = agent
     agent.session = session
     session.agent_away_since = None
+    if refusal is not None:
+        # The contract was suspended or terminated while the agent was away (the cut closed its
+        # connection): the session ends now instead of going on, and the agent is told why.
+        core.send_agent(
+            agent,
+            Error(
+                id=msg.id, code=refusal.code.value, message=refusal.message, retry_after=refusal.retry_after
+            ),
+        )
+        core.end(session, by="broker", reason=refusal.code.value, now=now)
+        return
     after_restart = session.restart_until is not None
     if after_restart:
         # Second line behind the agent (which withdraws before it restarts): nothing granted
@@ -244,6 +272,16 @@ def adopt(core: SessionCore, event: SessionAdopted, now: float) -> None:
         claimed_at=event.started_at,
         operator_away_since=now,
     )
+    question = event.question
+    if question is not None:
+        # The open question goes on (the agent still shows it: same id, so not asked twice); its
+        # answer, a signed receipt about this session and operator, is what it always was.
+        for scope in question.scopes:
+            if session.scopes.get(scope) != GRANTED:
+                session.scopes[scope] = REQUESTED
+        session.pending = PendingConsent(
+            request_id=question.request_id, scopes=question.scopes, deadline=question.deadline
+        )
     core.sessions[session.id] = session
     core.audit(
         "session.adopted",
@@ -253,8 +291,9 @@ def adopt(core: SessionCore, event: SessionAdopted, now: float) -> None:
         serial=agent.serial,
         operator=session.operator,
         granted=sorted(session.granted),
+        asking=list(question.scopes) if question is not None else [],
     )
-    _resume(core, agent, msg, now)
+    _resume(core, agent, msg, now, refusal=contract_refusal(event.subscriber, now))
 
 
 def agent_session(agent: AgentPeer, session_id: str, core: SessionCore) -> Session:

@@ -300,12 +300,22 @@ class SessionCore:
         for scope in asked:
             if session.scopes.get(scope) != GRANTED:
                 session.scopes[scope] = REQUESTED
-        request_id = request_id or self.next_request_id()
-        session.pending = PendingConsent(
-            request_id=request_id,
-            scopes=asked,
-            deadline=now + self.rules.consent_timeout + self.rules.consent_slack,
-        )
+        deadline = now + self.rules.consent_timeout + self.rules.consent_slack
+        if request_id is None:
+            request_id = self.next_request_id()
+            # Kept so that a process adopting the session can put the same question back (§6a).
+            self.audit(
+                "consent.ask",
+                session.id,
+                now,
+                request=request_id,
+                scopes=list(asked),
+                deadline=deadline,
+                timeout=self.rules.consent_timeout,
+            )
+        elif session.pending is not None and session.pending.request_id == request_id:
+            deadline = session.pending.deadline  # asked again (a resume): the same deadline
+        session.pending = PendingConsent(request_id=request_id, scopes=asked, deadline=deadline)
         self.touch(session)
         if session.agent is not None:
             self.send_agent(

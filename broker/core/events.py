@@ -36,6 +36,7 @@ __all__ = [
     "Event",
     "FrameDelivered",
     "InventoryStored",
+    "OpenQuestion",
     "OperatorAttached",
     "OperatorDetached",
     "OperatorMessage",
@@ -55,6 +56,9 @@ class Subscriber:
     status: str
     """``active``, ``suspended`` or ``terminated`` (``broker.store.SubscriberStatus`` values)."""
     suspended_until: float | None = None
+
+
+ACTIVE = Subscriber(status="active")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,6 +197,21 @@ class SessionAdopted:
     """What the last receipt granted: the broker's second line; the agent's own record decides."""
     decided: bool
     """Whether any receipt exists (else the session is still waiting for the first answer)."""
+    question: OpenQuestion | None = None
+    """The scope question the dead process had asked and no receipt answered yet (its
+    ``consent.ask`` audit entry): asked again with the same id, scopes and deadline."""
+    subscriber: Subscriber | None = ACTIVE
+    """The contract read with the row: a suspended or terminated one is not resumed (第18条)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenQuestion:
+    """A consent question still open when its process died (``consent.ask`` without an answer)."""
+
+    request_id: str
+    scopes: tuple[str, ...]
+    deadline: float
+    """The broker's deadline as first asked (never moved on: the subscriber's window was that one)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

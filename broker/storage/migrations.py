@@ -175,6 +175,14 @@ _REVOKED_INDEX: Final = (
 """A partial index: it holds only revoked certificates, so the watch's read grows with revocations,
 not with every certificate ever issued."""
 
+_SESSION_NODE: Final = (
+    "ALTER TABLE support_sessions ADD COLUMN node TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX support_sessions_open ON support_sessions (node, id) WHERE ended_at IS NULL",
+)
+"""The node that holds a claimed session (set at the claim, moved by an adoption) and a partial
+index that holds only the open rows: the sweep reads them every minute on every process, so its read
+grows with the sessions running now, not with every session ever held."""
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         1,
@@ -211,6 +219,13 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         " 100,000 certificates every 5 s was most of an idle broker's CPU)",
         sqlite=(_REVOKED_INDEX,),
         postgresql=(_REVOKED_INDEX,),
+    ),
+    Migration(
+        6,
+        "the process holding an open session (the sweep of orphaned sessions, docs/cluster.md §6a)"
+        " and an index of the open ones",
+        sqlite=_SESSION_NODE,
+        postgresql=_SESSION_NODE,
     ),
 )
 

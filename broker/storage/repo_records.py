@@ -25,6 +25,8 @@ class SessionRecord:
     reason: str | None = None
     bytes_to_agent: int | None = None
     bytes_to_operator: int | None = None
+    node: str = ""
+    """The process holding the open session (migration 6; ``""``: one process, or before it)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,7 +104,7 @@ async def delete_inventory(tx: Tx, contract_id: str) -> int:
 
 _SESSION_COLS: Final = (
     "id, contract_id, serial, operator, started_at, ended_at, ended_by, reason,"
-    " bytes_to_agent, bytes_to_operator"
+    " bytes_to_agent, bytes_to_operator, node"
 )
 
 
@@ -118,28 +120,82 @@ def _session(row: Row) -> SessionRecord:
         reason=row[7],
         bytes_to_agent=None if row[8] is None else int(row[8]),
         bytes_to_operator=None if row[9] is None else int(row[9]),
+        node=str(row[10] or ""),
     )
 
 
 async def insert_session(
-    tx: Tx, session_id: str, *, contract_id: str, serial: str, operator: str, now: float
+    tx: Tx, session_id: str, *, contract_id: str, serial: str, operator: str, now: float, node: str = ""
 ) -> None:
     await tx.execute(
-        "INSERT INTO support_sessions(id, contract_id, serial, operator, started_at) VALUES (?, ?, ?, ?, ?)",
-        (session_id, contract_id, serial, operator, now),
+        "INSERT INTO support_sessions(id, contract_id, serial, operator, started_at, node)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (session_id, contract_id, serial, operator, now, node),
     )
 
 
 async def end_session(
-    tx: Tx, session_id: str, *, now: float, by: str, reason: str, bytes_to_agent: int, bytes_to_operator: int
+    tx: Tx,
+    session_id: str,
+    *,
+    now: float,
+    by: str,
+    reason: str,
+    bytes_to_agent: int,
+    bytes_to_operator: int,
+    held_by: str | None = None,
 ) -> bool:
-    """True if the session was open and is ended now."""
-    changed = await tx.execute(
+    """True if the session was open (and, with ``held_by``, still held by that node) and is ended now:
+    one conditional UPDATE, so of two processes ending it at once exactly one does."""
+    sql = (
         "UPDATE support_sessions SET ended_at = ?, ended_by = ?, reason = ?, bytes_to_agent = ?,"
-        " bytes_to_operator = ? WHERE id = ? AND ended_at IS NULL",
-        (now, by, reason, bytes_to_agent, bytes_to_operator, session_id),
+        " bytes_to_operator = ? WHERE id = ? AND ended_at IS NULL"
+    )
+    params: tuple[object, ...] = (now, by, reason, bytes_to_agent, bytes_to_operator, session_id)
+    if held_by is not None:
+        sql += " AND node = ?"
+        params += (held_by,)
+    changed = await tx.execute(sql, params)
+    return changed == 1
+
+
+async def move_session(tx: Tx, session_id: str, *, node: str) -> bool:
+    """An adoption: ``node`` holds the open session from now on; False if it has ended meanwhile."""
+    changed = await tx.execute(
+        "UPDATE support_sessions SET node = ? WHERE id = ? AND ended_at IS NULL", (node, session_id)
     )
     return changed == 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenSession:
+    """An open claimed session with its agent's presence row (the sweep's candidates)."""
+
+    record: SessionRecord
+    agent_online: bool
+    agent_node: str
+    agent_seen: float | None
+    """The agent's presence ``last_seen`` (written every ``presence_flush_interval`` and when it leaves)."""
+
+
+async def open_sessions(tx: Tx, *, limit: int) -> list[OpenSession]:
+    """Open claimed sessions (the partial index of migration 6), oldest first, at most ``limit``."""
+    cols = ", ".join(f"s.{c.strip()}" for c in _SESSION_COLS.split(","))
+    rows = await tx.fetchall(
+        f"SELECT {cols}, COALESCE(p.online, 0), COALESCE(p.node, ''), p.last_seen"
+        " FROM support_sessions s LEFT JOIN presence p ON p.serial = s.serial"
+        " WHERE s.ended_at IS NULL AND s.operator <> '' ORDER BY s.started_at, s.id LIMIT ?",
+        (limit,),
+    )
+    return [
+        OpenSession(
+            record=_session(r[:11]),
+            agent_online=bool(r[11]),
+            agent_node=str(r[12]),
+            agent_seen=None if r[13] is None else float(r[13]),
+        )
+        for r in rows
+    ]
 
 
 async def get_session(tx: Tx, session_id: str) -> SessionRecord | None:

@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import AlreadyExists
 from . import repo_records
 from .db import Database
-from .repo_records import ReceiptRecord, SessionRecord
+from .repo_records import OpenSession, ReceiptRecord, SessionRecord
 from .services import AuditLog
 
 
@@ -25,12 +25,24 @@ class SessionLog:
         self.audit = audit
 
     async def opened(
-        self, session_id: str, *, contract_id: str, serial: str, operator: str, now: float
+        self, session_id: str, *, contract_id: str, serial: str, operator: str, now: float, node: str = ""
     ) -> None:
+        """The row of a claimed session; ``node``: the process holding it (a cluster's sweep)."""
         async with self.db.write() as tx:
             await repo_records.insert_session(
-                tx, session_id, contract_id=contract_id, serial=serial, operator=operator, now=now
+                tx, session_id, contract_id=contract_id, serial=serial, operator=operator, now=now, node=node
             )
+
+    async def adopted(self, session_id: str, *, node: str) -> bool:
+        """``node`` adopted the open session (its agent resumed there); False if it ended meanwhile
+        (swept, or ended by another process): then it must not be adopted."""
+        async with self.db.write() as tx:
+            return await repo_records.move_session(tx, session_id, node=node)
+
+    async def open_sessions(self, *, limit: int) -> list[OpenSession]:
+        """Open claimed sessions with their agent's presence (oldest first, at most ``limit``)."""
+        async with self.db.read() as tx:
+            return await repo_records.open_sessions(tx, limit=limit)
 
     async def ended(
         self,
@@ -42,10 +54,12 @@ class SessionLog:
         bytes_to_agent: int,
         bytes_to_operator: int,
         details: dict[str, Any] | None = None,
+        held_by: str | None = None,
     ) -> bool:
         """Close the row and append the ``session.end`` summary (the caller's ``details`` plus the
         row's fields and both byte counts, as ``broker/sessions.py`` writes it);
-        False, changing nothing, if the session is unknown or already ended."""
+        False, changing nothing, if the session is unknown or already ended (or, with ``held_by``,
+        no longer held by that node: adopted meanwhile)."""
         async with self.db.write() as tx:
             record = await repo_records.get_session(tx, session_id)
             if record is None or not await repo_records.end_session(
@@ -56,6 +70,7 @@ class SessionLog:
                 reason=reason,
                 bytes_to_agent=bytes_to_agent,
                 bytes_to_operator=bytes_to_operator,
+                held_by=held_by,
             ):
                 return False
             summary = dict(details or {})

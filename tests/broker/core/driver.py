@@ -155,8 +155,11 @@ class CoreDriver:
         return self.core.new_id()
 
     def support_request(self, agent: AgentPeer, msg: SupportRequest, now: float | None = None) -> None:
-        if msg.resume is not None:
-            self.feed(AgentMessage(agent=agent, message=msg), now)
+        if msg.resume is not None:  # as the host: the contract read with it (第18条)
+            subscriber = self.subscribers.get(agent.contract_id)
+            self.feed(
+                SupportRequested(agent=agent, message=msg, subscriber=subscriber, recent_requests=0), now
+            )
             return
         self.advance(now)
         recent = sum(
