@@ -11,6 +11,9 @@ an operator of its own; A only authenticated the operator and forwards.
 - B → A: ``TEXT`` frames ``<key>\\n<protocol message>`` and ``SCREEN`` frames ``<key>\\n<update>``
   ("latest wins": a screen frame is dropped while the link's send buffer is full, and B's core asks
   the agent for a keyframe, as for a slow viewer of its own).
+- A → B: ``KEYFRAME`` frames (payload: the key) when one of A's viewers fell behind on A (its own
+  queue dropped B's frames): B's core asks the agent for a keyframe as for a slow viewer of its own,
+  at most once per session per ``keyframe_interval`` (later requests are coalesced into one).
 
 :class:`SessionLinks` is both sides; the host (:mod:`broker.session_host`) calls :meth:`forward`,
 :meth:`detached`, and the cluster node's link listener calls :meth:`on_listener_frame`.
@@ -31,7 +34,7 @@ from protocol.messages import Claim, Message, SessionState, Watch
 from protocol.screen import FLAG_KEYFRAME, peek_header
 
 from .cluster.link import Frame, FrameKind, Link, LinkError, NodeCredentials, dial
-from .core import OperatorPeer
+from .core import FrameDelivered, OperatorPeer
 from .relay import ScreenPush
 
 if TYPE_CHECKING:
@@ -60,6 +63,9 @@ ADDRESS_WAIT = 12.0
 (``broker.cluster.nodes``); a process that started after the holder has not heard one yet."""
 ADDRESS_WAIT_STEPS = 60
 _MAX_KEY = 32
+KEYFRAME_INTERVAL = 0.5
+"""Seconds between two keyframe requests a peer's ``KEYFRAME`` frames may cause for one session
+(later ones wait and are coalesced into one): no peer makes the agent send keyframes in a loop."""
 
 
 class RemoteOperator:
@@ -94,8 +100,10 @@ class SessionLinks:
         *,
         credentials: NodeCredentials,
         address: Callable[[str], str | None],
+        keyframe_interval: float = KEYFRAME_INTERVAL,
     ) -> None:
         self.host = host
+        self.keyframe_interval = keyframe_interval
         self.credentials = credentials
         self.address = address
         """A node's link address (``ip:port``) from its heartbeat (``ClusterNode.address``)."""
@@ -115,6 +123,10 @@ class SessionLinks:
         # B side
         self._remote_ops: dict[tuple[Link, str], OperatorPeer] = {}
         self._watched: set[Link] = set()
+        self._keyframe_at: dict[str, float] = {}
+        self._keyframe_later: dict[str, asyncio.TimerHandle] = {}
+        self.keyframe_requests = {"asked": 0, "coalesced": 0, "ignored": 0}
+        """``KEYFRAME`` frames received: fed to the core, folded into a pending one, or ignored."""
 
     # -- A: the operator's process ----------------------------------------------------------------
 
@@ -268,6 +280,8 @@ class SessionLinks:
             result = op.peer.send_screen(body, keyframe=keyframe)
             if result is not ScreenPush.QUEUED:
                 self.host.relayed.screen(result)  # our operator's own queue (the holder counts its bytes)
+            if result is ScreenPush.BEHIND:
+                self._behind(link, key, op, frame.session_id)
         elif frame.kind is FrameKind.TEXT:
             try:
                 message = decode(body)
@@ -280,10 +294,26 @@ class SessionLinks:
                 self._stale.discard(message.session_id)
             op.peer.send(message)
 
+    def _behind(self, link: Link, key: bytes, op: OperatorPeer, session_id: str) -> None:
+        """Our viewer fell behind: its queue dropped what it held and waits for a keyframe. Only the
+        holder can ask the agent for one: tell it, for every session of that viewer it holds (one
+        queue per connection; a frame names the session of the connection's last message)."""
+        node = link.peer
+        sessions = {session_id}
+        sessions.update(s for s, ops in self._watching.items() if op in ops and self.remote.get(s) == node)
+        try:
+            for session in sorted(sessions):
+                link.send_keyframe_request(session, key)
+        except LinkError as exc:
+            log.info("cluster link: keyframe request to %s lost: %s", node, exc.message)
+
     # -- B: the agent's process -------------------------------------------------------------------
 
     def on_listener_frame(self, link: Link, frame: Frame) -> None:
         """An operator message from another process (its identity authenticated there)."""
+        if frame.kind is FrameKind.KEYFRAME:
+            self._keyframe_wanted(link, frame)
+            return
         if frame.kind is not FrameKind.TEXT:
             return
         if frame.session_id == "detach":
@@ -332,3 +362,39 @@ class SessionLinks:
             if owner is link:
                 del self._remote_ops[(owner, key)]
                 self.host.operator_detached(op)
+
+    def _keyframe_wanted(self, link: Link, frame: Frame) -> None:
+        """A viewer on the peer's process fell behind (see :meth:`_behind`). Honoured only for a
+        session held here that this link's operator connection (the key) watches; then as for a
+        slow viewer of ours (``FrameDelivered(behind=True)``: the core asks once until a keyframe
+        comes), at most once per ``keyframe_interval`` per session. A request within the interval
+        waits for its end, folded with any others into one: a flood costs one timer, not keyframes."""
+        key = frame.payload.decode("ascii", "replace") if len(frame.payload) <= _MAX_KEY else ""
+        op = self._remote_ops.get((link, key))
+        session = self.host.core.sessions.get(frame.session_id)
+        if op is None or session is None or op not in session.viewers:
+            self.keyframe_requests["ignored"] += 1
+            return
+        if session.id in self._keyframe_later:
+            self.keyframe_requests["coalesced"] += 1
+            return
+        loop = asyncio.get_running_loop()
+        due = self._keyframe_at.get(session.id, float("-inf")) + self.keyframe_interval
+        if loop.time() >= due:
+            self._ask_keyframe(session.id)
+        else:
+            self.keyframe_requests["coalesced"] += 1
+            self._keyframe_later[session.id] = loop.call_at(due, self._ask_keyframe, session.id)
+
+    def _ask_keyframe(self, session_id: str) -> None:
+        self._keyframe_later.pop(session_id, None)
+        sessions = self.host.core.sessions
+        if session_id not in sessions:
+            self._keyframe_at.pop(session_id, None)
+            return
+        self._keyframe_at[session_id] = asyncio.get_running_loop().time()
+        if len(self._keyframe_at) > 2 * len(sessions) + 64:  # ended sessions: forget them
+            for gone in [s for s in self._keyframe_at if s not in sessions]:
+                del self._keyframe_at[gone]
+        self.keyframe_requests["asked"] += 1
+        self.host.feed(FrameDelivered(session_id=session_id, delivered_bytes=0, behind=True))

@@ -10,9 +10,10 @@ Frames (:class:`FrameDecoder`, pure): ``kind`` (1 byte), session id length (1 by
 (4 bytes, big-endian), session id (ASCII), payload. Kinds: ``TEXT`` (a JSON control message, never
 dropped), ``SCREEN`` (a binary screen update: "latest wins" — dropped while the link's send buffer is
 above ``screen_high_water``, as the relay does for a slow viewer, DESIGN §5), ``END`` (the session
-is over on the sender's side). A malformed or oversized frame closes the link (the other node
-reconnects); the link never buffers control messages without bound either (past ``max_buffer`` the
-link is closed rather than grow).
+is over on the sender's side), ``KEYFRAME`` (the operator's process to the holder: a viewer of this
+session fell behind here, its frames were dropped; payload: the operator connection's key). A
+malformed or oversized frame closes the link (the other node reconnects); the link never buffers
+control messages without bound either (past ``max_buffer`` the link is closed rather than grow).
 
 Not wired yet: the host will open links on a claim of a session held by another node (the address
 comes from :class:`~.nodes.NodeTable`) and feed frames into the session core on the holder.
@@ -73,6 +74,7 @@ class FrameKind(enum.IntEnum):
     TEXT = 1
     SCREEN = 2
     END = 3
+    KEYFRAME = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +289,10 @@ class Link(asyncio.Protocol):
             return False
         self._write(encode_frame(FrameKind.SCREEN, session_id, payload))
         return True
+
+    def send_keyframe_request(self, session_id: str, key: bytes) -> None:
+        """A viewer (``key``) of ``session_id`` fell behind on this side: the holder asks for a keyframe."""
+        self._write(encode_frame(FrameKind.KEYFRAME, session_id, key))
 
     def send_end(self, session_id: str) -> None:
         self._write(encode_frame(FrameKind.END, session_id))
