@@ -98,19 +98,24 @@ class FrameDecoder:
     def __init__(self, *, max_payload: int = MAX_PAYLOAD) -> None:
         self.max_payload = max_payload
         self._buffer = bytearray()
+        self.skipped = 0
+        """Well-formed frames of a kind this version does not know (a newer peer during a rolling
+        upgrade): skipped, not fatal, so an upgrade never costs a link."""
 
     def feed(self, data: bytes) -> list[Frame]:
         self._buffer += data
         frames: list[Frame] = []
         while len(self._buffer) >= HEADER.size:
             kind, sid_len, size = HEADER.unpack_from(self._buffer)
-            if kind not in FrameKind._value2member_map_:
-                raise LinkError(f"unknown frame kind {kind}")
             if not 1 <= sid_len <= 64 or size > self.max_payload:
                 raise LinkError("frame header out of bounds")
             end = HEADER.size + sid_len + size
             if len(self._buffer) < end:
                 break
+            if kind not in FrameKind._value2member_map_:
+                self.skipped += 1
+                del self._buffer[:end]
+                continue
             sid_bytes = bytes(self._buffer[HEADER.size : HEADER.size + sid_len])
             if not sid_bytes.isascii() or not sid_bytes.replace(b"-", b"").replace(b"_", b"").isalnum():
                 raise LinkError("a session id is [A-Za-z0-9_-]")

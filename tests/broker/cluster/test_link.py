@@ -159,7 +159,7 @@ async def test_a_slow_peer_loses_screen_frames_never_control_frames(
 @pytest.mark.parametrize(
     "data",
     [
-        b"\x09\x02\x00\x00\x00\x00s1",  # unknown kind
+        b"\x09\x00\x00\x00\x00\x00",  # unknown kind, and no session id
         b"\x01\x00\x00\x00\x00\x00",  # empty session id
         bytes([1, 2]) + (MAX_PAYLOAD + 1).to_bytes(4, "big") + b"s1",  # too large
         b"\x01\x02\x00\x00\x00\x00s.",  # not a session id
@@ -168,6 +168,19 @@ async def test_a_slow_peer_loses_screen_frames_never_control_frames(
 def test_hostile_frames_are_refused(data: bytes) -> None:
     with pytest.raises(LinkError):
         FrameDecoder().feed(data)
+
+
+def test_a_frame_of_an_unknown_kind_is_skipped_not_fatal() -> None:
+    # A newer node (rolling upgrade) may send a kind this version does not know: the frame is
+    # skipped whole, the ones around it still decode, and the link stays up.
+    unknown = bytes([9, 2]) + (3).to_bytes(4, "big") + b"s1" + b"new"
+    data = encode_frame(FrameKind.TEXT, "s1", b"a") + unknown + encode_frame(FrameKind.END, "s2")
+    decoder = FrameDecoder()
+    frames = [f for i in range(len(data)) for f in decoder.feed(data[i : i + 1])]
+    assert frames == [Frame(FrameKind.TEXT, "s1", b"a"), Frame(FrameKind.END, "s2", b"")]
+    assert decoder.skipped == 1
+    with pytest.raises(LinkError):  # still bounded: an unknown kind cannot announce a huge payload
+        FrameDecoder().feed(bytes([9, 2]) + (MAX_PAYLOAD + 1).to_bytes(4, "big") + b"s1")
 
 
 def test_frames_decode_across_reads() -> None:
