@@ -222,8 +222,8 @@ class Fleet:
                         str(args.ramp_concurrency),
                         "--interval",
                         str(args.interval),
-                        "--source",  # one loopback address per load process: ephemeral ports
-                        f"127.0.0.{2 + len(self.children) % 250}",
+                        "--source",  # every agent its own loopback address, as real agents
+                        "each",
                         "--max-seconds",
                         str(args.max_minutes * 60),
                     ],

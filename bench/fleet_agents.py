@@ -130,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--interval", type=float, default=300.0, help="seconds between one agent's heartbeats"
     )
-    parser.add_argument("--source", default=None, help="local address of the agents' sockets (127.0.0.N)")
+    parser.add_argument(
+        "--source",
+        default=None,
+        help="local address of the agents' sockets (127.0.0.N), or 'each': every agent its own",
+    )
     parser.add_argument("--no-resume", action="store_true", help="full TLS handshakes on every reconnect")
     parser.add_argument("--max-seconds", type=float, default=1200.0)
     args = parser.parse_args(argv)

@@ -29,6 +29,13 @@ STABLE_AFTER = 30.0  # as agent.connection: a connection that lasted this long r
 PERMANENT = {"cert_revoked", "cert_unknown", "subscriber_terminated", "cert_required"}
 
 
+def agent_address(index: int) -> str:
+    """A loopback address of agent ``index``'s own, as real agents each come from their own home
+    (127.64.0.0 and up: never 127.0.0.x, which tests and the cluster's PROXY source use). Each of
+    62,500 agents per /16, host parts 1-250."""
+    return f"127.{64 + index // 62_500}.{(index // 250) % 250 + 1}.{index % 250 + 1}"
+
+
 class IdleAgents:
     def __init__(self, args: argparse.Namespace, agents: list[list[str]]) -> None:
         self.url = args.url.rstrip("/") + ("/agent" if args.protocol == "broker" else "/echo")
@@ -52,7 +59,9 @@ class IdleAgents:
         self.holding = False
         """Agents that have not yet made their first attempt do not make it."""
         self.source: str | None = getattr(args, "source", None)
-        """The local address to connect from (None: the kernel's choice)."""
+        """The local address to connect from (None: the kernel's choice; ``each``: every agent its own,
+        :func:`agent_address`)."""
+        self.first: int = getattr(args, "start", 0)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -73,7 +82,12 @@ class IdleAgents:
         while len(self.tasks) < min(n, len(self.agents)):
             self.tasks.append(asyncio.create_task(self.agent(len(self.tasks))))
 
-    async def _open(self, ctx: ssl.SSLContext, name: str) -> ClientConnection:
+    def _local(self, index: int) -> tuple[str, int] | None:
+        if self.source == "each":
+            return (agent_address(self.first + index), 0)
+        return (self.source, 0) if self.source else None
+
+    async def _open(self, ctx: ssl.SSLContext, name: str, index: int = 0) -> ClientConnection:
         ws = await connect(
             self.url,
             ssl=ctx,
@@ -82,7 +96,7 @@ class IdleAgents:
             open_timeout=15,
             close_timeout=5,
             max_size=MAX_SIZE,
-            local_addr=(self.source, 0) if self.source else None,
+            local_addr=self._local(index),
         )
         try:
             await ws.send(
@@ -124,7 +138,7 @@ class IdleAgents:
                     first = False
                     self.attempts += 1
                     offered = self._offers(session)
-                    ws = await self._open(ctx, f"pc-{contract}")
+                    ws = await self._open(ctx, f"pc-{contract}", index)
             except (OSError, WebSocketException, TimeoutError, RuntimeError) as exc:
                 self.failed += 1
                 kind = type(exc).__name__
