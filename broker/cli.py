@@ -23,6 +23,7 @@ from typing import TextIO
 from certs import CertError
 from protocol.text import safe_text
 from wire.gate import DEFAULT_MAX_UNAUTHENTICATED
+from wire.slots import DEFAULT_MAX_HANDSHAKES
 
 from .auditkey import load_or_create_audit_key
 from .cluster.options import listen_address, network, node_id
@@ -100,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=4 * 1024,
         help="TLS read buffer per idle connection in bytes, 4096-1048576 (asyncio's own: 262144)",
+    )
+    serve.add_argument(
+        "--max-handshakes",
+        type=_cap,
+        default=DEFAULT_MAX_HANDSHAKES,
+        metavar="N",
+        help=f"TLS handshakes under way at once (default {DEFAULT_MAX_HANDSHAKES}); the others wait their "
+        "turn, so a reconnect storm is served at full speed; 0 = no limit",
     )
     serve.add_argument(
         "--max-unauthenticated-per-address",
@@ -271,6 +280,7 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
         service_hours=args.hours,
         tls_read_buffer=args.tls_read_buffer,
         max_unauthenticated_per_address=args.max_unauthenticated_per_address or None,
+        max_handshakes=args.max_handshakes or None,
         node=args.node_id,
         reuse_port=args.reuse_port,
         proxy_protocol_from=tuple(args.proxy_protocol_from),

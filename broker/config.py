@@ -9,6 +9,7 @@ import platformdirs
 
 from protocol import DEFAULT_LIMITS, Limits
 from wire.gate import DEFAULT_MAX_UNAUTHENTICATED
+from wire.slots import DEFAULT_MAX_HANDSHAKES
 
 from .sessions import SessionRules
 
@@ -84,6 +85,11 @@ class BrokerConfig:
     (``connection.refused``, at most once a minute, with a count). Generous because subscribers
     behind one CGNAT address reconnect together after a restart; an admitted agent does not count.
     ``None``: no cap (docs/hardening.md)."""
+
+    max_handshakes: int | None = DEFAULT_MAX_HANDSHAKES
+    """TLS handshakes under way at once in this process (:mod:`wire.slots`); the others wait their
+    turn without TLS work, up to 10 s. Keeps a reconnect storm from turning into thousands of
+    handshakes that all finish too late (docs/PERFORMANCE.md, "Handshake slots"). ``None``: no limit."""
 
     enroll_attempts_per_minute: int = 20
     """Enrollment attempts per source address per minute, before any token lookup or CSR parsing."""

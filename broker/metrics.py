@@ -28,6 +28,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from protocol.errors import ErrorCode
+from wire.slots import HandshakeSlots
 
 from .cluster.bus import Bus, BusState
 from .cluster.signals import SIGNAL_TYPES
@@ -191,6 +192,38 @@ class BrokerMetrics:
 
     def watch_bus(self, bus: Bus) -> None:
         self.registry.register(_BusCollector(bus))
+
+    def watch_slots(self, slots: HandshakeSlots) -> None:
+        self.registry.register(_SlotCollector(slots))
+
+
+class _SlotCollector(Collector):
+    """The listener's TLS handshake slots (:mod:`wire.slots`), read at scrape time."""
+
+    def __init__(self, slots: HandshakeSlots) -> None:
+        self.slots = slots
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.slots
+        yield GaugeMetricFamily(
+            "broker_handshakes_in_progress", "TLS handshakes under way (holding a slot)", value=s.in_progress
+        )
+        yield GaugeMetricFamily(
+            "broker_handshakes_waiting", "Connections waiting for a TLS handshake slot", value=s.waiting
+        )
+        closed = CounterMetricFamily(
+            "broker_handshakes_unserved",
+            "Connections closed without TLS work: waited too long for a slot, or too many waited",
+            labels=["reason"],
+        )
+        closed.add_metric(["expired"], s.stats.expired)
+        closed.add_metric(["overflow"], s.stats.overflowed)
+        yield closed
+        yield GaugeMetricFamily(
+            "broker_handshake_longest_wait_seconds",
+            "The longest wait for a slot of a connection that got one",
+            value=s.stats.longest_wait,
+        )
 
 
 def render(metrics: BrokerMetrics) -> bytes:

@@ -33,6 +33,7 @@ from protocol.messages import (
 )
 from wire import AsyncConnection, LinkPump, WireConnection, WireServer
 from wire.server import Handler
+from wire.slots import HandshakeSlots
 from wire.tls import harden_server_context, peer_serial
 
 from . import tuning
@@ -169,10 +170,12 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
             self._open,
             max_size=self.config.limits.max_text_bytes,
             max_unauthenticated_per_address=self.config.max_unauthenticated_per_address,
+            handshake_slots=HandshakeSlots(limit=self.config.max_handshakes),
             on_refused=self._audit_connection_refusals,
             on_handshake_failed=handshake_failed(self.metrics),
             response_headers={"Strict-Transport-Security": HSTS},
         )
+        self.metrics.watch_slots(self._server.slots)
         try:
             await self._server.listen(
                 self.config.host,

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .keepalive import set_tcp_keepalive
+from .slots import HandshakeSlots
 
 if TYPE_CHECKING:
     from .server import WireServer
@@ -118,9 +119,22 @@ class Gate:
 
 class _TlsProtocol(asyncio.sslproto.SSLProtocol):
     """asyncio's TLS protocol, telling the gate when the connection is gone (also when the TLS
-    handshake failed, when the application never saw the connection)."""
+    handshake failed, when the application never saw the connection), and giving its handshake slot
+    back (:mod:`wire.slots`) as soon as the handshake ends."""
+
+    slot: HandshakeSlots | None = None
+
+    def _give_back(self) -> None:
+        slot, self.slot = self.slot, None
+        if slot is not None:
+            slot.release()
+
+    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
+        self._give_back()
+        super()._on_handshake_complete(handshake_exc)
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        self._give_back()
         app: Any = self._app_protocol
         if getattr(self, "_app_state", None) is asyncio.sslproto.AppProtocolState.STATE_INIT:
             # The TLS handshake never completed (a refused or missing client certificate where one
@@ -134,6 +148,19 @@ class _TlsProtocol(asyncio.sslproto.SSLProtocol):
             release = getattr(app, "release_gate", None)
             if release is not None:
                 release()
+
+
+def feed(protocol: asyncio.BufferedProtocol, data: bytes) -> None:
+    """Give ``data`` to a buffered protocol as if the transport had read it."""
+    view = memoryview(data)
+    while view:
+        buffer = memoryview(protocol.get_buffer(len(view)))
+        n = min(len(buffer), len(view))
+        if n == 0:  # pragma: no cover - asyncio's TLS protocol always offers room
+            raise RuntimeError("the TLS protocol offered no buffer")
+        buffer[:n] = view[:n]
+        protocol.buffer_updated(n)
+        view = view[n:]
 
 
 class Admission(asyncio.Protocol):
@@ -150,25 +177,137 @@ class Admission(asyncio.Protocol):
         address = transport.get_extra_info("peername")
         self.admit(transport, str(address[0]) if address else "?")
 
-    def admit(self, transport: asyncio.Transport, peer: str) -> asyncio.BufferedProtocol | None:
+    def admit(self, transport: asyncio.Transport, peer: str, data: bytes = b"") -> None:
         """Count ``peer`` (the connection's address, or the client's from a PROXY header:
-        :mod:`wire.proxied`) and hand the connection to TLS; ``None`` when refused (closed)."""
+        :mod:`wire.proxied`), then hand the connection to TLS when it has a handshake slot
+        (``data``: bytes already read after a PROXY header). Refused: closed."""
         server = self.server
         if not server.gate.admit(peer):
             transport.abort()
-            return None
+            return
         if server.tcp_keepalive is not None:  # NAT refresh and dead-host detection, in the kernel
             idle, interval, count = server.tcp_keepalive
             set_tcp_keepalive(transport.get_extra_info("socket"), idle=idle, interval=interval, count=count)
-        conn = server.new_connection(peer, counted=server.gate.max_per_address is not None)
-        tls = _TlsProtocol(
-            server.loop,
-            conn,
-            self.ssl_context,
-            None,  # type: ignore[arg-type]  # no waiter: nobody awaits the handshake
-            server_side=True,
-            ssl_handshake_timeout=server.tls_handshake_timeout,  # type: ignore[arg-type]  # a float works
+        counted = server.gate.max_per_address is not None
+        if server.slots.limit is None:
+            start_tls(server, self.ssl_context, transport, peer, counted, data, slot=None)
+            return
+        first = _FirstBytes(server, self.ssl_context, transport, peer, counted)
+        transport.set_protocol(first)
+        if data:
+            first.data_received(data)
+
+
+def start_tls(
+    server: WireServer,
+    ssl_context: ssl.SSLContext,
+    transport: asyncio.Transport,
+    peer: str,
+    counted: bool,
+    data: bytes,
+    *,
+    slot: HandshakeSlots | None,
+) -> None:
+    """Wrap the connection in TLS (as ``create_server(ssl=...)`` would) and feed it ``data``."""
+    timeout: Any = server.tls_handshake_timeout if slot is None else slot.slot_timeout  # a float works
+    tls = _TlsProtocol(
+        server.loop,
+        server.new_connection(peer, counted=counted),
+        ssl_context,
+        None,  # type: ignore[arg-type]  # no waiter: nobody awaits the handshake
+        server_side=True,
+        ssl_handshake_timeout=timeout,
+    )
+    tls.slot = slot
+    transport.set_protocol(tls)
+    tls.connection_made(transport)
+    if data:
+        feed(tls, data)
+
+
+MAX_FIRST_BYTES = 16 * 1024
+"""Bytes kept from a connection waiting for its handshake slot: a ClientHello is a few hundred bytes
+(a post-quantum one ~1.5 KiB), and a client sends nothing more before the server's answer."""
+
+
+class _FirstBytes(asyncio.Protocol):
+    """A connection before its TLS handshake: waits for its first bytes, then for a slot."""
+
+    __slots__ = ("_timer", "buffer", "counted", "gone", "peer", "server", "ssl_context", "state", "transport")
+
+    def __init__(
+        self,
+        server: WireServer,
+        ssl_context: ssl.SSLContext,
+        transport: asyncio.Transport,
+        peer: str,
+        counted: bool,
+    ) -> None:
+        self.server = server
+        self.ssl_context = ssl_context
+        self.transport = transport
+        self.peer = peer
+        self.counted = counted
+        self.buffer = bytearray()
+        self.state = "silent"  # → "waiting" (asked for a slot) → "tls" | "closed"
+        # A client that never speaks is cut as a silent TLS handshake was before the slots.
+        self._timer: asyncio.TimerHandle | None = server.loop.call_later(
+            server.tls_handshake_timeout, self._drop
         )
-        transport.set_protocol(tls)
-        tls.connection_made(transport)
-        return tls
+
+    def data_received(self, data: bytes) -> None:
+        if self.state in ("tls", "closed"):
+            return
+        self.buffer += data
+        if len(self.buffer) > MAX_FIRST_BYTES:
+            self._drop()
+            return
+        if self.state == "silent":
+            self.state = "waiting"
+            self._cancel_timer()
+            self.server.slots.request(self._start, self._drop, self._alive)
+
+    def eof_received(self) -> bool | None:
+        return None  # closes the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.state in ("silent", "waiting"):
+            self._closed()
+
+    def _alive(self) -> bool:
+        return self.state == "waiting"
+
+    def _start(self) -> None:
+        if self.state != "waiting":  # left meanwhile: the slot goes on to the next
+            self.server.slots.release()
+            return
+        self.state = "tls"
+        data, self.buffer = bytes(self.buffer), bytearray()
+        start_tls(
+            self.server,
+            self.ssl_context,
+            self.transport,
+            self.peer,
+            self.counted,
+            data,
+            slot=self.server.slots,
+        )
+
+    def _drop(self) -> None:
+        if self.state in ("tls", "closed"):
+            return
+        self._closed()
+        self.transport.abort()
+
+    def _closed(self) -> None:
+        self._cancel_timer()
+        self.state = "closed"
+        self.buffer = bytearray()
+        if self.counted:
+            self.server.gate.release(self.peer)
+        self.server.handshake_failed(None)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

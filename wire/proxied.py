@@ -51,19 +51,6 @@ def is_trusted(peer: str, trusted: tuple[Network, ...]) -> bool:
     return any(address in network for network in trusted)
 
 
-def feed(protocol: asyncio.BufferedProtocol, data: bytes) -> None:
-    """Give ``data`` to a buffered protocol as if the transport had read it."""
-    view = memoryview(data)
-    while view:
-        buffer = memoryview(protocol.get_buffer(len(view)))
-        n = min(len(buffer), len(view))
-        if n == 0:  # pragma: no cover - asyncio's TLS protocol always offers room
-            raise RuntimeError("the TLS protocol offered no buffer")
-        buffer[:n] = view[:n]
-        protocol.buffer_updated(n)
-        view = view[n:]
-
-
 class ProxyAdmission(asyncio.Protocol):
     """The plain-TCP protocol of a just-accepted connection on a listener with front doors."""
 
@@ -104,9 +91,7 @@ class ProxyAdmission(asyncio.Protocol):
         self.buffer = bytearray()
         self.transport = None
         client = header.source[0] if header.source is not None else self.peer
-        tls = gate.Admission(self.server, self.ssl_context).admit(transport, client)
-        if tls is not None and rest:
-            feed(tls, rest)
+        gate.Admission(self.server, self.ssl_context).admit(transport, client, rest)
 
     def eof_received(self) -> bool | None:
         return None  # closes the transport

@@ -18,7 +18,7 @@ UTF-8 and invalid UTF-8 fails the connection with 1007 (RFC 6455 §8.1), the lar
 is small until the application says the peer is authenticated (:meth:`WireConnection.allow_size`),
 and reading stops while the transport is not writable, so a peer that never reads cannot make us
 buffer its PONGs without bound. Before TLS, :class:`WireServer` caps the unauthenticated
-connections of one source address (:mod:`wire.gate`).
+connections of one source address (:mod:`wire.gate`) and the handshakes under way (:mod:`wire.slots`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from websockets.protocol import CLOSED, CLOSING, CONNECTING, OPEN
 from websockets.protocol import Protocol as WsProtocol
 from websockets.server import ServerProtocol
 
-from . import gate, keepalive, proxied, tls
+from . import gate, keepalive, proxied, slots, tls
 
 log = logging.getLogger("wire.server")
 
@@ -365,27 +365,26 @@ class WireServer:
         (TLS handshake, HTTP, enrollment, an operator before login); one more is closed before
         the TLS handshake (:mod:`wire.gate`). ``None``: no cap.
     on_refused:
-        Called at most once per ``refusal_report_interval`` seconds with the connections refused
-        by the cap since the last call (address → count), so a flood costs one audit entry a minute.
+        Called at most once per ``refusal_report_interval`` s with the connections the cap refused
+        since (address → count): a flood costs one audit entry a minute.
     on_handshake_failed:
         Called with ``None`` when a TLS handshake did not complete (also a TCP connection that never
         started one, such as a plain TCP health check), and with the request path when a WebSocket
         upgrade was answered with anything but 101. Never with plain HTTP answers.
     fail_linger:
         Seconds a connection we failed (1002, 1007, 1009) is still read and discarded before it is
-        closed, so the peer can read our close frame instead of a TCP reset (1 s).
+        closed, so the peer reads our close frame, not a TCP reset (1 s).
     response_headers:
-        Headers added to every HTTP response (plain answers, refusals and the 101), e.g.
-        ``Strict-Transport-Security``.
+        Headers added to every HTTP response (answers, refusals, the 101), e.g. HSTS.
     tls_handshake_timeout:
-        Seconds for the TLS handshake (asyncio's default, 60 s). Generous on purpose: after a broker
-        restart thousands of agents handshake at once and each waits its turn for the CPU.
+        Seconds for a TLS handshake without slots, and for a silent client to send its first bytes.
+    handshake_slots:
+        TLS handshakes under way at once, the wait for a slot and a slot's timeout (:mod:`wire.slots`;
+        default 256, 10 s, 10 s). ``HandshakeSlots(limit=None)``: every handshake starts at once.
     open_timeout:
-        Seconds from the end of the TLS handshake to a complete HTTP request, 10 s as websockets'
-        default: slow or silent clients do not hold a slot.
+        Seconds from the end of the TLS handshake to a complete HTTP request (10 s, as websockets).
     close_timeout:
-        Seconds the peer has to answer our close frame before the connection is cut (websockets'
-        default, 10 s).
+        Seconds the peer has to answer our close frame before it is cut (websockets' default, 10 s).
     tcp_keepalive:
         ``(idle, interval, count)`` of TCP keepalive on every accepted socket (:mod:`wire.keepalive`,
         default 60 s, 10 s, 3): home routers keep the connection's NAT state, and a vanished host's
@@ -399,6 +398,7 @@ class WireServer:
         *,
         max_size: int = DEFAULT_MAX_FRAME,
         tls_handshake_timeout: float = 60.0,
+        handshake_slots: slots.HandshakeSlots | None = None,
         open_timeout: float = 10.0,
         close_timeout: float = 10.0,
         max_unauthenticated_per_address: int | None = gate.DEFAULT_MAX_UNAUTHENTICATED,
@@ -425,13 +425,13 @@ class WireServer:
             max_unauthenticated_per_address, on_refused=on_refused, report_interval=refusal_report_interval
         )
         self.tls_handshake_timeout = tls_handshake_timeout
+        self.slots = handshake_slots or slots.HandshakeSlots()
         self.open_timeout = open_timeout
         self.close_timeout = close_timeout
         self.ws_logger = ws_logger or logging.getLogger("websockets.server")
         self.connections: set[WireConnection] = set()
         self.serving = False
-        self.port = 0
-        """The listening port (after :meth:`listen`; the real one when 0 was asked for)."""
+        self.port = 0  # the listening port, after listen() (the real one when 0 was asked for)
         self._server: asyncio.Server | None = None
         self.loop = asyncio.get_running_loop()
 
