@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import secrets
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +48,7 @@ import psutil
 from bench import fixtures
 from bench.cluster_fixtures import create_postgres, postgres_database
 from bench.common import Child, KiB, Usage, free_port, machine_info, raise_nofile
+from bench.profiling import summarize_profile
 
 Log = Callable[[str], None]
 NATS_URL = "nats://127.0.0.1:4222"
@@ -128,15 +131,48 @@ def _quit(child: Child) -> None:
     child.stop(30)
 
 
+def _spy(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes] | None:
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        return None
+    return subprocess.Popen(
+        [
+            *(str(spy), "record", "--nonblocking", "--rate", "100", "--format", "raw", "-o", str(out)),
+            *("-p", str(pid), "-d", str(math.ceil(seconds))),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def _phase(
-    child: Child, brokers: list[tuple[Child, str]], command: dict[str, Any], timeout: float
+    child: Child,
+    brokers: list[tuple[Child, str]],
+    command: dict[str, Any],
+    timeout: float,
+    profile: Path | None = None,
 ) -> tuple[dict[str, Any], list[float]]:
-    """One command to one load process; its result and each broker's CPU fraction meanwhile."""
-    usage = [Usage(b.pid) for b, _ in brokers]
+    """One command to one load process; its result and the CPU fraction of each broker and of the
+    load process meanwhile. ``profile``: py-spy on all three for the phase, summaries written there."""
+    pids = [b.pid for b, _ in brokers] + [child.pid]
+    usage = [Usage(pid) for pid in pids]
     mark = child.mark()
     child.send(command)
+    spies: list[tuple[subprocess.Popen[bytes] | None, Path]] = []
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+        for name, pid in zip(("broker-A", "broker-B", "loadgen"), pids, strict=True):
+            raw = profile / f"{name}.txt"
+            spies.append((_spy(pid, raw, float(command["seconds"]) - 0.5), raw))
     result = child.wait_for("result", timeout=timeout, after=mark)
-    return result, [u.cpu_fraction() for u in usage]
+    cpu = [u.cpu_fraction() for u in usage]
+    for proc, raw in spies:
+        if proc is not None:
+            proc.wait(60)
+        if raw.exists():
+            summary = summarize_profile(raw.read_text(), top=25)
+            raw.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
+    return result, cpu
 
 
 def _throughput_row(result: dict[str, Any], cpu: list[float]) -> dict[str, Any]:
@@ -147,7 +183,8 @@ def _throughput_row(result: dict[str, Any], cpu: list[float]) -> dict[str, Any]:
         "sent": result["sent"],
         "delivered": result["messages"],
         "refresh_requests": result["refresh_requests"],
-        "cpu_pct": [round(c * 100) for c in cpu],
+        "cpu_pct": [round(c * 100) for c in cpu[:2]],
+        "loadgen_cpu_pct": round(cpu[2] * 100),
     }
 
 
@@ -161,12 +198,18 @@ def _latency_row(result: dict[str, Any], cpu: list[float], target: int) -> dict[
         "delivered": result["messages"],
         "offered": result["sent"],
         "target": target,
-        "cpu_pct": [round(c * 100) for c in cpu],
+        "cpu_pct": [round(c * 100) for c in cpu[:2]],
+        "loadgen_cpu_pct": round(cpu[2] * 100),
     }
 
 
 def _round(
-    args: argparse.Namespace, loads: dict[str, Child], brokers: list[tuple[Child, str]], log: Log
+    args: argparse.Namespace,
+    loads: dict[str, Child],
+    brokers: list[tuple[Child, str]],
+    log: Log,
+    *,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"throughput": {}, "latency": {}}
     for name in CONFIGS:
@@ -175,11 +218,13 @@ def _round(
             brokers,
             {"cmd": "throughput", "size": args.size, "seconds": args.seconds, "max_messages": 10**7},
             timeout=args.seconds + 60,
+            profile=profile / name if profile is not None else None,
         )
         row = out["throughput"][name] = _throughput_row(result, cpu)
         log(
             f"  {name:<5} throughput: {row['mb_per_s']} MB/s, {row['messages_per_s']} msg/s, "
-            f"{row['delivered']} of {row['sent']} delivered, CPU A/B {row['cpu_pct']} %"
+            f"{row['delivered']} of {row['sent']} delivered, CPU A/B {row['cpu_pct']} %, "
+            f"load process {row['loadgen_cpu_pct']} %"
         )
     for name in CONFIGS:
         command = {
@@ -278,7 +323,8 @@ def run(args: argparse.Namespace, log: Log) -> dict[str, Any]:
                     log(f"  round {n + 1} skipped: the run's time budget")
                     break
                 log(f"round {n + 1}")
-                result["rounds"].append(_round(args, loads, brokers, log))
+                profile = args.profile if n == 0 else None
+                result["rounds"].append(_round(args, loads, brokers, log, profile=profile))
             result["broker_error_lines"] = [
                 sum(1 for line in b.errors if "ERROR" in line or "Traceback" in line) for b, _ in brokers
             ]
@@ -340,6 +386,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-rate", type=float, default=30.0, help="input events/s per session")
     parser.add_argument("--rounds", type=int, default=2, help="both configurations, in turn, this often")
     parser.add_argument("--max-minutes", type=float, default=10.0, help="the whole run, wall time")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="py-spy (.venv) on both brokers and the load process in the first round's throughput "
+        "phases: raw stacks and summaries in this directory",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = parser.parse_args(argv)
     raise_nofile()
