@@ -34,11 +34,11 @@ PARALLEL = 8
 
 
 @contextmanager
-def postgres_database(admin_url: str = ADMIN_URL) -> Iterator[str]:
+def postgres_database(admin_url: str = ADMIN_URL, *, prefix: str = "bench_cluster") -> Iterator[str]:
     """A new, empty database; its URL; dropped (with every connection to it) at the end."""
     import psycopg
 
-    name = f"bench_cluster_{secrets.token_hex(6)}"
+    name = f"{prefix}_{secrets.token_hex(6)}"
     with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         try:

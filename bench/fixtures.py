@@ -114,7 +114,7 @@ def create(data_dir: Path, n_agents: int) -> Fixture:
             await storage.close()
 
     asyncio.run(rows())
-    token = _operator(data_dir)
+    token = operator_token(data_dir)
     return Fixture(
         data_dir=data_dir,
         ca_path=str(pki.ca_path),
@@ -125,16 +125,17 @@ def create(data_dir: Path, n_agents: int) -> Fixture:
     )
 
 
-async def _open(data_dir: Path) -> Storage:
+async def _open(data_dir: Path, database: str | None = None) -> Storage:
     chain = keyed_chain(load_or_create_audit_key(data_dir).chain)
-    return await open_storage(data_dir / "broker.sqlite3", chain=chain)
+    return await open_storage(database or data_dir / "broker.sqlite3", chain=chain)
 
 
-def _operator(data_dir: Path) -> str:
-    """Create the operator, set its password, log in once; the token serves every operator link."""
+def operator_token(data_dir: Path, database: str | None = None) -> str:
+    """Create the operator, set its password, log in once; the token serves every operator link.
+    ``database``: a PostgreSQL URL (``bench.cluster_fixtures``) instead of the data dir's SQLite."""
 
     async def run() -> str:
-        storage = await _open(data_dir)
+        storage = await _open(data_dir, database)
         try:
             accounts = OperatorAccounts(storage, DataKeyring.open(data_dir / "keys"))
             now = time.time()

@@ -91,6 +91,9 @@ def main() -> None:
     relay.add_argument("--target", choices=("broker", "bare", "sink"), required=True)
     relay.add_argument("--sessions", type=int, default=1)
     relay.add_argument("--first", type=int, default=0, help="index of the first agent / session")
+    relay.add_argument(
+        "--agent-url", default=None, help="broker the agents dial (default --url; another cluster process)"
+    )
     enroll = sub.add_parser("enroll")
     enroll.add_argument("--tokens", default=None, help="JSON list of [contract, token]")
     enroll.add_argument("--fingerprint", default="")

@@ -76,6 +76,9 @@ class RemoteOperator:
         self.key = key.encode("ascii")
         self.session_id = session_id
         """The session of the last message forwarded: frames carry it (A routes by ``key``)."""
+        self.needs_keyframe = False
+        """A screen frame was dropped: updates until the next keyframe would paint on a picture
+        the operator never got (as :class:`~broker.relay.OutboundQueue` does for a local viewer)."""
 
     def send(self, message: Message) -> None:
         try:
@@ -84,10 +87,13 @@ class RemoteOperator:
             log.info("cluster link: message to an operator on %s lost: %s", self.link.peer, exc.message)
 
     def send_screen(self, frame: bytes, *, keyframe: bool) -> ScreenPush:
+        if self.needs_keyframe and not keyframe:
+            return ScreenPush.DROPPED
         try:
             sent = self.link.send_screen(self.session_id, self.key + b"\n" + frame)
         except LinkError:
             return ScreenPush.DROPPED
+        self.needs_keyframe = not sent
         return ScreenPush.QUEUED if sent else ScreenPush.BEHIND
 
 

@@ -39,6 +39,7 @@ from certs.authority import CertificateAuthority
 from certs.csr import build_csr, generate_private_key, private_key_to_pem
 
 from ..errors import BrokerError
+from ..tuning import set_connection_read_buffer
 from .signals import check_node_id
 
 __all__ = [
@@ -64,6 +65,11 @@ MAX_PAYLOAD: Final = 8 * 1024 * 1024
 DEFAULT_SCREEN_HIGH_WATER: Final = 1024 * 1024
 #: Send-buffer bytes above which the link is closed instead of growing.
 DEFAULT_MAX_BUFFER: Final = 32 * 1024 * 1024
+#: TLS read buffer of a link (asyncio's own size). The broker makes every TLS connection's 4 KiB
+#: (:mod:`broker.tuning`, for idle agents); a link carries the screen frames of many sessions, and
+#: at 4 KiB a read the receiving process spent its time in ``recv`` and ``SSLObject.read`` calls
+#: (``bench.cluster_relay``, docs/PERFORMANCE.md "Cross-process relay").
+DEFAULT_READ_BUFFER: Final = 256 * 1024
 
 
 class LinkError(BrokerError):
@@ -103,25 +109,30 @@ class FrameDecoder:
         upgrade): skipped, not fatal, so an upgrade never costs a link."""
 
     def feed(self, data: bytes) -> list[Frame]:
-        self._buffer += data
+        buffer = self._buffer
+        buffer += data
         frames: list[Frame] = []
-        while len(self._buffer) >= HEADER.size:
-            kind, sid_len, size = HEADER.unpack_from(self._buffer)
-            if not 1 <= sid_len <= 64 or size > self.max_payload:
-                raise LinkError("frame header out of bounds")
-            end = HEADER.size + sid_len + size
-            if len(self._buffer) < end:
-                break
-            if kind not in FrameKind._value2member_map_:
-                self.skipped += 1
-                del self._buffer[:end]
-                continue
-            sid_bytes = bytes(self._buffer[HEADER.size : HEADER.size + sid_len])
-            if not sid_bytes.isascii() or not sid_bytes.replace(b"-", b"").replace(b"_", b"").isalnum():
-                raise LinkError("a session id is [A-Za-z0-9_-]")
-            payload = bytes(self._buffer[HEADER.size + sid_len : end])
-            frames.append(Frame(FrameKind(kind), sid_bytes.decode("ascii"), payload))
-            del self._buffer[:end]
+        start = 0  # consumed bytes are dropped once per call, not once per frame
+        try:
+            while len(buffer) - start >= HEADER.size:
+                kind, sid_len, size = HEADER.unpack_from(buffer, start)
+                if not 1 <= sid_len <= 64 or size > self.max_payload:
+                    raise LinkError("frame header out of bounds")
+                body = start + HEADER.size + sid_len
+                end = body + size
+                if len(buffer) < end:
+                    break
+                if kind not in FrameKind._value2member_map_:
+                    self.skipped += 1
+                    start = end
+                    continue
+                sid_bytes = bytes(buffer[start + HEADER.size : body])
+                if not sid_bytes.isascii() or not sid_bytes.replace(b"-", b"").replace(b"_", b"").isalnum():
+                    raise LinkError("a session id is [A-Za-z0-9_-]")
+                frames.append(Frame(FrameKind(kind), sid_bytes.decode("ascii"), bytes(buffer[body:end])))
+                start = end
+        finally:
+            del buffer[:start]
         return frames
 
 
@@ -230,8 +241,10 @@ class Link(asyncio.Protocol):
         on_lost: Callable[[Link], None] | None = None,
         screen_high_water: int = DEFAULT_SCREEN_HIGH_WATER,
         max_buffer: int = DEFAULT_MAX_BUFFER,
+        read_buffer: int = DEFAULT_READ_BUFFER,
     ) -> None:
         self.on_frame = on_frame
+        self.read_buffer = read_buffer
         self.on_ready = on_ready
         self.on_lost = on_lost
         self.screen_high_water = screen_high_water
@@ -248,6 +261,7 @@ class Link(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        set_connection_read_buffer(transport, self.read_buffer)
         try:
             if self.dialed is not None:
                 self.peer = check_node_id(self.dialed)

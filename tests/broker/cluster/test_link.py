@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from broker import tuning
 from broker.cluster.link import (
+    DEFAULT_READ_BUFFER,
     MAX_PAYLOAD,
     ClusterCA,
     Frame,
@@ -196,3 +198,33 @@ def test_credentials_make_tls_1_3_contexts(creds: tuple[NodeCredentials, NodeCre
     ctx = client_context(creds[0])
     assert ctx.minimum_version is ssl.TLSVersion.TLSv1_3
     assert b"BEGIN CERTIFICATE" in creds[0].client_cert_pem
+
+
+async def test_a_link_reads_with_its_own_buffer_when_the_process_keeps_idle_ones_small(
+    creds: tuple[NodeCredentials, NodeCredentials], node_b: tuple[LinkServer, int, Received]
+) -> None:
+    """The broker sets every TLS connection's read buffer to 4 KiB (idle agents); a link carries
+    many sessions' screens and reads 256 KiB at a time on both ends (bench.cluster_relay)."""
+    server, port, _ = node_b
+    before = tuning.set_tls_read_buffer(4096)
+    try:
+        link = await dial(creds[0], "node-b", "127.0.0.1", port, Received())
+        await asyncio.sleep(0.05)
+        (server_link,) = server.links
+        for end in (link, server_link):
+            assert end.transport is not None
+            assert end.transport._ssl_protocol.max_size == DEFAULT_READ_BUFFER  # type: ignore[attr-defined]
+        link.close()
+    finally:
+        tuning.set_tls_read_buffer(before)
+
+
+def test_many_frames_in_one_read_decode_in_order_and_keep_the_partial_tail() -> None:
+    frames = [encode_frame(FrameKind.SCREEN, f"s{i}", bytes([i]) * 1000) for i in range(20)]
+    data = b"".join(frames)
+    decoder = FrameDecoder()
+    first = decoder.feed(data[:-10])
+    assert [f.session_id for f in first] == [f"s{i}" for i in range(19)]
+    assert all(f.payload == bytes([i]) * 1000 for i, f in enumerate(first))
+    (last,) = decoder.feed(data[-10:])
+    assert last == Frame(FrameKind.SCREEN, "s19", bytes([19]) * 1000)
