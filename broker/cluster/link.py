@@ -12,11 +12,12 @@ dropped), ``SCREEN`` (a binary screen update: "latest wins" — dropped while th
 above ``screen_high_water``, as the relay does for a slow viewer, DESIGN §5), ``END`` (the session
 is over on the sender's side), ``KEYFRAME`` (the operator's process to the holder: a viewer of this
 session fell behind here, its frames were dropped; payload: the operator connection's key). A
-malformed or oversized frame closes the link (the other node reconnects); the link never buffers
+malformed or oversized frame closes the link (the other node reconnects); a well-formed frame of an
+unknown kind (a newer node) is skipped; the link never buffers
 control messages without bound either (past ``max_buffer`` the link is closed rather than grow).
 
-Not wired yet: the host will open links on a claim of a session held by another node (the address
-comes from :class:`~.nodes.NodeTable`) and feed frames into the session core on the holder.
+Used by :mod:`broker.session_links`: the operator's process opens a link to the node holding the
+session (its address from :class:`~.nodes.NodeTable`) and the holder feeds the frames into its core.
 """
 
 from __future__ import annotations
