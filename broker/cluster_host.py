@@ -106,6 +106,7 @@ class ClusterHost:
     clock: Callable[[], float]
     storage: Storage
     agents: dict[str, set[AgentConnection]]
+    agent_count: int
     revoked: list[tuple[str, float]]
     sessions: SessionHost
     operator_links: OperatorLinks
@@ -246,7 +247,7 @@ class ClusterHost:
         sessions: SessionHost | None = getattr(self, "sessions", None)
         links: OperatorLinks | None = getattr(self, "operator_links", None)
         return NodeCounts(
-            agents=sum(len(c) for c in self.agents.values()),
+            agents=self.agent_count,
             operators=len(links) if links is not None else 0,
             sessions=len(sessions.sessions) if sessions is not None else 0,
         )
@@ -285,7 +286,7 @@ class ClusterHost:
         """The bus came back: a cut may have been missed meanwhile; apply the database's list now."""
         await self._refresh_revoked()
         revoked = {serial for serial, _ in self.revoked}
-        for serial in [s for s in self.agents if s in revoked]:
+        for serial in revoked & self.agents.keys():
             self._cut(CutAgent(node=self.cluster.node, at=self.clock(), serials=(serial,), reason="revoked"))
 
     # -- readiness and metrics --------------------------------------------------------------------
@@ -309,7 +310,7 @@ class ClusterHost:
         """At each scrape: the gauges read from what this process holds now."""
         links: OperatorLinks | None = getattr(self, "operator_links", None)
         self.metrics.set_connected(
-            agents=sum(len(c) for c in self.agents.values()),
+            agents=self.agent_count,
             operators=len(links) if links is not None else 0,
         )
         sessions: SessionHost | None = getattr(self, "sessions", None)

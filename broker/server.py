@@ -95,6 +95,9 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
         self.pki = pki
         self.clock = clock
         self.agents: dict[str, set[AgentConnection]] = {}
+        self.agent_count = 0
+        """Agent connections held (the sum over ``agents``, kept as they come and go: the metrics and
+        the cluster's presence read it every few seconds, so no scan of 10,000+ entries)."""
         self._seen: set[str] = set()
         self._server: WireServer | None = None
         self._enrollments: set[asyncio.Task[None]] = set()
@@ -226,7 +229,7 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
         # Thousands of agents drop at once now: one presence update and one audit entry for all of
         # them, instead of a transaction each (docs/PERFORMANCE.md, reconnect storm).
         self._closing = True
-        connected = sum(len(c) for c in self.agents.values())
+        connected = self.agent_count
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -334,7 +337,10 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
         def on_event(event: Event) -> None:
             now = self.clock()
             if isinstance(event, Opened):
-                self.agents.setdefault(serial, set()).add(conn)
+                held = self.agents.setdefault(serial, set())
+                if conn not in held:
+                    held.add(conn)
+                    self.agent_count += 1
                 node = self.config.node
                 self.background.submit(
                     lambda storage: storage.presence.set_online(
@@ -359,6 +365,7 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
             connections = self.agents.get(serial)
             if connections is not None and conn in connections:
                 connections.discard(conn)
+                self.agent_count -= 1
                 self.sessions.agent_disconnected(session_peer)
                 if not connections:
                     del self.agents[serial]
@@ -435,7 +442,7 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
             if not self.agents:
                 continue
             revoked = {serial for serial, _ in self.revoked}
-            for serial in [s for s in self.agents if s in revoked]:
+            for serial in revoked & self.agents.keys():  # walks the smaller of the two
                 log.info("closing connections of revoked certificate %s", serial)
                 for conn in list(self.agents.get(serial, ())):
                     self.metrics.count_refusal(ErrorCode.CERT_REVOKED)
