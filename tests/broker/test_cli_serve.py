@@ -1,5 +1,6 @@
 """``broker serve --max-unauthenticated-per-address N``: the per-address cap on connections that
-have not authenticated (wire/gate.py) set from the command line, with its documented default."""
+have not authenticated (wire/gate.py) set from the command line, with its documented default; the
+same for ``--max-handshakes N`` (the TLS handshakes under way at once, wire/slots.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tests.e2e.conftest import ALWAYS_OPEN
 from tests.helpers import PYTHON, ROOT, BrokerProcess, child_env
 from tests.wire.serving import client_context
 from wire.gate import DEFAULT_MAX_UNAUTHENTICATED
+from wire.slots import DEFAULT_MAX_HANDSHAKES
 
 
 def test_default_is_the_documented_cap() -> None:
@@ -84,4 +86,25 @@ async def test_the_flag_sets_the_cap_of_a_running_broker(tmp_path: Path) -> None
     finally:
         for sock in held:
             sock.close()
+        broker.stop()
+
+
+def test_max_handshakes_default_is_the_documented_limit() -> None:
+    assert build_parser().parse_args(["serve"]).max_handshakes == DEFAULT_MAX_HANDSHAKES == 256
+    assert build_parser().parse_args(["serve", "--max-handshakes", "0"]).max_handshakes == 0  # no limit
+
+
+async def test_max_handshakes_sets_the_slots_of_a_running_broker(tmp_path: Path) -> None:
+    broker = BrokerProcess(tmp_path / "broker", extra_args=(*ALWAYS_OPEN, "--max-handshakes", "1")).start()
+    staller = socket.create_connection(("127.0.0.1", broker.port), timeout=10)
+    try:
+        staller.sendall(b"\x16\x03\x01")  # a ClientHello begins, and stops: it holds the only slot
+        await asyncio.sleep(0.5)
+        waiting = asyncio.ensure_future(_tls_handshake(broker))
+        await asyncio.sleep(1.5)
+        assert not waiting.done()  # its handshake waits for the slot, no TLS work done yet
+        staller.close()
+        await asyncio.wait_for(waiting, 15)  # the slot came free: served
+    finally:
+        staller.close()
         broker.stop()
