@@ -233,7 +233,7 @@ MAX_FIRST_BYTES = 16 * 1024
 class _FirstBytes(asyncio.Protocol):
     """A connection before its TLS handshake: waits for its first bytes, then for a slot."""
 
-    __slots__ = ("_timer", "buffer", "counted", "gone", "peer", "server", "ssl_context", "state", "transport")
+    __slots__ = ("_timer", "buffer", "counted", "peer", "server", "ssl_context", "state", "transport")
 
     def __init__(
         self,
