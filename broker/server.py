@@ -327,10 +327,13 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
         ws.authenticated()  # a certificate of ours, admitted: no longer counted against its address
         ws.allow_size(self.config.limits.max_binary_bytes)  # screen updates
         sender = Sender(ws)
+        # The closures below outlive this coroutine for as long as the agent stays connected: they
+        # must not hold ``record`` (its certificate PEM alone is ~0.8 KiB per idle agent).
+        contract_id = record.contract_id
         session_peer = AgentPeer(
             peer=SenderPeer(sender, counted=self.sessions.relayed.to_agent.inc),
             serial=serial,
-            contract_id=record.contract_id,
+            contract_id=contract_id,
             machine_name=record.machine_name,
         )
 
@@ -348,7 +351,7 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
                     ),
                     "agent.connect",
                 )
-                self._presence_changed(serial, record.contract_id, online=True)
+                self._presence_changed(serial, contract_id, online=True)
             elif isinstance(event, BinaryReceived):
                 if not conn.streaming:  # idle agents keep the small buffer; a streaming one gets room
                     conn.streaming = True
@@ -378,11 +381,11 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
                         "agent.disconnect",
                     )
                     if not online:
-                        self._presence_changed(serial, record.contract_id, online=False)
+                        self._presence_changed(serial, contract_id, online=False)
 
         pump = self._pump(ws, "agent", sender, on_event, on_lost)
         conn = AgentConnection(
-            serial=serial, contract_id=record.contract_id, peer=peer, pump=pump, session_peer=session_peer
+            serial=serial, contract_id=contract_id, peer=peer, pump=pump, session_peer=session_peer
         )
         return pump
 
