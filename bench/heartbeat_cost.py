@@ -49,9 +49,10 @@ class _Ping(msgspec.Struct):
 _decode = msgspec.json.Decoder(_Ping).decode
 
 
-def make_cert(directory: Path) -> tuple[Path, Path]:
+def make_cert(directory: Path, common_name: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed P-256 certificate and its key (``cert.pem``, ``key.pem`` in ``directory``)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()

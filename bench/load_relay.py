@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -22,10 +21,12 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from agent.receipts import decision_message
 from bench.common import MiB, emit, percentile
 from bench.load_io import MAX_SIZE, client_context, commands, recv_json, until_quit
-from certs import load_private_key, sign
-from protocol.receipts import ConsentReceipt, receipt_bytes
+from certs import load_private_key
+from protocol import encode
+from protocol.receipts import ConsentReceipt
 from protocol.screen import HEADER_SIZE, RECT_HEADER_SIZE, Encoding, Rect, ScreenUpdate, encode_update
 
 STAMP = struct.Struct("<Qd")  # seq, send time (time.perf_counter) at the start of the rect payload
@@ -188,18 +189,7 @@ async def setup_broker_session(
         time=time.time(),
     )
     key = load_private_key(Path(pem).read_bytes())
-    data = receipt_bytes(receipt)
-    await s.agent.send(
-        json.dumps(
-            {
-                "type": "consent_decision",
-                "id": "d1",
-                "session_id": s.session_id,
-                "receipt": data.decode(),
-                "signature": base64.b64encode(sign(key, data)).decode(),
-            }
-        )
-    )
+    await s.agent.send(encode(decision_message(receipt, key, id="d1")).decode())
     while (await recv_json(s.op, "session_state"))["phase"] != "active":
         pass
 

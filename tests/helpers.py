@@ -391,3 +391,26 @@ def enrolled_agent(broker: BrokerProcess, data_dir: Path, contract_id: str) -> s
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.split("Client certificate ID: ")[1].split()[0]
+
+
+def grant_as_asked(request: dict[str, Any], session: str, identity: Identity) -> str:
+    """A raw agent's answer to ``request`` (a ``consent_request``): every scope asked granted, in a
+    receipt signed with the agent's key, as the ``consent_decision`` message text to send."""
+    from agent.receipts import decision_message
+    from certs import load_private_key
+    from protocol import encode
+    from protocol.receipts import ConsentReceipt
+
+    asked = tuple(request["scopes"])
+    receipt = ConsentReceipt(
+        session_id=session,
+        serial=identity.serial,
+        operator=request["operator"],
+        decision="answered",
+        asked=asked,
+        granted=asked,
+        denied=(),
+        time=time.time(),
+    )
+    key = load_private_key(identity.key_path.read_bytes())
+    return encode(decision_message(receipt, key, id="d")).decode()

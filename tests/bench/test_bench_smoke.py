@@ -7,12 +7,11 @@ Not a performance test: nothing here checks a time, only that each figure is the
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import Any
 
 import pytest
 
-from tests.helpers import PYTHON, ROOT, child_env
+from tests.bench.run import run_bench
 
 pytestmark = pytest.mark.e2e
 
@@ -20,16 +19,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench")
-    result = subprocess.run(
-        [PYTHON, "-m", "bench", "--smoke", "--json", str(out / "r.json"), "--markdown", str(out / "P.md")],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        cwd=ROOT,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_bench("bench", "--smoke", "--json", str(out / "r.json"), "--markdown", str(out / "P.md"))
     assert "baseline" in result.stdout  # the printed table
     markdown = (out / "P.md").read_text()
     assert "| figure | broker | baseline | ratio | target | met |" in markdown

@@ -4,15 +4,13 @@ one killed with SIGKILL, every agent back on the others, the echo and bare TLS b
 
 from __future__ import annotations
 
-import json
-import subprocess
 from typing import Any
 
 import psycopg
 import pytest
 
 from bench.cluster_fixtures import ADMIN_URL
-from tests.helpers import PYTHON, ROOT, child_env
+from tests.bench.run import last_json, run_bench
 
 pytestmark = pytest.mark.e2e
 
@@ -20,18 +18,11 @@ TINY = ("--agents", "30", "--brokers", "2", "--per-process", "15", "--window", "
 
 
 def _run(*args: str) -> dict[str, Any]:
-    result = subprocess.run(
-        [PYTHON, "-m", "bench.cluster_idle", *TINY, "--handshake-seconds", "1", "--max-minutes", "4", *args],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        cwd=ROOT,
-        timeout=300,
-        check=False,
+    return last_json(
+        run_bench(
+            "bench.cluster_idle", *TINY, "--handshake-seconds", "1", "--max-minutes", "4", *args, timeout=300
+        )
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return data
 
 
 def _check_storm(data: dict[str, Any]) -> None:

@@ -5,35 +5,22 @@ each figure was measured and the database was dropped)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-from typing import Any
-
 import psycopg
 import pytest
 
 from bench.cluster_fixtures import ADMIN_URL
-from tests.helpers import PYTHON, ROOT, child_env
+from tests.bench.run import last_json, run_bench
 
 pytestmark = pytest.mark.e2e
 
 
 def test_cluster_relay_reports_the_ratio_and_the_added_p99() -> None:
-    result = subprocess.run(
-        [
-            *(PYTHON, "-m", "bench.cluster_relay", "--sessions", "3", "--rounds", "1"),
-            *("--seconds", "1", "--latency-seconds", "1", "--max-minutes", "3"),
-        ],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        cwd=ROOT,
-        timeout=240,
-        check=False,
+    result = run_bench(
+        *("bench.cluster_relay", "--sessions", "3", "--rounds", "1"),
+        *("--seconds", "1", "--latency-seconds", "1", "--max-minutes", "3"),
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     assert "throughput cross / same" in result.stdout  # the printed table
-    data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    data = last_json(result)
     (round_,) = data["rounds"]
     for name in ("same", "cross"):
         moved = round_["throughput"][name]

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import PYTHON, ROOT, child_env
+from tests.bench.run import run_bench
 
 pytestmark = [pytest.mark.e2e, pytest.mark.x11, pytest.mark.browser]
 
@@ -18,28 +17,7 @@ def test_glass_bench_reports_latency_beside_both_floors(tmp_path: Path) -> None:
     out = tmp_path / "glass.json"
     md = tmp_path / "PERFORMANCE.md"
     md.write_text("# Performance\n\nprose kept\n")
-    result = subprocess.run(
-        [
-            PYTHON,
-            "-m",
-            "bench.glass",
-            "--samples",
-            "3",
-            "--size",
-            "640x400",
-            "--json",
-            str(out),
-            "--markdown",
-            str(md),
-        ],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        cwd=ROOT,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_bench("bench.glass", "--samples", "3", "--size", "640x400", "--json", str(out), "--markdown", str(md))
     data = json.loads(out.read_text())
     (r,) = data["results"]
     assert r["size"] == "640x400"

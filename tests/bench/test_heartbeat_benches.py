@@ -3,30 +3,17 @@ nothing here checks a time or a ratio, only that each figure was measured, besid
 
 from __future__ import annotations
 
-import json
-import subprocess
 from typing import Any
 
 import pytest
 
-from tests.helpers import PYTHON, ROOT, child_env
+from tests.bench.run import last_json, run_bench
 
 pytestmark = pytest.mark.e2e
 
 
 def _run(*args: str) -> dict[str, Any]:
-    result = subprocess.run(
-        [PYTHON, "-m", *args],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        cwd=ROOT,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return data
+    return last_json(run_bench(*args))
 
 
 def test_idle_heartbeat_bench_measures_broker_and_bare_server_under_each_heartbeat() -> None:

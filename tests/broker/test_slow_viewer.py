@@ -9,7 +9,6 @@ latest frame, and control messages reach both viewers complete and in order.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -26,12 +25,10 @@ from websockets.exceptions import ConnectionClosed
 
 from agent.identity import Identity
 from broker.core import SessionRules
-from certs import load_private_key, sign
 from helpdesk import HelpdeskClient
 from protocol.messages import Chat
-from protocol.receipts import ConsentReceipt, receipt_bytes
 from protocol.screen import Encoding, Rect, ScreenUpdate, encode_update, peek_header
-from tests.helpers import InProcessBroker, in_process_broker
+from tests.helpers import InProcessBroker, grant_as_asked, in_process_broker
 
 MAX_FRAMES = 2000
 """Upper bound of the stream (125 MiB): the loop stops as soon as the slow viewer is behind, which
@@ -114,30 +111,8 @@ async def test_slow_viewer_does_not_slow_anyone_and_memory_stays_bounded(
 
     # The agent grants view with a signed receipt.
     request = await _json(agent, "consent_request")
-    receipt = ConsentReceipt(
-        session_id=session,
-        serial=identity.serial,
-        operator=request["operator"],
-        decision="answered",
-        asked=("screen:view",),
-        granted=("screen:view",),
-        denied=(),
-        time=time.time(),
-    )
-    key = load_private_key(identity.key_path.read_bytes())
-    text = receipt_bytes(receipt).decode()
-    signature = base64.b64encode(sign(key, receipt_bytes(receipt))).decode()
-    await agent.send(
-        json.dumps(
-            {
-                "type": "consent_decision",
-                "id": "d",
-                "session_id": session,
-                "receipt": text,
-                "signature": signature,
-            }
-        )
-    )
+    assert request["scopes"] == ["screen:view"]
+    await agent.send(grant_as_asked(request, session, identity))
     await slow.send(json.dumps({"type": "watch", "id": "w", "session_id": session}))
     await _json(slow, "session_state")
     # From here on the slow viewer reads nothing.

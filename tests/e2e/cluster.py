@@ -31,7 +31,7 @@ from tests.broker.cluster.test_front_door import scrape
 from tests.broker.cluster.test_haproxy import HAProxy, show_stat
 from tests.broker.storage.conftest import temporary_database
 from tests.e2e.conftest import ALWAYS_OPEN
-from tests.helpers import BrokerProcess, SupportProcess, run_agent, wait_until
+from tests.helpers import BrokerProcess, OperatorAccount, SupportProcess, login, run_agent, wait_until
 
 __all__ = [
     "FRONT_SOURCE",
@@ -223,6 +223,20 @@ async def front_operator(
             await client.close()
         await connected_until(cluster, lambda c: c == before, "dropped the closed console")
     raise AssertionError(f"the front door never sent an operator to {sorted(among)}: {landed}")
+
+
+async def viewed_session(
+    op: HelpdeskClient, account: OperatorAccount, support: SupportProcess, code: str
+) -> str:
+    """Log ``op`` in, claim ``code`` for ``screen:view``, watch, and have the subscriber say yes
+    (key 1) in the terminal; the session id once the view is granted."""
+    await login(op, account)
+    session = (await op.claim(code=code, scopes=["screen:view"])).session_id
+    support.wait_for("View your screen")
+    await op.watch(session)
+    support.type("1")
+    await op.wait_state(session, lambda s: s.scopes.get("screen:view") == "granted")
+    return session
 
 
 async def frames(op: HelpdeskClient, count: int = 1) -> Canvas:

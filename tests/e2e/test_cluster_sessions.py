@@ -29,6 +29,7 @@ from tests.e2e.cluster import (
     holder,
     input_needs_control,
     running_cluster,
+    viewed_session,
 )
 from tests.helpers import add_operator, login, start_support
 
@@ -211,12 +212,7 @@ async def test_the_agents_process_restarts_and_the_session_goes_on_there(
     try:
         code = support.support_code()
         async with cluster.client(1) as op:
-            await login(op, gil)
-            session = (await op.claim(code=code, scopes=["screen:view"])).session_id
-            support.wait_for("View your screen")
-            await op.watch(session)
-            support.type("1")
-            await op.wait_state(session, lambda s: s.scopes.get("screen:view") == "granted")
+            session = await viewed_session(op, gil, support, code)
             await frames(op)
 
             cluster.brokers[0].stop()

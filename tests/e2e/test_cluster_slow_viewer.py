@@ -15,7 +15,6 @@ viewer's 4 MiB queue with them would take minutes).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -36,13 +35,11 @@ from agent.identity import load_identity
 from broker.cluster.ca_files import node_credentials
 from broker.cluster.link import Frame, FrameKind, Link, dial, encode_frame
 from broker.session_links import KEYFRAME_INTERVAL, Envelope
-from certs import load_private_key, sign
 from protocol import encode
 from protocol.messages import QueueList, Watch
-from protocol.receipts import ConsentReceipt, receipt_bytes
 from protocol.screen import FLAG_KEYFRAME, Encoding, Rect, ScreenUpdate, encode_update, peek_header
 from tests.e2e.cluster import Cluster, cluster_database, start_cluster
-from tests.helpers import BrokerProcess, add_operator
+from tests.helpers import BrokerProcess, add_operator, grant_as_asked
 
 pytestmark = pytest.mark.e2e
 
@@ -181,25 +178,8 @@ async def _session(
         await op.send(json.dumps({"type": "claim", "id": "c", "code": code, "scopes": ["screen:view"]}))
         session = (await _json(op, "claimed"))["session_id"]
         request = await _json(agent, "consent_request")
-        receipt = ConsentReceipt(
-            session_id=session,
-            serial=identity.serial,
-            operator=request["operator"],
-            decision="answered",
-            asked=("screen:view",),
-            granted=("screen:view",),
-            denied=(),
-            time=time.time(),
-        )
-        signature = sign(load_private_key(identity.key_path.read_bytes()), receipt_bytes(receipt))
-        decision = {
-            "type": "consent_decision",
-            "id": "d",
-            "session_id": session,
-            "receipt": receipt_bytes(receipt).decode(),
-            "signature": base64.b64encode(signature).decode(),
-        }
-        await agent.send(json.dumps(decision))
+        assert request["scopes"] == ["screen:view"]
+        await agent.send(grant_as_asked(request, session, identity))
         await op.send(json.dumps({"type": "watch", "id": "w", "session_id": session}))
         while (await _json(op, "session_state"))["phase"] != "active":
             pass

@@ -16,8 +16,8 @@ import pytest
 
 from broker.cluster.node import publish_cut_once
 from tests.broker.cluster.natsserver import SHARED_NATS_URL
-from tests.e2e.cluster import Cluster, cluster_database, start_cluster
-from tests.helpers import add_operator, login, start_support
+from tests.e2e.cluster import Cluster, cluster_database, start_cluster, viewed_session
+from tests.helpers import add_operator, start_support
 
 pytestmark = pytest.mark.e2e
 
@@ -44,12 +44,7 @@ async def test_a_session_whose_process_and_agent_died_is_swept_once(cluster: Clu
     try:
         code = support.support_code()
         async with cluster.client(1) as op:
-            await login(op, ann)
-            session = (await op.claim(code=code, scopes=["screen:view"])).session_id
-            support.wait_for("View your screen")
-            await op.watch(session)
-            support.type("1")
-            await op.wait_state(session, lambda s: s.scopes.get("screen:view") == "granted")
+            session = await viewed_session(op, ann, support, code)
 
             os.kill(support.proc.pid, signal.SIGSTOP)  # the agent cannot notice anything
             victim = cluster.brokers[0]
@@ -92,12 +87,7 @@ async def test_a_contract_suspended_during_a_session_ends_it_on_the_agents_resum
     try:
         code = support.support_code()
         async with cluster.client(1) as op:
-            await login(op, bea)
-            session = (await op.claim(code=code, scopes=["screen:view"])).session_id
-            support.wait_for("View your screen")
-            await op.watch(session)
-            support.type("1")
-            await op.wait_state(session, lambda s: s.scopes.get("screen:view") == "granted")
+            session = await viewed_session(op, bea, support, code)
 
             assert "suspended" in cluster.brokers[2].cli("subscriber", "suspend", "C-SUSP").stdout
             sent = await publish_cut_once(

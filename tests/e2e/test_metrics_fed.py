@@ -5,18 +5,14 @@ Prometheus' own parser."""
 
 from __future__ import annotations
 
-import datetime
 import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from bench.heartbeat_cost import make_cert
 from helpdesk.canvas import Canvas
 from tests.broker.cluster.test_front_door import scrape
 from tests.e2e.screen_sessions import HEIGHT, WIDTH, live_session, until_keyframe_sized, x_env
@@ -87,27 +83,9 @@ async def test_a_session_feeds_relay_bytes_handshakes_and_storage_latency(
 
 def _unknown_identity(tmp_path: Path) -> tuple[Path, Path]:
     """A client certificate of a CA the broker never heard of (self-signed)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "intruder")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "intruder.pem", tmp_path / "intruder.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
+    directory = tmp_path / "intruder"
+    directory.mkdir()
+    return make_cert(directory, "intruder")
 
 
 def _upgrade(
