@@ -25,6 +25,7 @@ from tests.e2e.cluster import (
     holder,
     input_needs_control,
     running_cluster,
+    viewed_session,
 )
 from tests.helpers import add_operator, login, start_support
 
@@ -117,12 +118,7 @@ async def test_d_rolling_restart_of_every_process_ends_no_session(cluster: Clust
         where = (holder(cluster.database_url, code) + 1) % 3
         op = cluster.client(where)
         await op.connect()
-        await login(op, fay)
-        session = (await op.claim(code=code, scopes=["screen:view"])).session_id
-        support.wait_for("View your screen")
-        await op.watch(session)
-        support.type("1")
-        await op.wait_state(session, lambda s: s.scopes.get("screen:view") == "granted")
+        session = await viewed_session(op, fay, support, code)
         await frames(op, 2)
 
         for index, broker in enumerate(cluster.brokers):
