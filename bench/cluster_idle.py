@@ -223,6 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--storm-deadline", type=float, default=180.0)
     parser.add_argument(
+        "--storm-concurrency",
+        type=int,
+        default=64,
+        help="reconnect attempts in flight per load process in the storm (each agent's timeout starts with "
+        "its attempt, as if it had its own CPU)",
+    )
+    parser.add_argument(
         "--storm-reserve", type=float, default=240.0, help="seconds of the run kept for the storm"
     )
     parser.add_argument(

@@ -1,8 +1,8 @@
 """One load process of the cluster bench: ``python -m bench.fleet_agents --url … --start S --count N``.
 
 Idle agents as ``bench.loadgen idle`` makes them (a real client certificate each, ``hello``,
-``agent_status``, WebSocket Ping heartbeats from one scheduler per process at exactly
-``connected / interval`` a second) and reconnecting as ``agent.connection.AgentConnection`` does:
+``agent_status``, a WebSocket Ping every ``interval`` s per agent on its own schedule, from one
+heap per process) and reconnecting as ``agent.connection.AgentConnection`` does:
 
 - after a drop or a failed attempt, sleep ``agent.backoff.Backoff().next_delay()`` (1 s doubling
   to 60 s, full jitter, at least 0.2 s) and try again; a connection that lasted
@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import json
 import os
+import random
 import ssl
 import sys
 import time
@@ -56,40 +58,47 @@ class ResumingAgents(IdleAgents):
         return {**super().status(), "offered": self.offered, "resumed": self.resumed}
 
     async def heartbeats(self) -> None:
-        """``connected / interval`` heartbeats a second, round-robin, like ``IdleAgents.heartbeats``
-        but with the gap to the next one recomputed from the live count at every step, so the rate
-        follows a fleet that is still connecting (a gap taken at 1 connected agent would be the
-        whole interval, and the first agents would reach the broker's idle timeout)."""
-        order: list[int] = []
-        position = 0
-        last = time.monotonic()
+        """Every connected agent sends a heartbeat every ``interval`` s on its own schedule, as the
+        real agent's timer does: the first at a random point of its first interval (a fleet that
+        connected together does not ping together), then every ``interval`` s after the last. One
+        heap of due times for the process, no task per agent. A stall of this process is caught up
+        at once, as the agents' own timers would fire: an earlier scheduler paced the whole process at
+        ``connected / interval`` a second and, when 20 load processes starved each other of CPU at
+        100,000 agents, fell behind for good, so agents went silent past the broker's idle timeout
+        and reconnected, and the "idle" window measured their handshakes (docs/PERFORMANCE.md)."""
+        due: list[tuple[float, int]] = []
+        scheduled: set[int] = set()
+        checked = 0.0
         while True:
-            live = len(self.live)
             now = time.monotonic()
-            if self.mode == "none" or self.interval <= 0 or not live:
+            if self.mode == "none" or self.interval <= 0:
+                due.clear()
+                scheduled.clear()
                 await asyncio.sleep(0.1)
-                last = time.monotonic()
                 continue
-            due = last + self.interval / live
-            if now < due:
-                await asyncio.sleep(min(due - now, 0.1))
-                continue
-            last = max(due, now - 1.0)  # behind after a stall: no catch-up burst
-            if position >= len(order):
-                order, position = list(self.live), 0
-            ws = self.live.get(order[position])
-            position += 1
-            if ws is None:
-                continue
-            try:
-                if self.mode == "frame":
-                    waiter = asyncio.ensure_future(await ws.ping())
-                    waiter.add_done_callback(ignore_outcome)
-                else:
-                    await ws.send(json.dumps({"type": "ping", "id": f"c{self.pings}", "time": time.time()}))
-            except (ConnectionClosed, RuntimeError):
-                continue
-            self.pings += 1
+            if now - checked >= 1.0:  # agents connected since the last look get their schedule
+                checked = now
+                for index in self.live.keys() - scheduled:
+                    scheduled.add(index)
+                    heapq.heappush(due, (now + random.uniform(0, self.interval), index))
+            while due and due[0][0] <= now:
+                at, index = heapq.heappop(due)
+                ws = self.live.get(index)
+                if ws is None:  # gone: scheduled again when it is back
+                    scheduled.discard(index)
+                    continue
+                heapq.heappush(due, (max(at + self.interval, now), index))
+                try:
+                    if self.mode == "frame":
+                        waiter = asyncio.ensure_future(await ws.ping())
+                        waiter.add_done_callback(ignore_outcome)
+                    else:
+                        ping = {"type": "ping", "id": f"c{self.pings}", "time": time.time()}
+                        await ws.send(json.dumps(ping))
+                except (ConnectionClosed, RuntimeError):
+                    continue
+                self.pings += 1
+            await asyncio.sleep(min(0.1, max(0.0, due[0][0] - time.monotonic())) if due else 0.1)
 
     def _session(self, ctx: ssl.SSLContext) -> SessionCache:
         cache = SessionCache()
