@@ -32,6 +32,7 @@ from wire.slots import HandshakeSlots
 
 from .cluster.bus import Bus, BusState
 from .cluster.signals import SIGNAL_TYPES
+from .gc_metrics import GcCollector
 from .storage.db import Database
 
 __all__ = [
@@ -114,6 +115,7 @@ class BrokerMetrics:
         r = self.registry
         self.info = Gauge("broker_info", "This broker process (always 1)", ["node"], registry=r)
         self.info.labels(node=node).set(1)
+        r.register(GcCollector())
         self.agents = Gauge("broker_agents_connected", "Agents connected to this process", registry=r)
         self.operators = Gauge("broker_operators_connected", "Operator links on this process", registry=r)
         self.sessions = Gauge(

@@ -4,6 +4,7 @@ database and the bus."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from pathlib import Path
 
@@ -73,6 +74,26 @@ def test_every_metric_renders_and_parses_back() -> None:
     assert samples(m)[("broker_sessions", (("phase", "waiting"),))] == 0
     with pytest.raises(ValueError, match="unknown session phases"):
         m.set_sessions({"hacked": 1})
+
+
+def test_garbage_collection_time_is_counted_per_generation() -> None:
+    m = BrokerMetrics("node-gc")
+    before = samples(m)
+    junk: list[object] = []
+    for _ in range(2_000):  # reference cycles only the cyclic collector frees
+        cycle: list[object] = []
+        cycle.append(cycle)
+        junk.append(cycle)
+    del junk, cycle
+    gc.collect()  # a full collection, timed by the callback
+    after = samples(m)
+    full = (("generation", "2"),)
+    assert after[("broker_gc_collections_total", full)] >= before[("broker_gc_collections_total", full)] + 1
+    assert after[("broker_gc_seconds_total", full)] > before[("broker_gc_seconds_total", full)]
+    assert after[("broker_gc_longest_seconds", full)] > 0
+    # Two registries in one process read the one timer: the callback is installed once.
+    BrokerMetrics("node-gc-2")
+    assert sum(type(cb).__name__ == "_Timer" for cb in gc.callbacks) == 1
 
 
 def test_two_brokers_in_one_process_have_their_own_registries() -> None:
