@@ -51,7 +51,7 @@ from typing import Any
 
 import psutil
 
-from bench import fixtures
+from bench import fixtures, kernel_net
 from bench.cluster_fixtures import create_postgres, postgres_database
 from bench.cluster_phases import Cluster, Fleet, idle_phase, storm_phase
 from bench.common import machine_info, raise_nofile
@@ -130,6 +130,10 @@ def run(args: argparse.Namespace, log: Log) -> dict[str, Any]:
             def left() -> float:
                 return deadline - time.monotonic()
 
+            backlog = stack.enter_context(kernel_net.loopback_backlog(args.netdev_backlog))
+            result["netdev_max_backlog"] = backlog
+            log(f"  loopback backlog (net.core.netdev_max_backlog): {backlog}")
+            kernel0 = kernel_net.counters()
             with Cluster("broker", args.brokers, tmp, database=url, log=log) as brokers:
                 fleet = Fleet(brokers, manifest, fx.ca_path, args, protocol="broker")
                 try:
@@ -142,6 +146,8 @@ def run(args: argparse.Namespace, log: Log) -> dict[str, Any]:
                         result["storm"] = storm_phase(brokers, fleet, args, left, log)
                 finally:
                     fleet.stop()
+            result["kernel_during_brokers"] = kernel_net.delta(kernel0, kernel_net.counters())
+            log(f"  kernel during the broker phases: {result['kernel_during_brokers']}")
             if not args.no_echo and left() > 60:
                 with Cluster("echo", args.brokers, tmp, database=None, log=log) as echoes:
                     fleet = Fleet(echoes, manifest, fx.ca_path, args, protocol="echo")
@@ -236,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
         "--echo-reserve", type=float, default=300.0, help="seconds of the run kept for the echo baseline"
     )
     parser.add_argument("--handshake-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--netdev-backlog",
+        type=int,
+        default=100_000,
+        help="raise net.core.netdev_max_backlog to this for the run when root (0: leave it)",
+    )
     parser.add_argument("--no-storm", action="store_true")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy on one broker during the idle window and the storm"
