@@ -10,6 +10,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,13 +24,13 @@ def tls(tmp_path: Path) -> Tls:
     return Tls(tmp_path / "pki")
 
 
-async def _listen(tls: Tls, slots: HandshakeSlots, **options: float) -> WireServer:
+async def _listen(tls: Tls, slots: HandshakeSlots, **options: Any) -> WireServer:
     server = WireServer(
         _http,
         lambda conn, request: Echo(conn),
         handshake_slots=slots,
         max_unauthenticated_per_address=None,
-        **options,  # type: ignore[arg-type]
+        **options,
     )
     await server.listen("127.0.0.1", 0, ssl_context=tls.server)
     return server
