@@ -146,8 +146,11 @@ class Cluster:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for child in self.children:
-            child.stop(120)
+        for i, child in enumerate(self.children):
+            t0, held = time.monotonic(), child.proc.poll() is None
+            child.stop(120)  # SIGTERM: the graceful stop a rolling restart relies on
+            if held:
+                self.log(f"  {self.kind} {self.nodes[i]} stopped in {time.monotonic() - t0:.1f} s")
 
     def pids(self, *, alive: bool = True) -> list[int]:
         return [c.pid for i, c in enumerate(self.children) if not (alive and i in self.killed)]
