@@ -11,24 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pyotp
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from agent.identity import Identity
 from broker.core import SessionRules
 from helpdesk import HelpdeskClient
 from protocol.messages import Chat
-from protocol.screen import Encoding, Rect, ScreenUpdate, encode_update, peek_header
+from protocol.screen import peek_header
 from tests.helpers import InProcessBroker, grant_as_asked, in_process_broker
+from tests.raw_session import next_json, screen_frame
 
 MAX_FRAMES = 2000
 """Upper bound of the stream (125 MiB): the loop stops as soon as the slow viewer is behind, which
@@ -43,22 +42,6 @@ async def broker(tmp_path: Path) -> AsyncIterator[InProcessBroker]:
         tmp_path / "broker", service_hours="00:00-00:00", session_rules=SessionRules(consent_timeout=30)
     ) as running:
         yield running
-
-
-async def _json(ws: ClientConnection, kind: str) -> dict[str, Any]:
-    """Next text message of ``kind`` (binary frames and other types are skipped)."""
-    while True:
-        frame = await asyncio.wait_for(ws.recv(), 30)
-        if isinstance(frame, str):
-            message: dict[str, Any] = json.loads(frame)
-            if message["type"] == kind:
-                return message
-
-
-def _frame(seq: int, *, keyframe: bool) -> bytes:
-    payload = os.urandom(FRAME_BYTES)  # like real encoded pixels: incompressible
-    rect = Rect(x=0, y=0, w=16, h=16, encoding=Encoding.PNG, payload=payload)
-    return encode_update(ScreenUpdate(seq=seq, width=640, height=400, rects=(rect,), keyframe=keyframe))
 
 
 async def _operator(broker: InProcessBroker, name: str, role: str) -> tuple[str, str]:
@@ -80,9 +63,9 @@ async def test_slow_viewer_does_not_slow_anyone_and_memory_stays_bounded(
         max_size=None,
     )
     await agent.send(json.dumps({"type": "hello", "versions": [1], "role": "agent"}))
-    await _json(agent, "hello")
+    await next_json(agent, "hello")
     await agent.send(json.dumps({"type": "support_request", "id": "r1"}))
-    code = (await _json(agent, "support_code"))["code"]
+    code = (await next_json(agent, "support_code"))["code"]
 
     # The slow operator claims, then stops reading (its client buffers one frame at most).
     slow_pw, slow_secret = await _operator(broker, "slow", "operator")
@@ -95,26 +78,26 @@ async def test_slow_viewer_does_not_slow_anyone_and_memory_stays_bounded(
         f"{broker.url}/operator", ssl=broker.client_context(), sock=raw, ping_interval=None, max_queue=1
     )
     await slow.send(json.dumps({"type": "hello", "versions": [1], "role": "operator"}))
-    await _json(slow, "hello")
+    await next_json(slow, "hello")
     totp = pyotp.TOTP(slow_secret).now()
     await slow.send(
         json.dumps({"type": "login", "id": "l", "name": "slow", "password": slow_pw, "totp": totp})
     )
-    await _json(slow, "login_ok")
+    await next_json(slow, "login_ok")
     new_pw = slow_pw + "-changed-1"
     await slow.send(
         json.dumps({"type": "change_password", "id": "p", "old_password": slow_pw, "new_password": new_pw})
     )
-    await _json(slow, "ok")
+    await next_json(slow, "ok")
     await slow.send(json.dumps({"type": "claim", "id": "c", "code": code, "scopes": ["screen:view"]}))
-    session = (await _json(slow, "claimed"))["session_id"]
+    session = (await next_json(slow, "claimed"))["session_id"]
 
     # The agent grants view with a signed receipt.
-    request = await _json(agent, "consent_request")
+    request = await next_json(agent, "consent_request")
     assert request["scopes"] == ["screen:view"]
     await agent.send(grant_as_asked(request, session, identity))
     await slow.send(json.dumps({"type": "watch", "id": "w", "session_id": session}))
-    await _json(slow, "session_state")
+    await next_json(slow, "session_state")
     # From here on the slow viewer reads nothing.
 
     # A supervisor watches at full speed.
@@ -132,7 +115,7 @@ async def test_slow_viewer_does_not_slow_anyone_and_memory_stays_bounded(
         nonlocal refreshes
         with contextlib.suppress(ConnectionClosed):
             while True:
-                message = await _json(agent, "screen_refresh")
+                message = await next_json(agent, "screen_refresh")
                 if message.get("behind"):
                     refreshes += 1
 
@@ -153,7 +136,7 @@ async def test_slow_viewer_does_not_slow_anyone_and_memory_stays_bounded(
     sent_chats: list[str] = []
     last = 0
     for seq in range(MAX_FRAMES):
-        await agent.send(_frame(seq, keyframe=seq % 100 == 0))
+        await agent.send(screen_frame(seq, FRAME_BYTES, keyframe=seq % 100 == 0))
         if seq % CHAT_EVERY == 0:
             sent_chats.append(f"line {seq}")
             await agent.send(json.dumps({"type": "chat", "session_id": session, "text": sent_chats[-1]}))
@@ -163,7 +146,7 @@ async def test_slow_viewer_does_not_slow_anyone_and_memory_stays_bounded(
             break
         await asyncio.sleep(0)
     last += 1
-    await agent.send(_frame(last, keyframe=True))
+    await agent.send(screen_frame(last, FRAME_BYTES, keyframe=True))
 
     # The agent kept sending while the slow viewer read nothing: it was never held up by it.
     # The fast viewer got every chat line in order and the final keyframe.

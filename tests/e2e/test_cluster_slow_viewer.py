@@ -17,14 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import pytest
@@ -37,9 +35,10 @@ from broker.cluster.link import Frame, FrameKind, Link, dial, encode_frame
 from broker.session_links import KEYFRAME_INTERVAL, Envelope
 from protocol import encode
 from protocol.messages import QueueList, Watch
-from protocol.screen import FLAG_KEYFRAME, Encoding, Rect, ScreenUpdate, encode_update, peek_header
+from protocol.screen import FLAG_KEYFRAME, peek_header
 from tests.e2e.cluster import Cluster, cluster_database, start_cluster
 from tests.helpers import BrokerProcess, add_operator, grant_as_asked
+from tests.raw_session import next_json, screen_frame
 
 pytestmark = pytest.mark.e2e
 
@@ -67,20 +66,6 @@ def cluster(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         running.stop()
 
 
-def _frame(seq: int, *, keyframe: bool) -> bytes:
-    rect = Rect(x=0, y=0, w=16, h=16, encoding=Encoding.PNG, payload=os.urandom(FRAME_BYTES))
-    return encode_update(ScreenUpdate(seq=seq, width=640, height=400, rects=(rect,), keyframe=keyframe))
-
-
-async def _json(ws: ClientConnection, kind: str) -> dict[str, Any]:
-    while True:
-        frame = await asyncio.wait_for(ws.recv(), 30)
-        if isinstance(frame, str):
-            message: dict[str, Any] = json.loads(frame)
-            if message["type"] == kind:
-                return message
-
-
 def _context(cluster: Cluster, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(cafile=cluster.data_dir / "ca.pem")
@@ -104,7 +89,7 @@ class AgentSide:
 
     async def send_frame(self, *, keyframe: bool) -> int:
         self.seq += 1
-        await self.ws.send(_frame(self.seq, keyframe=keyframe))
+        await self.ws.send(screen_frame(self.seq, FRAME_BYTES, keyframe=keyframe))
         return self.seq
 
     async def read(self) -> None:
@@ -144,14 +129,14 @@ async def _operator(broker: BrokerProcess, name: str, *, rcvbuf: int | None = No
         f"{broker.url}/operator", ssl=ctx, sock=raw, ping_interval=None, max_queue=1, max_size=None
     )
     await ws.send(json.dumps({"type": "hello", "versions": [1], "role": "operator"}))
-    await _json(ws, "hello")
+    await next_json(ws, "hello")
     login = {"name": name, "password": account.password, "totp": account.totp()}
     await ws.send(json.dumps({"type": "login", "id": "l", **login}))
-    await _json(ws, "login_ok")
+    await next_json(ws, "login_ok")
     new = account.password + "-changed-1"
     change = {"old_password": account.password, "new_password": new}
     await ws.send(json.dumps({"type": "change_password", "id": "p", **change}))
-    await _json(ws, "ok")
+    await next_json(ws, "ok")
     return ws
 
 
@@ -172,16 +157,16 @@ async def _session(
     )
     try:
         await agent.send(json.dumps({"type": "hello", "versions": [1], "role": "agent"}))
-        await _json(agent, "hello")
+        await next_json(agent, "hello")
         await agent.send(json.dumps({"type": "support_request", "id": "r1"}))
-        code = (await _json(agent, "support_code"))["code"]
+        code = (await next_json(agent, "support_code"))["code"]
         await op.send(json.dumps({"type": "claim", "id": "c", "code": code, "scopes": ["screen:view"]}))
-        session = (await _json(op, "claimed"))["session_id"]
-        request = await _json(agent, "consent_request")
+        session = (await next_json(op, "claimed"))["session_id"]
+        request = await next_json(agent, "consent_request")
         assert request["scopes"] == ["screen:view"]
         await agent.send(grant_as_asked(request, session, identity))
         await op.send(json.dumps({"type": "watch", "id": "w", "session_id": session}))
-        while (await _json(op, "session_state"))["phase"] != "active":
+        while (await next_json(op, "session_state"))["phase"] != "active":
             pass
         side = AgentSide(agent, session)
         side.reader = asyncio.create_task(side.read())
