@@ -9,7 +9,6 @@ many screen bytes went to the viewer and how many bytes of session messages went
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 from collections.abc import AsyncIterator
@@ -20,12 +19,10 @@ import pyotp
 import pytest
 from websockets.asyncio.client import connect
 
-from certs import load_private_key, sign
 from helpdesk import HelpdeskClient
 from protocol.messages import InputEvent
-from protocol.receipts import ConsentReceipt, receipt_bytes
 from protocol.screen import Encoding, Rect, ScreenUpdate, encode_update
-from tests.helpers import InProcessBroker, in_process_broker
+from tests.helpers import InProcessBroker, grant_as_asked, in_process_broker
 
 LINK_TYPES = frozenset({"hello", "ping", "pong"})
 """Messages of the link itself, not of the session: not counted in bytes_to_agent."""
@@ -77,30 +74,8 @@ async def test_session_end_counts_the_bytes_sent_both_ways(broker: InProcessBrok
     session = claimed.session_id
 
     request = await next_of("consent_request")
-    scopes = ("screen:view", "input:control")
-    receipt = ConsentReceipt(
-        session_id=session,
-        serial=identity.serial,
-        operator=request["operator"],
-        decision="answered",
-        asked=scopes,
-        granted=scopes,
-        denied=(),
-        time=time.time(),
-    )
-    data = receipt_bytes(receipt)
-    signature = base64.b64encode(sign(load_private_key(identity.key_path.read_bytes()), data)).decode()
-    await agent.send(
-        json.dumps(
-            {
-                "type": "consent_decision",
-                "id": "d",
-                "session_id": session,
-                "receipt": data.decode(),
-                "signature": signature,
-            }
-        )
-    )
+    assert tuple(request["scopes"]) == ("screen:view", "input:control")
+    await agent.send(grant_as_asked(request, session, identity))
     await op.wait_state(session, lambda s: s.scopes.get("input:control") == "granted")
 
     frames = [_frame(seq, 1000 + 100 * seq) for seq in range(5)]
