@@ -6,6 +6,7 @@ too long is closed without TLS work; a full queue closes the newcomer at once.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +17,7 @@ import pytest
 
 from tests.wire.test_server import Echo, Tls, _http
 from wire import WireServer
+from wire.gate import MAX_FIRST_BYTES
 from wire.slots import HandshakeSlots
 
 
@@ -190,6 +192,30 @@ async def test_a_waiting_client_that_leaves_frees_its_place(tls: Tls, servers: l
         assert slots.stats.started == 2  # the staller, then the client; never the one that left
     finally:
         stalled.close()
+
+
+async def test_a_waiting_connection_that_sends_more_than_a_client_hello_is_closed(
+    tls: Tls, servers: list[WireServer]
+) -> None:
+    slots = HandshakeSlots(limit=1, slot_timeout=10.0, max_wait=20.0)
+    server = await _listen(tls, slots)
+    servers.append(server)
+    stalled = _staller(server, tls, whole_hello=True)  # holds the only slot
+    flooder = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        flooder.sendall(_client_hello_start(tls))
+        await _until(lambda: slots.waiting == 1, "the flooder waiting")
+        # A real client sends nothing more before the server's answer; this one keeps sending while it
+        # waits: past MAX_FIRST_BYTES it is closed, long before the slot's 10 s timeout frees a slot.
+        with contextlib.suppress(OSError):
+            flooder.sendall(b"\x00" * (MAX_FIRST_BYTES + 1))
+        flooder.settimeout(2)
+        with contextlib.suppress(ConnectionResetError):
+            assert await asyncio.to_thread(flooder.recv, 100) == b""
+        assert slots.stats.started == 1  # only the staller ever started a handshake
+    finally:
+        stalled.close()
+        flooder.close()
 
 
 def test_limits_are_checked() -> None:
