@@ -62,10 +62,16 @@ class BrokerConfig:
     presence_flush_interval: float = 30.0
     """Seconds between batched ``last_seen`` writes for connected agents."""
 
-    tls_read_buffer: int = 4 * 1024
+    tls_read_buffer: int = 2 * 1024
     """Bytes of TLS read buffer per connection: the chunk asyncio reads from the socket at a time.
-    asyncio's own is 256 KiB, allocated for every idle agent (2.5 GiB for 10,000); an idle agent
-    sends a ping every 20 s, and 4 KiB takes it in one read (docs/PERFORMANCE.md)."""
+    asyncio's own is 256 KiB, allocated for every idle agent (2.5 GiB for 10,000); an idle agent's
+    heartbeat and its TLS handshake flights fit in 2 KiB, one read each (docs/PERFORMANCE.md)."""
+
+    fd_reserve: int | None = 128
+    """File descriptors kept free for the database, NATS, node links and logs: a client connection
+    accepted when the process holds ``RLIMIT_NOFILE`` minus this many is closed at once (a reset;
+    ``broker_connections_refused_full_total``) instead of letting ``accept()`` fail with EMFILE
+    (``wire.listener``). ``None``: no ceiling."""
 
     streaming_read_buffer: int = 256 * 1024
     """TLS read buffer of an agent connection once it streams screen updates (relay throughput)."""

@@ -140,6 +140,11 @@ class BrokerMetrics:
             registry=r,
         )
         self.refusals = Counter("broker_refusals", "Refusals sent, by error code", ["code"], registry=r)
+        self.refused_full = Counter(
+            "broker_connections_refused_full",
+            "Connections closed at accept: the process's file descriptors are at the ceiling",
+            registry=r,
+        )
         self.storage_latency = Histogram(
             "broker_storage_seconds",
             "Storage transaction latency",
@@ -173,6 +178,10 @@ class BrokerMetrics:
 
     def count_handshake(self, path: HandshakePath, *, ok: bool) -> None:
         self.handshakes.labels(path=path, outcome="ok" if ok else "failed").inc()
+
+    def count_refused_full(self) -> None:
+        """A connection closed at accept (``wire.listener``: RLIMIT_NOFILE minus the reserve)."""
+        self.refused_full.inc()
 
     def count_refusal(self, code: ErrorCode | str) -> None:
         """One refusal by its stable code; a string that is no :class:`ErrorCode` counts as ``internal``

@@ -177,6 +177,8 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
             on_refused=self._audit_connection_refusals,
             on_handshake_failed=handshake_failed(self.metrics),
             response_headers={"Strict-Transport-Security": HSTS},
+            fd_reserve=self.config.fd_reserve,
+            on_full=self.metrics.count_refused_full,
         )
         self.metrics.watch_slots(self._server.slots)
         try:

@@ -36,7 +36,7 @@ from websockets.protocol import CLOSED, CLOSING, CONNECTING, OPEN
 from websockets.protocol import Protocol as WsProtocol
 from websockets.server import ServerProtocol
 
-from . import gate, keepalive, proxied, slots, tls
+from . import gate, keepalive, listener, proxied, slots, tls
 
 log = logging.getLogger("wire.server")
 
@@ -389,6 +389,10 @@ class WireServer:
         ``(idle, interval, count)`` of TCP keepalive on every accepted socket (:mod:`wire.keepalive`,
         default 60 s, 10 s, 3): home routers keep the connection's NAT state, and a vanished host's
         connection is dropped by the kernel after idle + interval × count = 90 s. ``None``: off.
+    fd_reserve:
+        File descriptors kept free for everything but client connections (:mod:`wire.listener`,
+        default 128): a connection accepted when the process holds ``RLIMIT_NOFILE - fd_reserve``
+        is closed at once (a reset) and ``on_full`` is called. ``None``: no ceiling.
     """
 
     def __init__(
@@ -413,7 +417,11 @@ class WireServer:
             keepalive.KEEPALIVE_INTERVAL,
             keepalive.KEEPALIVE_COUNT,
         ),
+        fd_reserve: int | None = listener.DEFAULT_FD_RESERVE,
+        on_full: Callable[[], None] | None = None,
     ) -> None:
+        self.fd_reserve = fd_reserve
+        self.on_full = on_full
         self.tcp_keepalive = tcp_keepalive
         self.response_headers: Mapping[str, str] = dict(response_headers or {})
         self.fail_linger = fail_linger
@@ -432,7 +440,7 @@ class WireServer:
         self.connections: set[WireConnection] = set()
         self.serving = False
         self.port = 0  # the listening port, after listen() (the real one when 0 was asked for)
-        self._server: asyncio.Server | None = None
+        self._listener: listener.Listener | None = None
         self.loop = asyncio.get_running_loop()
 
     def handshake_failed(self, path: str | None) -> None:
@@ -466,24 +474,27 @@ class WireServer:
         trusted = proxied.parse_trusted(proxy_from)
         # Plain TCP first: the gate counts the source address before any TLS work, then wraps the
         # connection in TLS itself (wire.gate), as create_server(ssl=...) would.
-        self._server = await self.loop.create_server(
+        # Our own accept loop (wire.listener): a connection past the file-descriptor ceiling is
+        # closed at once, and accept() is never left to fail with EMFILE.
+        self._listener = listener.Listener(
+            self.loop,
+            listener.bind(host, port, backlog=backlog, reuse_port=reuse_port),
             (lambda: proxied.ProxyAdmission(self, ssl_context, trusted))
             if trusted
             else (lambda: gate.Admission(self, ssl_context)),
-            host,
-            port,
-            backlog=backlog,
-            reuse_port=reuse_port or None,
+            fd_reserve=self.fd_reserve,
+            on_full=self.on_full,
         )
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        self._listener.start()
+        self.port = self._listener.port
 
     async def close(self, grace: float, *, code: int = CLOSE_GOING_AWAY, reason: str = "") -> None:
         """Stop listening, send every peer a close frame, wait up to ``grace`` seconds for the closing
         handshakes, then cut what is left (peers reconnect anyway)."""
         self.serving = False
         self.gate.close()
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            self._listener.close()
         for conn in list(self.connections):
             if conn.open:
                 conn.close(code, reason)
@@ -496,5 +507,4 @@ class WireServer:
             conn.abort()
         while self.connections and self.loop.time() < deadline + 1.0:  # aborts complete next iteration
             await asyncio.sleep(0.01)
-        if self._server is not None:
-            await self._server.wait_closed()
+        await asyncio.sleep(0)  # connections whose transport was being made when the listener closed
