@@ -56,6 +56,7 @@ from bench.cluster_fixtures import create_postgres, postgres_database
 from bench.cluster_phases import Cluster, Fleet, idle_phase, storm_phase
 from bench.common import machine_info, raise_nofile
 from bench.tls_handshakes import handshake_baseline
+from broker.tuning import DEFAULT_TLS_READ_BUFFER
 
 Log = Callable[[str], None]
 
@@ -134,7 +135,11 @@ def run(args: argparse.Namespace, log: Log) -> dict[str, Any]:
             result["netdev_max_backlog"] = backlog
             log(f"  loopback backlog (net.core.netdev_max_backlog): {backlog}")
             kernel0 = kernel_net.counters()
-            with Cluster("broker", args.brokers, tmp, database=url, log=log) as brokers:
+            brokers_at = Cluster(
+                "broker", args.brokers, tmp, database=url, log=log, tls_read_buffer=args.tls_read_buffer
+            )
+            result["tls_read_buffer"] = args.tls_read_buffer
+            with brokers_at as brokers:
                 fleet = Fleet(brokers, manifest, fx.ca_path, args, protocol="broker")
                 try:
                     reserve = 120 + (0 if args.no_storm else args.storm_reserve)
@@ -248,9 +253,21 @@ def main(argv: list[str] | None = None) -> int:
         default=100_000,
         help="raise net.core.netdev_max_backlog to this for the run when root (0: leave it)",
     )
+    parser.add_argument(
+        "--tls-read-buffer",
+        type=int,
+        default=DEFAULT_TLS_READ_BUFFER,
+        help="bytes of TLS read buffer per idle connection of each broker (serve --tls-read-buffer)",
+    )
     parser.add_argument("--no-storm", action="store_true")
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy on one broker during the idle window and the storm"
+        "--profile",
+        nargs="?",
+        const="python",
+        choices=("python", "native"),
+        default=None,
+        help="profile one broker during the idle window and the storm: py-spy (python, the default) "
+        "or perf record with C stacks (native)",
     )
     parser.add_argument("--no-echo", action="store_true")
     parser.add_argument("--max-minutes", type=float, default=20.0, help="the whole run, wall time")

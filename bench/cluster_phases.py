@@ -19,10 +19,11 @@ import psutil
 from bench.cluster_spy import Spy
 from bench.common import Child, free_port
 from bench.harness import spread
+from broker import tuning
 
 Log = Callable[[str], None]
 KEYS = ("connected", "connects", "attempts", "failed", "gave_up", "drops", "pings", "offered", "resumed")
-TUNED = 4 * 1024
+TUNED = tuning.DEFAULT_TLS_READ_BUFFER
 PER = 10_000
 MEMORY_FLOOR = 2 * 2**30
 """Stop the ramp when the machine has less memory than this available (other work runs here)."""
@@ -82,8 +83,18 @@ def _held(pid: int, inodes: set[str]) -> int:
 class Cluster:
     """``n`` broker processes (``serve --reuse-port``) or bare echo servers on one port."""
 
-    def __init__(self, kind: str, n: int, data_dir: Path, *, database: str | None, log: Log) -> None:
+    def __init__(
+        self,
+        kind: str,
+        n: int,
+        data_dir: Path,
+        *,
+        database: str | None,
+        log: Log,
+        tls_read_buffer: int = TUNED,
+    ) -> None:
         self.kind = kind
+        self.tls_read_buffer = tls_read_buffer
         self.n = n
         self.data_dir = data_dir
         self.database = database
@@ -105,7 +116,7 @@ class Cluster:
             "-m",
             "bench.launcher",
             "--tls-read-buffer",
-            str(TUNED),
+            str(self.tls_read_buffer),
             "--",
             "--data-dir",
             str(self.data_dir),
@@ -346,7 +357,7 @@ def idle_phase(
     log(f"  {cluster.kind}: CPU settled after {settle:.0f} s (the writes behind the connects drained)")
     rss = cluster.rss()
     floor_before = _floor(cluster, fleet, args, left)  # a drain still going on shows here, not as heartbeats
-    spy = Spy(getattr(args, "profile", False) and cluster.kind == "broker")
+    spy = Spy(getattr(args, "profile", None) if cluster.kind == "broker" else None)
     counts = cluster.connections()
     spy.start(cluster.children[counts.index(max(counts))].pid, "idle", seconds=args.window)
     pings0 = fleet.status()["pings"]
@@ -417,7 +428,7 @@ def storm_phase(
     before = fleet.status()
     survivors = [c.pid for i, c in enumerate(cluster.children) if i != victim and i not in cluster.killed]
     cpu0 = _cpu(survivors)
-    spy = Spy(getattr(args, "profile", False))
+    spy = Spy(getattr(args, "profile", None))
     alive = [i for i in range(cluster.n) if i != victim and i not in cluster.killed]
     busiest = max(alive, key=counts.__getitem__)
     spy.start(cluster.children[busiest].pid, "storm", seconds=20)
