@@ -150,8 +150,8 @@ def tuning_matrix(ctx: Context) -> list[dict[str, Any]]:
     variants: list[tuple[str, int, tuple[str, ...]]] = [
         ("asyncio default (256 KiB TLS buffer)", STOCK, ()),
         ("TLS buffer 16 KiB", 16 * KiB, ()),
-        ("TLS buffer 4 KiB (broker default)", TUNED, ()),
-        ("4 KiB + malloc_trim(0) every 2 s", TUNED, ("--malloc-trim", "2")),
+        (f"TLS buffer {TUNED // KiB} KiB (broker default)", TUNED, ()),
+        (f"{TUNED // KiB} KiB + malloc_trim(0) every 2 s", TUNED, ("--malloc-trim", "2")),
     ]
     rows = []
     for label, buffer, extra in variants:

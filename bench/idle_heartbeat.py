@@ -35,8 +35,9 @@ import psutil
 from bench import fixtures
 from bench.common import Usage, machine_info, raise_nofile
 from bench.harness import PLANS, AgentFleet, Context, Server
+from broker import tuning
 
-TUNED = 4 * 1024
+TUNED = tuning.DEFAULT_TLS_READ_BUFFER
 PHASES: tuple[tuple[str, str, float], ...] = (
     ("frame/300", "frame", 300.0),
     ("json/20", "json", 20.0),

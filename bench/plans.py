@@ -18,7 +18,7 @@ STOCK = 0
 
 
 TUNED = tuning.DEFAULT_TLS_READ_BUFFER
-"""The broker's TLS read buffer for idle connections, as shipped (4 KiB)."""
+"""The broker's TLS read buffer for idle connections, as shipped (2 KiB)."""
 
 
 NO_GROWTH = ("--session-read-buffer", "0")

@@ -1,6 +1,6 @@
 """The bare ``websockets`` echo server on a shared port: ``python -m bench.reuse_echo --data-dir D --port P``.
 
-``bench.baseline_server echo`` (same certificate, TLS settings, ``websockets`` options, 4 KiB TLS
+``bench.baseline_server echo`` (same certificate, TLS settings, ``websockets`` options, the broker's TLS
 read buffer) with ``SO_REUSEPORT``, so several processes hold as many connections as several
 ``serve --reuse-port`` brokers: the baseline of ``bench.cluster_idle`` at the same connection
 count, which one process cannot hold under a 20,000 open-file limit.

@@ -37,9 +37,10 @@ from agent.tls_session import SessionCache, enable_resumption
 from bench import fixtures
 from bench.common import Child, Usage, emit, free_port, machine_info, raise_nofile
 from bench.harness import PLANS, Context, Server
+from broker import tuning
 from wire.tls import harden_server_context
 
-TUNED = 4 * 1024
+TUNED = tuning.DEFAULT_TLS_READ_BUFFER
 
 
 # -- the bare server ---------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ log = logging.getLogger("broker")
 
 MAX_HELD = 4096
 """Frames kept while the admission is read. Reading is paused meanwhile, so only what one read of
-the socket already held arrives (the TLS read buffer, 4 KiB by default: a few hundred tiny frames at
+the socket already held arrives (the TLS read buffer, 2 KiB by default: a hundred tiny frames at
 most); more closes the connection."""
 
 

@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--tls-read-buffer",
         type=int,
-        default=4 * 1024,
-        help="TLS read buffer per idle connection in bytes, 4096-1048576 (asyncio's own: 262144)",
+        default=2 * 1024,
+        help="TLS read buffer per idle connection in bytes, 1024-1048576 (asyncio's own: 262144)",
     )
     serve.add_argument(
         "--max-handshakes",

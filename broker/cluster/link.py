@@ -66,7 +66,7 @@ MAX_PAYLOAD: Final = 8 * 1024 * 1024
 DEFAULT_SCREEN_HIGH_WATER: Final = 1024 * 1024
 #: Send-buffer bytes above which the link is closed instead of growing.
 DEFAULT_MAX_BUFFER: Final = 32 * 1024 * 1024
-#: TLS read buffer of a link (asyncio's own size). The broker makes every TLS connection's 4 KiB
+#: TLS read buffer of a link (asyncio's own size). The broker makes every TLS connection's 2 KiB
 #: (:mod:`broker.tuning`, for idle agents); a link carries the screen frames of many sessions, and
 #: at 4 KiB a read the receiving process spent its time in ``recv`` and ``SSLObject.read`` calls
 #: (``bench.cluster_relay``, docs/PERFORMANCE.md "Cross-process relay").
