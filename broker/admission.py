@@ -215,8 +215,8 @@ class Admission:
             raise self._agent_refused(
                 "-", ErrorCode.CERT_REQUIRED, "a client certificate is required on /agent", peer
             )
-        record = await self.storage.certificates.get(serial)
-        if record is None:
+        found = await self.storage.certificates.with_subscriber(serial)
+        if found is None:
             raise self._agent_refused(
                 "-",
                 ErrorCode.CERT_UNKNOWN,
@@ -224,6 +224,7 @@ class Admission:
                 peer,
                 serial=serial,
             )
+        record, subscriber = found
         if record.revoked_at is not None:
             raise self._agent_refused(
                 record.contract_id,
@@ -232,7 +233,6 @@ class Admission:
                 peer,
                 serial=serial,
             )
-        subscriber = await self.storage.subscribers.get(record.contract_id)
         if subscriber is None or subscriber.status is SubscriberStatus.TERMINATED:
             raise self._agent_refused(
                 record.contract_id,

@@ -250,6 +250,11 @@ class Certificates:
         async with self.db.read() as tx:
             return await repo_contracts.get_certificate(tx, serial)
 
+    async def with_subscriber(self, serial: str) -> tuple[CertificateRecord, Subscriber | None] | None:
+        """The certificate and its contract, read together (an agent's admission)."""
+        async with self.db.read() as tx:
+            return await repo_contracts.get_certificate_and_subscriber(tx, serial)
+
     async def list_all(self, contract_id: str | None = None) -> list[CertificateRecord]:
         async with self.db.read() as tx:
             return await repo_contracts.list_certificates(tx, contract_id)

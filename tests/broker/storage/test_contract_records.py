@@ -79,6 +79,12 @@ async def test_enrollment_and_certificates(storage: Storage) -> None:
     record = cert("0a1b")
     await storage.subscribers.complete_enrollment("h1", record, now=T0 + 5)
     assert await storage.certificates.get("0a1b") == record
+    # An agent's admission reads both in one statement: the same records as the two reads.
+    assert await storage.certificates.with_subscriber("0a1b") == (
+        record,
+        await storage.subscribers.get("C-1"),
+    )
+    assert await storage.certificates.with_subscriber("ffff") is None
     used = await storage.subscribers.get_enrollment_token("h1")
     assert used is not None
     assert used.used_at == T0 + 5
