@@ -12,9 +12,10 @@ always hands out the lowest free descriptor, so a new socket numbered at or abov
 (the soft ``RLIMIT_NOFILE`` minus ``reserve``) means every descriptor below the ceiling is in use:
 the socket is closed at once, before any TLS work, and counted (``on_full``). The limit is read
 again at every turn that accepts, so raising it (``prlimit``) takes effect without a restart. A
-client refused that way sees its connection reset and retries after its backoff; behind ``SO_REUSEPORT`` or a load
-balancer its next attempt usually lands on another process. The reserve keeps descriptors for what
-the process opens besides client connections (database, NATS, node links, log files).
+client refused that way sees its connection reset and retries after its backoff; behind
+``SO_REUSEPORT`` or a load balancer its next attempt usually lands on another process. The
+reserve keeps descriptors for what the process opens besides client connections (database, NATS,
+node links, log files).
 
 ``accept()`` failing anyway (another process exhausted the system's table, ``ENFILE``) pauses
 accepting for ``retry_delay`` seconds with one log line, not one per attempt.
