@@ -7,8 +7,14 @@ by a single task over :class:`broker.storage.Storage`, in the order they were su
 the event loop; this queue only keeps the callbacks that produce these records synchronous and
 ordered.
 
-The queue is bounded (``max_pending``): when the database stays locked for long under a flood of
-connections, further records are dropped and counted in the log rather than held without bound.
+The queue is bounded (``max_pending`` records): when the database stays locked for long under a
+flood of connections, further records are dropped and counted in the log rather than held without
+bound.
+
+Presence changes (:meth:`BackgroundWriter.submit_presence`) that queue up behind a write are written
+together, up to ``max_batch`` in one transaction (``Presence.set_online_many``): after a broker
+process dies, thousands of agents reconnect to the others within seconds, and each connect was one
+durable transaction of its own (a commit, and a read and write of the audit head).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 
 from .storage import Storage, StorageBusy
+from .storage.db import ConstraintViolated
+from .store import PresenceChange
 
 log = logging.getLogger("broker.background")
 
@@ -28,6 +36,35 @@ Write = Callable[[Storage], Awaitable[object]]
 
 DEFAULT_MAX_PENDING = 100_000
 """Records queued while the database is unavailable (about 100 bytes each)."""
+
+DEFAULT_MAX_BATCH = 256
+"""Presence changes written in one transaction at most."""
+
+
+class PresenceBatch:
+    """Queued presence changes written in one transaction, in order."""
+
+    __slots__ = ("changes",)
+
+    def __init__(self, change: PresenceChange) -> None:
+        self.changes = [change]
+
+    def __len__(self) -> int:
+        return len(self.changes)
+
+    async def __call__(self, storage: Storage) -> None:
+        try:
+            await storage.presence.set_online_many(self.changes)
+        except ConstraintViolated:
+            if len(self.changes) == 1:
+                raise
+            # One change the database refuses (its certificate row is gone) must not cost the others.
+            log.warning("a batch of %d presence changes was refused; writing them one by one", len(self))
+            for change in self.changes:
+                try:
+                    await storage.presence.set_online_many([change])
+                except ConstraintViolated as exc:
+                    log.error("presence change of agent %s refused: %s", change.serial, exc)
 
 
 class BackgroundWriter:
@@ -38,6 +75,7 @@ class BackgroundWriter:
         storage: Storage,
         *,
         max_pending: int = DEFAULT_MAX_PENDING,
+        max_batch: int = DEFAULT_MAX_BATCH,
         busy_retry_for: float = 120.0,
         busy_retry_pause: float = 0.2,
         timed: Callable[[], AbstractContextManager[None]] = nullcontext,
@@ -48,6 +86,8 @@ class BackgroundWriter:
         self.timed = timed
         """Around each write (the broker's ``metrics.time_storage("write")``)."""
         self.max_pending = max_pending
+        self.max_batch = max_batch
+        self._pending = 0  # records queued, a batch counting each of its changes
         self.busy_retry_for = busy_retry_for
         self.busy_retry_pause = busy_retry_pause
         self._queue: deque[tuple[Write, str]] = deque()
@@ -62,14 +102,36 @@ class BackgroundWriter:
 
     def submit(self, write: Write, what: str) -> None:
         """Queue ``await write(storage)``; never blocks (a full queue drops the record and counts it)."""
-        if len(self._queue) >= self.max_pending:
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.error("storage is not keeping up: %d records dropped (last: %s)", self.dropped, what)
+        if self._full(what):
             return
         self._queue.append((write, what))
+        self._pending += 1
         self._idle.clear()
         self._wake.set()
+
+    def submit_presence(self, change: PresenceChange) -> None:
+        """Queue an agent's connect or disconnect; joins the batch at the end of the queue, if any."""
+        what = "agent.connect" if change.online else "agent.disconnect"
+        if self._full(what):
+            return
+        if self._queue:
+            last, _ = self._queue[-1]
+            if isinstance(last, PresenceBatch) and len(last) < self.max_batch:
+                last.changes.append(change)
+                self._pending += 1
+                return
+        self._queue.append((PresenceBatch(change), "agent presence"))
+        self._pending += 1
+        self._idle.clear()
+        self._wake.set()
+
+    def _full(self, what: str) -> bool:
+        if self._pending < self.max_pending:
+            return False
+        self.dropped += 1
+        if self.dropped == 1 or self.dropped % 1000 == 0:
+            log.error("storage is not keeping up: %d records dropped (last: %s)", self.dropped, what)
+        return True
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until everything submitted so far is written (tests, shutdown); False on timeout."""
@@ -94,7 +156,10 @@ class BackgroundWriter:
             self._wake.clear()
             while self._queue:
                 write, what = self._queue.popleft()
-                await self._write(write, what)
+                try:
+                    await self._write(write, what)
+                finally:
+                    self._pending -= len(write) if isinstance(write, PresenceBatch) else 1
             self._idle.set()
 
     async def _write(self, write: Write, what: str) -> None:

@@ -60,6 +60,7 @@ from .session_host import SessionHost
 from .static_files import StaticFiles
 from .storage import Storage, keyed_chain, open_storage
 from .storage.guards import CodeRules
+from .store import PresenceChange
 
 if TYPE_CHECKING:
     pass
@@ -346,12 +347,8 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
                 if conn not in held:
                     held.add(conn)
                     self.agent_count += 1
-                node = self.config.node
-                self.background.submit(
-                    lambda storage: storage.presence.set_online(
-                        serial, online=True, now=now, peer=peer, node=node
-                    ),
-                    "agent.connect",
+                self.background.submit_presence(
+                    PresenceChange(serial=serial, online=True, now=now, peer=peer, node=self.config.node)
                 )
                 self._presence_changed(serial, contract_id, online=True)
             elif isinstance(event, BinaryReceived):
@@ -375,12 +372,11 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
                 if not connections:
                     del self.agents[serial]
                 if not self._closing:  # on shutdown, close() records all of them at once
-                    online, now, node = bool(connections), self.clock(), self.config.node
-                    self.background.submit(
-                        lambda storage: storage.presence.set_online(
-                            serial, online=online, now=now, peer=peer, node=node
-                        ),
-                        "agent.disconnect",
+                    online = bool(connections)
+                    self.background.submit_presence(
+                        PresenceChange(
+                            serial=serial, online=online, now=self.clock(), peer=peer, node=self.config.node
+                        )
                     )
                     if not online:
                         self._presence_changed(serial, contract_id, online=False)

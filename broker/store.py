@@ -62,6 +62,17 @@ class CertificateRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PresenceChange:
+    """An agent connected (``online``) or left this node (``node``) at ``now``, from ``peer``."""
+
+    serial: str
+    online: bool
+    now: float
+    peer: str
+    node: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentPresence:
     serial: str
     contract_id: str

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -153,6 +153,41 @@ def _head_problem(chain: AuditChain, last: Row | None, raw: str | None) -> tuple
     return None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewEntry:
+    """An entry to append (:func:`append_many`)."""
+
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any]
+    now: float
+
+
+def _row(chain: AuditChain, *, seq: int, prev: str, entry: NewEntry) -> Row:
+    details_json = canonical_details(entry.details)
+    digest = chain.entry_hash(
+        prev_hash=prev,
+        seq=seq,
+        at=entry.now,
+        actor=entry.actor,
+        action=entry.action,
+        subject=entry.subject,
+        details_json=details_json,
+    )
+    return (seq, entry.now, entry.actor, entry.action, entry.subject, details_json, prev, digest)
+
+
+async def _write_rows(tx: Tx, rows: list[Row]) -> None:
+    """Insert ``rows`` (chained, in order) and point the head at the last one."""
+    await tx.executemany(f"INSERT INTO audit({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    await tx.execute(
+        "INSERT INTO meta(key, value) VALUES ('audit_head', ?)"
+        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (json.dumps([rows[-1][0], rows[-1][7]]),),
+    )
+
+
 async def _insert(
     tx: Tx,
     chain: AuditChain,
@@ -165,62 +200,58 @@ async def _insert(
     details: dict[str, Any],
     now: float,
 ) -> str:
-    details_json = canonical_details(details)
-    digest = chain.entry_hash(
-        prev_hash=prev,
-        seq=seq,
-        at=now,
-        actor=actor,
-        action=action,
-        subject=subject,
-        details_json=details_json,
-    )
-    await tx.execute(
-        f"INSERT INTO audit({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, now, actor, action, subject, details_json, prev, digest),
-    )
-    await tx.execute(
-        "INSERT INTO meta(key, value) VALUES ('audit_head', ?)"
-        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        (json.dumps([seq, digest]),),
-    )
-    return digest
+    entry = NewEntry(actor=actor, action=action, subject=subject, details=details, now=now)
+    row = _row(chain, seq=seq, prev=prev, entry=entry)
+    await _write_rows(tx, [row])
+    return str(row[7])
 
 
 async def append(
     tx: Tx, chain: AuditChain, *, actor: str, action: str, subject: str, details: dict[str, Any], now: float
 ) -> int:
-    """Append one entry inside the caller's write transaction, onto the verified head; its number.
+    """Append one entry inside the caller's write transaction, onto the verified head; its number."""
+    entry = NewEntry(actor=actor, action=action, subject=subject, details=details, now=now)
+    return (await append_many(tx, chain, [entry]))[0]
+
+
+async def append_many(tx: Tx, chain: AuditChain, entries: Sequence[NewEntry]) -> list[int]:
+    """Append ``entries`` in order inside the caller's write transaction, onto the verified head;
+    their numbers. The head is read and checked once and written once (a batch of agent connects).
 
     A head that does not name the last row, or a last row that does not verify, is first recorded as
     an ``audit.break`` entry (and logged): the damage stays visible to every later verification
     instead of being laundered by the next link.
     """
+    if not entries:
+        return []
     await tx.lock_audit()
     last = await tx.fetchone(f"SELECT {_COLS} FROM audit ORDER BY seq DESC LIMIT 1")
     raw = await tx.fetchone("SELECT value FROM meta WHERE key = 'audit_head'")
     problem = _head_problem(chain, last, str(raw[0]) if raw else None)
     seq, prev = (int(last[0]) + 1, str(last[7])) if last else (1, GENESIS_HASH)
+    rows: list[Row] = []
     if problem is not None:
         reason, highest = problem
         log.error("AUDIT LOG DAMAGED: %s; recorded as an %s entry", reason, BREAK_ACTION)
         seq = highest + 1
-        prev = await _insert(
-            tx,
-            chain,
-            seq=seq,
-            prev=prev,
+        damage = NewEntry(
             actor="broker",
             action=BREAK_ACTION,
             subject="audit",
             details={"reason": reason, "last_entry": [last[0], last[7]] if last else None},
-            now=now,
+            now=entries[0].now,
         )
+        rows.append(_row(chain, seq=seq, prev=prev, entry=damage))
+        prev = str(rows[-1][7])
         seq += 1
-    await _insert(
-        tx, chain, seq=seq, prev=prev, actor=actor, action=action, subject=subject, details=details, now=now
-    )
-    return seq
+    numbers: list[int] = []
+    for entry in entries:
+        rows.append(_row(chain, seq=seq, prev=prev, entry=entry))
+        numbers.append(seq)
+        prev = str(rows[-1][7])
+        seq += 1
+    await _write_rows(tx, rows)
+    return numbers
 
 
 async def key_unkeyed_chain(tx: Tx, chain: AuditChain) -> bool:

@@ -7,9 +7,17 @@ The records are :mod:`broker.store`'s dataclasses, so callers of the old store r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
-from ..store import AgentPresence, CertificateRecord, EnrollmentToken, Subscriber, SubscriberStatus
+from ..store import (
+    AgentPresence,
+    CertificateRecord,
+    EnrollmentToken,
+    PresenceChange,
+    Subscriber,
+    SubscriberStatus,
+)
 from .db import Row, Tx
 
 # -- subscribers (第7条: one contract per ID) -------------------------------------------------------
@@ -214,6 +222,27 @@ async def upsert_presence(
         " peer = excluded.peer, node = excluded.node",
         (serial, int(online), now, peer, node),
     )
+
+
+async def upsert_presence_many(tx: Tx, changes: Sequence[PresenceChange]) -> None:
+    """Several presence changes in order (the last one of a serial wins)."""
+    await tx.executemany(
+        "INSERT INTO presence(serial, online, last_seen, peer, node) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT(serial) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen,"
+        " peer = excluded.peer, node = excluded.node",
+        [(c.serial, int(c.online), c.now, c.peer, c.node) for c in changes],
+    )
+
+
+async def contracts_of(tx: Tx, serials: Sequence[str]) -> dict[str, str]:
+    """serial → contract ID of the certificates among ``serials`` (at most a few hundred)."""
+    if not serials:
+        return {}
+    marks = ", ".join("?" * len(serials))
+    rows = await tx.fetchall(
+        f"SELECT serial, contract_id FROM certificates WHERE serial IN ({marks})", serials
+    )
+    return {str(r[0]): str(r[1]) for r in rows}
 
 
 async def touch(tx: Tx, serials: list[str], *, now: float) -> None:

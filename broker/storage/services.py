@@ -9,6 +9,7 @@ of the old store, so ``audit log`` reads the same. Operators: :mod:`broker.stora
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from protocol.errors import ErrorCode
@@ -20,6 +21,7 @@ from ..store import (
     CertificateRecord,
     EnrollmentToken,
     InventoryRecord,
+    PresenceChange,
     Subscriber,
     SubscriberStatus,
 )
@@ -77,6 +79,10 @@ class AuditLog:
         return await repo_audit.append(
             tx, self.chain, actor=actor, action=action, subject=subject, details=details, now=now
         )
+
+    async def add_many(self, tx: Tx, entries: Sequence[repo_audit.NewEntry]) -> list[int]:
+        """Append several, in order, inside another service's transaction."""
+        return await repo_audit.append_many(tx, self.chain, entries)
 
     async def append(
         self, *, actor: str, action: str, subject: str, details: dict[str, Any], now: float
@@ -290,16 +296,31 @@ class Presence:
         self.audit = audit
 
     async def set_online(self, serial: str, *, online: bool, now: float, peer: str, node: str) -> None:
+        await self.set_online_many(
+            [PresenceChange(serial=serial, online=online, now=now, peer=peer, node=node)]
+        )
+
+    async def set_online_many(self, changes: Sequence[PresenceChange]) -> None:
+        """Connects and disconnects in order, each with its ``agent.connect``/``agent.disconnect``
+        audit entry, in one durable transaction (a reconnect storm writes them in batches: one
+        commit, one read and one write of the audit head per batch)."""
+        if not changes:
+            return
         async with self.db.write() as tx:
-            await repo_contracts.upsert_presence(tx, serial, online=online, now=now, peer=peer, node=node)
-            cert = await repo_contracts.get_certificate(tx, serial)
-            await self.audit.add(
+            await repo_contracts.upsert_presence_many(tx, changes)
+            contracts = await repo_contracts.contracts_of(tx, sorted({c.serial for c in changes}))
+            await self.audit.add_many(
                 tx,
-                actor="agent",
-                action="agent.connect" if online else "agent.disconnect",
-                subject=cert.contract_id if cert else serial,
-                details={"serial": serial, "peer": peer},
-                now=now,
+                [
+                    repo_audit.NewEntry(
+                        actor="agent",
+                        action="agent.connect" if c.online else "agent.disconnect",
+                        subject=contracts.get(c.serial, c.serial),
+                        details={"serial": c.serial, "peer": c.peer},
+                        now=c.now,
+                    )
+                    for c in changes
+                ],
             )
 
     async def touch(self, serials: list[str], *, now: float) -> None:
