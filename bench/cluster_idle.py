@@ -1,6 +1,10 @@
 """Idle agents over several broker processes on one port, and one process killed (issue 15).
 
-``python -m bench.cluster_idle [--agents 100000] [--brokers 6] [--database sqlite|postgres]``
+``python -m bench.cluster_idle [--agents 100000] [--brokers 7] [--database sqlite|postgres]``
+
+Seven processes for 100,000 agents: six would hold them under a 20,000 open-file limit, but after a
+kill the five left would each need 20,000, above the broker's ceiling (``wire.listener``: the limit
+minus 128), and the last agents could not come back (docs/cluster.md §5).
 
 1. ``--brokers`` × ``broker serve --reuse-port --node-id nI`` (through ``bench.launcher``) on one
    port, one data dir and one database (the data dir's SQLite file, WAL, shared by every process;
@@ -30,7 +34,7 @@ The issue-15 run (docs/PERFORMANCE.md; each load process connects from its own 1
 one source address reaches one port from at most 28,232 ephemeral ports), ≤ 20 minutes, both
 cores busy; enrol once first with ``--setup-only`` (about 8 minutes for 100,000)::
 
-    python -m bench.cluster_idle --agents 100000 --brokers 6 --per-process 5000 \\
+    python -m bench.cluster_idle --agents 100000 --brokers 7 --per-process 5000 \\
         --fixtures /tmp/bench-fx --json bench/results/cluster-idle.json
 """
 
@@ -221,7 +225,12 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--agents", type=int, default=100_000)
-    parser.add_argument("--brokers", type=int, default=6, help="broker (and echo) processes on one port")
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        default=7,
+        help="broker (and echo) processes on one port (7: room for one to fail)",
+    )
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--per-process", type=int, default=5000, help="agents per load process")
     parser.add_argument("--interval", type=float, default=300.0, help="seconds between an agent's Pings")

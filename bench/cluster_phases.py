@@ -197,6 +197,15 @@ class Cluster:
         """Lines of the processes' recent stderr (the last 200 each) that report an error."""
         return sum(1 for c in self.children for line in c.errors if "ERROR" in line or "Traceback" in line)
 
+    def error_samples(self, n: int = 8) -> list[str]:
+        """The distinct messages among those lines (timestamps cut), at most ``n``: what went wrong."""
+        seen: dict[str, None] = {}
+        for child in self.children:
+            for line in child.errors:
+                if "ERROR" in line or "WARNING" in line or "Traceback" in line:
+                    seen.setdefault(line.split(" ", 2)[-1][:200], None)
+        return list(seen)[:n]
+
     def kill(self, i: int) -> None:
         os.kill(self.children[i].pid, signal.SIGKILL)
         self.killed.add(i)
@@ -403,6 +412,7 @@ def idle_phase(
         "per_process": cluster.connections(),
         "loadgen_rss_mib": round(fleet.rss() / 2**20, 1),
         "error_lines": cluster.error_lines(),
+        "error_samples": cluster.error_samples(),
     }
     log(
         f"  {cluster.kind}: {row['kib_per_agent']} KiB/agent ({row['rss_mib']} MiB over {cluster.n}), "
@@ -490,6 +500,7 @@ def storm_phase(
         "connects_per_cpu_s": round(reconnects / cpu, 1) if cpu > 0 else 0.0,
         "counts_after": cluster.connections(),
         "error_lines": cluster.error_lines(),
+        "error_samples": cluster.error_samples(),
         "samples": samples[::2],
     }
     log(
