@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import os
 import re
+import select
+import socket
 import ssl
 import subprocess
 import sys
@@ -414,3 +416,19 @@ def grant_as_asked(request: dict[str, Any], session: str, identity: Identity) ->
     )
     key = load_private_key(identity.key_path.read_bytes())
     return encode(decision_message(receipt, key, id="d")).decode()
+
+
+def closed_by_server(socks: list[socket.socket], wait: float) -> list[socket.socket]:
+    """Of ``socks`` (to a server that sends nothing first), those the server closed — a reset or an
+    EOF — within ``wait`` seconds."""
+    time.sleep(wait)
+    readable, _, _ = select.select(socks, [], [], 0)
+    closed = []
+    for sock in readable:
+        try:
+            data = sock.recv(1)
+        except ConnectionResetError:
+            data = b""
+        if data == b"":
+            closed.append(sock)
+    return closed

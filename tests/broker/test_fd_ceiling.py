@@ -6,28 +6,12 @@ as soon as connections go away."""
 from __future__ import annotations
 
 import resource
-import select
 import socket
-import time
 
 from tests.broker.cluster.test_front_door import scrape
-from tests.helpers import BrokerProcess, wait_until
+from tests.helpers import BrokerProcess, closed_by_server, wait_until
 
 LIMIT = 300
-
-
-def _closed_by_server(socks: list[socket.socket], wait: float) -> list[socket.socket]:
-    time.sleep(wait)
-    readable, _, _ = select.select(socks, [], [], 0)
-    closed = []
-    for sock in readable:
-        try:
-            data = sock.recv(1)
-        except ConnectionResetError:
-            data = b""
-        if data == b"":
-            closed.append(sock)
-    return closed
 
 
 def test_a_broker_at_its_file_limit_refuses_new_connections_and_recovers(
@@ -43,7 +27,7 @@ def test_a_broker_at_its_file_limit_refuses_new_connections_and_recovers(
         # Silent TCP clients (no ClientHello yet): each holds one descriptor of the broker. 250 is
         # under the per-address cap (256), so only the file limit refuses them.
         socks = [socket.create_connection(("127.0.0.1", broker_process.port), timeout=5) for _ in range(250)]
-        refused = _closed_by_server(socks, wait=1.0)
+        refused = closed_by_server(socks, wait=1.0)
         assert 50 <= len(refused) < 250  # the ceiling is 300 - 128 = 172 descriptors in all
     finally:
         for s in socks:

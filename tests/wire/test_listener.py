@@ -4,7 +4,6 @@ lowered to a few hundred: real sockets on 127.0.0.1, the real limit, the real EM
 from __future__ import annotations
 
 import json
-import select
 import socket
 import subprocess
 import sys
@@ -13,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import closed_by_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,21 +90,6 @@ def _connect_many(port: int, n: int) -> list[socket.socket]:
     return socks
 
 
-def _closed_by_server(socks: list[socket.socket], wait: float) -> list[socket.socket]:
-    """The connections the server closed (reset or EOF) within ``wait`` seconds (it sends nothing)."""
-    time.sleep(wait)
-    readable, _, _ = select.select(socks, [], [], 0)
-    closed = []
-    for sock in readable:
-        try:
-            data = sock.recv(1)
-        except ConnectionResetError:
-            data = b""
-        if data == b"":
-            closed.append(sock)
-    return closed
-
-
 def _finish(proc: subprocess.Popen[str], command: str = "report") -> tuple[dict[str, int | None], str]:
     assert proc.stdin is not None
     proc.stdin.write(command + "\n")
@@ -123,7 +109,7 @@ def test_connections_past_the_ceiling_are_reset_at_once_and_the_process_keeps_se
         assert port is not None
         assert start["ceiling"] == LIMIT - 50
         socks = _connect_many(port, 180)  # more than the ceiling leaves room for
-        refused = _closed_by_server(socks, wait=0.5)
+        refused = closed_by_server(socks, wait=0.5)
         kept = len(socks) - len(refused)
         # Every descriptor below the ceiling is used (the child's own few + the kept ones), none above.
         assert 120 <= kept < LIMIT - 50, kept
@@ -136,7 +122,7 @@ def test_connections_past_the_ceiling_are_reset_at_once_and_the_process_keeps_se
         proc.stdin.flush()
         time.sleep(0.5)
         again = _connect_many(port, 20)
-        assert _closed_by_server(again, wait=0.5) == []
+        assert closed_by_server(again, wait=0.5) == []
         socks += again
         report, stderr = _finish(proc)
     finally:
