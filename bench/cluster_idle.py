@@ -139,9 +139,8 @@ def run(args: argparse.Namespace, log: Log) -> dict[str, Any]:
             result["netdev_max_backlog"] = backlog
             log(f"  loopback backlog (net.core.netdev_max_backlog): {backlog}")
             kernel0 = kernel_net.counters()
-            brokers_at = Cluster(
-                "broker", args.brokers, tmp, database=url, log=log, tls_read_buffer=args.tls_read_buffer
-            )
+            brokers_at = Cluster("broker", args.brokers, tmp, database=url, log=log)
+            brokers_at.tls_read_buffer = args.tls_read_buffer
             result["tls_read_buffer"] = args.tls_read_buffer
             with brokers_at as brokers:
                 fleet = Fleet(brokers, manifest, fx.ca_path, args, protocol="broker")

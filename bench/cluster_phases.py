@@ -83,18 +83,9 @@ def _held(pid: int, inodes: set[str]) -> int:
 class Cluster:
     """``n`` broker processes (``serve --reuse-port``) or bare echo servers on one port."""
 
-    def __init__(
-        self,
-        kind: str,
-        n: int,
-        data_dir: Path,
-        *,
-        database: str | None,
-        log: Log,
-        tls_read_buffer: int = TUNED,
-    ) -> None:
+    def __init__(self, kind: str, n: int, data_dir: Path, *, database: str | None, log: Log) -> None:
         self.kind = kind
-        self.tls_read_buffer = tls_read_buffer
+        self.tls_read_buffer = TUNED  # the brokers' serve --tls-read-buffer (set before entering)
         self.n = n
         self.data_dir = data_dir
         self.database = database
@@ -198,13 +189,10 @@ class Cluster:
         return sum(1 for c in self.children for line in c.errors if "ERROR" in line or "Traceback" in line)
 
     def error_samples(self, n: int = 8) -> list[str]:
-        """The distinct messages among those lines (timestamps cut), at most ``n``: what went wrong."""
-        seen: dict[str, None] = {}
-        for child in self.children:
-            for line in child.errors:
-                if "ERROR" in line or "WARNING" in line or "Traceback" in line:
-                    seen.setdefault(line.split(" ", 2)[-1][:200], None)
-        return list(seen)[:n]
+        """The distinct warning/error messages of those lines (timestamps cut), at most ``n``."""
+        lines = (line for c in self.children for line in c.errors)
+        bad = (line.split(" ", 2)[-1][:200] for line in lines if "ERROR" in line or "WARNING" in line)
+        return list(dict.fromkeys(bad))[:n]
 
     def kill(self, i: int) -> None:
         os.kill(self.children[i].pid, signal.SIGKILL)

@@ -9,16 +9,10 @@ RFC 6455 framing, handshake checks, close handshake and UTF-8 validation stay th
 one small object; the application reacts in callbacks (:class:`Handler`). Code that wants to
 ``await`` messages wraps a connection in :class:`wire.stream.AsyncConnection`.
 
-Timeouts that the stock server had and this one keeps: the opening handshake must finish within
-``open_timeout``; a closing handshake that the peer does not finish within ``close_timeout`` is cut.
-
-What the stock server's receive side did and this one does itself (issue 12, docs/hardening.md):
-fragmented messages are reassembled (the sans-I/O layer yields each frame), text is decoded as
-UTF-8 and invalid UTF-8 fails the connection with 1007 (RFC 6455 §8.1), the largest accepted frame
-is small until the application says the peer is authenticated (:meth:`WireConnection.allow_size`),
-and reading stops while the transport is not writable, so a peer that never reads cannot make us
-buffer its PONGs without bound. Before TLS, :class:`WireServer` caps the unauthenticated
-connections of one source address (:mod:`wire.gate`) and the handshakes under way (:mod:`wire.slots`).
+Timeouts kept from the stock server: ``open_timeout`` (opening handshake), ``close_timeout``.
+Done here (issue 12, docs/hardening.md): fragments reassembled, invalid UTF-8 fails with 1007,
+frames small until the peer is authenticated (:meth:`WireConnection.allow_size`), no reading while
+the transport is not writable. Before TLS: :mod:`wire.gate`, :mod:`wire.slots`, :mod:`wire.listener`.
 """
 
 from __future__ import annotations
@@ -390,9 +384,7 @@ class WireServer:
         default 60 s, 10 s, 3): home routers keep the connection's NAT state, and a vanished host's
         connection is dropped by the kernel after idle + interval × count = 90 s. ``None``: off.
     fd_reserve:
-        File descriptors kept free for everything but client connections (:mod:`wire.listener`,
-        default 128): a connection accepted when the process holds ``RLIMIT_NOFILE - fd_reserve``
-        is closed at once (a reset) and ``on_full`` is called. ``None``: no ceiling.
+        Descriptors kept free besides client connections (:mod:`wire.listener`, 128; ``None``: none).
     """
 
     def __init__(
@@ -472,10 +464,8 @@ class WireServer:
         connections start with a PROXY v2 header naming the client (:mod:`wire.proxied`)."""
         self.serving = True
         trusted = proxied.parse_trusted(proxy_from)
-        # Plain TCP first: the gate counts the source address before any TLS work, then wraps the
-        # connection in TLS itself (wire.gate), as create_server(ssl=...) would.
-        # Our own accept loop (wire.listener): a connection past the file-descriptor ceiling is
-        # closed at once, and accept() is never left to fail with EMFILE.
+        # Our own accept loop (wire.listener: a file-descriptor ceiling, never EMFILE); plain TCP
+        # first: the gate counts the source address, then wraps in TLS itself (wire.gate).
         self._listener = listener.Listener(
             self.loop,
             listener.bind(host, port, backlog=backlog, reuse_port=reuse_port),
