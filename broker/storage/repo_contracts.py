@@ -154,20 +154,22 @@ def _prefixed(table: str, cols: str) -> str:
     return ", ".join(f"{table}.{col.strip()}" for col in cols.split(","))
 
 
+_CERT_WIDTH: Final = len(_CERT_COLS.split(","))
+_CERT_AND_SUBSCRIBER: Final = (
+    f"SELECT {_prefixed('c', _CERT_COLS)}, {_prefixed('s', _SUB_COLS)} FROM certificates c"
+    " LEFT JOIN subscribers s ON s.contract_id = c.contract_id WHERE c.serial = ?"
+)
+
+
 async def get_certificate_and_subscriber(
     tx: Tx, serial: str
 ) -> tuple[CertificateRecord, Subscriber | None] | None:
     """An agent's certificate and its contract in one statement (an admission per reconnect: one
     database round trip instead of two)."""
-    row = await tx.fetchone(
-        f"SELECT {_prefixed('c', _CERT_COLS)}, {_prefixed('s', _SUB_COLS)} FROM certificates c"
-        " LEFT JOIN subscribers s ON s.contract_id = c.contract_id WHERE c.serial = ?",
-        (serial,),
-    )
+    row = await tx.fetchone(_CERT_AND_SUBSCRIBER, (serial,))
     if row is None:
         return None
-    width = len(_CERT_COLS.split(","))
-    cert, sub = row[:width], row[width:]
+    cert, sub = row[:_CERT_WIDTH], row[_CERT_WIDTH:]
     return _cert(cert), (_subscriber(sub) if sub[0] is not None else None)
 
 
@@ -213,24 +215,23 @@ async def set_machine_name(tx: Tx, serial: str, machine_name: str) -> None:
 # -- presence ---------------------------------------------------------------------------------------
 
 
+_UPSERT_PRESENCE: Final = (
+    "INSERT INTO presence(serial, online, last_seen, peer, node) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT(serial) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen,"
+    " peer = excluded.peer, node = excluded.node"
+)
+
+
 async def upsert_presence(
     tx: Tx, serial: str, *, online: bool, now: float | None, peer: str, node: str
 ) -> None:
-    await tx.execute(
-        "INSERT INTO presence(serial, online, last_seen, peer, node) VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT(serial) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen,"
-        " peer = excluded.peer, node = excluded.node",
-        (serial, int(online), now, peer, node),
-    )
+    await tx.execute(_UPSERT_PRESENCE, (serial, int(online), now, peer, node))
 
 
 async def upsert_presence_many(tx: Tx, changes: Sequence[PresenceChange]) -> None:
     """Several presence changes in order (the last one of a serial wins)."""
     await tx.executemany(
-        "INSERT INTO presence(serial, online, last_seen, peer, node) VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT(serial) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen,"
-        " peer = excluded.peer, node = excluded.node",
-        [(c.serial, int(c.online), c.now, c.peer, c.node) for c in changes],
+        _UPSERT_PRESENCE, [(c.serial, int(c.online), c.now, c.peer, c.node) for c in changes]
     )
 
 
