@@ -77,6 +77,17 @@ def xdotool(display: str, *args: str, timeout: float = 10.0) -> str:
     return done.stdout
 
 
+def search_windows(display: str, *args: str) -> list[str]:
+    """``xdotool search *args`` → window IDs; none found (xdotool's exit 1) is an empty list."""
+    env = {**os.environ, "DISPLAY": display}
+    done = subprocess.run(
+        ["xdotool", "search", *args], env=env, capture_output=True, text=True, timeout=10, check=False
+    )
+    if done.returncode not in (0, 1):
+        raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)
+    return done.stdout.split()
+
+
 def _accepts_connections(display: str) -> bool:
     env = {**os.environ, "DISPLAY": display}
     try:

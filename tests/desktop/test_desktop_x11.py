@@ -28,7 +28,7 @@ from tests.helpers import (
     run_agent,
     wait_until,
 )
-from tests.x11 import xdotool
+from tests.x11 import search_windows, xdotool
 
 pytestmark = [pytest.mark.x11, pytest.mark.e2e]
 
@@ -84,7 +84,8 @@ async def shows(out: OutputTail, pattern: str) -> re.Match[str]:
 
 def other_window(display: str, main: str) -> str | None:
     """A mapped top-level window other than ``main``: the session's consent window."""
-    found = xdotool(display, "search", "--onlyvisible", "--name", ".").split()
+    # None also when no window is mapped at all for an instant (xdotool then exits 1).
+    found = search_windows(display, "--onlyvisible", "--name", ".")
     return next((w for w in found if w != main), None)
 
 
@@ -201,14 +202,7 @@ async def test_a_bad_enrollment_file_is_refused_in_plain_words(display: str, tmp
 
 
 def indicator_window(display: str) -> str | None:
-    found = subprocess.run(
-        ["xdotool", "search", "--onlyvisible", "--name", "Remote support in progress"],
-        env=child_env(DISPLAY=display),
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,  # exit 1: no such window
-    ).stdout.split()
+    found = search_windows(display, "--onlyvisible", "--name", "Remote support in progress")
     return found[0] if found else None
 
 
