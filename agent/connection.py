@@ -42,6 +42,7 @@ log = logging.getLogger("agent")
 PERMANENT = {
     ErrorCode.CERT_REVOKED.value,
     ErrorCode.CERT_UNKNOWN.value,
+    ErrorCode.CERT_EXPIRED.value,
     ErrorCode.SUBSCRIBER_TERMINATED.value,
     ErrorCode.CERT_REQUIRED.value,
 }

@@ -224,6 +224,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "このパソコンの証明書は失効しています。サポート窓口にお問い合わせください。",
         "This PC's certificate has been revoked. Please contact the helpdesk.",
     ),
+    "error.cert_expired": (
+        "このパソコンの証明書は有効期限が切れています。サポート窓口にお問い合わせください。",
+        "This PC's certificate has expired. Please contact the helpdesk.",
+    ),
     "error.cert_unknown": (
         "この証明書はサーバーに登録されていません。",
         "This certificate is not known to the broker.",

@@ -142,6 +142,8 @@ def run(args: argparse.Namespace, log: Log) -> dict[str, Any]:
             brokers_at = Cluster("broker", args.brokers, tmp, database=url, log=log)
             brokers_at.tls_read_buffer = args.tls_read_buffer
             result["tls_read_buffer"] = args.tls_read_buffer
+            brokers_at.serve_args = ["--tls-ticket-period", str(args.tls_ticket_period)]
+            result["tls_ticket_period"] = args.tls_ticket_period
             with brokers_at as brokers:
                 fleet = Fleet(brokers, manifest, fx.ca_path, args, protocol="broker")
                 try:
@@ -266,6 +268,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=DEFAULT_TLS_READ_BUFFER,
         help="bytes of TLS read buffer per idle connection of each broker (serve --tls-read-buffer)",
+    )
+    parser.add_argument(
+        "--tls-ticket-period",
+        type=float,
+        default=86_400.0,
+        help="serve --tls-ticket-period (0: each broker its own ticket keys, no resumption after the kill)",
     )
     parser.add_argument("--no-storm", action="store_true")
     parser.add_argument(

@@ -86,6 +86,7 @@ class Cluster:
     def __init__(self, kind: str, n: int, data_dir: Path, *, database: str | None, log: Log) -> None:
         self.kind = kind
         self.tls_read_buffer = TUNED  # the brokers' serve --tls-read-buffer (set before entering)
+        self.serve_args: list[str] = []  # more ``serve`` options (set before entering)
         self.n = n
         self.data_dir = data_dir
         self.database = database
@@ -118,10 +119,8 @@ class Cluster:
             "--reuse-port",
             "--node-id",
             f"n{i + 1}",
-            "--hours",
-            "00:00-00:00",
-            "--log-level",
-            "WARNING",
+            *self.serve_args,
+            *("--hours", "00:00-00:00", "--log-level", "WARNING"),
         ]
 
     def _wait(self, child: Child) -> None:

@@ -26,7 +26,7 @@ HEARTBEAT = 20.0
 STABLE_AFTER = 30.0  # as agent.connection: a connection that lasted this long resets the backoff
 
 
-PERMANENT = {"cert_revoked", "cert_unknown", "subscriber_terminated", "cert_required"}
+PERMANENT = {"cert_revoked", "cert_expired", "cert_unknown", "subscriber_terminated", "cert_required"}
 
 
 def agent_address(index: int) -> str:

@@ -233,6 +233,16 @@ class Admission:
                 peer,
                 serial=serial,
             )
+        if record.not_after <= self.clock():
+            # TLS checked the validity at the full handshake; a resumed one (broker.ticketkeys)
+            # does not look at it again, so the record decides, as for revocation.
+            raise self._agent_refused(
+                record.contract_id,
+                ErrorCode.CERT_EXPIRED,
+                "this certificate has expired",
+                peer,
+                serial=serial,
+            )
         if subscriber is None or subscriber.status is SubscriberStatus.TERMINATED:
             raise self._agent_refused(
                 record.contract_id,

@@ -16,18 +16,15 @@ derived from it, so one secret file serves both uses:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from certs import write_secret_file
+from certs import read_or_create_secret
 from protocol.errors import ErrorCode
 
 from .errors import BrokerError
@@ -77,23 +74,10 @@ class AuditKey:
 def load_or_create_audit_key(data_dir: Path) -> AuditKey:
     """Read ``data_dir/audit.key``, creating it (0600, atomically) if it does not exist yet."""
     path = data_dir / AUDIT_KEY_FILE
-    created = False
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        secret = secrets.token_bytes(KEY_BYTES)
-        try:
-            write_secret_file(path, base64.b64encode(secret) + b"\n", exclusive=True)
-        except FileExistsError:
-            data = path.read_bytes()  # another process won the race: use its key
-        else:
-            return AuditKey.from_secret(secret, created=True)
+        secret, created = read_or_create_secret(path, KEY_BYTES)
     except OSError as exc:
         raise AuditKeyError(f"cannot read the audit key {path}: {exc.strerror}") from None
-    try:
-        secret = base64.b64decode(data.strip(), validate=True)
-    except (binascii.Error, ValueError):
+    except ValueError:
         raise AuditKeyError(f"the audit key {path} is malformed") from None
-    if len(secret) != KEY_BYTES:
-        raise AuditKeyError(f"the audit key {path} is malformed")
     return AuditKey.from_secret(secret, created=created)

@@ -31,6 +31,7 @@ from .config import DEFAULT_METRICS_FROM, BrokerConfig, default_data_dir
 from .errors import BrokerError
 from .pki import ensure_data_dir, load_pki
 from .sessions import SessionRules
+from .ticketkeys import MAX_PERIOD
 
 
 def _cap(value: str) -> int:
@@ -39,6 +40,14 @@ def _cap(value: str) -> int:
     if number < 0:
         raise argparse.ArgumentTypeError("must be 0 (no cap) or more")
     return number
+
+
+def _ticket_period(value: str) -> float:
+    """0 (per-process ticket keys) or 1 s to 7 days (RFC 8446's longest ticket)."""
+    seconds = float(value)
+    if seconds != 0 and not 1 <= seconds <= MAX_PERIOD:
+        raise argparse.ArgumentTypeError("must be 0 (off) or 1 to 604800 seconds")
+    return seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=2 * 1024,
         help="TLS read buffer per idle connection in bytes, 1024-1048576 (asyncio's own: 262144)",
+    )
+    serve.add_argument(
+        "--tls-ticket-period",
+        type=_ticket_period,
+        default=86_400.0,
+        metavar="SECONDS",
+        help="one TLS ticket key for every process of the data dir, changed this often (a ticket "
+        "lives as long); 0 = each process its own keys (docs/cluster.md §5)",
     )
     serve.add_argument(
         "--max-handshakes",
@@ -279,6 +296,7 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
         ca_passphrase_file=args.ca_passphrase_file,
         service_hours=args.hours,
         tls_read_buffer=args.tls_read_buffer,
+        tls_ticket_period=args.tls_ticket_period,
         max_unauthenticated_per_address=args.max_unauthenticated_per_address or None,
         max_handshakes=args.max_handshakes or None,
         node=args.node_id,

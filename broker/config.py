@@ -73,6 +73,11 @@ class BrokerConfig:
     ``broker_connections_refused_full_total``) instead of letting ``accept()`` fail with EMFILE
     (``wire.listener``). ``None``: no ceiling."""
 
+    tls_ticket_period: float = DAY
+    """Seconds each TLS session-ticket key is used, and a ticket's lifetime: every process with this
+    data dir uses the same key (``broker.ticketkeys``), so an agent resumes its TLS session at any of
+    them after a restart or a failure (half the handshake's CPU). 0: each process its own keys."""
+
     streaming_read_buffer: int = 256 * 1024
     """TLS read buffer of an agent connection once it streams screen updates (relay throughput)."""
 

@@ -145,6 +145,11 @@ class BrokerMetrics:
             "Connections closed at accept: the process's file descriptors are at the ceiling",
             registry=r,
         )
+        self.tls_resumed = Counter(
+            "broker_tls_resumed",
+            "Agents admitted on a resumed TLS session (a ticket of this or another process)",
+            registry=r,
+        )
         self.storage_latency = Histogram(
             "broker_storage_seconds",
             "Storage transaction latency",

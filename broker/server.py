@@ -34,7 +34,7 @@ from protocol.messages import (
 from wire import AsyncConnection, LinkPump, WireConnection, WireServer
 from wire.server import Handler
 from wire.slots import HandshakeSlots
-from wire.tls import harden_server_context, peer_serial
+from wire.tls import harden_server_context, peer_serial, session_resumed
 
 from . import tuning
 from .admission import Admission, HeldLink
@@ -61,6 +61,7 @@ from .static_files import StaticFiles
 from .storage import Storage, keyed_chain, open_storage
 from .storage.guards import CodeRules
 from .store import PresenceChange
+from .ticketkeys import load_ticket_keys, rotate_ticket_keys, share_tickets
 
 if TYPE_CHECKING:
     pass
@@ -115,6 +116,7 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
         # The keyed HMAC chain (docs/audit.md): its key is a file in the data dir, outside the
         # database, whichever database that is.
         self.audit_key = load_or_create_audit_key(config.data_dir)
+        self.tickets = load_ticket_keys(config.data_dir, config.tls_ticket_period)
         self.chain = keyed_chain(self.audit_key.chain)
         # The pure session core (broker/core); its host (broker/session_host.py) is built in
         # start(), on the storage opened there.
@@ -182,11 +184,13 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
             on_full=self.metrics.count_refused_full,
         )
         self.metrics.watch_slots(self._server.slots)
+        tls = harden_server_context(self.pki.server_ssl_context())
+        shared = self.tickets is not None and share_tickets(tls, self.tickets, self.clock())
         try:
             await self._server.listen(
                 self.config.host,
                 self.config.port,
-                ssl_context=harden_server_context(self.pki.server_ssl_context()),
+                ssl_context=tls,
                 backlog=self.config.listen_backlog,
                 reuse_port=self.config.reuse_port,
                 proxy_from=self.config.proxy_protocol_from,
@@ -204,6 +208,8 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
             asyncio.create_task(self._revocation_watch()),
             asyncio.create_task(self._presence_flush()),
         ]
+        if shared and self.tickets is not None:
+            self._tasks.append(asyncio.create_task(rotate_ticket_keys(tls, self.tickets, self.clock)))
         return self._server
 
     async def _abort_start(self) -> None:
@@ -327,6 +333,8 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
             return pump
         assert serial is not None  # _admit_agent refuses a connection without a certificate
         self.metrics.count_handshake("agent", ok=True)
+        if session_resumed(ws.transport):
+            self.metrics.tls_resumed.inc()
         ws.authenticated()  # a certificate of ours, admitted: no longer counted against its address
         ws.allow_size(self.config.limits.max_binary_bytes)  # screen updates
         sender = Sender(ws)

@@ -29,7 +29,7 @@ from .errors import (
     CSRSubjectMismatch,
     FingerprintMismatch,
 )
-from .files import read_or_create_passphrase, write_public_file, write_secret_file
+from .files import read_or_create_passphrase, read_or_create_secret, write_public_file, write_secret_file
 from .fingerprint import (
     check_fingerprint,
     fingerprint_sha256,
@@ -65,6 +65,7 @@ __all__ = [
     "parse_serial_hex",
     "private_key_to_pem",
     "read_or_create_passphrase",
+    "read_or_create_secret",
     "revoked_serials",
     "serial_hex",
     "sign",

@@ -169,3 +169,27 @@ def read_or_create_passphrase(
     if not passphrase:
         raise CAKeyError(f"passphrase file is empty: {default_file}")
     return passphrase
+
+
+def read_or_create_secret(path: Path, nbytes: int) -> tuple[bytes, bool]:
+    """The ``nbytes`` random secret kept base64 in ``path`` (0600), created atomically on first use;
+    and whether this call created it. Two processes starting at once end up with the same secret
+    (exclusive creation: the loser reads the winner's). ``ValueError`` if the file is malformed,
+    ``OSError`` if it cannot be read or written."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        secret = secrets.token_bytes(nbytes)
+        try:
+            write_secret_file(path, base64.b64encode(secret) + b"\n", exclusive=True)
+        except FileExistsError:
+            data = path.read_bytes()  # another process won the race: use its secret
+        else:
+            return secret, True
+    try:
+        secret = base64.b64decode(data.strip(), validate=True)
+    except ValueError:  # binascii.Error is a ValueError
+        raise ValueError(f"{path} is malformed") from None
+    if len(secret) != nbytes:
+        raise ValueError(f"{path} is malformed")
+    return secret, False

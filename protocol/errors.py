@@ -50,6 +50,7 @@ class ErrorCode(StrEnum):
     CERT_REQUIRED = "cert_required"
     CERT_REVOKED = "cert_revoked"
     CERT_UNKNOWN = "cert_unknown"
+    CERT_EXPIRED = "cert_expired"
     # contract state (第18条, 第20条, 第21条)
     SUBSCRIBER_SUSPENDED = "subscriber_suspended"
     SUBSCRIBER_TERMINATED = "subscriber_terminated"

@@ -267,13 +267,13 @@ class InProcessBroker:
 
 @contextlib.asynccontextmanager
 async def in_process_broker(
-    data_dir: Path, *, database: str | None = None, **config: Any
+    data_dir: Path, *, database: str | None = None, port: int = 0, **config: Any
 ) -> AsyncIterator[InProcessBroker]:
     from broker.config import BrokerConfig
     from broker.pki import load_pki
     from broker.server import Broker
 
-    cfg = BrokerConfig(data_dir=data_dir, port=0, **config)
+    cfg = BrokerConfig(data_dir=data_dir, port=port, **config)
     pki = load_pki(cfg, now=datetime.now(UTC), env={})
     broker = Broker(cfg, pki, database=database)
     await broker.start()

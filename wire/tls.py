@@ -50,3 +50,9 @@ def forget_peercert(transport: asyncio.BaseTransport) -> None:
     extra = getattr(protocol, "_extra", None)
     if isinstance(extra, dict):
         extra.pop("peercert", None)
+
+
+def session_resumed(transport: asyncio.BaseTransport) -> bool:
+    """Whether the connection's TLS handshake resumed an earlier session (a ticket)."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    return bool(getattr(ssl_object, "session_reused", False))

@@ -108,3 +108,14 @@ async def test_max_handshakes_sets_the_slots_of_a_running_broker(tmp_path: Path)
     finally:
         staller.close()
         broker.stop()
+
+
+def test_tls_ticket_period_is_a_day_by_default_and_bounded_by_rfc_8446() -> None:
+    parse = build_parser().parse_args
+    assert parse(["serve"]).tls_ticket_period == 86_400.0
+    assert parse(["serve", "--tls-ticket-period", "0"]).tls_ticket_period == 0.0  # per-process keys
+    assert parse(["serve", "--tls-ticket-period", "604800"]).tls_ticket_period == 604_800.0
+    for bad in ("604801", "0.5", "-1", "soon"):
+        with pytest.raises(SystemExit) as exited:
+            parse(["serve", "--tls-ticket-period", bad])
+        assert exited.value.code == 2

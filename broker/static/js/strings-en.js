@@ -216,6 +216,7 @@ export const en = {
   "error.bad_csr": "The certificate request was refused.",
   "error.csr_subject_mismatch": "The contract ID does not match the enrollment token.",
   "error.cert_required": "A client certificate is needed.",
+  "error.cert_expired": "The subscriber PC's certificate has expired.",
   "error.cert_revoked": "The subscriber PC's certificate has been revoked.",
   "error.cert_unknown": "This certificate is not known to the broker.",
   "error.subscriber_suspended": "This contract is suspended (Art. 18).",

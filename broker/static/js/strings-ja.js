@@ -217,6 +217,7 @@ export const ja = {
   "error.bad_csr": "証明書の申請が受け付けられませんでした。",
   "error.csr_subject_mismatch": "契約IDが登録用トークンと一致しません。",
   "error.cert_required": "クライアント証明書が必要です。",
+  "error.cert_expired": "お客さまのPCの証明書は有効期限が切れています。",
   "error.cert_revoked": "お客さまのPCの証明書は失効しています。",
   "error.cert_unknown": "この証明書はブローカーに登録されていません。",
   "error.subscriber_suspended": "このご契約は利用停止中です（第18条）。",
