@@ -14,10 +14,11 @@ so a subclass offers the last session here. ``_create`` is private API of the ``
 future Python changes it, :func:`enable_resumption` falls back to full handshakes (it checks the
 signature first), never to a failed connection.
 
-Safe by construction: OpenSSL only resumes a session with the same server (the ticket is the
-broker process's own, encrypted with its key) and the client still verifies nothing less (the
-session carries the verified server certificate). A broker that does not know the ticket (another
-process behind HAProxy, a restarted one: ticket keys live in memory) simply does a full handshake.
+Safe by construction: OpenSSL only resumes a session with a server that holds the ticket's key
+(every broker process of one data dir shares it, changed daily: ``broker.ticketkeys``) and the
+client still verifies nothing less (the session carries the verified server certificate). A broker
+that cannot decrypt the ticket (another deployment, a key changed since, ``--tls-ticket-period 0``)
+simply does a full handshake.
 """
 
 from __future__ import annotations

@@ -86,13 +86,14 @@ def install_ticket_keys(ctx: ssl.SSLContext, keys: bytes) -> bool:
         log.info("TLS ticket keys cannot be shared on this Python: each process keeps its own")
         return False
     buf = ctypes.create_string_buffer(keys, TICKET_KEYS_BYTES)
-    if lib.SSL_CTX_ctrl(pointer, _SET_KEYS, TICKET_KEYS_BYTES, buf) != 1:
-        return False
     back = ctypes.create_string_buffer(TICKET_KEYS_BYTES)
-    ok = lib.SSL_CTX_ctrl(pointer, _GET_KEYS, TICKET_KEYS_BYTES, back) == 1 and back.raw == keys
-    ctypes.memset(buf, 0, TICKET_KEYS_BYTES)
-    ctypes.memset(back, 0, TICKET_KEYS_BYTES)
-    return ok
+    try:
+        if lib.SSL_CTX_ctrl(pointer, _SET_KEYS, TICKET_KEYS_BYTES, buf) != 1:
+            return False
+        return lib.SSL_CTX_ctrl(pointer, _GET_KEYS, TICKET_KEYS_BYTES, back) == 1 and back.raw == keys
+    finally:  # no copy of the keys left behind in our buffers
+        ctypes.memset(buf, 0, TICKET_KEYS_BYTES)
+        ctypes.memset(back, 0, TICKET_KEYS_BYTES)
 
 
 def set_ticket_lifetime(ctx: ssl.SSLContext, seconds: int) -> bool:
