@@ -111,7 +111,8 @@ class AgentClient:
             delay = self.backoff.next_delay()
             self.on_state("disconnected", delay)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await stop.wait()
 
     async def _connect_once(self, stop: asyncio.Event) -> Error | None:
         refusal: list[Error] = []

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
 from protocol.messages import Viewer
+from wire.tasks import stop_task
 
 from .input.consent_guard import ConsentGuard, Rect
 
@@ -104,14 +105,13 @@ class IndicatorProcess:
                 await proc.stdin.drain()
                 proc.stdin.close()
             try:
-                await asyncio.wait_for(proc.wait(), 5)
+                async with asyncio.timeout(5):
+                    await proc.wait()
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+            await stop_task(self._reader, what="indicator reader")
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None

@@ -144,7 +144,8 @@ class LineReader:
         if self._eof:
             return time.monotonic(), None
         try:
-            stamp, item = await asyncio.wait_for(queue.get(), timeout)
+            async with asyncio.timeout(timeout):
+                stamp, item = await queue.get()
         except TimeoutError:
             return time.monotonic(), None
         if item is None:

@@ -156,7 +156,8 @@ class QuestionsMixin:
     ) -> str | None:
         """The answer line for ``future`` (from :meth:`_expect_answer`); None on timeout or EOF."""
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(future)
         except TimeoutError:
             return None
         finally:

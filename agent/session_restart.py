@@ -98,7 +98,8 @@ async def run_reboot(commands: Sequence[Sequence[str]], wait: float = REBOOT_COM
         except OSError:
             continue
         try:
-            return await asyncio.wait_for(proc.wait(), wait) == 0
+            async with asyncio.timeout(wait):
+                return await proc.wait() == 0
         except TimeoutError:
             return True
     return False

@@ -26,6 +26,7 @@ from agent.screen.capture import Frame, Monitor, MonitorNotFound
 from agent.screen.pipeline import FramePipeline
 from protocol.messages import InputEvent
 from protocol.screen import ScreenUpdate, encode_update
+from wire.tasks import stop_task
 
 log = logging.getLogger("agent.sharing")
 
@@ -209,13 +210,7 @@ class ScreenSharer:
     async def stop(self) -> None:
         """Stop sharing at once (withdrawn consent, session end)."""
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            except Exception as exc:  # e.g. the connection closed under a send
-                log.info("screen sharing had stopped: %s", type(exc).__name__)
+            await stop_task(self._task, what="screen sharing")  # logs e.g. a connection closed under a send
             self._task = None
 
     def refresh(self, *, behind: bool = False, monitor: int | None = None) -> None:
@@ -297,6 +292,7 @@ class ScreenSharer:
                 return
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             except TimeoutError:
                 return

@@ -33,6 +33,7 @@ from certs import load_private_key
 from protocol.messages import Message, MonitorLayout
 from protocol.messages import Monitor as WireMonitor
 from protocol.scopes import SCOPE_CONTROL, SCOPE_VIEW
+from wire.tasks import stop_task
 
 from .connection import AgentClient
 from .consent_record import ConsentRecord
@@ -176,7 +177,8 @@ class SupportSession(QuestionsMixin, InputMixin, ColleaguesMixin, RestartMixin):
             due = self.core.next_timer()
             delay = None if due is None else max(0.0, due - time.time())
             try:
-                await asyncio.wait_for(self._timer_changed.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._timer_changed.wait()
             except TimeoutError:
                 async with self._batch:
                     await self._run_actions(self.core.handle_timer(time.time()))
@@ -338,8 +340,7 @@ class SupportSession(QuestionsMixin, InputMixin, ColleaguesMixin, RestartMixin):
             stdin_task.cancel()
             for task in list(self._tasks):
                 task.cancel()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(client_task, 10)
+            await stop_task(client_task, grace=10, what="broker connection")
         return self.exit_code
 
     async def _stop_everything(self) -> None:

@@ -413,4 +413,5 @@ async def run_relay(args: argparse.Namespace) -> None:
         for ws in (s.agent, s.op):
             if ws is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(ws.close(), 2)
+                    async with asyncio.timeout(2):
+                        await ws.close()

@@ -110,8 +110,9 @@ class HeldLink:
 
     async def wait(self) -> None:
         """For tests: until the admission is done."""
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await asyncio.wait({self._task})
+        if not self._task.cancelled():
+            self._task.result()  # its exception, if any
 
 
 class Admission:

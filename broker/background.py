@@ -20,11 +20,12 @@ durable transaction of its own (a commit, and a read and write of the audit head
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
+
+from wire.tasks import stop_task
 
 from .storage import Storage, StorageBusy
 from .storage.db import ConstraintViolated
@@ -136,7 +137,8 @@ class BackgroundWriter:
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until everything submitted so far is written (tests, shutdown); False on timeout."""
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
         except TimeoutError:
             return False
         return True
@@ -144,10 +146,7 @@ class BackgroundWriter:
     async def close(self, timeout: float) -> bool:
         """Finish what is queued (up to ``timeout`` seconds); True when everything was written."""
         done = await self.wait_idle(timeout)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task, what="storage writer")
         return done
 
     async def _run(self) -> None:

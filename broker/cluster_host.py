@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from protocol import CLOSE_POLICY
 from protocol.messages import Error
+from wire.tasks import stop_task
 
 from .cluster.bus import BusState
 from .cluster.ca_files import node_credentials
@@ -218,8 +218,7 @@ class ClusterHost:
         for task in list(self._cluster_tasks):
             task.cancel()
         for task in list(self._cluster_tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task, what="cluster task")
 
     def _ops_endpoints_for_host(self) -> OpsEndpoints:
         ops: OpsEndpoints | None = getattr(self, "_ops_endpoints", None)

@@ -147,7 +147,8 @@ class BrokerMetrics:
         )
         self.tls_resumed = Counter(
             "broker_tls_resumed",
-            "Agents admitted on a resumed TLS session (a ticket of this or another process)",
+            "Agent connections on a resumed TLS session (a ticket of this or another process), "
+            "admitted or refused",
             registry=r,
         )
         self.storage_latency = Histogram(
@@ -290,7 +291,8 @@ async def probe_storage(
 
     start = time.perf_counter()
     try:
-        await asyncio.wait_for(one(), timeout)
+        async with asyncio.timeout(timeout):
+            await one()
     except TimeoutError:
         ok, detail = False, f"no answer within {timeout:g} s"
     except Exception as exc:

@@ -16,7 +16,6 @@ connection records in :mod:`broker.peers` (``Broker`` mixes the first two in).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from protocol.messages import (
 from wire import AsyncConnection, LinkPump, WireConnection, WireServer
 from wire.server import Handler
 from wire.slots import HandshakeSlots
+from wire.tasks import stop_task
 from wire.tls import harden_server_context, peer_serial, session_resumed
 
 from . import tuning
@@ -242,8 +242,7 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task, what="broker loop")
         if self._server is not None:
             # Every peer gets a close frame (1001, going away); thousands of closing handshakes
             # are not waited for beyond ``shutdown_grace``: the rest are cut, and reconnect anyway.
@@ -323,6 +322,8 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
 
     async def _agent_admitted(self, ws: WireConnection, serial: str | None) -> LinkPump:
         peer = ws.peer
+        if session_resumed(ws.transport):  # counted refused or not: the record is checked all the same
+            self.metrics.tls_resumed.inc()
         try:
             record = await self._admit_agent(serial, peer)
         except RefusedError as exc:  # one ``error`` before any hello, then a policy close (reason: code)
@@ -333,8 +334,6 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
             return pump
         assert serial is not None  # _admit_agent refuses a connection without a certificate
         self.metrics.count_handshake("agent", ok=True)
-        if session_resumed(ws.transport):
-            self.metrics.tls_resumed.inc()
         ws.authenticated()  # a certificate of ours, admitted: no longer counted against its address
         ws.allow_size(self.config.limits.max_binary_bytes)  # screen updates
         sender = Sender(ws)

@@ -24,13 +24,14 @@ before that its table of live nodes is still filling up and every other node wou
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
+
+from wire.tasks import stop_task
 
 from .cluster.nodes import DEFAULT_SILENCE
 from .storage import Storage
@@ -188,7 +189,5 @@ class SessionSweep:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task, what="session sweep")
             self._task = None

@@ -54,6 +54,7 @@ from protocol.messages import (
     Watch,
 )
 from wire import LinkRunner
+from wire.tasks import stop_task
 
 SOFTWARE = "isp-remote-support-helpdesk/0.1"
 M = TypeVar("M", bound=Message)
@@ -118,15 +119,14 @@ class HelpdeskClient:
         self._runner = LinkRunner(self._ws, link)
         self._opened = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._runner.run(self._on_event))
-        await asyncio.wait_for(asyncio.shield(self._opened), self.request_timeout)
+        async with asyncio.timeout(self.request_timeout):
+            await asyncio.shield(self._opened)
 
     async def close(self) -> None:
         if self._runner is not None:
             with contextlib.suppress(Exception):
                 await self._runner.close(1000, "bye")
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, 5)
+        await stop_task(self._task, grace=5, what="operator connection")
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(HelpdeskError("closed", "connection closed"))
@@ -164,7 +164,8 @@ class HelpdeskClient:
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         await self._runner.send(message)
-        answer = await asyncio.wait_for(future, self.request_timeout)
+        async with asyncio.timeout(self.request_timeout):
+            answer = await future
         if isinstance(answer, Error):
             raise HelpdeskError(answer.code, answer.message, answer.retry_after)
         if not isinstance(answer, expect):
@@ -191,7 +192,8 @@ class HelpdeskClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"no {', '.join(t.__name__ for t in types)} within {timeout} s")
-            message = await asyncio.wait_for(self.events.get(), remaining)
+            async with asyncio.timeout(remaining):
+                message = await self.events.get()
             if not types or isinstance(message, types):
                 return message
 

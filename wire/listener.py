@@ -188,5 +188,8 @@ class Listener:
     async def _connect(self, conn: socket.socket) -> None:
         try:
             await self.loop.connect_accepted_socket(self.protocol_factory, sock=conn)
-        except (OSError, asyncio.CancelledError):  # the peer left before the transport was made
+        except OSError:  # the peer left before the transport was made
             conn.close()
+        except asyncio.CancelledError:  # the listener closes during the handshake
+            conn.close()
+            raise

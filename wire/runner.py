@@ -96,34 +96,52 @@ class LinkRunner:
         self.link.pong_received(self.clock())
 
     async def _run(self, on_event: EventHandler) -> None:
-        while self.link.state is not LinkState.CLOSED:
-            await self.flush()
-            deadline = self.link.next_timer()
-            timeout = None if deadline is None else max(0.0, deadline - self.clock())
-            try:
-                # wait_for, not asyncio.timeout: with asyncio.timeout around recv() the agent stopped
-                # receiving in about one run in three of tests/e2e/test_helpdesk_cli.py (Python 3.11,
-                # websockets 17.4); with wait_for, none in eight. Not understood yet: keep wait_for.
-                frame = await asyncio.wait_for(self.ws.recv(), timeout)
-            except TimeoutError:
-                events = self.link.handle_timer(self.clock())
-            else:
-                if isinstance(frame, bytes) and not self.binary:
-                    events = self.link.reject(
-                        UnexpectedMessage("binary frames are not accepted on this path"), self.clock()
-                    )
-                elif isinstance(frame, bytes):
-                    events = self.link.receive_binary(frame, self.clock())
+        # One ``recv()`` at a time, kept across timer wake-ups rather than cancelled by them, so a
+        # receive is never cut. Not ``asyncio.wait_for`` around ``recv()`` (it can drop this loop's
+        # own cancellation on Python 3.11: wire/tasks.py), nor ``asyncio.timeout`` (with it the
+        # agent stopped receiving in one run in three of tests/e2e/test_helpdesk_cli.py, Python 3.11
+        # and websockets 17.4).
+        receiving: asyncio.Task[str | bytes] | None = None
+        try:
+            while self.link.state is not LinkState.CLOSED:
+                await self.flush()
+                deadline = self.link.next_timer()
+                timeout = None if deadline is None else max(0.0, deadline - self.clock())
+                if receiving is None:
+                    receiving = asyncio.ensure_future(self.ws.recv())
+                    receiving.add_done_callback(_retrieved)
+                done, _ = await asyncio.wait({receiving}, timeout=timeout)
+                if not done:
+                    events = self.link.handle_timer(self.clock())
                 else:
-                    events = self.link.receive(frame, self.clock())
-            for event in events:
-                if isinstance(event, Closing):
-                    self.closed_by = event
-                    await self.flush()
-                    await self.ws.close(event.code, event.reason)
-                    return
-                if isinstance(event, SendPing):
-                    await self._send_ping()
-                    continue
-                await on_event(event)
-            await self.flush()
+                    frame, receiving = receiving.result(), None  # ConnectionClosed ends the run
+                    events = self._received(frame)
+                for event in events:
+                    if isinstance(event, Closing):
+                        self.closed_by = event
+                        await self.flush()
+                        await self.ws.close(event.code, event.reason)
+                        return
+                    if isinstance(event, SendPing):
+                        await self._send_ping()
+                        continue
+                    await on_event(event)
+                await self.flush()
+        finally:
+            if receiving is not None:
+                receiving.cancel()  # e.g. after our close frame: the connection is done with
+
+    def _received(self, frame: str | bytes) -> list[Event]:
+        if isinstance(frame, bytes) and not self.binary:
+            return self.link.reject(
+                UnexpectedMessage("binary frames are not accepted on this path"), self.clock()
+            )
+        if isinstance(frame, bytes):
+            return self.link.receive_binary(frame, self.clock())
+        return self.link.receive(frame, self.clock())
+
+
+def _retrieved(task: asyncio.Task[str | bytes]) -> None:
+    """A receive left behind at the end ends cancelled or closed: nothing to report."""
+    if not task.cancelled():
+        task.exception()

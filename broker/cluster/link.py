@@ -373,10 +373,8 @@ async def dial(
         return link
 
     try:
-        await asyncio.wait_for(
-            loop.create_connection(factory, host, port, ssl=client_context(creds), server_hostname=host),
-            timeout,
-        )
+        async with asyncio.timeout(timeout):
+            await loop.create_connection(factory, host, port, ssl=client_context(creds), server_hostname=host)
     except (OSError, ssl.SSLError, TimeoutError) as exc:
         raise LinkError(f"no link to {host}:{port}: {exc}") from None
     link = link_holder[0]

@@ -24,6 +24,8 @@ from typing import Final
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from wire.tasks import stop_task
+
 from .bus import BusState, BusUnavailable, HandlerBus
 from .signals import DEFAULT_PREFIX, Signal, check_prefix, encode_signal, subject_for, subscriptions_for
 
@@ -156,13 +158,12 @@ class NatsBus(HandlerBus):
     async def close(self) -> None:
         self._closing = True
         if self._connecting is not None and not self._connecting.done():
-            self._connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connecting
+            await stop_task(self._connecting, what="cluster bus connect")
         nc, self._nc = self._nc, None
         if nc is not None:
             try:
-                await asyncio.wait_for(nc.close(), timeout=2.0)
+                async with asyncio.timeout(2.0):
+                    await nc.close()
             except (TimeoutError, Exception) as exc:  # closing is best effort
                 log.info("cluster bus %s: close: %s", self.node, exc)
         self._handlers.set_state(BusState.CLOSED)

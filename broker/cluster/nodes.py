@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
+from wire.tasks import stop_task
+
 from .bus import DEFAULT_HEARTBEAT_INTERVAL, Bus, BusUnavailable
 from .signals import AgentPresence, NodeHeartbeat
 
@@ -179,7 +181,5 @@ class NodeWatch:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task, what="node watch")
             self._task = None

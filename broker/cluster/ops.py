@@ -17,12 +17,13 @@ the scraper's own (``wire.proxied``), so the front door does not open it to the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http
 import ipaddress
 import time
 from collections.abc import Callable, Iterable
 from typing import Final
+
+from wire.tasks import stop_task
 
 from ..metrics import (
     CONTENT_TYPE,
@@ -133,7 +134,5 @@ class OpsEndpoints:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task, what="readiness probe")
             self._task = None

@@ -90,7 +90,11 @@ async def test_an_expired_certificate_is_refused_on_a_resumed_handshake(tmp_path
             with pytest.raises(ConnectionRefusedByBroker) as refused:
                 await asyncio.wait_for(task, 30)
             assert refused.value.code is ErrorCode.CERT_EXPIRED
-            assert client.tls_sessions.offered >= 1
+            assert client.tls_sessions.offered == 1
+            # the refused handshake was a resumed one (the first, full one is not counted): TLS did
+            # not look at the certificate again, the record check did
+            registry = running.broker.metrics.registry
+            assert registry.get_sample_value("broker_tls_resumed_total") == 1
             deadline = time.monotonic() + 10  # the refusal's audit entry is written in the background
             while not await _refusal_audited(running):
                 assert time.monotonic() < deadline, "no agent.refused cert_expired in the audit"

@@ -101,3 +101,28 @@ async def test_not_ready_while_nats_does_not_answer(tmp_path: Path) -> None:
         await ops.close()
         await bus.close()
         await db.close()
+
+
+async def test_closing_stops_the_probe_even_when_a_probe_ends_at_the_same_instant(tmp_path: Path) -> None:
+    """A broker's shutdown hung in CI: on Python 3.11 ``asyncio.wait_for`` drops a cancellation that
+    arrives as its inner await finishes, so the probe loop went on sleeping and ``close`` waited for
+    it forever. Cancel the loop at every point of a probe, many times: each close returns."""
+    db = SQLiteDatabase(tmp_path / "broker.sqlite3")
+    try:
+        ops = OpsEndpoints(BrokerMetrics("node-x"), probe_interval=0.0)
+        for attempt in range(300):
+            ops.start(db)
+            for _ in range(attempt % 7):  # a different point of the probe each time
+                await asyncio.sleep(0)
+            closing = asyncio.create_task(ops.close())
+            done, _ = await asyncio.wait({closing}, timeout=5)
+            assert closing in done, f"close still waiting for the probe loop (attempt {attempt})"
+    finally:
+        for _ in range(1000):  # when it failed: cancel the stray loop until a cancellation holds
+            probes = [t for t in asyncio.all_tasks() if t.get_name() == "readiness-probe"]
+            if not probes:
+                break
+            for probe in probes:
+                probe.cancel()
+            await asyncio.sleep(0.001)
+        await db.close()
