@@ -90,6 +90,12 @@ class BrokerConfig:
     connections: with 10,000 agents the handshakes alone took 9.5 s, time every agent then spent
     failing to reconnect and backing off (docs/PERFORMANCE.md, reconnect storm)."""
 
+    shutdown_records_timeout: float = 30.0
+    """Seconds a stopping broker waits for each of its last writes (queued presence and refusal
+    records, session summaries, the ``broker.stop`` audit entry and checkpoint) when the database does
+    not answer (a table locked by someone else, a stalled connection): then it stops without them and
+    logs so, instead of hanging a restart. A write cut this way is rolled back, never half written."""
+
     max_unauthenticated_per_address: int | None = DEFAULT_MAX_UNAUTHENTICATED
     """Connections one source address may hold open before they authenticate (TLS handshake,
     enrollment, an operator before login); one more is closed before any TLS work and audited

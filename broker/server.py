@@ -234,7 +234,8 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
     async def close(self) -> None:
         started = time.monotonic()
         # In a cluster a claimed session outlives this process: its agent resumes it on another.
-        await self.sessions.close(handoff=self.clustered)
+        records_timeout = self.config.shutdown_records_timeout
+        await self.sessions.close(handoff=self.clustered, timeout=records_timeout)
         # Thousands of agents drop at once now: one presence update and one audit entry for all of
         # them, instead of a transaction each (docs/PERFORMANCE.md, reconnect storm).
         self._closing = True
@@ -254,20 +255,25 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
             task.cancel()
         self._flush_seen()
         await self._cluster_close()
-        if not await self.background.close(30.0):
-            log.error("storage did not finish its queue in 30 s")
+        if not await self.background.close(records_timeout):
+            log.error("storage did not finish its queue in %g s", records_timeout)
         try:
-            await self.accounts.drain()
-            now = self.clock()
-            await self.storage.presence.mark_node_offline(self.config.node, now=now)
-            await self.storage.audit.append(
-                actor="broker",
-                action="broker.stop",
-                subject=self.config.node,
-                details={"disconnected": connected},
-                now=now,
+            async with asyncio.timeout(records_timeout):  # a cut transaction is rolled back
+                await self.accounts.drain()
+                now = self.clock()
+                await self.storage.presence.mark_node_offline(self.config.node, now=now)
+                await self.storage.audit.append(
+                    actor="broker",
+                    action="broker.stop",
+                    subject=self.config.node,
+                    details={"disconnected": connected},
+                    now=now,
+                )
+                await self.checkpoints.write(now)
+        except TimeoutError:
+            log.error(
+                "stopping without the final records: the database did not answer in %g s", records_timeout
             )
-            await self.checkpoints.write(now)
         except Exception as exc:  # the database is gone: stop anyway (the other nodes mark our agents)
             log.error("stopping without the final records: the database failed (%s)", type(exc).__name__)
         finally:

@@ -37,6 +37,7 @@ from protocol.messages import (
     SupportRequest,
     Transfer,
 )
+from wire.tasks import STOP_TIMEOUT, stop_task
 
 from .core import (
     AgentDisconnected,
@@ -151,17 +152,22 @@ class SessionHost(ClusterReads):
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
-    async def close(self, *, handoff: bool = False) -> None:
-        """End every session (their summaries are written), then let the writer finish. ``handoff``
-        (a cluster): claimed sessions stay open for another process to adopt (:class:`Shutdown`)."""
+    async def close(self, *, handoff: bool = False, timeout: float = STOP_TIMEOUT) -> None:
+        """End every session (their summaries are written), then let the writer finish, for at most
+        ``timeout`` seconds (a database that does not answer). ``handoff`` (a cluster): claimed
+        sessions stay open for another process to adopt (:class:`Shutdown`)."""
         self.feed(Shutdown(handoff=handoff))
         if self._timer is not None:
             self._timer.cancel()
         for task in list(self._tasks):
             task.cancel()
         if self._writer is not None:
-            await self._writes.put(None)
-            await self._writer
+            self._writes.put_nowait(None)  # the queue is unbounded
+            await stop_task(self._writer, grace=timeout, what="session record writer")
+            if self._writer.cancelled():
+                log.error(
+                    "stopping without every session record: the database did not answer in %g s", timeout
+                )
             self._writer = None
 
     async def flush(self) -> None:
