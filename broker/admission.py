@@ -18,15 +18,15 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from protocol import Event, Link, Received
+from protocol import CLOSE_TRY_AGAIN, Event, Link, Received
 from protocol.errors import ErrorCode
 from protocol.messages import Enroll, Error
-from wire import AsyncConnection, LinkRunner, WireConnection
+from wire import AsyncConnection, LinkPump, LinkRunner, WireConnection
 from wire.server import Handler
 
 from .background import BackgroundWriter
 from .config import BrokerConfig
-from .enrollment import enroll
+from .enrollment import enroll, is_storage_failure
 from .errors import BrokerError, RefusedError
 from .pki import Pki
 from .policy import AuditThrottle
@@ -35,6 +35,7 @@ from .store import CertificateRecord, SubscriberStatus
 
 if TYPE_CHECKING:
     from .cluster_host import SharedAddressLimit
+    from .metrics import BrokerMetrics
 
 log = logging.getLogger("broker")
 
@@ -42,6 +43,12 @@ MAX_HELD = 4096
 """Frames kept while the admission is read. Reading is paused meanwhile, so only what one read of
 the socket already held arrives (the TLS read buffer, 2 KiB by default: a hundred tiny frames at
 most); more closes the connection."""
+
+
+DEFERRED_LOG_EVERY = 100
+"""An admission the database could not answer is logged once per this many (a storm makes thousands)."""
+DEFERRED_RETRY_AFTER = 5.0
+"""The ``retry_after`` of such a refusal; the agent's own backoff decides when it dials again."""
 
 
 class HeldLink:
@@ -125,6 +132,8 @@ class Admission:
     background: BackgroundWriter
     _refusal_audits: AuditThrottle
     _enroll_attempts: SharedAddressLimit
+    metrics: BrokerMetrics
+    _deferred_admissions = 0
 
     def _link(self, expect: str) -> Link:
         raise NotImplementedError
@@ -253,6 +262,32 @@ class Admission:
                 serial=serial,
             )
         return record
+
+    def _admission_deferred(self, ws: WireConnection, exc: Exception) -> LinkPump:
+        """The database did not answer the admission's read (a storm on a slow database): the agent
+        hears ``storage_unavailable`` and a 1013 close, and reconnects with its backoff. One log line
+        per :data:`DEFERRED_LOG_EVERY`, not a traceback per connection. Anything else is raised again."""
+        if not is_storage_failure(exc):
+            raise exc
+        self.metrics.count_handshake("agent", ok=False)
+        self.metrics.count_refusal(ErrorCode.STORAGE_UNAVAILABLE)  # counted; it cannot be audited
+        self._deferred_admissions += 1
+        if self._deferred_admissions % DEFERRED_LOG_EVERY == 1:
+            log.error(
+                "agent admission deferred: the database did not answer (%s); %d so far",
+                type(exc).__name__,
+                self._deferred_admissions,
+            )
+        pump = LinkPump(ws, self._link("agent"), lambda event: None, clock=self.clock)
+        pump.send(
+            Error(
+                code=ErrorCode.STORAGE_UNAVAILABLE.value,
+                message="the broker cannot check this certificate right now; try again later",
+                retry_after=DEFERRED_RETRY_AFTER,
+            )
+        )
+        pump.close(CLOSE_TRY_AGAIN, ErrorCode.STORAGE_UNAVAILABLE.value)
+        return pump
 
     def _agent_refused(
         self, subject: str, code: ErrorCode, message: str, peer: str, **extra: Any

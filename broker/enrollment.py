@@ -38,7 +38,7 @@ def storage_guard() -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        if not _storage_failure(exc):
+        if not is_storage_failure(exc):
             raise
         log.error("enrollment not stored: storage failed: %s", exc)
         raise StorageUnavailable(
@@ -47,7 +47,7 @@ def storage_guard() -> Iterator[None]:
         ) from exc
 
 
-def _storage_failure(exc: Exception) -> bool:
+def is_storage_failure(exc: Exception) -> bool:
     """A failure of the database itself (either backend), not a refusal by rule."""
     if isinstance(exc, StorageBusy | ConstraintViolated | sqlite3.OperationalError | OSError):
         return True

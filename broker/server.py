@@ -20,7 +20,6 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from websockets.http11 import Request
 
@@ -62,9 +61,6 @@ from .storage import Storage, keyed_chain, open_storage
 from .storage.guards import CodeRules
 from .store import PresenceChange
 from .ticketkeys import load_ticket_keys, rotate_ticket_keys, share_tickets
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("broker")
 
@@ -338,6 +334,8 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
             pump.send(Error(code=exc.code.value, message=exc.message))
             pump.close(CLOSE_POLICY, exc.code.value)
             return pump
+        except Exception as exc:  # a database that did not answer; a bug goes on to HeldLink (1011)
+            return self._admission_deferred(ws, exc)
         assert serial is not None  # _admit_agent refuses a connection without a certificate
         self.metrics.count_handshake("agent", ok=True)
         ws.authenticated()  # a certificate of ours, admitted: no longer counted against its address

@@ -9,6 +9,7 @@ from .errors import ErrorCode, ProtocolError, RemoteProtocolError
 from .limits import DEFAULT_LIMITS, PROTOCOL_VERSION, Limits
 from .link import (
     CLOSE_POLICY,
+    CLOSE_TRY_AGAIN,
     BinaryReceived,
     Closing,
     Event,
@@ -22,6 +23,7 @@ from .link import (
 
 __all__ = [
     "CLOSE_POLICY",
+    "CLOSE_TRY_AGAIN",
     "DEFAULT_LIMITS",
     "PROTOCOL_VERSION",
     "BinaryReceived",

@@ -41,6 +41,9 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 """WebSocket close code for every refusal (RFC 6455 §7.4.1); the reason is the stable error code."""
+CLOSE_TRY_AGAIN = 1013
+"""Try again later (IANA WebSocket close code registry): the broker could not decide now (its
+database did not answer); the reason is the stable error code, and the peer reconnects as usual."""
 
 
 class LinkState(Enum):
