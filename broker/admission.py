@@ -26,7 +26,7 @@ from wire.server import Handler
 
 from .background import BackgroundWriter
 from .config import BrokerConfig
-from .enrollment import enroll, is_storage_failure
+from .enrollment import enroll
 from .errors import BrokerError, RefusedError
 from .pki import Pki
 from .policy import AuditThrottle
@@ -263,13 +263,19 @@ class Admission:
             )
         return record
 
+    def _refused_link(self, ws: WireConnection, error: Error, close_code: int) -> LinkPump:
+        """An agent not admitted: one ``error`` before any hello, then a close whose reason is the
+        error's code."""
+        self.metrics.count_handshake("agent", ok=False)
+        pump = LinkPump(ws, self._link("agent"), lambda event: None, clock=self.clock)
+        pump.send(error)
+        pump.close(close_code, error.code)
+        return pump
+
     def _admission_deferred(self, ws: WireConnection, exc: Exception) -> LinkPump:
         """The database did not answer the admission's read (a storm on a slow database): the agent
         hears ``storage_unavailable`` and a 1013 close, and reconnects with its backoff. One log line
-        per :data:`DEFERRED_LOG_EVERY`, not a traceback per connection. Anything else is raised again."""
-        if not is_storage_failure(exc):
-            raise exc
-        self.metrics.count_handshake("agent", ok=False)
+        per :data:`DEFERRED_LOG_EVERY`, not a traceback per connection."""
         self.metrics.count_refusal(ErrorCode.STORAGE_UNAVAILABLE)  # counted; it cannot be audited
         self._deferred_admissions += 1
         if self._deferred_admissions % DEFERRED_LOG_EVERY == 1:
@@ -278,16 +284,12 @@ class Admission:
                 type(exc).__name__,
                 self._deferred_admissions,
             )
-        pump = LinkPump(ws, self._link("agent"), lambda event: None, clock=self.clock)
-        pump.send(
-            Error(
-                code=ErrorCode.STORAGE_UNAVAILABLE.value,
-                message="the broker cannot check this certificate right now; try again later",
-                retry_after=DEFERRED_RETRY_AFTER,
-            )
+        error = Error(
+            code=ErrorCode.STORAGE_UNAVAILABLE.value,
+            message="the broker cannot check this certificate right now; try again later",
+            retry_after=DEFERRED_RETRY_AFTER,
         )
-        pump.close(CLOSE_TRY_AGAIN, ErrorCode.STORAGE_UNAVAILABLE.value)
-        return pump
+        return self._refused_link(ws, error, CLOSE_TRY_AGAIN)
 
     def _agent_refused(
         self, subject: str, code: ErrorCode, message: str, peer: str, **extra: Any

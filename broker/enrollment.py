@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import logging
 import secrets
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -22,7 +21,7 @@ from protocol.errors import ErrorCode
 from protocol.messages import Enroll, Enrolled
 
 from .errors import RefusedError
-from .storage import ConstraintViolated, Storage, StorageBusy, check_token
+from .storage import Storage, check_token, is_storage_failure
 from .store import CertificateRecord, StorageUnavailable
 
 log = logging.getLogger("broker.enrollment")
@@ -45,13 +44,6 @@ def storage_guard() -> Iterator[None]:
             "the broker could not store the enrollment (a storage failure on the server); "
             "nothing was stored, try again later"
         ) from exc
-
-
-def is_storage_failure(exc: Exception) -> bool:
-    """A failure of the database itself (either backend), not a refusal by rule."""
-    if isinstance(exc, StorageBusy | ConstraintViolated | sqlite3.OperationalError | OSError):
-        return True
-    return type(exc).__module__.split(".", 1)[0] == "psycopg"  # OperationalError, InterfaceError, …
 
 
 def new_token() -> str:

@@ -57,7 +57,7 @@ from .policy import AuditThrottle, CodeAttemptGuard, parse_hours
 from .relay import Sender
 from .session_host import SessionHost
 from .static_files import StaticFiles
-from .storage import Storage, keyed_chain, open_storage
+from .storage import Storage, is_storage_failure, keyed_chain, open_storage
 from .storage.guards import CodeRules
 from .store import PresenceChange
 from .ticketkeys import load_ticket_keys, rotate_ticket_keys, share_tickets
@@ -328,13 +328,11 @@ class Broker(ClusterHost, HttpRoutes, OperatorCommands, Admission):
             self.metrics.tls_resumed.inc()
         try:
             record = await self._admit_agent(serial, peer)
-        except RefusedError as exc:  # one ``error`` before any hello, then a policy close (reason: code)
-            self.metrics.count_handshake("agent", ok=False)  # no certificate, unknown, revoked, …
-            pump = LinkPump(ws, self._link("agent"), lambda event: None, clock=self.clock)
-            pump.send(Error(code=exc.code.value, message=exc.message))
-            pump.close(CLOSE_POLICY, exc.code.value)
-            return pump
-        except Exception as exc:  # a database that did not answer; a bug goes on to HeldLink (1011)
+        except RefusedError as exc:  # no certificate, unknown, revoked, …: a policy close
+            return self._refused_link(ws, Error(code=exc.code.value, message=exc.message), CLOSE_POLICY)
+        except Exception as exc:
+            if not is_storage_failure(exc):
+                raise  # a bug: HeldLink logs it and closes with 1011
             return self._admission_deferred(ws, exc)
         assert serial is not None  # _admit_agent refuses a connection without a certificate
         self.metrics.count_handshake("agent", ok=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ..errors import StoreError
-from .db import ConstraintViolated, Database, StorageBusy, Tx
+from .db import ConstraintViolated, Database, StorageBusy, Tx, is_storage_failure
 from .migrations import MIGRATIONS, migrate
 from .operator_service import Operators
 from .repo_audit import SHA256_CHAIN, AuditChain, keyed_chain
@@ -45,6 +45,7 @@ __all__ = [
     "StoreError",
     "Tx",
     "check_token",
+    "is_storage_failure",
     "keyed_chain",
     "open_database",
     "open_storage",

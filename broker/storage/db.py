@@ -11,6 +11,7 @@ repository call inside it commits together or not at all: any exception rolls th
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, Literal, Protocol
@@ -39,6 +40,13 @@ class ConstraintViolated(StoreError):
     transaction was rolled back."""
 
     code = ErrorCode.INVALID_FIELD
+
+
+def is_storage_failure(exc: Exception) -> bool:
+    """A failure of the database itself (either backend), not a refusal by rule."""
+    if isinstance(exc, StorageBusy | ConstraintViolated | sqlite3.OperationalError | OSError):
+        return True
+    return type(exc).__module__.split(".", 1)[0] == "psycopg"  # OperationalError, InterfaceError, …
 
 
 class Tx(Protocol):
