@@ -282,11 +282,11 @@ class Readiness:
 async def probe_storage(
     db: Database, *, timeout: float = DEFAULT_PROBE_TIMEOUT, metrics: BrokerMetrics | None = None
 ) -> Check:
-    """One read transaction (``SELECT 1``) within ``timeout``: the database answers, or why not. The
+    """One read (``SELECT 1``) within ``timeout``: the database answers, or why not. The
     detail names the failure's kind only (a driver's message may carry a host or user name)."""
 
     async def one() -> None:
-        async with db.read() as tx:
+        async with db.read_statement() as tx:
             await tx.fetchone("SELECT 1")
 
     start = time.perf_counter()

@@ -49,6 +49,47 @@ def is_storage_failure(exc: Exception) -> bool:
     return type(exc).__module__.split(".", 1)[0] == "psycopg"  # OperationalError, InterfaceError, …
 
 
+class OneStatementOnly(RuntimeError):
+    """A bug: :meth:`Database.read_statement` was given a write or a second statement (use
+    :meth:`Database.read`)."""
+
+
+class OneStatement:
+    """The :class:`Tx` of :meth:`Database.read_statement`: lets one ``SELECT`` through to ``tx``."""
+
+    __slots__ = ("_tx", "_used", "dialect", "for_update")
+
+    def __init__(self, tx: Tx) -> None:
+        self._tx = tx
+        self._used = False
+        self.dialect = tx.dialect
+        self.for_update = ""  # a lock would end with the statement: meaningless here
+
+    def _one(self, sql: str) -> None:
+        if self._used:
+            raise OneStatementOnly("read_statement() runs one statement; use read() for more")
+        if sql.lstrip()[:6].upper() != "SELECT" or " FOR UPDATE" in sql.upper():
+            raise OneStatementOnly(f"read_statement() runs a plain SELECT, not {sql.split(None, 1)[0]!r}")
+        self._used = True
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        raise OneStatementOnly("read_statement() does not write; use write()")
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        raise OneStatementOnly("read_statement() does not write; use write()")
+
+    async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        self._one(sql)
+        return await self._tx.fetchone(sql, args)
+
+    async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        self._one(sql)
+        return await self._tx.fetchall(sql, args)
+
+    async def lock_audit(self) -> None:
+        raise OneStatementOnly("read_statement() takes no lock; use write()")
+
+
 class Tx(Protocol):
     """One open transaction."""
 
@@ -88,6 +129,13 @@ class Database(Protocol):
 
     def read(self) -> AbstractAsyncContextManager[Tx]:
         """A read-only transaction: one consistent snapshot for all its statements."""
+        ...
+
+    def read_statement(self) -> AbstractAsyncContextManager[Tx]:
+        """A read of exactly one ``SELECT``, which is its own consistent snapshot, without a
+        transaction around it: on PostgreSQL one round trip instead of four (``BEGIN``,
+        ``SET TRANSACTION``, the statement, ``COMMIT``), for the reads every reconnect makes. Any other
+        statement, or a second one, raises :class:`OneStatementOnly` before reaching the database."""
         ...
 
     async def close(self) -> None: ...

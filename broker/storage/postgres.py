@@ -26,10 +26,11 @@ from typing import Any, Final
 
 import psycopg
 import psycopg.errors
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import StoreError
-from .db import AUDIT_LOCK_KEY, ConstraintViolated, Dialect, Row, StorageBusy
+from .db import AUDIT_LOCK_KEY, ConstraintViolated, Dialect, OneStatement, Row, StorageBusy
 
 #: Connections a broker process keeps open (min) and may open (max); PostgreSQL's own default limit
 #: is 100 connections for all brokers together.
@@ -37,6 +38,30 @@ DEFAULT_MIN_CONNECTIONS: Final = 1
 DEFAULT_MAX_CONNECTIONS: Final = 8
 #: How long a transaction waits for a free connection, and the first connection at start.
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+#: How long a connection may go unanswered by a database server that vanished (its host lost power, a
+#: network partition) before it fails, so the transaction fails with a storage error and the pool
+#: replaces the connection. libpq's ``tcp_user_timeout`` bounds data sent but never acknowledged (a
+#: query to a dead host); TCP keepalives bound a connection waiting for an answer whose server went
+#: silent (probes after half of it, then three at a sixth of it). Without them Linux retransmits for
+#: about 15 minutes (``tcp_retries2``) and keepalives start after 2 hours, and the transaction, its
+#: pool connection and whatever awaits it wait as long. A slow but live server is not affected: its
+#: kernel acknowledges, and a long statement is PostgreSQL's own ``statement_timeout`` to set. The
+#: URL's own ``tcp_user_timeout`` / ``keepalives*`` parameters win over these.
+DEFAULT_DEAD_SERVER_TIMEOUT: Final = 20.0
+
+
+def tcp_settings(url: str, dead_server_timeout: float) -> dict[str, str]:
+    """The libpq connection parameters for ``dead_server_timeout`` that ``url`` does not set itself."""
+    given = conninfo_to_dict(url)
+    whole = max(1, round(dead_server_timeout))
+    wanted = {
+        "keepalives": "1",
+        "keepalives_idle": str(max(1, whole // 2)),
+        "keepalives_interval": str(max(1, whole // 6)),
+        "keepalives_count": "3",
+        "tcp_user_timeout": str(whole * 1000),
+    }
+    return {key: value for key, value in wanted.items() if key not in given}
 
 
 @functools.lru_cache(maxsize=512)
@@ -100,6 +125,7 @@ class PostgresDatabase:
         min_connections: int = DEFAULT_MIN_CONNECTIONS,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        dead_server_timeout: float = DEFAULT_DEAD_SERVER_TIMEOUT,
     ) -> None:
         self.url = url
         self._timeout = connect_timeout
@@ -108,7 +134,7 @@ class PostgresDatabase:
             min_size=min_connections,
             max_size=max_connections,
             timeout=connect_timeout,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, **tcp_settings(url, dead_server_timeout)},
             open=False,
             name="broker-storage",
         )
@@ -136,6 +162,16 @@ class PostgresDatabase:
 
     def read(self) -> AbstractAsyncContextManager[_PgTx]:
         return self._transaction("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+    @asynccontextmanager
+    async def read_statement(self) -> AsyncIterator[OneStatement]:
+        """The pool's connections are in autocommit: the one ``SELECT`` is a transaction of its own
+        (one snapshot), in one round trip."""
+        try:
+            async with self._pool.connection() as conn:
+                yield OneStatement(_PgTx(conn))
+        except PoolTimeout:
+            raise StorageBusy(f"no database connection free within {self._timeout:g} s") from None
 
     async def close(self) -> None:
         await self._pool.close()

@@ -253,12 +253,13 @@ class Certificates:
         self.audit = audit
 
     async def get(self, serial: str) -> CertificateRecord | None:
-        async with self.db.read() as tx:
+        async with self.db.read_statement() as tx:
             return await repo_contracts.get_certificate(tx, serial)
 
     async def with_subscriber(self, serial: str) -> tuple[CertificateRecord, Subscriber | None] | None:
-        """The certificate and its contract, read together (an agent's admission)."""
-        async with self.db.read() as tx:
+        """The certificate and its contract, read together in one statement (an agent's admission, at
+        every reconnect)."""
+        async with self.db.read_statement() as tx:
             return await repo_contracts.get_certificate_and_subscriber(tx, serial)
 
     async def list_all(self, contract_id: str | None = None) -> list[CertificateRecord]:
@@ -284,7 +285,7 @@ class Certificates:
         return True
 
     async def revoked_serials(self) -> list[tuple[str, float]]:
-        async with self.db.read() as tx:
+        async with self.db.read_statement() as tx:
             return await repo_contracts.revoked_serials(tx)
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from broker.errors import RefusedError
 from broker.storage import ConstraintViolated, Storage
+from broker.storage.db import OneStatementOnly
 from broker.store import SubscriberStatus
 from protocol.errors import ErrorCode
 from tests.broker.storage.test_contract_records import T0, cert, enrolled
@@ -167,3 +168,41 @@ async def test_the_audit_log_is_append_only(storage: Storage) -> None:
                 await tx.execute(statement)
     entries = await storage.audit.entries()
     assert [e.actor for e in entries] == ["a"]
+
+
+async def test_a_single_statement_read_lets_one_select_through_and_nothing_else(storage: Storage) -> None:
+    """``read_statement`` (an agent's admission at every reconnect) reads what ``read`` reads, and a
+    write, a lock or a second statement in it is a bug caught before it reaches the database."""
+    await enrolled(storage, "C-1", "aa")
+    async with storage.db.read() as tx:
+        in_transaction = await tx.fetchall("SELECT serial, contract_id FROM certificates")
+    async with storage.db.read_statement() as tx:
+        assert await tx.fetchall("SELECT serial, contract_id FROM certificates") == in_transaction
+    found = await storage.certificates.with_subscriber("aa")
+    assert found is not None
+    assert found[0].contract_id == "C-1"
+    assert found[1] is not None
+
+    insert = (
+        "INSERT INTO subscribers(contract_id, status, created_at, status_changed_at)"
+        " VALUES ('C-9', 'active', 1, 1)"
+    )
+    with pytest.raises(OneStatementOnly, match="does not write"):
+        async with storage.db.read_statement() as tx:
+            await tx.execute(insert)
+    with pytest.raises(OneStatementOnly, match="plain SELECT"):  # a write disguised as a read
+        async with storage.db.read_statement() as tx:
+            await tx.fetchone(insert + " RETURNING contract_id")
+    with pytest.raises(OneStatementOnly, match="plain SELECT"):  # a row lock would end with it
+        async with storage.db.read_statement() as tx:
+            await tx.fetchone("SELECT serial FROM certificates FOR UPDATE")
+    async with storage.db.read_statement() as tx:
+        await tx.fetchone("SELECT 1")
+        with pytest.raises(OneStatementOnly, match="one statement"):
+            await tx.fetchone("SELECT 2")
+    with pytest.raises(OneStatementOnly, match="no lock"):
+        async with storage.db.read_statement() as tx:
+            await tx.lock_audit()
+    assert await storage.subscribers.get("C-9") is None  # nothing reached the database
+    await storage.subscribers.add("C-10", now=T0, actor="admin")  # and its connections are usable
+    assert [s.contract_id for s in await storage.subscribers.list_all()] == ["C-1", "C-10"]
