@@ -11,6 +11,7 @@ repository call inside it commits together or not at all: any exception rolls th
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
@@ -49,6 +50,9 @@ def is_storage_failure(exc: Exception) -> bool:
     return type(exc).__module__.split(".", 1)[0] == "psycopg"  # OperationalError, InterfaceError, …
 
 
+_ROW_LOCK = re.compile(r"\bFOR\s+(UPDATE|SHARE|NO\s+KEY\s+UPDATE|KEY\s+SHARE)\b", re.IGNORECASE)
+
+
 class OneStatementOnly(RuntimeError):
     """A bug: :meth:`Database.read_statement` was given a write or a second statement (use
     :meth:`Database.read`)."""
@@ -68,7 +72,7 @@ class OneStatement:
     def _one(self, sql: str) -> None:
         if self._used:
             raise OneStatementOnly("read_statement() runs one statement; use read() for more")
-        if sql.lstrip()[:6].upper() != "SELECT" or " FOR UPDATE" in sql.upper():
+        if sql.lstrip()[:6].upper() != "SELECT" or ";" in sql.rstrip().rstrip(";") or _ROW_LOCK.search(sql):
             raise OneStatementOnly(f"read_statement() runs a plain SELECT, not {sql.split(None, 1)[0]!r}")
         self._used = True
 

@@ -193,9 +193,18 @@ async def test_a_single_statement_read_lets_one_select_through_and_nothing_else(
     with pytest.raises(OneStatementOnly, match="plain SELECT"):  # a write disguised as a read
         async with storage.db.read_statement() as tx:
             await tx.fetchone(insert + " RETURNING contract_id")
-    with pytest.raises(OneStatementOnly, match="plain SELECT"):  # a row lock would end with it
+    with pytest.raises(OneStatementOnly, match="plain SELECT"):  # two statements in one string
         async with storage.db.read_statement() as tx:
-            await tx.fetchone("SELECT serial FROM certificates FOR UPDATE")
+            await tx.fetchone("SELECT 1; DELETE FROM certificates")
+    for locking in (
+        "SELECT serial FROM certificates FOR UPDATE",
+        "SELECT serial FROM certificates for share",
+        "SELECT serial FROM certificates FOR NO KEY UPDATE",
+        "SELECT serial FROM certificates FOR KEY SHARE",
+    ):
+        with pytest.raises(OneStatementOnly, match="plain SELECT"):  # a row lock would end with it
+            async with storage.db.read_statement() as tx:
+                await tx.fetchone(locking)
     async with storage.db.read_statement() as tx:
         await tx.fetchone("SELECT 1")
         with pytest.raises(OneStatementOnly, match="one statement"):
@@ -204,5 +213,6 @@ async def test_a_single_statement_read_lets_one_select_through_and_nothing_else(
         async with storage.db.read_statement() as tx:
             await tx.lock_audit()
     assert await storage.subscribers.get("C-9") is None  # nothing reached the database
+    assert await storage.certificates.get("aa") is not None
     await storage.subscribers.add("C-10", now=T0, actor="admin")  # and its connections are usable
     assert [s.contract_id for s in await storage.subscribers.list_all()] == ["C-1", "C-10"]
