@@ -53,9 +53,12 @@ def is_storage_failure(exc: Exception) -> bool:
 _ROW_LOCK = re.compile(r"\bFOR\s+(UPDATE|SHARE|NO\s+KEY\s+UPDATE|KEY\s+SHARE)\b", re.IGNORECASE)
 
 
-class OneStatementOnly(RuntimeError):
+class OneStatementOnly(StoreError):
     """A bug: :meth:`Database.read_statement` was given a write or a second statement (use
-    :meth:`Database.read`)."""
+    :meth:`Database.read`). Not a storage failure (:func:`is_storage_failure`): a caller that turns
+    those into ``storage_unavailable`` lets this one through as the bug it is."""
+
+    code = ErrorCode.INTERNAL
 
 
 class OneStatement:

@@ -51,8 +51,14 @@ DEFAULT_DEAD_SERVER_TIMEOUT: Final = 20.0
 
 
 def tcp_settings(url: str, dead_server_timeout: float) -> dict[str, str]:
-    """The libpq connection parameters for ``dead_server_timeout`` that ``url`` does not set itself."""
-    given = conninfo_to_dict(url)
+    """The libpq connection parameters for ``dead_server_timeout`` that ``url`` does not set itself.
+    A URL libpq cannot parse is a :class:`StoreError` that names the fault, never the URL (it may
+    hold a password)."""
+    try:
+        given = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        fault = str(exc).split(" in URI", 1)[0].strip()
+        raise StoreError(f"not a valid PostgreSQL URL: {fault}") from None
     whole = max(1, round(dead_server_timeout))
     wanted = {
         "keepalives": "1",

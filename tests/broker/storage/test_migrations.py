@@ -159,6 +159,20 @@ async def test_unusable_urls_are_refused(url: str) -> None:
         await open_database(url)
 
 
+@pytest.mark.parametrize(
+    ("url", "fault"),
+    [
+        ("postgresql://broker:s3cret@db.example/broker?no_such_option=1", "no_such_option"),
+        ("postgresql://broker:s3cret@[::1/broker", "IPv6"),
+    ],
+)
+async def test_a_postgresql_url_libpq_cannot_parse_is_named_without_a_password(url: str, fault: str) -> None:
+    with pytest.raises(StoreError, match="not a valid PostgreSQL URL") as refused:
+        await open_database(url, connect_timeout=0.5)
+    assert fault in str(refused.value)
+    assert "s3cret" not in str(refused.value)
+
+
 async def test_a_postgresql_server_that_does_not_answer_is_a_clear_error() -> None:
     with pytest.raises(StoreError, match="cannot connect to PostgreSQL"):
         await open_database("postgresql://postgres@127.0.0.1:1/nothing", connect_timeout=0.5)
