@@ -130,6 +130,7 @@ class ClusterHost:
 
     async def _cluster_start(self) -> None:
         """After the storage is open, before the session host: the bus, presence, cuts, limits."""
+        self.metrics.watch_pool(self.storage.db)
         limits = SharedLimits(self.storage.db)
         self._login_attempts.attach(limits)
         self._enroll_attempts.attach(limits)

@@ -213,6 +213,54 @@ class BrokerMetrics:
     def watch_slots(self, slots: HandshakeSlots) -> None:
         self.registry.register(_SlotCollector(slots))
 
+    def watch_pool(self, db: Database) -> None:
+        self.registry.register(_PoolCollector(db))
+
+
+class _PoolCollector(Collector):
+    """The PostgreSQL connection pool (``Database.pool_stats``), read at scrape time: whether
+    transactions wait for a connection, and how long. Nothing on SQLite (no pool)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.db.pool_stats()
+        if not stats:
+            return
+        connections = GaugeMetricFamily(
+            "broker_storage_pool_connections", "Database connections of this process", labels=["state"]
+        )
+        connections.add_metric(["open"], stats.get("pool_size", 0))
+        connections.add_metric(["idle"], stats.get("pool_available", 0))
+        yield connections
+        yield GaugeMetricFamily(
+            "broker_storage_pool_waiting",
+            "Transactions waiting for a free database connection (one that gave up is counted until the"
+            " next connection is returned)",
+            value=stats.get("requests_waiting", 0),
+        )
+        yield CounterMetricFamily(
+            "broker_storage_pool_queued",
+            "Transactions that had to wait for a free database connection",
+            value=stats.get("requests_queued", 0),
+        )
+        yield CounterMetricFamily(
+            "broker_storage_pool_wait_seconds",
+            "Time transactions spent waiting for a free database connection",
+            value=stats.get("requests_wait_ms", 0) / 1000,
+        )
+        yield CounterMetricFamily(
+            "broker_storage_pool_timeouts",
+            "Transactions that got no database connection in time (storage_unavailable)",
+            value=stats.get("requests_errors", 0),
+        )
+        yield CounterMetricFamily(
+            "broker_storage_pool_connections_lost",
+            "Database connections found broken (server gone, network cut) and replaced",
+            value=stats.get("connections_lost", 0) + stats.get("returns_bad", 0),
+        )
+
 
 class _SlotCollector(Collector):
     """The listener's TLS handshake slots (:mod:`wire.slots`), read at scrape time."""

@@ -145,4 +145,11 @@ class Database(Protocol):
         statement, or a second one, raises :class:`OneStatementOnly` before reaching the database."""
         ...
 
+    def pool_stats(self) -> dict[str, int]:
+        """The connection pool's counters and state (psycopg_pool's ``get_stats()`` names:
+        ``pool_size``, ``pool_available``, ``requests_waiting``, ``requests_queued``,
+        ``requests_wait_ms``, ``requests_errors`` (timeouts), ``connections_lost``, ``returns_bad``, …);
+        empty for a backend without a pool (SQLite)."""
+        ...
+
     async def close(self) -> None: ...

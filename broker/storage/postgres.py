@@ -179,5 +179,9 @@ class PostgresDatabase:
         except PoolTimeout:
             raise StorageBusy(f"no database connection free within {self._timeout:g} s") from None
 
+    def pool_stats(self) -> dict[str, int]:
+        """Cumulative since the pool opened (``get_stats``, not ``pop_stats``: nothing is reset)."""
+        return dict(self._pool.get_stats())
+
     async def close(self) -> None:
         await self._pool.close()

@@ -208,6 +208,9 @@ class SQLiteDatabase:
             finally:
                 self._reader.end_read()
 
+    def pool_stats(self) -> dict[str, int]:
+        return {}  # one writer and one reader connection, no pool
+
     @asynccontextmanager
     async def read_statement(self) -> AsyncIterator[OneStatement]:
         """The reader's transaction costs no round trip here (its ``BEGIN`` goes with the statement)."""

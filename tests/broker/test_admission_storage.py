@@ -71,6 +71,9 @@ async def test_an_agent_whose_record_cannot_be_read_is_told_to_try_again_and_get
             registry = running.broker.metrics.registry
             refused = registry.get_sample_value("broker_refusals_total", {"code": "storage_unavailable"})
             assert refused == 2
+            # the broker's own pool is on /metrics: its connections answered, none timed out
+            assert (registry.get_sample_value("broker_storage_pool_connections", {"state": "open"}) or 0) >= 1
+            assert registry.get_sample_value("broker_storage_pool_timeouts_total") == 0
             assert caplog.text.count("agent admission deferred: the database did not answer") == 1
             assert "admission failed" not in caplog.text
             assert "Traceback" not in caplog.text

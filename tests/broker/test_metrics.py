@@ -16,7 +16,8 @@ from broker.cluster.bus import LocalBus
 from broker.cluster.nats_bus import NatsBus
 from broker.cluster.signals import CutAgent
 from broker.metrics import BrokerMetrics, probe_storage, readiness, render
-from broker.storage import open_database, open_storage
+from broker.storage import StorageBusy, open_database, open_storage
+from broker.storage.postgres import PostgresDatabase
 from protocol.errors import ErrorCode
 from tests.broker.cluster.natsserver import free_port, unique_prefix
 from tests.broker.storage.conftest import new_schema_url, postgres_database  # noqa: F401 (fixture)
@@ -166,6 +167,54 @@ async def test_not_ready_when_postgresql_is_gone(storage_url_pg: str) -> None:
     assert not check.ok
     assert check.detail.startswith(("unavailable", "no answer"))
     assert "postgres" not in check.detail.lower()  # no URL, host or user in the detail
+
+
+async def test_waiting_for_a_database_connection_is_visible(storage_url_pg: str) -> None:
+    """An operator sees a pool that is too small or a database that is slow: transactions that
+    waited, how long, and those that got no connection (they became storage_unavailable)."""
+    db = PostgresDatabase(storage_url_pg, max_connections=1, connect_timeout=0.3)
+    await db.open()
+    metrics = BrokerMetrics("n1")
+    metrics.watch_pool(db)
+    try:
+        assert samples(metrics)[("broker_storage_pool_connections", (("state", "open"),))] == 1
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def hold() -> None:
+            async with db.read_statement() as tx:
+                await tx.fetchone("SELECT 1")
+                holding.set()
+                await release.wait()
+
+        holder = asyncio.create_task(hold())
+        await holding.wait()
+        with pytest.raises(StorageBusy):
+            async with db.read_statement() as tx:  # the one connection is taken: waits, then gives up
+                await tx.fetchone("SELECT 1")
+        waiter = asyncio.create_task(probe_storage(db, timeout=5.0))
+        await asyncio.sleep(0.1)
+        now = samples(metrics)
+        assert now[("broker_storage_pool_waiting", ())] >= 1  # the probe (and the one that gave up)
+        release.set()
+        await holder
+        assert (await waiter).ok
+        after = samples(metrics)
+        assert after[("broker_storage_pool_timeouts_total", ())] == 1
+        assert after[("broker_storage_pool_queued_total", ())] == 2
+        assert after[("broker_storage_pool_wait_seconds_total", ())] >= 0.3
+        assert after[("broker_storage_pool_waiting", ())] == 0
+    finally:
+        await db.close()
+
+
+async def test_sqlite_has_no_pool_to_show(tmp_path: Path) -> None:
+    db = await open_database(tmp_path / "b.sqlite3")
+    metrics = BrokerMetrics("n1")
+    metrics.watch_pool(db)
+    try:
+        assert not [key for key in samples(metrics) if key[0].startswith("broker_storage_pool")]
+    finally:
+        await db.close()
 
 
 @pytest.fixture
