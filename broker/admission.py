@@ -24,6 +24,7 @@ from protocol.messages import Enroll, Error
 from wire import AsyncConnection, LinkPump, LinkRunner, WireConnection
 from wire.server import Handler
 
+from .admission_reads import AdmissionReads
 from .background import BackgroundWriter
 from .config import BrokerConfig
 from .enrollment import enroll
@@ -134,6 +135,7 @@ class Admission:
     _enroll_attempts: SharedAddressLimit
     metrics: BrokerMetrics
     _deferred_admissions = 0
+    _admission_reads: AdmissionReads | None = None
 
     def _link(self, expect: str) -> Link:
         raise NotImplementedError
@@ -225,7 +227,10 @@ class Admission:
             raise self._agent_refused(
                 "-", ErrorCode.CERT_REQUIRED, "a client certificate is required on /agent", peer
             )
-        found = await self.storage.certificates.with_subscriber(serial)
+        reads = self._admission_reads
+        if reads is None:  # the first admission, after start() opened the storage
+            reads = self._admission_reads = AdmissionReads(self.storage.certificates.with_subscribers)
+        found = await reads.get(serial)
         if found is None:
             raise self._agent_refused(
                 "-",

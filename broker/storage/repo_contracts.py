@@ -155,10 +155,12 @@ def _prefixed(table: str, cols: str) -> str:
 
 
 _CERT_WIDTH: Final = len(_CERT_COLS.split(","))
-_CERT_AND_SUBSCRIBER: Final = (
+_CERT_AND_SUBSCRIBER_FROM: Final = (
     f"SELECT {_prefixed('c', _CERT_COLS)}, {_prefixed('s', _SUB_COLS)} FROM certificates c"
-    " LEFT JOIN subscribers s ON s.contract_id = c.contract_id WHERE c.serial = ?"
+    " LEFT JOIN subscribers s ON s.contract_id = c.contract_id"
 )
+_CERT_AND_SUBSCRIBER: Final = f"{_CERT_AND_SUBSCRIBER_FROM} WHERE c.serial = ?"
+_CERT_AND_SUBSCRIBER_ANY: Final = f"{_CERT_AND_SUBSCRIBER_FROM} WHERE c.serial = ANY(?)"
 
 
 async def get_certificate_and_subscriber(
@@ -171,6 +173,27 @@ async def get_certificate_and_subscriber(
         return None
     cert, sub = row[:_CERT_WIDTH], row[_CERT_WIDTH:]
     return _cert(cert), (_subscriber(sub) if sub[0] is not None else None)
+
+
+async def get_certificates_and_subscribers(
+    tx: Tx, serials: Sequence[str]
+) -> dict[str, tuple[CertificateRecord, Subscriber | None]]:
+    """Several agents' certificates and contracts in one statement (admissions that arrive together
+    in a reconnect storm, :mod:`broker.admission_reads`); an unknown serial is simply absent. One SQL
+    text on PostgreSQL (``= ANY(?)`` with an array: one prepared statement for every batch size)."""
+    if not serials:
+        return {}
+    if tx.dialect == "postgresql":
+        rows = await tx.fetchall(_CERT_AND_SUBSCRIBER_ANY, (list(serials),))
+    else:
+        marks = ", ".join("?" * len(serials))
+        rows = await tx.fetchall(f"{_CERT_AND_SUBSCRIBER_FROM} WHERE c.serial IN ({marks})", tuple(serials))
+    found: dict[str, tuple[CertificateRecord, Subscriber | None]] = {}
+    for row in rows:
+        cert, sub = row[:_CERT_WIDTH], row[_CERT_WIDTH:]
+        record = _cert(cert)
+        found[record.serial] = (record, _subscriber(sub) if sub[0] is not None else None)
+    return found
 
 
 async def list_certificates(tx: Tx, contract_id: str | None = None) -> list[CertificateRecord]:

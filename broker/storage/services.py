@@ -262,6 +262,13 @@ class Certificates:
         async with self.db.read_statement() as tx:
             return await repo_contracts.get_certificate_and_subscriber(tx, serial)
 
+    async def with_subscribers(
+        self, serials: Sequence[str]
+    ) -> dict[str, tuple[CertificateRecord, Subscriber | None]]:
+        """Several admissions' reads in one statement (:mod:`broker.admission_reads`)."""
+        async with self.db.read_statement() as tx:
+            return await repo_contracts.get_certificates_and_subscribers(tx, serials)
+
     async def list_all(self, contract_id: str | None = None) -> list[CertificateRecord]:
         async with self.db.read() as tx:
             return await repo_contracts.list_certificates(tx, contract_id)
