@@ -153,15 +153,21 @@ class PostgresDatabase:
             raise StoreError(f"cannot connect to PostgreSQL within {self._timeout:g} s") from None
 
     @asynccontextmanager
-    async def _transaction(self, first: str) -> AsyncIterator[_PgTx]:
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
+        """A pool connection; none free within the timeout is :class:`StorageBusy`."""
         try:
-            async with self._pool.connection() as conn, conn.transaction():
-                tx = _PgTx(conn)
-                if first:
-                    await conn.execute(first)
-                yield tx
+            async with self._pool.connection() as conn:
+                yield conn
         except PoolTimeout:
             raise StorageBusy(f"no database connection free within {self._timeout:g} s") from None
+
+    @asynccontextmanager
+    async def _transaction(self, first: str) -> AsyncIterator[_PgTx]:
+        async with self._connection() as conn, conn.transaction():
+            tx = _PgTx(conn)
+            if first:
+                await conn.execute(first)
+            yield tx
 
     def write(self, *, durable: bool = True) -> AbstractAsyncContextManager[_PgTx]:
         return self._transaction("" if durable else "SET LOCAL synchronous_commit = off")
@@ -173,11 +179,8 @@ class PostgresDatabase:
     async def read_statement(self) -> AsyncIterator[OneStatement]:
         """The pool's connections are in autocommit: the one ``SELECT`` is a transaction of its own
         (one snapshot), in one round trip."""
-        try:
-            async with self._pool.connection() as conn:
-                yield OneStatement(_PgTx(conn))
-        except PoolTimeout:
-            raise StorageBusy(f"no database connection free within {self._timeout:g} s") from None
+        async with self._connection() as conn:
+            yield OneStatement(_PgTx(conn))
 
     def pool_stats(self) -> dict[str, int]:
         """Cumulative since the pool opened (``get_stats``, not ``pop_stats``: nothing is reset)."""
