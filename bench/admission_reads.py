@@ -19,33 +19,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import secrets
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
-
+from bench.cluster_fixtures import ADMIN_URL, postgres_database
 from broker.storage import Storage, open_storage, repo_contracts
 from broker.store import CertificateRecord
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SERIAL = "5e71a1"
-
-
-@asynccontextmanager
-async def _database(admin_url: str) -> AsyncIterator[str]:
-    name = f"bench_admission_{secrets.token_hex(4)}"
-    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            parts = urlsplit(admin_url)
-            yield urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def _enrol_one(storage: Storage) -> None:
@@ -68,7 +51,7 @@ async def _enrol_one(storage: Storage) -> None:
 def _ways(storage: Storage) -> dict[str, Callable[[], Coroutine[Any, Any, object]]]:
     async def in_transaction() -> object:
         async with storage.db.read() as tx:
-            return await repo_contracts.get_certificate_and_subscriber(tx, SERIAL)
+            return (await repo_contracts.get_certificates_and_subscribers(tx, [SERIAL])).get(SERIAL)
 
     async def one_statement() -> object:
         return await storage.certificates.with_subscriber(SERIAL)
@@ -94,7 +77,7 @@ async def _measure(
 
 
 async def main(reads: int, concurrency: int, rounds: int, admin_url: str) -> dict[str, Any]:
-    async with _database(admin_url) as url:
+    with postgres_database(admin_url, prefix="bench_admission") as url:
         storage = await open_storage(url)
         try:
             await _enrol_one(storage)

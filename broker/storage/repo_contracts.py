@@ -159,27 +159,15 @@ _CERT_AND_SUBSCRIBER_FROM: Final = (
     f"SELECT {_prefixed('c', _CERT_COLS)}, {_prefixed('s', _SUB_COLS)} FROM certificates c"
     " LEFT JOIN subscribers s ON s.contract_id = c.contract_id"
 )
-_CERT_AND_SUBSCRIBER: Final = f"{_CERT_AND_SUBSCRIBER_FROM} WHERE c.serial = ?"
 _CERT_AND_SUBSCRIBER_ANY: Final = f"{_CERT_AND_SUBSCRIBER_FROM} WHERE c.serial = ANY(?)"
-
-
-async def get_certificate_and_subscriber(
-    tx: Tx, serial: str
-) -> tuple[CertificateRecord, Subscriber | None] | None:
-    """An agent's certificate and its contract in one statement (an admission per reconnect: one
-    database round trip instead of two)."""
-    row = await tx.fetchone(_CERT_AND_SUBSCRIBER, (serial,))
-    if row is None:
-        return None
-    cert, sub = row[:_CERT_WIDTH], row[_CERT_WIDTH:]
-    return _cert(cert), (_subscriber(sub) if sub[0] is not None else None)
 
 
 async def get_certificates_and_subscribers(
     tx: Tx, serials: Sequence[str]
 ) -> dict[str, tuple[CertificateRecord, Subscriber | None]]:
-    """Several agents' certificates and contracts in one statement (admissions that arrive together
-    in a reconnect storm, :mod:`broker.admission_reads`); an unknown serial is simply absent. One SQL
+    """Agents' certificates and contracts in one statement (an admission, or the admissions that
+    arrive together in a reconnect storm, :mod:`broker.admission_reads`); an unknown serial is simply
+    absent. One SQL
     text on PostgreSQL (``= ANY(?)`` with an array: one prepared statement for every batch size)."""
     if not serials:
         return {}

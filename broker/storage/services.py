@@ -259,8 +259,7 @@ class Certificates:
     async def with_subscriber(self, serial: str) -> tuple[CertificateRecord, Subscriber | None] | None:
         """The certificate and its contract, read together in one statement (an agent's admission, at
         every reconnect)."""
-        async with self.db.read_statement() as tx:
-            return await repo_contracts.get_certificate_and_subscriber(tx, serial)
+        return (await self.with_subscribers([serial])).get(serial)
 
     async def with_subscribers(
         self, serials: Sequence[str]
